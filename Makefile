@@ -1,0 +1,130 @@
+# adamps: one Makefile. `make` builds ./adamps; `make test` runs the unit and
+# MPI tests; `make test SAN=1` the same under AddressSanitizer + UBSan;
+# `make run` trains the default job; `make bench` prints the benchmarks.
+# Every .c under common/ server/ worker/ goes into build/libadamps.a, every
+# tests/unit/test_*.c becomes its own cmocka binary: adding a module or a
+# test needs no edit here.
+
+CC ?= cc
+PREFIX ?= /usr/local
+PKGS := ompi-c openblas libprotobuf-c zlib
+
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else ifeq ($(DEBUG),1)
+BUILD ?= build-debug
+else
+BUILD ?= build
+endif
+
+ifeq ($(DEBUG),1)
+OPTFLAGS := -O0 -g3 -DPS_DEBUG
+else
+OPTFLAGS := -O2 -g
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+# -fno-math-errno lets sqrtf vectorise in the optimizer loops; nothing here
+# reads errno after a math call.
+CFLAGS_ALL := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPTFLAGS) -fno-math-errno \
+	$(WARN) $(SANFLAGS) -I. -I$(BUILD)/gen $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) -lm -lpthread $(LDLIBS)
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+
+GEN_C := $(BUILD)/gen/adamps.pb-c.c
+GEN_H := $(BUILD)/gen/adamps.pb-c.h
+LIB_SRCS := $(sort $(wildcard common/*.c server/*.c worker/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/adamps.pb-c.o
+CLI_SRCS := $(sort $(wildcard cli/*.c))
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+LIB := $(BUILD)/libadamps.a
+
+ifeq ($(BUILD),build)
+BIN := adamps
+else
+BIN := $(BUILD)/adamps
+endif
+
+.PHONY: all run test unit mpitest bench fuzz clean install deps check-deps
+all: $(BIN)
+
+$(GEN_C) $(GEN_H): proto/adamps.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen proto/adamps.proto
+
+$(BUILD)/gen/adamps.pb-c.o: $(GEN_C)
+	$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -c $< -o $@
+
+# Every object may include the generated header (through codec only, but
+# make cannot know), so generation comes first.
+$(BUILD)/%.o: %.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJS) $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DUNIT_TESTING $(LDFLAGS_ALL) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/bench/%: bench/%.c $(LIB) | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+
+# Installs missing packages first, so a fresh machine needs only this.
+check-deps:
+	@deploy/install-deps.sh --check >/dev/null 2>&1 || deploy/install-deps.sh
+
+deps:
+	deploy/install-deps.sh
+
+unit: $(UNIT_BINS)
+	@tests/run_unit.sh $(UNIT_BINS)
+
+mpitest: $(BIN)
+	@BIN=$(BIN) SAN=$(SAN) tests/mpi/run.sh
+
+test: check-deps
+	@$(MAKE) --no-print-directory $(BIN) $(UNIT_BINS)
+	@tests/run_unit.sh $(UNIT_BINS)
+	@BIN=$(BIN) SAN=$(SAN) tests/mpi/run.sh
+
+run: check-deps
+	@$(MAKE) --no-print-directory $(BIN)
+	@deploy/run-default.sh ./$(BIN)
+
+bench: check-deps
+	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
+	@BIN=$(BIN) BUILD=$(BUILD) bench/run.sh
+
+fuzz:
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build-fuzz
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/adamps/deploy
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/adamps
+	install -m 755 deploy/launch deploy/plot deploy/install-deps.sh $(DESTDIR)$(PREFIX)/share/adamps/deploy/
+	install -m 644 deploy/adamps.sbatch $(DESTDIR)$(PREFIX)/share/adamps/deploy/
+
+clean:
+	rm -rf build build-san build-debug build-fuzz build-* adamps
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(UNIT_BINS:=.d) $(BENCH_BINS:=.d)

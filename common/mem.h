@@ -1,0 +1,31 @@
+/* Allocation for every adamps module. All heap memory goes through these so
+ * tests can swap in cmocka's checked allocator or fail the Nth allocation.
+ * They return NULL on failure; callers turn that into PS_ENOMEM. */
+#ifndef PS_MEM_H
+#define PS_MEM_H
+
+#include <stddef.h>
+
+typedef struct {
+    void *(*malloc_fn)(size_t size);
+    void *(*realloc_fn)(void *ptr, size_t size);
+    void (*free_fn)(void *ptr);
+} ps_mem_hooks;
+
+/* Replaces the allocator; NULL restores the C library's. Not thread-safe:
+ * call before any allocation, or between tests. */
+void ps_mem_set_hooks(const ps_mem_hooks *hooks);
+
+void *ps_malloc(size_t size);
+/* Checks n * size for overflow; memory is zeroed. */
+void *ps_calloc(size_t n, size_t size);
+void *ps_realloc(void *ptr, size_t size);
+/* Grows an array: *cap doubles until it holds need elements. Returns 0 or
+ * PS_ENOMEM (then *arr is unchanged). */
+int ps_grow(void **arr, size_t *cap, size_t need, size_t elem_size);
+void ps_free(void *ptr);
+/* align is a power of two >= sizeof(void *); free with ps_aligned_free. */
+void *ps_aligned_alloc(size_t align, size_t size);
+void ps_aligned_free(void *ptr);
+
+#endif

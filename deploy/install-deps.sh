@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages adamps needs to build, test and run.
+# Idempotent: installs only what is missing. Uses sudo only when not root.
+#   deploy/install-deps.sh          install what is missing
+#   deploy/install-deps.sh --check  exit 1 if anything is missing, install nothing
+set -eu
+
+PKGS=(
+    build-essential pkg-config
+    openmpi-bin libopenmpi-dev
+    libopenblas-dev
+    libprotobuf-c-dev protobuf-c-compiler
+    libcmocka-dev
+    zlib1g-dev
+    dataset-fashion-mnist
+    python3 python3-numpy
+    gnuplot-nox
+)
+# Optional extras: the golden-vector generator (torch) and the fuzzer runtime
+# are only needed to regenerate test vectors and for `make fuzz`.
+if [ "${ADAMPS_DEV_DEPS:-0}" = 1 ]; then
+    PKGS+=(python3-torch clang libclang-rt-14-dev)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${1:-}" = "--check" ]; then
+    if [ ${#missing[@]} -ne 0 ]; then
+        echo "missing packages: ${missing[*]}" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all packages present"
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-deps: apt-get not found; install these by hand: ${missing[*]}" >&2
+    exit 1
+fi
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=sudo
+    else
+        echo "install-deps: not root and no sudo; install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

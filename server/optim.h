@@ -1,0 +1,66 @@
+/* Update rules: pure functions over float arrays, no MPI, no I/O, no
+ * allocation. The server's store calls them on a shard (dense) or on the
+ * rows a push touched (lazy). Hyper-parameters default to the paper's
+ * (Kingma & Ba 2015, Algorithm 1): alpha 0.001, beta1 0.9, beta2 0.999,
+ * eps 1e-8. Thread-safe (no shared state). */
+#ifndef PS_OPTIM_H
+#define PS_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    PS_OPT_ADAM = 0, /* Alg. 1, bias correction switchable (section 6.4) */
+    PS_OPT_ADAMAX,   /* section 7.1: u = max(b2 u, |g|), step alpha/(1-b1^t) */
+    PS_OPT_SGD,
+    PS_OPT_NESTEROV, /* momentum buffer, torch.optim.SGD(nesterov=True) form */
+    PS_OPT_ADAGRAD,
+    PS_OPT_RMSPROP,
+    PS_OPT_ADAMW,    /* decoupled weight decay (Loshchilov & Hutter) */
+    PS_OPT_AMSGRAD,  /* Reddi et al.: v_max = max(v_max, v) */
+    PS_OPT_COUNT_
+} ps_opt_kind;
+
+typedef enum { PS_LR_CONST = 0, PS_LR_INVSQRT = 1 } ps_lr_schedule;
+
+typedef struct {
+    ps_opt_kind kind;
+    float lr;             /* alpha */
+    float beta1;          /* Adam family: first moment decay */
+    float beta2;          /* Adam family: second moment decay; RMSProp: its decay */
+    float eps;            /* not used by AdaMax (the paper has none) */
+    int bias_correction;  /* 1 = Alg. 1; 0 = m, v used raw (section 6.4 study) */
+    float momentum;       /* Nesterov */
+    float weight_decay;   /* AdamW, decoupled: w -= lr * wd * w */
+    ps_lr_schedule schedule; /* invsqrt: alpha_t = alpha / sqrt(t) (section 6.1) */
+} ps_opt_hp;
+
+/* Fills hp with the paper's defaults for kind (and eps 1e-10 for AdaGrad,
+ * beta2 0.99 for RMSProp, momentum 0.9 for Nesterov, wd 0.01 for AdamW). */
+void ps_opt_defaults(ps_opt_hp *hp, ps_opt_kind kind);
+/* Parses "adam", "adamax", "sgd", "nesterov", "adagrad", "rmsprop", "adamw",
+ * "amsgrad"; returns 0 or PS_EINVAL. */
+int ps_opt_parse(const char *name, ps_opt_kind *out);
+const char *ps_opt_name(ps_opt_kind kind);
+/* Per-parameter state arrays the rule needs (0..3): Adam m, v; AMSGrad
+ * m, v, v_max; AdaMax m, u; Nesterov buf; AdaGrad sum; RMSProp v; SGD none.
+ * State starts at zero. */
+int ps_opt_nstate(ps_opt_kind kind);
+
+/* Dense step t (t >= 1, the number of this step) over n parameters:
+ * w, state[0..nstate-1] and g all have n floats. */
+void ps_opt_step(const ps_opt_hp *hp, float *w, float *const *state, const float *g, size_t n,
+                 int64_t t);
+
+/* Lazy step t over selected rows: row rows[i] (a row index into w and each
+ * state array, width floats per row) takes gradient g[i*width .. +width].
+ * Bias correction uses the global t, as TensorFlow's LazyAdam does. */
+void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const float *g,
+                      size_t width, const uint64_t *rows, size_t nrows, int64_t t);
+
+/* Temporal averaging (section 7.2): avg = beta * avg + (1 - beta) * w. */
+void ps_opt_average(float *avg, const float *w, size_t n, float beta);
+/* The bias-corrected average avg / (1 - beta^t) into out (n floats). */
+void ps_opt_average_read(float *out, const float *avg, size_t n, float beta, int64_t t);
+
+#endif
