@@ -58,36 +58,50 @@ else
 BIN := $(BUILD)/adamps
 endif
 
+# Quiet by default; `make V=1` shows the commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 .PHONY: all run test unit mpitest bench fuzz clean install deps check-deps
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
 	@mkdir -p $(BUILD)/gen
-	protoc-c --proto_path=proto --c_out=$(BUILD)/gen proto/adamps.proto
+	@echo "  PROTOC $<"
+	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/gen proto/adamps.proto
 
 $(BUILD)/gen/adamps.pb-c.o: $(GEN_C)
-	$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -c $< -o $@
+	@echo "  CC     $<"
+	$(Q)$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -c $< -o $@
 
 # Every object may include the generated header (through codec only, but
 # make cannot know), so generation comes first.
 $(BUILD)/%.o: %.c | $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@echo "  CC     $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR     $@"
+	$(Q)ar rcs $@ $^
 
 $(BIN): $(CLI_OBJS) $(LIB)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS_ALL)
+	@echo "  LD     $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DUNIT_TESTING $(LDFLAGS_ALL) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS_ALL)
+	@echo "  TEST   $@"
+	$(Q)$(CC) $(CFLAGS_ALL) -DUNIT_TESTING $(LDFLAGS_ALL) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
 $(BUILD)/bench/%: bench/%.c $(LIB) | $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+	@echo "  BENCH  $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 # Installs missing packages first, so a fresh machine needs only this.
 check-deps:
@@ -106,10 +120,11 @@ test: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(UNIT_BINS)
 	@tests/run_unit.sh $(UNIT_BINS)
 	@BIN=$(BIN) SAN=$(SAN) tests/mpi/run.sh
+	@tests/test_plot.sh
 
 run: check-deps
 	@$(MAKE) --no-print-directory $(BIN)
-	@deploy/run-default.sh ./$(BIN)
+	@deploy/run-default.sh ./$(BIN) $(ARGS)
 
 bench: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)

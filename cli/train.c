@@ -1,0 +1,225 @@
+/* adamps train: decides roles, agrees on the data's shape, builds the
+ * model's table list and runs each rank as a server or a worker. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/comm.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/roles.h"
+#include "server/server.h"
+#include "worker/model.h"
+#include "worker/source.h"
+#include "worker/train.h"
+
+#define EVAL_BATCH 1000
+
+typedef struct {
+    int32_t rc;
+    ps_source_spec spec;
+} probe_msg;
+
+static void model_cfg_from(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
+                           ps_model_cfg *m)
+{
+    memset(m, 0, sizeof *m);
+    m->kind = cfg->model == 1 ? PS_MODEL_MLP : PS_MODEL_LOGREG;
+    m->in_dim = spec->dim;
+    m->nclasses = spec->nclasses;
+    m->sparse_input = spec->sparse;
+    m->nhidden = cfg->nhidden;
+    memcpy(m->hidden, cfg->hidden, sizeof m->hidden);
+    m->dropout_input = cfg->dropout_input;
+    m->dropout_hidden = cfg->dropout;
+    m->l2 = cfg->l2;
+    m->init_override = cfg->init;
+    m->seed = cfg->seed;
+    m->worker = worker;
+    m->max_batch = cfg->batch > EVAL_BATCH ? cfg->batch : EVAL_BATCH;
+}
+
+static int opt_from(const ps_cfg *cfg, ps_opt_hp *hp)
+{
+    ps_opt_kind kind;
+    if (ps_opt_parse(cfg->optimizer, &kind)) {
+        return PS_ECONFIG;
+    }
+    ps_opt_defaults(hp, kind);
+    hp->lr = cfg->lr;
+    hp->beta1 = cfg->beta1;
+    hp->beta2 = cfg->beta2;
+    hp->eps = cfg->eps;
+    hp->bias_correction = cfg->bias_correction;
+    hp->momentum = cfg->momentum;
+    hp->weight_decay = cfg->weight_decay;
+    hp->schedule = strcmp(cfg->lr_schedule, "invsqrt") == 0 ? PS_LR_INVSQRT : PS_LR_CONST;
+    return 0;
+}
+
+/* Exit status for an rc: problems found before any training are usage or
+ * input errors (2); the rest are run failures (1). */
+static int exit_code(int rc)
+{
+    return rc == PS_ECONFIG || rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ERANGE ? 2 : 1;
+}
+
+typedef struct {
+    int *node_of_rank, *is_server, *server_ranks, *worker_ranks;
+    int nservers, nworkers, my_id;
+} layout;
+
+static int make_layout(ps_comm *comm, ps_cfg *cfg, layout *l)
+{
+    int size = ps_comm_size(comm), rank = ps_comm_rank(comm), nnodes = 0;
+    if (!(l->node_of_rank = ps_calloc((size_t)size, sizeof(int))) ||
+        !(l->is_server = ps_calloc((size_t)size, sizeof(int))) ||
+        !(l->server_ranks = ps_calloc((size_t)size, sizeof(int))) ||
+        !(l->worker_ranks = ps_calloc((size_t)size, sizeof(int)))) {
+        return PS_ENOMEM;
+    }
+    int rc = ps_comm_nodes(comm, l->node_of_rank, &nnodes);
+    if (rc) {
+        return rc;
+    }
+    l->nservers = cfg->servers ? cfg->servers : nnodes;
+    char err[512];
+    if (ps_cfg_check_world(cfg, size, l->nservers, err, sizeof err)) {
+        if (rank == 0) {
+            fprintf(stderr, "adamps: %s\n", err);
+        }
+        return PS_ECONFIG;
+    }
+    if ((rc = ps_roles_assign(size, l->nservers, l->node_of_rank, nnodes, l->is_server))) {
+        return rc;
+    }
+    l->nworkers = 0;
+    int ns = 0;
+    for (int r = 0; r < size; r++) {
+        if (r == rank) {
+            l->my_id = l->is_server[r] ? ns : l->nworkers;
+        }
+        if (l->is_server[r]) {
+            l->server_ranks[ns++] = r;
+        } else {
+            l->worker_ranks[l->nworkers++] = r;
+        }
+    }
+    return 0;
+}
+
+static void layout_fini(layout *l)
+{
+    ps_free(l->node_of_rank);
+    ps_free(l->is_server);
+    ps_free(l->server_ranks);
+    ps_free(l->worker_ranks);
+}
+
+/* Collective: the coordinator reads the data's shape, everyone gets it. */
+static int agree_spec(ps_comm *comm, const ps_cfg *cfg, const layout *l, ps_source_spec *spec)
+{
+    probe_msg msg = {0};
+    int root = l->worker_ranks[0];
+    if (ps_comm_rank(comm) == root) {
+        msg.rc = ps_source_probe(cfg, &msg.spec);
+    }
+    int rc = ps_comm_bcast(comm, root, &msg, sizeof msg);
+    if (rc) {
+        return rc;
+    }
+    *spec = msg.spec;
+    return msg.rc;
+}
+
+static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
+{
+    layout l = {0};
+    ps_source_spec spec;
+    ps_model *model = NULL;
+    ps_comm *workers = NULL;
+    int rank = ps_comm_rank(comm);
+    int rc = make_layout(comm, cfg, &l);
+    if (rc == 0) {
+        rc = agree_spec(comm, cfg, &l, &spec);
+    }
+    /* Config and data errors are the same on every rank here: leave cleanly. */
+    if ((rc = ps_comm_agree(comm, rc))) {
+        goto done;
+    }
+    int server = l.is_server[rank];
+    ps_model_cfg mcfg;
+    model_cfg_from(cfg, &spec, server ? 0 : (uint32_t)l.my_id, &mcfg);
+    if ((rc = ps_comm_agree(comm, ps_model_create(&model, &mcfg))) ||
+        (rc = ps_comm_split(comm, server ? -1 : 0, &workers))) {
+        goto done;
+    }
+    uint32_t ntables = ps_model_ntables(model);
+    ps_table_desc tables[2 * (PS_MODEL_MAX_HIDDEN + 1)];
+    for (uint32_t t = 0; t < ntables; t++) {
+        tables[t] = *ps_model_table(model, t);
+    }
+    if (rank == l.worker_ranks[0] && !cfg->quiet) {
+        PS_LOG(INFO, "adamps train: %d servers, %d workers; data: %llu features, %u classes, "
+                     "%llu train / %llu test samples",
+               l.nservers, l.nworkers, (unsigned long long)spec.dim, spec.nclasses,
+               (unsigned long long)spec.ntrain, (unsigned long long)spec.ntest);
+        PS_LOG(INFO, "config: %s", header);
+        for (uint32_t t = 0; t < ntables; t++) {
+            PS_LOG(INFO, "table %u %s: %llu x %u, init %s", t, tables[t].name,
+                   (unsigned long long)tables[t].rows, tables[t].width,
+                   ps_init_name(tables[t].init));
+        }
+    }
+    ps_shard_mode shard = cfg->shard_hash ? PS_SHARD_HASH : PS_SHARD_RANGE;
+    if (server) {
+        ps_server_cfg sc = {.nworkers = (uint32_t)l.nworkers, .worker_ranks = l.worker_ranks,
+                            .sync = cfg->consistency == PS_CONS_BSP   ? PS_SYNC_BSP
+                                    : cfg->consistency == PS_CONS_SSP ? PS_SYNC_SSP
+                                                                      : PS_SYNC_ASP,
+                            .nonfinite_skip = cfg->nonfinite == PS_NONFINITE_SKIP,
+                            .ckpt_dir = cfg->ckpt_dir, .config_text = header,
+                            .resume = cfg->resume};
+        sc.store = (ps_store_cfg){.tables = tables, .ntables = ntables,
+                                  .server = (uint32_t)l.my_id,
+                                  .nservers = (uint32_t)l.nservers, .shard = shard,
+                                  .lazy = cfg->sparse_lazy, .avg_beta = cfg->temporal_averaging,
+                                  .seed = cfg->seed};
+        opt_from(cfg, &sc.store.hp);
+        rc = ps_server_run(&sc, comm);
+    } else {
+        ps_worker_cfg wc = {.cfg = cfg, .model = mcfg, .spec = spec, .config_text = header};
+        wc.client = (ps_client_cfg){.tables = tables, .ntables = ntables,
+                                    .nservers = (uint32_t)l.nservers,
+                                    .server_ranks = l.server_ranks, .shard = shard,
+                                    .worker = (uint32_t)l.my_id,
+                                    .nworkers = (uint32_t)l.nworkers};
+        rc = ps_worker_run(&wc, comm, workers);
+    }
+    if (rc) {
+        /* Peers may be blocked waiting on this rank: only an abort ends them. */
+        PS_LOG(ERROR, "%s %d failed: %s; aborting the job", server ? "server" : "worker", l.my_id,
+               ps_strerror(rc));
+        ps_comm_abort(comm, exit_code(rc));
+    }
+done:
+    ps_comm_destroy(&workers);
+    ps_model_destroy(&model);
+    layout_fini(&l);
+    return rc;
+}
+
+int ps_cli_train(ps_cfg *cfg, int *argc, char ***argv)
+{
+    ps_comm *comm = NULL;
+    ps_log_set_json(cfg->log_json);
+    if (ps_comm_init(&comm, argc, argv)) {
+        return 1;
+    }
+    static char header[8192];
+    ps_cfg_format(cfg, header, sizeof header);
+    int rc = run(comm, cfg, header);
+    ps_comm_destroy(&comm);
+    return rc ? exit_code(rc) : 0;
+}

@@ -1,0 +1,175 @@
+/* FileHeader <-> ps_file_header. Part of the codec layer: one of the only
+ * files that include the generated protobuf-c code (see codec_header.h). */
+#include "common/codec_header.h"
+
+#include <string.h>
+
+#include "adamps.pb-c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+/* protobuf-c reports an allocation failure and a parse error the same way
+ * (NULL), so the allocator remembers whether it failed. Routing through
+ * ps_malloc lets the OOM tests reach the decoder. */
+typedef struct {
+    int oom;
+} pb_alloc_state;
+
+static void *pb_alloc(void *data, size_t size)
+{
+    void *p = ps_malloc(size);
+    if (!p) {
+        ((pb_alloc_state *)data)->oom = 1;
+    }
+    return p;
+}
+
+static void pb_free(void *data, void *p)
+{
+    (void)data;
+    ps_free(p);
+}
+
+int ps_codec_encode_header(const ps_file_header *h, ps_bytes *out)
+{
+    int rc = 0;
+    Adamps__TableInfo *infos = NULL;
+    Adamps__TableInfo **ptrs = NULL;
+
+    if (!memchr(h->kind, '\0', sizeof h->kind)) {
+        PS_LOG(ERROR, "file header: kind is not NUL-terminated within %zu bytes", sizeof h->kind);
+        rc = PS_EINVAL;
+        goto done;
+    }
+    if (h->ntables) {
+        infos = ps_calloc(h->ntables, sizeof *infos);
+        ptrs = ps_calloc(h->ntables, sizeof *ptrs);
+        if (!infos || !ptrs) {
+            rc = PS_ENOMEM;
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < h->ntables; i++) {
+        const ps_file_table *t = &h->tables[i];
+        if (!memchr(t->name, '\0', sizeof t->name)) {
+            PS_LOG(ERROR, "file header: table %zu name is not NUL-terminated within %zu bytes", i,
+                   sizeof t->name);
+            rc = PS_EINVAL;
+            goto done;
+        }
+        adamps__table_info__init(&infos[i]);
+        /* protobuf-c only reads the strings while packing. */
+        infos[i].name = (char *)t->name;
+        infos[i].rows = t->rows;
+        infos[i].width = t->width;
+        infos[i].first_slot = t->first_slot;
+        infos[i].nslots = t->nslots;
+        infos[i].nstate = t->nstate;
+        ptrs[i] = &infos[i];
+    }
+
+    Adamps__FileHeader msg = ADAMPS__FILE_HEADER__INIT;
+    msg.format_version = h->format_version;
+    msg.kind = (char *)h->kind;
+    msg.payload_bytes = h->payload_bytes;
+    msg.crc32 = h->crc32;
+    msg.config = h->config ? h->config : (char *)"";
+    msg.clock = h->clock;
+    msg.rank = h->rank;
+    msg.nservers = h->nservers;
+    msg.nworkers = h->nworkers;
+    msg.n_tables = h->ntables;
+    msg.tables = ptrs;
+
+    size_t need = adamps__file_header__get_packed_size(&msg);
+    void *data = out->data;
+    rc = ps_grow(&data, &out->cap, need, 1);
+    out->data = data;
+    if (rc) {
+        goto done;
+    }
+    out->len = adamps__file_header__pack(&msg, out->data);
+
+done:
+    ps_free(ptrs);
+    ps_free(infos);
+    return rc;
+}
+
+int ps_codec_decode_header(const char *what, const void *buf, size_t len, ps_file_header *out)
+{
+    int rc = 0;
+    pb_alloc_state st = {0};
+    ProtobufCAllocator alloc = {pb_alloc, pb_free, &st};
+
+    memset(out, 0, sizeof *out);
+    Adamps__FileHeader *msg = adamps__file_header__unpack(&alloc, len, buf);
+    if (!msg) {
+        if (st.oom) {
+            rc = PS_ENOMEM;
+        } else {
+            PS_LOG(ERROR, "%s: file header (%zu bytes) does not parse as a FileHeader message",
+                   what, len);
+            rc = PS_ECKPT;
+        }
+        goto done;
+    }
+    if (strlen(msg->kind) >= sizeof out->kind) {
+        PS_LOG(ERROR, "%s: file header kind is %zu bytes long, at most %zu allowed", what,
+               strlen(msg->kind), sizeof out->kind - 1);
+        rc = PS_ECKPT;
+        goto free_msg;
+    }
+    for (size_t i = 0; i < msg->n_tables; i++) {
+        if (strlen(msg->tables[i]->name) >= sizeof out->tables[0].name) {
+            PS_LOG(ERROR, "%s: file header table %zu name is %zu bytes long, at most %zu allowed",
+                   what, i, strlen(msg->tables[i]->name), sizeof out->tables[0].name - 1);
+            rc = PS_ECKPT;
+            goto free_msg;
+        }
+    }
+
+    size_t clen = strlen(msg->config);
+    out->config = ps_malloc(clen + 1);
+    if (!out->config) {
+        rc = PS_ENOMEM;
+        goto free_msg;
+    }
+    memcpy(out->config, msg->config, clen + 1);
+    if (msg->n_tables) {
+        out->tables = ps_calloc(msg->n_tables, sizeof *out->tables);
+        if (!out->tables) {
+            rc = PS_ENOMEM;
+            goto free_msg;
+        }
+    }
+    out->ntables = msg->n_tables;
+    for (size_t i = 0; i < msg->n_tables; i++) {
+        const Adamps__TableInfo *in = msg->tables[i];
+        ps_file_table *t = &out->tables[i];
+        strcpy(t->name, in->name);
+        t->rows = in->rows;
+        t->width = in->width;
+        t->first_slot = in->first_slot;
+        t->nslots = in->nslots;
+        t->nstate = in->nstate;
+    }
+    out->format_version = msg->format_version;
+    strcpy(out->kind, msg->kind);
+    out->payload_bytes = msg->payload_bytes;
+    out->crc32 = msg->crc32;
+    out->clock = msg->clock;
+    out->rank = msg->rank;
+    out->nservers = msg->nservers;
+    out->nworkers = msg->nworkers;
+
+free_msg:
+    if (rc) {
+        ps_free(out->config);
+        out->config = NULL;
+    }
+    adamps__file_header__free_unpacked(msg, &alloc);
+done:
+    return rc;
+}

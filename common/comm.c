@@ -1,0 +1,368 @@
+#include "common/comm.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+/* Idle waiting: poll this many times, then sleep 2 us doubling to 200 us. */
+#define SPIN_POLLS 200
+#define MIN_NAP_NS 2000L
+#define MAX_NAP_NS 200000L
+
+/* A send in flight: MPI owns buf until the request completes. */
+typedef struct {
+    MPI_Request req;
+    ps_bytes buf;
+} send_slot;
+
+struct ps_comm {
+    MPI_Comm mpi;
+    int rank;
+    int size;
+    int is_world;
+    send_slot *inflight;
+    size_t ninflight, cap_inflight;
+    ps_bytes *pool; /* idle buffers, handed out by ps_comm_send */
+    size_t npool, cap_pool;
+    ps_bytes rbuf;
+    uint64_t bytes_sent, bytes_received;
+};
+
+static ps_comm *abort_comm;
+
+static int mpi_fail(const ps_comm *c, int mpirc, const char *what, int peer)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(mpirc, text, &len);
+    if (peer >= 0) {
+        PS_LOG(ERROR, "%s with rank %d failed: %s", what, peer, text);
+    } else {
+        PS_LOG(ERROR, "%s failed: %s", what, text);
+    }
+    (void)c;
+    return PS_EMPI;
+}
+
+#define MPI_CHECK(c, call, what, peer)                   \
+    do {                                                 \
+        int mpirc_ = (call);                             \
+        if (mpirc_ != MPI_SUCCESS) {                     \
+            return mpi_fail((c), mpirc_, (what), (peer)); \
+        }                                                \
+    } while (0)
+
+static void abort_hook(void)
+{
+    MPI_Abort(abort_comm ? abort_comm->mpi : MPI_COMM_WORLD, 70);
+}
+
+static int comm_wrap(ps_comm **out, MPI_Comm mpi, int is_world)
+{
+    ps_comm *c = ps_calloc(1, sizeof *c);
+    if (!c) {
+        return PS_ENOMEM;
+    }
+    c->mpi = mpi;
+    c->is_world = is_world;
+    MPI_Comm_rank(mpi, &c->rank);
+    MPI_Comm_size(mpi, &c->size);
+    MPI_Comm_set_errhandler(mpi, MPI_ERRORS_RETURN);
+    *out = c;
+    return 0;
+}
+
+int ps_comm_init(ps_comm **out, int *argc, char ***argv)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited && MPI_Init(argc, argv) != MPI_SUCCESS) {
+        PS_LOG(ERROR, "MPI_Init failed");
+        return PS_EMPI;
+    }
+    /* Errors on the world comm (and in MPI_Comm_dup) return too. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm dup;
+    int mpirc = MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+    if (mpirc != MPI_SUCCESS) {
+        return mpi_fail(NULL, mpirc, "MPI_Comm_dup", -1);
+    }
+    int rc = comm_wrap(out, dup, 1);
+    if (rc) {
+        MPI_Comm_free(&dup);
+        return rc;
+    }
+    ps_log_set_rank((*out)->rank);
+    abort_comm = *out;
+    ps_log_set_abort_hook(abort_hook);
+    return 0;
+}
+
+static void wait_all_sends(ps_comm *c)
+{
+    for (size_t i = 0; i < c->ninflight; i++) {
+        MPI_Wait(&c->inflight[i].req, MPI_STATUS_IGNORE);
+        ps_free(c->inflight[i].buf.data);
+    }
+    c->ninflight = 0;
+}
+
+void ps_comm_destroy(ps_comm **cp)
+{
+    if (!cp || !*cp) {
+        return;
+    }
+    ps_comm *c = *cp;
+    wait_all_sends(c);
+    for (size_t i = 0; i < c->npool; i++) {
+        ps_free(c->pool[i].data);
+    }
+    ps_free(c->pool);
+    ps_free(c->inflight);
+    ps_free(c->rbuf.data);
+    int finalize = c->is_world;
+    if (abort_comm == c) {
+        abort_comm = NULL;
+        ps_log_set_abort_hook(NULL);
+    }
+    MPI_Comm_free(&c->mpi);
+    ps_free(c);
+    *cp = NULL;
+    if (finalize) {
+        MPI_Finalize();
+    }
+}
+
+int ps_comm_rank(const ps_comm *c)
+{
+    return c->rank;
+}
+
+int ps_comm_size(const ps_comm *c)
+{
+    return c->size;
+}
+
+double ps_comm_time(void)
+{
+    return MPI_Wtime();
+}
+
+void ps_comm_abort(ps_comm *c, int code)
+{
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(c ? c->mpi : MPI_COMM_WORLD, code);
+    exit(code); /* MPI_Abort does not return; this keeps the compiler sure */
+}
+
+int ps_comm_progress(ps_comm *c)
+{
+    size_t i = 0;
+    while (i < c->ninflight) {
+        int done = 0;
+        send_slot *s = &c->inflight[i];
+        MPI_CHECK(c, MPI_Test(&s->req, &done, MPI_STATUS_IGNORE), "MPI_Test (send)", -1);
+        if (!done) {
+            i++;
+            continue;
+        }
+        /* Recycle the buffer; the pool can always hold it (see send). */
+        s->buf.len = 0;
+        c->pool[c->npool++] = s->buf;
+        c->inflight[i] = c->inflight[--c->ninflight];
+    }
+    return 0;
+}
+
+int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg)
+{
+    if (msg->len > (size_t)INT32_MAX) {
+        PS_LOG(ERROR, "message of %zu bytes to rank %d exceeds the 2 GiB MPI count limit",
+               msg->len, dst);
+        return PS_EINVAL;
+    }
+    int rc = ps_comm_progress(c);
+    if (rc) {
+        return rc;
+    }
+    /* Reserve room first so that failing later cannot lose the buffer: the
+     * pool must be able to take back every buffer in flight. */
+    size_t total = c->ninflight + c->npool + 1;
+    if ((rc = ps_grow((void **)&c->inflight, &c->cap_inflight, c->ninflight + 1,
+                      sizeof *c->inflight)) ||
+        (rc = ps_grow((void **)&c->pool, &c->cap_pool, total, sizeof *c->pool))) {
+        return rc;
+    }
+    send_slot *s = &c->inflight[c->ninflight];
+    s->buf = *msg;
+    int mpirc = MPI_Isend(s->buf.data, (int)s->buf.len, MPI_BYTE, dst, tag, c->mpi, &s->req);
+    if (mpirc != MPI_SUCCESS) {
+        return mpi_fail(c, mpirc, "MPI_Isend", dst);
+    }
+    c->ninflight++;
+    c->bytes_sent += msg->len;
+    if (c->npool) {
+        *msg = c->pool[--c->npool];
+    } else {
+        *msg = (ps_bytes){0};
+    }
+    msg->len = 0;
+    return 0;
+}
+
+int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_msg *out)
+{
+    int rc = ps_comm_progress(c);
+    if (rc) {
+        return rc;
+    }
+    MPI_Message mh;
+    MPI_Status st;
+    long spins = 0;
+    int msrc = src == PS_ANY ? MPI_ANY_SOURCE : src;
+    int mtag = tag == PS_ANY ? MPI_ANY_TAG : tag;
+    /* Waiting polls with a growing sleep instead of MPI_Mprobe, whose busy
+     * loop would take a core from the compute ranks sharing the node (a
+     * server idles most of the time). Latency cost: at most one sleep. */
+    long nap_ns = 0;
+    for (;;) {
+        int found = 0;
+        MPI_CHECK(c, MPI_Improbe(msrc, mtag, c->mpi, &found, &mh, &st), "MPI_Improbe", src);
+        if (found) {
+            break;
+        }
+        if (!wait) {
+            return PS_EEOF;
+        }
+        if (++spins > SPIN_POLLS) {
+            nap_ns = nap_ns ? (nap_ns * 2 > MAX_NAP_NS ? MAX_NAP_NS : nap_ns * 2) : MIN_NAP_NS;
+            struct timespec ts = {0, nap_ns};
+            nanosleep(&ts, NULL);
+        }
+    }
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    if ((rc = ps_grow((void **)&c->rbuf.data, &c->rbuf.cap, (size_t)count + 1, 1))) {
+        /* The matched message must still be received, or it is lost. */
+        MPI_Mrecv(NULL, 0, MPI_BYTE, &mh, MPI_STATUS_IGNORE);
+        return rc;
+    }
+    MPI_CHECK(c, MPI_Mrecv(c->rbuf.data, count, MPI_BYTE, &mh, MPI_STATUS_IGNORE), "MPI_Mrecv",
+              st.MPI_SOURCE);
+    c->bytes_received += (uint64_t)count;
+    out->src = st.MPI_SOURCE;
+    out->tag = st.MPI_TAG;
+    out->data = c->rbuf.data;
+    out->len = (size_t)count;
+    return 0;
+}
+
+void ps_comm_bytes(const ps_comm *c, uint64_t *sent, uint64_t *received)
+{
+    *sent = c->bytes_sent;
+    *received = c->bytes_received;
+}
+
+int ps_comm_agree(ps_comm *c, int rc)
+{
+    int all = rc;
+    MPI_CHECK(c, MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, c->mpi), "MPI_Allreduce (agree)",
+              -1);
+    return all;
+}
+
+int ps_comm_barrier(ps_comm *c)
+{
+    MPI_CHECK(c, MPI_Barrier(c->mpi), "MPI_Barrier", -1);
+    return 0;
+}
+
+int ps_comm_bcast(ps_comm *c, int root, void *buf, size_t len)
+{
+    /* Chunks keep each count inside int. */
+    uint8_t *p = buf;
+    while (len) {
+        int n = len > (1u << 30) ? (1 << 30) : (int)len;
+        MPI_CHECK(c, MPI_Bcast(p, n, MPI_BYTE, root, c->mpi), "MPI_Bcast", root);
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int ps_comm_allreduce_sum(ps_comm *c, double *vals, int n)
+{
+    MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, c->mpi),
+              "MPI_Allreduce (sum)", -1);
+    return 0;
+}
+
+int ps_comm_allreduce_max_u64(ps_comm *c, uint64_t *vals, int n)
+{
+    MPI_CHECK(c, MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_UINT64_T, MPI_MAX, c->mpi),
+              "MPI_Allreduce (max)", -1);
+    return 0;
+}
+
+int ps_comm_allgather_int(ps_comm *c, int val, int *out)
+{
+    MPI_CHECK(c, MPI_Allgather(&val, 1, MPI_INT, out, 1, MPI_INT, c->mpi), "MPI_Allgather", -1);
+    return 0;
+}
+
+int ps_comm_split(ps_comm *c, int color, ps_comm **out)
+{
+    MPI_Comm sub;
+    *out = NULL;
+    MPI_CHECK(c, MPI_Comm_split(c->mpi, color < 0 ? MPI_UNDEFINED : color, c->rank, &sub),
+              "MPI_Comm_split", -1);
+    if (sub == MPI_COMM_NULL) {
+        return 0;
+    }
+    int rc = comm_wrap(out, sub, 0);
+    if (rc) {
+        MPI_Comm_free(&sub);
+    }
+    return rc;
+}
+
+int ps_comm_nodes(ps_comm *c, int *node_of_rank, int *nnodes)
+{
+    MPI_Comm local;
+    MPI_CHECK(c, MPI_Comm_split_type(c->mpi, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local),
+              "MPI_Comm_split_type", -1);
+    /* Each node is named by the world rank of its first member. */
+    int leader = c->rank;
+    int mpirc = MPI_Bcast(&leader, 1, MPI_INT, 0, local);
+    MPI_Comm_free(&local);
+    if (mpirc != MPI_SUCCESS) {
+        return mpi_fail(c, mpirc, "MPI_Bcast (node leader)", -1);
+    }
+    int rc = ps_comm_allgather_int(c, leader, node_of_rank);
+    if (rc) {
+        return rc;
+    }
+    /* Leaders are the lowest rank of their node, so numbering them in rank
+     * order gives node indices 0..n-1; index[] maps leader rank -> node. */
+    int *index = ps_malloc(sizeof(int) * (size_t)c->size);
+    if (!index) {
+        return PS_ENOMEM;
+    }
+    int n = 0;
+    for (int r = 0; r < c->size; r++) {
+        index[r] = node_of_rank[r] == r ? n++ : -1;
+    }
+    for (int r = 0; r < c->size; r++) {
+        node_of_rank[r] = index[node_of_rank[r]];
+    }
+    ps_free(index);
+    *nnodes = n;
+    return 0;
+}

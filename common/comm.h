@@ -1,0 +1,80 @@
+/* Comm: every MPI call adamps makes. Wraps a dup of MPI_COMM_WORLD with
+ * MPI_ERRORS_RETURN, so a failed call becomes PS_EMPI (logged with
+ * MPI_Error_string, our rank and the peer) instead of a silent abort.
+ *
+ * Point-to-point is message based: ps_comm_send hands a whole encoded
+ * message to a nonblocking send and gives the caller an empty pooled buffer
+ * back in exchange, so nothing is copied or allocated per message once the
+ * pool has warmed up. ps_comm_recv matches a message with MPI_Mprobe/Improbe
+ * and receives it into one reusable buffer.
+ *
+ * Functions marked "collective" must be called by every rank of the
+ * communicator in the same order; they return the same rc on every rank.
+ * Not thread-safe: one thread per rank uses a ps_comm. */
+#ifndef PS_COMM_H
+#define PS_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/codec.h"
+
+typedef struct ps_comm ps_comm;
+
+enum { PS_TAG_PUSH = 1, PS_TAG_PULL = 2, PS_TAG_REPLY = 3, PS_TAG_CTRL = 4 };
+#define PS_ANY (-1)
+
+typedef struct {
+    int src;
+    int tag;
+    const uint8_t *data; /* valid until the next ps_comm_recv on this comm */
+    size_t len;
+} ps_msg;
+
+/* Initialises MPI (once per process) and returns the world communicator.
+ * Collective over MPI_COMM_WORLD. Destroy with ps_comm_destroy. */
+int ps_comm_init(ps_comm **out, int *argc, char ***argv);
+/* Waits for sends still in flight, frees the communicator; the world comm
+ * also finalises MPI. Collective. Accepts NULL. */
+void ps_comm_destroy(ps_comm **c);
+
+int ps_comm_rank(const ps_comm *c);
+int ps_comm_size(const ps_comm *c);
+/* Seconds since an arbitrary point (MPI_Wtime). */
+double ps_comm_time(void);
+/* Ends every rank of the job with exit code `code`. Does not return. */
+void ps_comm_abort(ps_comm *c, int code) __attribute__((noreturn));
+
+/* Sends msg->data[0..len) to rank dst with tag. Takes the buffer: on return
+ * *msg holds another (empty, pooled) buffer for the caller to reuse. The
+ * send completes in the background; an error is reported now, never later. */
+int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg);
+/* Receives the next message matching src/tag (PS_ANY for either). With
+ * wait = 0 returns PS_EEOF at once when none is ready. */
+int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_msg *out);
+/* Advances sends in flight and recycles their buffers. */
+int ps_comm_progress(ps_comm *c);
+/* Bytes sent and received so far by this rank (point-to-point). */
+void ps_comm_bytes(const ps_comm *c, uint64_t *sent, uint64_t *received);
+
+/* Collective: every rank passes its rc; all get the smallest (an error, if
+ * any rank had one), so all ranks take the same branch afterwards. */
+int ps_comm_agree(ps_comm *c, int rc);
+/* Collective. */
+int ps_comm_barrier(ps_comm *c);
+/* Collective: root's len bytes at buf go to every rank's buf. */
+int ps_comm_bcast(ps_comm *c, int root, void *buf, size_t len);
+/* Collective: element-wise sum (double) or max (uint64) in place. */
+int ps_comm_allreduce_sum(ps_comm *c, double *vals, int n);
+int ps_comm_allreduce_max_u64(ps_comm *c, uint64_t *vals, int n);
+/* Collective: each rank contributes one int; out (size entries) gets all. */
+int ps_comm_allgather_int(ps_comm *c, int val, int *out);
+/* Collective: ranks with the same color form a new communicator, ordered by
+ * rank. color < 0 yields *out == NULL. Destroy the result with
+ * ps_comm_destroy (it does not finalise MPI). */
+int ps_comm_split(ps_comm *c, int color, ps_comm **out);
+/* Collective: node_of_rank[r] (size entries) is the index of the shared-
+ * memory node rank r runs on (MPI_Comm_split_type SHARED); *nnodes their count. */
+int ps_comm_nodes(ps_comm *c, int *node_of_rank, int *nnodes);
+
+#endif

@@ -1,0 +1,492 @@
+#include "common/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "common/codec.h"
+#include "common/codec_header.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+#define PREFIX_BYTES 8
+
+struct ps_file_atomic {
+    int fd;
+    int failed; /* a write failed and was logged; commit must not rename */
+    char *path;
+    char *tmp;
+    char *dir; /* for the directory fsync; kept so commit allocates nothing */
+};
+
+struct ps_file_reader {
+    int fd;
+    int checked; /* CRC verified (or reported) */
+    char *path;
+    uint64_t left;
+    uint32_t want_crc;
+    uLong crc;
+};
+
+void ps_file_header_fini(ps_file_header *h)
+{
+    ps_free(h->config);
+    ps_free(h->tables);
+    memset(h, 0, sizeof *h);
+}
+
+/* zlib takes uInt lengths; feed it in 1 GiB pieces. */
+static uLong crc_update(uLong crc, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    while (len) {
+        uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        crc = crc32(crc, p, n);
+        p += n;
+        len -= n;
+    }
+    return crc;
+}
+
+static char *dup_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = ps_malloc(n);
+    if (d) {
+        memcpy(d, s, n);
+    }
+    return d;
+}
+
+/* Directory of path, for fsync after rename: "a/b" -> "a", "b" -> ".",
+ * "/b" -> "/". */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        return dup_string(".");
+    }
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    char *d = ps_malloc(n + 1);
+    if (d) {
+        memcpy(d, path, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Returns the bytes read (short only at end of file), or -1 with errno. */
+static ssize_t read_full(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, p + got, len - got);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        if (r == 0) {
+            break;
+        }
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static void atomic_free(ps_file_atomic *f)
+{
+    ps_free(f->dir);
+    ps_free(f->tmp);
+    ps_free(f->path);
+    ps_free(f);
+}
+
+int ps_file_open_atomic(ps_file_atomic **out, const char *path)
+{
+    int rc = 0;
+    *out = NULL;
+    ps_file_atomic *f = ps_calloc(1, sizeof *f);
+    if (!f) {
+        rc = PS_ENOMEM;
+        goto fail_alloc;
+    }
+    f->fd = -1;
+    size_t n = strlen(path) + 32;
+    f->path = dup_string(path);
+    f->tmp = ps_malloc(n);
+    f->dir = dir_of(path);
+    if (!f->path || !f->tmp || !f->dir) {
+        rc = PS_ENOMEM;
+        goto fail_open;
+    }
+    snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        PS_LOG(ERROR, "%s: cannot create temp file %s: %s", path, f->tmp, strerror(errno));
+        rc = PS_EIO;
+        goto fail_open;
+    }
+    *out = f;
+    return 0;
+
+fail_open:
+    atomic_free(f);
+fail_alloc:
+    return rc;
+}
+
+int ps_file_write(ps_file_atomic *f, const void *buf, size_t len)
+{
+    if (f->failed) {
+        return PS_EIO;
+    }
+    if (write_full(f->fd, buf, len) != 0) {
+        PS_LOG(ERROR, "%s: write to temp file %s failed: %s", f->path, f->tmp, strerror(errno));
+        f->failed = 1;
+        return PS_EIO;
+    }
+    return 0;
+}
+
+void ps_file_abort(ps_file_atomic **pf)
+{
+    ps_file_atomic *f = pf ? *pf : NULL;
+    if (!f) {
+        return;
+    }
+    if (f->fd >= 0) {
+        close(f->fd);
+        unlink(f->tmp);
+    }
+    atomic_free(f);
+    *pf = NULL;
+}
+
+int ps_file_commit(ps_file_atomic **pf)
+{
+    int rc = 0;
+    ps_file_atomic *f = *pf;
+    if (f->failed) {
+        rc = PS_EIO;
+        goto fail_sync;
+    }
+    /* The data must be on disk before the rename makes it visible, or a
+     * crash can leave an empty file under the final name. */
+    if (fsync(f->fd) != 0) {
+        PS_LOG(ERROR, "%s: fsync of temp file %s failed: %s", f->path, f->tmp, strerror(errno));
+        rc = PS_EIO;
+        goto fail_sync;
+    }
+    int fd = f->fd;
+    f->fd = -1;
+    if (close(fd) != 0) {
+        PS_LOG(ERROR, "%s: close of temp file %s failed: %s", f->path, f->tmp, strerror(errno));
+        rc = PS_EIO;
+        goto fail_close;
+    }
+    if (rename(f->tmp, f->path) != 0) {
+        PS_LOG(ERROR, "%s: rename from %s failed: %s", f->path, f->tmp, strerror(errno));
+        rc = PS_EIO;
+        goto fail_close;
+    }
+    /* Makes the rename itself durable. The new file is already in place, so
+     * a failure here is reported but nothing is removed. */
+    int dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL)) {
+        PS_LOG(ERROR, "%s: fsync of directory %s failed: %s", f->path, f->dir, strerror(errno));
+        rc = PS_EIO;
+    }
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    goto done;
+
+fail_close:
+    unlink(f->tmp);
+    goto done;
+fail_sync:
+    close(f->fd);
+    unlink(f->tmp);
+done:
+    atomic_free(f);
+    *pf = NULL;
+    return rc;
+}
+
+int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *const *parts,
+                         const size_t *part_len, size_t nparts)
+{
+    int rc = 0;
+    ps_bytes hb = {0};
+    ps_file_atomic *f = NULL;
+
+    ps_file_header hh = *h;
+    hh.format_version = PS_FILE_FORMAT_VERSION;
+    hh.payload_bytes = 0;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (size_t i = 0; i < nparts; i++) {
+        hh.payload_bytes += part_len[i];
+        crc = crc_update(crc, parts[i], part_len[i]);
+    }
+    hh.crc32 = (uint32_t)crc;
+
+    rc = ps_codec_encode_header(&hh, &hb);
+    if (rc) {
+        goto fail_encode;
+    }
+    if (hb.len > PS_FILE_MAX_HEADER) {
+        PS_LOG(ERROR, "%s: file header is %zu bytes, more than the %u allowed", path, hb.len,
+               (unsigned)PS_FILE_MAX_HEADER);
+        rc = PS_EINVAL;
+        goto fail_encode;
+    }
+    unsigned char prefix[PREFIX_BYTES];
+    memcpy(prefix, PS_FILE_MAGIC, 4);
+    for (int i = 0; i < 4; i++) {
+        prefix[4 + i] = (unsigned char)(hb.len >> (8 * i));
+    }
+
+    rc = ps_file_open_atomic(&f, path);
+    if (rc) {
+        goto fail_encode;
+    }
+    rc = ps_file_write(f, prefix, sizeof prefix);
+    if (!rc) {
+        rc = ps_file_write(f, hb.data, hb.len);
+    }
+    for (size_t i = 0; !rc && i < nparts; i++) {
+        rc = ps_file_write(f, parts[i], part_len[i]);
+    }
+    if (rc) {
+        ps_file_abort(&f);
+        goto fail_encode;
+    }
+    rc = ps_file_commit(&f);
+
+fail_encode:
+    ps_free(hb.data);
+    return rc;
+}
+
+static void reader_free(ps_file_reader *r)
+{
+    if (r->fd >= 0) {
+        close(r->fd);
+    }
+    ps_free(r->path);
+    ps_free(r);
+}
+
+void ps_file_close(ps_file_reader **pr)
+{
+    if (pr && *pr) {
+        reader_free(*pr);
+        *pr = NULL;
+    }
+}
+
+int ps_file_open(ps_file_reader **out, const char *path, ps_file_header *h)
+{
+    int rc = 0;
+    void *hbuf = NULL;
+    *out = NULL;
+    memset(h, 0, sizeof *h);
+
+    ps_file_reader *r = ps_calloc(1, sizeof *r);
+    if (!r) {
+        rc = PS_ENOMEM;
+        goto fail_alloc;
+    }
+    r->fd = -1;
+    r->path = dup_string(path);
+    if (!r->path) {
+        rc = PS_ENOMEM;
+        goto fail_open;
+    }
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0) {
+        PS_LOG(ERROR, "%s: cannot open: %s", path, strerror(errno));
+        rc = PS_EIO;
+        goto fail_open;
+    }
+    struct stat sb;
+    if (fstat(r->fd, &sb) != 0) {
+        PS_LOG(ERROR, "%s: cannot stat: %s", path, strerror(errno));
+        rc = PS_EIO;
+        goto fail_open;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        PS_LOG(ERROR, "%s: not a regular file", path);
+        rc = PS_EIO;
+        goto fail_open;
+    }
+    uint64_t size = (uint64_t)sb.st_size;
+
+    unsigned char prefix[PREFIX_BYTES];
+    ssize_t got = read_full(r->fd, prefix, sizeof prefix);
+    if (got < 0) {
+        PS_LOG(ERROR, "%s: read failed: %s", path, strerror(errno));
+        rc = PS_EIO;
+        goto fail_open;
+    }
+    if (got < 4 || memcmp(prefix, PS_FILE_MAGIC, 4) != 0) {
+        PS_LOG(ERROR, "%s: bad file: magic check failed (not an adamps file, expected \"%s\")",
+               path, PS_FILE_MAGIC);
+        rc = PS_ECKPT;
+        goto fail_open;
+    }
+    if (got < PREFIX_BYTES) {
+        PS_LOG(ERROR, "%s: bad file: truncated inside the %d-byte prefix", path, PREFIX_BYTES);
+        rc = PS_ECKPT;
+        goto fail_open;
+    }
+    uint32_t hlen = 0;
+    for (int i = 0; i < 4; i++) {
+        hlen |= (uint32_t)prefix[4 + i] << (8 * i);
+    }
+    if (hlen > PS_FILE_MAX_HEADER || hlen > size - PREFIX_BYTES) {
+        PS_LOG(ERROR,
+               "%s: bad file: header length check failed (%u bytes, file holds %llu after the "
+               "prefix, limit %u)",
+               path, hlen, (unsigned long long)(size - PREFIX_BYTES), (unsigned)PS_FILE_MAX_HEADER);
+        rc = PS_ECKPT;
+        goto fail_open;
+    }
+    hbuf = ps_malloc(hlen);
+    if (!hbuf) {
+        rc = PS_ENOMEM;
+        goto fail_open;
+    }
+    got = read_full(r->fd, hbuf, hlen);
+    if (got != (ssize_t)hlen) {
+        PS_LOG(ERROR, "%s: reading the %u-byte header failed: %s", path, hlen,
+               got < 0 ? strerror(errno) : "file shrank while reading");
+        rc = PS_EIO;
+        goto fail_open;
+    }
+    rc = ps_codec_decode_header(path, hbuf, hlen, h);
+    if (rc) {
+        goto fail_open;
+    }
+    if (h->format_version != PS_FILE_FORMAT_VERSION) {
+        PS_LOG(ERROR, "%s: bad file: format version check failed (file has version %u, this "
+                      "build reads version %u)",
+               path, h->format_version, PS_FILE_FORMAT_VERSION);
+        rc = PS_ECKPT;
+        goto fail_header;
+    }
+    uint64_t have = size - PREFIX_BYTES - hlen;
+    if (h->payload_bytes != have) {
+        PS_LOG(ERROR,
+               "%s: bad file: payload size check failed (header says %llu bytes, file holds "
+               "%llu: %s)",
+               path, (unsigned long long)h->payload_bytes, (unsigned long long)have,
+               have < h->payload_bytes ? "truncated" : "trailing bytes");
+        rc = PS_ECKPT;
+        goto fail_header;
+    }
+    r->left = h->payload_bytes;
+    r->want_crc = h->crc32;
+    r->crc = crc32(0L, Z_NULL, 0);
+    *out = r;
+    ps_free(hbuf);
+    return 0;
+
+fail_header:
+    ps_file_header_fini(h);
+fail_open:
+    ps_free(hbuf);
+    reader_free(r);
+fail_alloc:
+    return rc;
+}
+
+int ps_file_read_payload(ps_file_reader *r, void *buf, size_t len)
+{
+    if (len > r->left) {
+        PS_LOG(ERROR, "%s: asked for %zu payload bytes, only %llu remain", r->path, len,
+               (unsigned long long)r->left);
+        return PS_EINVAL;
+    }
+    ssize_t got = read_full(r->fd, buf, len);
+    if (got != (ssize_t)len) {
+        PS_LOG(ERROR, "%s: payload read failed: %s", r->path,
+               got < 0 ? strerror(errno) : "file shrank while reading");
+        return PS_EIO;
+    }
+    r->crc = crc_update(r->crc, buf, len);
+    r->left -= len;
+    if (r->left == 0 && !r->checked) {
+        r->checked = 1;
+        if ((uint32_t)r->crc != r->want_crc) {
+            PS_LOG(ERROR, "%s: bad file: CRC check failed (header says %08x, payload has %08x)",
+                   r->path, r->want_crc, (unsigned)r->crc);
+            return PS_ECKPT;
+        }
+    }
+    return 0;
+}
+
+int ps_file_read(const char *path, ps_file_header *h, void **payload, size_t *len)
+{
+    int rc = 0;
+    ps_file_reader *r = NULL;
+    *payload = NULL;
+    *len = 0;
+
+    rc = ps_file_open(&r, path, h);
+    if (rc) {
+        goto fail_open;
+    }
+    if (h->payload_bytes > SIZE_MAX) {
+        PS_LOG(ERROR, "%s: payload of %llu bytes does not fit in memory", path,
+               (unsigned long long)h->payload_bytes);
+        rc = PS_ENOMEM;
+        goto fail_read;
+    }
+    void *p = ps_malloc((size_t)h->payload_bytes);
+    if (!p) {
+        rc = PS_ENOMEM;
+        goto fail_read;
+    }
+    rc = ps_file_read_payload(r, p, (size_t)h->payload_bytes);
+    if (rc) {
+        ps_free(p);
+        goto fail_read;
+    }
+    *payload = p;
+    *len = (size_t)h->payload_bytes;
+    ps_file_close(&r);
+    return 0;
+
+fail_read:
+    ps_file_close(&r);
+    ps_file_header_fini(h);
+fail_open:
+    return rc;
+}

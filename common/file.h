@@ -1,0 +1,104 @@
+/* Files: every file adamps writes (checkpoint shards, worker state, the
+ * manifest) is the 4-byte magic "APS1", a 4-byte little-endian length L, L
+ * bytes of a protobuf FileHeader (format version, kind, payload size, CRC-32
+ * of the payload, config, clock, rank, tables), then the payload. Files are
+ * written to `path.tmp.<pid>`, fsynced and renamed over `path`, and the
+ * directory is fsynced, so a crash leaves the old file or the new one, never
+ * half of one. The protobuf part lives in common/codec_header.c; this module
+ * holds no protobuf. Not collective; thread-safe on distinct objects. */
+#ifndef PS_FILE_H
+#define PS_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PS_FILE_MAGIC "APS1"
+#define PS_FILE_FORMAT_VERSION 1u
+/* A header longer than this is garbage, whatever the file size says. */
+#define PS_FILE_MAX_HEADER ((uint32_t)64 << 20)
+
+/* One table's part of a file (a shard holds slots [first_slot,
+ * first_slot + nslots) of the table, nstate arrays per row: w, m, v, ...). */
+typedef struct {
+    char name[32]; /* NUL-terminated */
+    uint64_t rows;
+    uint32_t width;
+    uint64_t first_slot, nslots;
+    uint32_t nstate;
+} ps_file_table;
+
+/* Plain-C view of the FileHeader message. For writing, every pointer is
+ * borrowed; payload_bytes, crc32 and format_version are filled in by the
+ * writer. After reading, config and tables are owned by the struct and
+ * released with ps_file_header_fini(). */
+typedef struct {
+    uint32_t format_version;
+    char kind[16]; /* "shard", "worker", "manifest"; NUL-terminated */
+    uint64_t payload_bytes;
+    uint32_t crc32; /* CRC-32 (IEEE, as zlib's crc32()) of the payload */
+    char *config;   /* NUL-terminated; NULL is written as "" */
+    int64_t clock;
+    uint32_t rank, nservers, nworkers;
+    size_t ntables;
+    ps_file_table *tables;
+} ps_file_header;
+
+/* Frees what a read put in h (config, tables) and zeroes it. Accepts a
+ * zeroed or already finalised header. */
+void ps_file_header_fini(ps_file_header *h);
+
+/* Writes header h and the payload parts[0..nparts) (concatenated, part_len[i]
+ * bytes each; parts are borrowed) to path atomically. h is not modified: the
+ * file gets format version PS_FILE_FORMAT_VERSION and the payload size and
+ * CRC computed here. Returns 0; PS_EINVAL for a kind or table name that is
+ * not NUL-terminated; PS_ENOMEM; or PS_EIO after logging the path and
+ * strerror(errno). On any error the temp file is removed and whatever was at
+ * path before is untouched. */
+int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *const *parts,
+                         const size_t *part_len, size_t nparts);
+
+/* Reads path whole: fills h (the caller finalises it with
+ * ps_file_header_fini) and returns the payload in *payload (allocated with
+ * ps_malloc, the caller ps_free()s it) and its size in *len. Returns 0;
+ * PS_ECKPT, after logging the path and which check failed (magic, header
+ * length, header parse, format version, payload size against the file size,
+ * CRC); PS_EIO (logged with strerror); PS_ENOMEM. On error h is zeroed and
+ * *payload is NULL. */
+int ps_file_read(const char *path, ps_file_header *h, void **payload, size_t *len);
+
+/* Streaming reads, for shards too big to hold twice. */
+typedef struct ps_file_reader ps_file_reader;
+
+/* Opens path and checks everything but the CRC (as ps_file_read). On
+ * success *out is a new reader positioned at the payload, which the caller
+ * closes with ps_file_close, and h is filled (finalise it as above). On
+ * error *out is NULL and h is zeroed. */
+int ps_file_open(ps_file_reader **out, const char *path, ps_file_header *h);
+/* Reads the next len bytes of the payload into buf. Reading the last payload
+ * byte verifies the CRC: a mismatch returns PS_ECKPT (logged), so a caller
+ * that reads the whole payload in pieces has checked it. Returns 0;
+ * PS_EINVAL when len runs past the payload; PS_ECKPT; PS_EIO. */
+int ps_file_read_payload(ps_file_reader *r, void *buf, size_t len);
+/* Closes and frees the reader. Accepts NULL and *r == NULL; sets *r = NULL. */
+void ps_file_close(ps_file_reader **r);
+
+/* Low-level atomic writer, also used for files without our header (.npy):
+ * bytes go to `path.tmp.<pid>` until ps_file_commit renames them over path. */
+typedef struct ps_file_atomic ps_file_atomic;
+
+/* Creates `path.tmp.<pid>`. Returns 0 and a new writer in *out; PS_ENOMEM;
+ * PS_EIO (logged with the path and strerror). */
+int ps_file_open_atomic(ps_file_atomic **out, const char *path);
+/* Appends len bytes. Returns 0 or PS_EIO (logged). A failure is sticky:
+ * later writes and the commit return PS_EIO without logging again. */
+int ps_file_write(ps_file_atomic *f, const void *buf, size_t len);
+/* fsyncs the temp file, renames it over path, fsyncs the directory, frees
+ * the writer and sets *f = NULL. Returns 0 or PS_EIO (logged). If the
+ * failure came before the rename, the temp file is removed and path keeps
+ * its old content; if only the directory fsync failed, the new, complete
+ * file is already at path but the rename may not survive a crash. */
+int ps_file_commit(ps_file_atomic **f);
+/* Removes the temp file and frees the writer. Accepts NULL and *f == NULL. */
+void ps_file_abort(ps_file_atomic **f);
+
+#endif

@@ -1,0 +1,566 @@
+#include "common/libsvm.h"
+
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/fhash.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+/* First read size; the buffer only grows past it for longer lines. */
+#define LIBSVM_BUF0 ((size_t)64 << 10)
+
+struct ps_libsvm {
+    char *path;
+    FILE *f;
+    ps_libsvm_opts opts;
+    uint64_t start; /* first line start >= begin */
+    uint64_t end;   /* lines starting at or after this belong to the next range */
+
+    char *buf;        /* file bytes [buf_off, buf_off + len) */
+    size_t cap;       /* buf holds cap bytes; one is kept for a terminating NUL */
+    size_t pos;       /* next unread byte */
+    size_t len;
+    size_t scanned;   /* bytes after pos known to hold no newline */
+    uint64_t buf_off; /* file offset of buf[0] */
+    int eof;
+
+    uint64_t rel_line;     /* lines of the range consumed so far */
+    uint64_t lines_before; /* newlines before start, once counted */
+    int lines_known;
+    uint64_t err_line;
+    int err; /* sticky until rewind */
+
+    uint64_t id_end;   /* max feature id + 1 seen (dim == 0) */
+    int32_t max_class; /* -1: none yet */
+    int saw_minus1;
+};
+
+int ps_libsvm_file_size(const char *path, uint64_t *size)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        PS_LOG(ERROR, "%s: cannot stat: %s", path, strerror(errno));
+        return PS_EIO;
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Counts the newlines before r->start with pread, leaving the stream alone. */
+static void count_lines_before(ps_libsvm *r)
+{
+    char tmp[16384];
+    uint64_t count = 0;
+    int fd = fileno(r->f);
+    for (uint64_t off = 0; off < r->start;) {
+        size_t want = r->start - off < sizeof tmp ? (size_t)(r->start - off) : sizeof tmp;
+        ssize_t got = pread(fd, tmp, want, (off_t)off);
+        if (got <= 0) {
+            break; /* only used for a message: a short count beats none */
+        }
+        for (const char *p = tmp, *e = tmp + got; (p = memchr(p, '\n', (size_t)(e - p)));
+             p++) {
+            count++;
+        }
+        off += (uint64_t)got;
+    }
+    r->lines_before = count;
+    r->lines_known = 1;
+}
+
+/* Logs "path:line: why" for the line just read and returns PS_EFORMAT. */
+__attribute__((format(printf, 2, 3))) static int bad_line(ps_libsvm *r, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!r->lines_known) {
+        count_lines_before(r);
+    }
+    r->err_line = r->lines_before + r->rel_line;
+    PS_LOG(ERROR, "%s:%" PRIu64 ": %s", r->path, r->err_line, msg);
+    return PS_EFORMAT;
+}
+
+/* Next line of the range, NUL-terminated, without its '\n'. Returns 0,
+ * PS_EEOF (no line starts before end), PS_EIO or PS_ENOMEM. */
+static int next_line(ps_libsvm *r, char **line, size_t *len)
+{
+    for (;;) {
+        if (r->buf_off + r->pos >= r->end) {
+            return PS_EEOF;
+        }
+        char *from = r->buf + r->pos + r->scanned;
+        char *nl = memchr(from, '\n', r->len - r->pos - r->scanned);
+        if (nl) {
+            *line = r->buf + r->pos;
+            *len = (size_t)(nl - *line);
+            *nl = '\0';
+            r->pos = (size_t)(nl - r->buf) + 1;
+            r->scanned = 0;
+            r->rel_line++;
+            return 0;
+        }
+        r->scanned = r->len - r->pos;
+        if (r->eof) {
+            if (r->pos == r->len) {
+                return PS_EEOF;
+            }
+            /* The last line has no newline. */
+            *line = r->buf + r->pos;
+            *len = r->len - r->pos;
+            r->buf[r->len] = '\0';
+            r->pos = r->len;
+            r->scanned = 0;
+            r->rel_line++;
+            return 0;
+        }
+        if (r->pos > 0) {
+            memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+            r->buf_off += r->pos;
+            r->len -= r->pos;
+            r->pos = 0;
+        }
+        if (r->cap - r->len < LIBSVM_BUF0 / 2) {
+            /* A long line: grow rather than read in slivers. */
+            size_t ncap = r->cap * 2;
+            char *nb = ps_realloc(r->buf, ncap);
+            if (!nb) {
+                return PS_ENOMEM;
+            }
+            r->buf = nb;
+            r->cap = ncap;
+        }
+        size_t got = fread(r->buf + r->len, 1, r->cap - 1 - r->len, r->f);
+        if (got == 0) {
+            if (ferror(r->f)) {
+                PS_LOG(ERROR, "%s: read error: %s", r->path, strerror(errno));
+                return PS_EIO;
+            }
+            r->eof = 1;
+        }
+        r->len += got;
+    }
+}
+
+/* Whitespace between tokens; '\r' too, so CRLF files parse. */
+static inline int is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Cuts the next token out of *p (NUL-terminating it in place); NULL at the
+ * end of the line. */
+static char *next_token(char **p)
+{
+    char *s = *p;
+    while (is_blank(*s)) {
+        s++;
+    }
+    if (*s == '\0') {
+        *p = s;
+        return NULL;
+    }
+    char *e = s;
+    while (*e && !is_blank(*e)) {
+        e++;
+    }
+    if (*e) {
+        *e++ = '\0';
+    }
+    *p = e;
+    return s;
+}
+
+static int parse_label(ps_libsvm *r, const char *tok, int32_t *cls)
+{
+    char *e;
+    double v = strtod(tok, &e);
+    if (e == tok || *e) {
+        return bad_line(r, "label '%.40s' is not a number", tok);
+    }
+    if (!isfinite(v) || v != floor(v)) {
+        return bad_line(r, "label '%.40s' is not an integer class (want 0..C-1 or +1/-1)", tok);
+    }
+    uint32_t nc = r->opts.nclasses;
+    if (v == -1.0) {
+        if (nc > 2 || (nc == 0 && r->max_class > 1)) {
+            return bad_line(r, "label -1 is binary but the data has more than 2 classes");
+        }
+        r->saw_minus1 = 1;
+        *cls = 0;
+        return 0;
+    }
+    if (v < 0) {
+        return bad_line(r, "label '%.40s' is negative (want 0..C-1 or +1/-1)", tok);
+    }
+    if (nc && v >= nc) {
+        return bad_line(r, "label '%.40s' out of range [0, %" PRIu32 ")", tok, nc);
+    }
+    if (v > (1 << 24)) {
+        return bad_line(r, "label '%.40s' too large for a class id", tok);
+    }
+    if (nc == 0 && r->saw_minus1 && v > 1) {
+        return bad_line(r, "label %.0f mixed with binary -1 labels", v);
+    }
+    *cls = (int32_t)v;
+    return 0;
+}
+
+/* Makes room for one more non-zero at offset at. */
+static int room_for_nnz(ps_dataset *d, size_t at)
+{
+    if (at < d->nnz_cap) {
+        return 0;
+    }
+    size_t want = d->nnz_cap * 2 > 1024 ? d->nnz_cap * 2 : 1024;
+    return ps_dataset_reserve(d, d->n_cap, want);
+}
+
+/* Parses one line into row chunk->n of chunk. Returns 0 (row added), 1
+ * (blank or comment-only line) or an error. */
+static int parse_line(ps_libsvm *r, char *s, size_t len, size_t max_rows, ps_dataset *chunk)
+{
+    int rc = 0;
+    if (memchr(s, '\0', len)) {
+        return bad_line(r, "NUL byte in line (binary file?)");
+    }
+    char *hash = memchr(s, '#', len);
+    if (hash) {
+        *hash = '\0';
+    }
+    char *p = s;
+    char *tok = next_token(&p);
+    if (!tok) {
+        return 1;
+    }
+    int32_t cls = 0;
+    rc = parse_label(r, tok, &cls);
+    if (rc) {
+        return rc;
+    }
+    if (chunk->n + 1 > chunk->n_cap) {
+        /* Doubling, capped at max_rows: the chunk never holds more. */
+        size_t want = chunk->n_cap * 2 > 64 ? chunk->n_cap * 2 : 64;
+        if (want > max_rows) {
+            want = max_rows;
+        }
+        rc = ps_dataset_reserve(chunk, want, chunk->nnz_cap);
+        if (rc) {
+            return rc;
+        }
+    }
+    size_t row0 = (size_t)chunk->indptr[chunk->n];
+    size_t k = 0;
+    uint64_t prev = 0;
+    while ((tok = next_token(&p))) {
+        if (tok[0] == 'q' && strncmp(tok, "qid:", 4) == 0) {
+            continue;
+        }
+        char *colon = strchr(tok, ':');
+        if (!colon) {
+            return bad_line(r, "feature '%.40s' has no ':' (want index:value)", tok);
+        }
+        *colon = '\0';
+        char *e;
+        errno = 0;
+        unsigned long long raw = strtoull(tok, &e, 10);
+        if (tok[0] < '0' || tok[0] > '9' || *e) {
+            return bad_line(r, "feature index '%.40s' is not a non-negative integer", tok);
+        }
+        if (errno == ERANGE) {
+            return bad_line(r, "feature index '%.40s' too large", tok);
+        }
+        const char *vs = colon + 1;
+        double v = strtod(vs, &e);
+        if (e == vs || *e) {
+            return bad_line(r, "value '%.40s' of feature %llu is not a number", vs, raw);
+        }
+        if (!isfinite(v) || fabs(v) > FLT_MAX) {
+            return bad_line(r, "value '%.40s' of feature %llu is not finite (as float)", vs, raw);
+        }
+        if (k > 0 && raw <= prev) {
+            return bad_line(r, "feature index %llu after %" PRIu64 ": indices must be strictly "
+                            "ascending", raw, prev);
+        }
+        prev = raw;
+        uint64_t id = raw;
+        if (!r->opts.zero_based) {
+            if (raw == 0) {
+                return bad_line(r, "feature index 0 in a one-based file (zero-based option?)");
+            }
+            id = raw - 1;
+        }
+        if (!r->opts.hash_bits && r->opts.dim && id >= r->opts.dim) {
+            return bad_line(r, "feature index %llu beyond dim %" PRIu64 " (use hashing?)", raw,
+                            r->opts.dim);
+        }
+        rc = room_for_nnz(chunk, row0 + k);
+        if (rc) {
+            return rc;
+        }
+        chunk->idx[row0 + k] = id;
+        chunk->val[row0 + k] = (float)v;
+        k++;
+    }
+    if (r->opts.hash_bits) {
+        k = ps_fhash_row(chunk->idx + row0, chunk->val + row0, k, r->opts.hash_bits);
+    } else if (k > 0 && chunk->idx[row0 + k - 1] >= r->id_end) {
+        r->id_end = chunk->idx[row0 + k - 1] + 1;
+    }
+    if (cls > r->max_class) {
+        r->max_class = cls;
+    }
+    chunk->y[chunk->n] = cls;
+    chunk->indptr[chunk->n + 1] = row0 + k;
+    chunk->n++;
+    return 0;
+}
+
+static void reset_stream(ps_libsvm *r)
+{
+    r->pos = 0;
+    r->len = 0;
+    r->scanned = 0;
+    r->buf_off = r->start;
+    r->eof = 0;
+    r->rel_line = 0;
+    r->err = 0;
+    r->err_line = 0;
+}
+
+/* Finds the first line start >= begin: begin itself if the byte before it
+ * is a newline, else just past the next newline. */
+static int align_start(ps_libsvm *r, uint64_t begin, uint64_t size)
+{
+    if (begin == 0 || begin >= size) {
+        r->start = begin < size ? begin : size;
+        return 0;
+    }
+    if (fseeko(r->f, (off_t)(begin - 1), SEEK_SET) != 0) {
+        PS_LOG(ERROR, "%s: cannot seek to byte %" PRIu64 ": %s", r->path, begin - 1,
+               strerror(errno));
+        return PS_EIO;
+    }
+    uint64_t off = begin - 1;
+    int c;
+    while ((c = getc(r->f)) != EOF) {
+        off++;
+        if (c == '\n') {
+            break;
+        }
+    }
+    if (ferror(r->f)) {
+        PS_LOG(ERROR, "%s: read error: %s", r->path, strerror(errno));
+        return PS_EIO;
+    }
+    r->start = c == EOF ? size : off;
+    return 0;
+}
+
+int ps_libsvm_rewind(ps_libsvm *r)
+{
+    reset_stream(r);
+    if (fseeko(r->f, (off_t)r->start, SEEK_SET) != 0) {
+        PS_LOG(ERROR, "%s: cannot seek to byte %" PRIu64 ": %s", r->path, r->start,
+               strerror(errno));
+        r->err = PS_EIO;
+        return PS_EIO;
+    }
+    return 0;
+}
+
+int ps_libsvm_open(ps_libsvm **out, const char *path, const ps_libsvm_opts *opts, uint64_t begin,
+                   uint64_t end)
+{
+    int rc = 0;
+    ps_libsvm *r = NULL;
+    struct stat st;
+    static const ps_libsvm_opts defaults = {0};
+
+    *out = NULL;
+    if (!opts) {
+        opts = &defaults;
+    }
+    if (opts->hash_bits) {
+        rc = ps_fhash_check_bits(opts->hash_bits);
+        if (rc) {
+            goto fail_args;
+        }
+    }
+    if (begin > end) {
+        PS_LOG(ERROR, "%s: byte range [%" PRIu64 ", %" PRIu64 ") is reversed", path, begin, end);
+        rc = PS_EINVAL;
+        goto fail_args;
+    }
+    r = ps_calloc(1, sizeof *r);
+    if (!r) {
+        rc = PS_ENOMEM;
+        goto fail_args;
+    }
+    r->opts = *opts;
+    r->max_class = -1;
+    size_t plen = strlen(path) + 1;
+    r->path = ps_malloc(plen);
+    if (!r->path) {
+        rc = PS_ENOMEM;
+        goto fail_path;
+    }
+    memcpy(r->path, path, plen);
+    r->cap = LIBSVM_BUF0;
+    r->buf = ps_malloc(r->cap);
+    if (!r->buf) {
+        rc = PS_ENOMEM;
+        goto fail_buf;
+    }
+    r->f = fopen(path, "rb");
+    if (!r->f) {
+        PS_LOG(ERROR, "%s: cannot open: %s", path, strerror(errno));
+        rc = PS_EIO;
+        goto fail_open;
+    }
+    if (fstat(fileno(r->f), &st) != 0) {
+        PS_LOG(ERROR, "%s: cannot stat: %s", path, strerror(errno));
+        rc = PS_EIO;
+        goto fail_seek;
+    }
+    rc = align_start(r, begin, (uint64_t)st.st_size);
+    if (rc) {
+        goto fail_seek;
+    }
+    r->end = end;
+    rc = ps_libsvm_rewind(r);
+    if (rc) {
+        goto fail_seek;
+    }
+    *out = r;
+    goto out;
+
+fail_seek:
+    fclose(r->f);
+fail_open:
+    ps_free(r->buf);
+fail_buf:
+    ps_free(r->path);
+fail_path:
+    ps_free(r);
+fail_args:
+out:
+    return rc;
+}
+
+int ps_libsvm_next(ps_libsvm *r, size_t max_rows, ps_dataset *chunk)
+{
+    int rc = 0;
+    if (r->err) {
+        return r->err;
+    }
+    if (max_rows == 0) {
+        PS_LOG(ERROR, "%s: max_rows must be >= 1", r->path);
+        return PS_EINVAL;
+    }
+    if (!chunk->sparse) {
+        ps_dataset_fini(chunk); /* dense arrays do not fit a CSR chunk */
+        chunk->sparse = 1;
+    }
+    chunk->n = 0;
+    if (!chunk->indptr) {
+        rc = ps_dataset_reserve(chunk, max_rows < 64 ? max_rows : 64, 1024);
+        if (rc) {
+            goto out;
+        }
+    }
+    chunk->indptr[0] = 0;
+    while (chunk->n < max_rows) {
+        char *line;
+        size_t len;
+        rc = next_line(r, &line, &len);
+        if (rc == PS_EEOF) {
+            rc = 0;
+            break;
+        }
+        if (rc) {
+            goto out;
+        }
+        rc = parse_line(r, line, len, max_rows, chunk);
+        if (rc < 0) {
+            goto out;
+        }
+        rc = 0;
+    }
+    if (chunk->n == 0) {
+        rc = PS_EEOF;
+    }
+out:
+    if (r->opts.hash_bits) {
+        chunk->dim = (uint64_t)1 << r->opts.hash_bits;
+    } else {
+        chunk->dim = r->opts.dim ? r->opts.dim : r->id_end;
+    }
+    if (r->opts.nclasses) {
+        chunk->nclasses = r->opts.nclasses;
+    } else {
+        chunk->nclasses = r->max_class >= 2 ? (uint32_t)r->max_class + 1 : 2;
+    }
+    if (rc && rc != PS_EEOF) {
+        r->err = rc;
+    }
+    return rc;
+}
+
+uint64_t ps_libsvm_error_line(const ps_libsvm *r)
+{
+    return r->err_line;
+}
+
+void ps_libsvm_close(ps_libsvm **pr)
+{
+    ps_libsvm *r = pr ? *pr : NULL;
+    if (!r) {
+        return;
+    }
+    fclose(r->f);
+    ps_free(r->buf);
+    ps_free(r->path);
+    ps_free(r);
+    *pr = NULL;
+}
+
+int ps_libsvm_load(const char *path, const ps_libsvm_opts *opts, uint64_t begin, uint64_t end,
+                   ps_dataset *out)
+{
+    ps_libsvm *r = NULL;
+    ps_dataset tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = ps_libsvm_open(&r, path, opts, begin, end);
+    if (rc) {
+        goto fail_open;
+    }
+    rc = ps_libsvm_next(r, SIZE_MAX, &tmp);
+    if (rc == PS_EEOF) {
+        rc = 0;
+    }
+    if (rc) {
+        goto fail_read;
+    }
+    ps_dataset_fini(out);
+    *out = tmp;
+    memset(&tmp, 0, sizeof tmp);
+fail_read:
+    ps_dataset_fini(&tmp);
+    ps_libsvm_close(&r);
+fail_open:
+    return rc;
+}

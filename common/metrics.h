@@ -1,0 +1,56 @@
+/* Metrics: a JSON-lines writer. Each ps_metrics_write call appends one JSON
+ * object on one line and hands it to the kernel with a single write(), so
+ * a crash loses at most the line being written and `tail -f` sees whole
+ * lines. Keys are snake_case with their unit (STYLE.md: `samples_per_sec`,
+ * `push_bytes_total`). The coordinator writes one line per evaluation;
+ * deploy/plot draws them. Not collective; one writer per thread. */
+#ifndef PS_METRICS_H
+#define PS_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ps_metrics ps_metrics;
+
+typedef enum {
+    PS_METRICS_TRUNCATE = 0, /* a fresh run: start the file empty */
+    PS_METRICS_APPEND = 1,   /* a resumed run: keep earlier lines */
+} ps_metrics_mode;
+
+typedef enum { PS_METRIC_INT = 0, PS_METRIC_DOUBLE, PS_METRIC_STRING } ps_metric_type;
+
+/* One key/value pair. key and s are borrowed for the duration of the call. */
+typedef struct {
+    const char *key;
+    ps_metric_type type;
+    union {
+        int64_t i;
+        double d;
+        const char *s; /* NULL is written as null */
+    } v;
+} ps_metric_kv;
+
+#define PS_METRIC_I(k, x) ((ps_metric_kv){.key = (k), .type = PS_METRIC_INT, .v.i = (x)})
+#define PS_METRIC_D(k, x) ((ps_metric_kv){.key = (k), .type = PS_METRIC_DOUBLE, .v.d = (x)})
+#define PS_METRIC_S(k, x) ((ps_metric_kv){.key = (k), .type = PS_METRIC_STRING, .v.s = (x)})
+
+/* Opens path for writing (created 0644 if missing). PS_METRICS_TRUNCATE
+ * empties it; PS_METRICS_APPEND keeps it and first cuts off a trailing
+ * partial line left by a crash (logged as a warning), so every line stays
+ * valid JSON. Returns 0 and a new writer in *out, which the caller closes
+ * with ps_metrics_close; PS_EINVAL for an unknown mode; PS_ENOMEM; PS_EIO
+ * (logged with the path and strerror). */
+int ps_metrics_open(ps_metrics **out, const char *path, ps_metrics_mode mode);
+
+/* Writes kvs[0..n) as one JSON object on one line, in the given order.
+ * Doubles use %.17g (they read back bit for bit); NaN and infinities are
+ * written as null. Strings and keys are escaped; bytes that are not valid
+ * UTF-8 become U+FFFD. Returns 0; PS_EINVAL (logged) for a NULL key or an
+ * unknown type; PS_ENOMEM; PS_EIO (logged). */
+int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n);
+
+/* Closes the file and frees the writer. Returns 0 or PS_EIO (logged).
+ * Accepts NULL and *m == NULL; sets *m = NULL. */
+int ps_metrics_close(ps_metrics **m);
+
+#endif

@@ -1,0 +1,308 @@
+#include "server/server.h"
+
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+/* A message kept for later: a BSP push waiting for its clock's other pushes,
+ * or a pull waiting for its version. Buffers are reused, never freed early. */
+typedef struct {
+    ps_bytes bytes;
+    int src;
+    int used;
+} held_msg;
+
+typedef struct {
+    const ps_server_cfg *cfg;
+    ps_comm *comm;
+    ps_store *store;
+    ps_codec *codec;
+    ps_codec_limits lim;
+    int64_t version;   /* clocks pushed by every worker */
+    int64_t *pushed;   /* per worker: pushes received */
+    held_msg *held;    /* BSP: per worker, its push for clock `version` */
+    uint32_t nheld;
+    held_msg *pulls;   /* pulls waiting for a newer version */
+    size_t npulls, cap_pulls;
+    uint32_t ndone;
+    ps_bytes out;
+    float *vals;       /* reply values scratch */
+    size_t cap_vals;
+    ps_seg *segs;      /* reply segments scratch, one per table */
+} server;
+
+static int copy_msg(held_msg *h, const ps_msg *m)
+{
+    int rc = ps_grow((void **)&h->bytes.data, &h->bytes.cap, m->len ? m->len : 1, 1);
+    if (rc) {
+        return rc;
+    }
+    memcpy(h->bytes.data, m->data, m->len);
+    h->bytes.len = m->len;
+    h->src = m->src;
+    h->used = 1;
+    return 0;
+}
+
+/* The sender must be the rank the push or pull claims to come from. */
+static int check_worker(server *s, int src, uint32_t worker, const char *kind)
+{
+    if (s->cfg->worker_ranks[worker] != src) {
+        PS_LOG(ERROR, "%s from rank %d claims to be worker %u (rank %d)", kind, src, worker,
+               s->cfg->worker_ranks[worker]);
+        return PS_EMSG;
+    }
+    return 0;
+}
+
+static int answer_pull(server *s, const ps_pull *p, int src)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < p->nsegs; i++) {
+        total += p->segs[i].nkeys * s->lim.tables[p->segs[i].table].width;
+    }
+    int rc = ps_grow((void **)&s->vals, &s->cap_vals, total, sizeof(float));
+    if (rc) {
+        return rc;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < p->nsegs; i++) {
+        const ps_seg *g = &p->segs[i];
+        size_t n = g->nkeys * s->lim.tables[g->table].width;
+        ps_store_read(s->store, g->table, g->slots, g->nkeys, p->averaged, s->vals + off);
+        s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = s->vals + off,
+                              .nvalues = n};
+        off += n;
+    }
+    ps_reply r = {.request_id = p->request_id, .version = s->version, .nsegs = p->nsegs,
+                  .segs = s->segs};
+    if ((rc = ps_codec_encode_reply(s->codec, &r, &s->out))) {
+        return rc;
+    }
+    return ps_comm_send(s->comm, src, PS_TAG_REPLY, &s->out);
+}
+
+/* Answers every held pull whose version now exists. */
+static int answer_waiting(server *s)
+{
+    for (size_t i = 0; i < s->npulls; i++) {
+        held_msg *h = &s->pulls[i];
+        ps_pull p;
+        int rc = ps_codec_decode_pull(s->codec, &s->lim, h->src, h->bytes.data, h->bytes.len, &p);
+        if (rc) {
+            return rc;
+        }
+        if (p.min_version > s->version) {
+            continue;
+        }
+        if ((rc = answer_pull(s, &p, h->src))) {
+            return rc;
+        }
+        /* Swap the answered slot with the last; keep its buffer for reuse. */
+        held_msg done = *h;
+        *h = s->pulls[--s->npulls];
+        s->pulls[s->npulls] = done;
+        s->pulls[s->npulls].used = 0;
+        i--;
+    }
+    return 0;
+}
+
+static int64_t min_pushed(const server *s)
+{
+    int64_t v = s->pushed[0];
+    for (uint32_t w = 1; w < s->cfg->nworkers; w++) {
+        v = s->pushed[w] < v ? s->pushed[w] : v;
+    }
+    return v;
+}
+
+/* BSP: all pushes of clock `version` are here; sum them in worker order. */
+static int apply_clock(server *s)
+{
+    float scale = 1.0f / (float)s->cfg->nworkers;
+    for (uint32_t w = 0; w < s->cfg->nworkers; w++) {
+        held_msg *h = &s->held[w];
+        if (h->bytes.len) {
+            ps_push p;
+            int rc = ps_codec_decode_push(s->codec, &s->lim, h->src, h->bytes.data, h->bytes.len,
+                                          &p);
+            if (rc) {
+                return rc;
+            }
+            ps_store_accumulate(s->store, &p, scale);
+        }
+        h->used = 0;
+    }
+    s->nheld = 0;
+    int rc = ps_store_apply(s->store, s->version + 1);
+    if (rc) {
+        return rc;
+    }
+    s->version++;
+    return 0;
+}
+
+static int on_push(server *s, const ps_msg *m)
+{
+    ps_push p;
+    int rc = ps_codec_decode_push(s->codec, &s->lim, m->src, m->data, m->len, &p);
+    if (rc || (rc = check_worker(s, m->src, p.worker, "push"))) {
+        return rc;
+    }
+    if (p.clock != s->pushed[p.worker]) {
+        PS_LOG(ERROR, "push from rank %d (worker %u) is for clock %lld, expected clock %lld",
+               m->src, p.worker, (long long)p.clock, (long long)s->pushed[p.worker]);
+        return PS_EMSG;
+    }
+    int drop = 0;
+    if ((rc = ps_store_check_finite(s->store, &p))) {
+        if (!s->cfg->nonfinite_skip) {
+            return rc;
+        }
+        PS_LOG(WARN, "dropping the gradients of worker %u for clock %lld (--nonfinite skip)",
+               p.worker, (long long)p.clock);
+        drop = 1;
+    }
+    s->pushed[p.worker]++;
+    if (s->cfg->sync == PS_SYNC_BSP) {
+        if (p.clock != s->version) {
+            PS_LOG(ERROR, "push from rank %d (worker %u) for clock %lld runs ahead of clock %lld "
+                          "under BSP",
+                   m->src, p.worker, (long long)p.clock, (long long)s->version);
+            return PS_EMSG;
+        }
+        held_msg *h = &s->held[p.worker];
+        if ((rc = copy_msg(h, m))) {
+            return rc;
+        }
+        if (drop) {
+            h->bytes.len = 0;
+        }
+        if (++s->nheld == s->cfg->nworkers && (rc = apply_clock(s))) {
+            return rc;
+        }
+    } else {
+        if (!drop) {
+            ps_store_accumulate(s->store, &p, 1.0f);
+            if ((rc = ps_store_apply(s->store, ps_store_step(s->store) + 1))) {
+                return rc;
+            }
+        }
+        s->version = min_pushed(s);
+    }
+    return answer_waiting(s);
+}
+
+static int on_pull(server *s, const ps_msg *m)
+{
+    ps_pull p;
+    int rc = ps_codec_decode_pull(s->codec, &s->lim, m->src, m->data, m->len, &p);
+    if (rc || (rc = check_worker(s, m->src, p.worker, "pull"))) {
+        return rc;
+    }
+    if (p.min_version <= s->version) {
+        return answer_pull(s, &p, m->src);
+    }
+    size_t old_cap = s->cap_pulls;
+    if ((rc = ps_grow((void **)&s->pulls, &s->cap_pulls, s->npulls + 1, sizeof *s->pulls))) {
+        return rc;
+    }
+    /* New slots start empty; slots past npulls keep recycled buffers. */
+    memset(s->pulls + old_cap, 0, (s->cap_pulls - old_cap) * sizeof *s->pulls);
+    held_msg *h = &s->pulls[s->npulls];
+    if ((rc = copy_msg(h, m))) {
+        return rc;
+    }
+    s->npulls++;
+    return 0;
+}
+
+static int on_ctrl(server *s, const ps_msg *m)
+{
+    ps_ctrl c;
+    int rc = ps_codec_decode_ctrl(s->codec, &s->lim, m->src, m->data, m->len, &c);
+    if (rc || (rc = check_worker(s, m->src, c.worker, "control"))) {
+        return rc;
+    }
+    switch (c.kind) {
+    case PS_CTRL_DONE:
+        s->ndone++;
+        return 0;
+    case PS_CTRL_ERROR:
+        PS_LOG(ERROR, "worker %u (rank %d) failed: %s", c.worker, m->src, c.text);
+        return PS_EPEER;
+    default:
+        PS_LOG(ERROR, "control message of kind %d from rank %d is not for a server", c.kind,
+               m->src);
+        return PS_EMSG;
+    }
+}
+
+static void server_fini(server *s)
+{
+    for (uint32_t w = 0; s->held && w < s->cfg->nworkers; w++) {
+        ps_free(s->held[w].bytes.data);
+    }
+    for (size_t i = 0; s->pulls && i < s->cap_pulls; i++) {
+        ps_free(s->pulls[i].bytes.data);
+    }
+    ps_free(s->held);
+    ps_free(s->pulls);
+    ps_free(s->pushed);
+    ps_free(s->out.data);
+    ps_free(s->vals);
+    ps_free(s->segs);
+    ps_codec_destroy(&s->codec);
+    ps_store_destroy(&s->store);
+}
+
+int ps_server_run(const ps_server_cfg *cfg, ps_comm *comm)
+{
+    server s = {.cfg = cfg, .comm = comm};
+    int rc = ps_store_create(&s.store, &cfg->store);
+    if (rc) {
+        goto done;
+    }
+    rc = PS_ENOMEM;
+    if (ps_codec_create(&s.codec) ||
+        !(s.pushed = ps_calloc(cfg->nworkers, sizeof *s.pushed)) ||
+        !(s.held = ps_calloc(cfg->nworkers, sizeof *s.held)) ||
+        !(s.segs = ps_calloc(cfg->store.ntables, sizeof *s.segs))) {
+        goto done;
+    }
+    s.lim = (ps_codec_limits){.tables = ps_store_limits(s.store),
+                              .ntables = cfg->store.ntables,
+                              .nworkers = cfg->nworkers};
+    rc = 0;
+    while (rc == 0 && s.ndone < cfg->nworkers) {
+        ps_msg m;
+        if ((rc = ps_comm_recv(comm, PS_ANY, PS_ANY, 1, &m))) {
+            break;
+        }
+        switch (m.tag) {
+        case PS_TAG_PUSH:
+            rc = on_push(&s, &m);
+            break;
+        case PS_TAG_PULL:
+            rc = on_pull(&s, &m);
+            break;
+        case PS_TAG_CTRL:
+            rc = on_ctrl(&s, &m);
+            break;
+        default:
+            PS_LOG(ERROR, "message with unknown tag %d from rank %d", m.tag, m.src);
+            rc = PS_EMSG;
+        }
+    }
+    if (rc == 0 && s.npulls) {
+        PS_LOG(ERROR, "all workers are done but %zu pulls still wait for a newer version",
+               s.npulls);
+        rc = PS_EMSG;
+    }
+done:
+    server_fini(&s);
+    return rc;
+}

@@ -1,0 +1,328 @@
+#include "server/store.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+#define STORE_ALIGN 64
+
+typedef struct {
+    ps_table_desc desc;
+    ps_shard shard;
+    uint64_t nslots;
+    uint32_t width;
+    size_t nfloats; /* nslots * width */
+    float *w;
+    float *state[3];
+    float *avg;
+    float *grad;       /* pending gradient, dense over the shard */
+    int64_t *last_step;
+    uint8_t *touched;  /* lazy: row has pending gradient */
+    uint64_t *rows;    /* lazy: touched rows, in first-touch order */
+    size_t nrows;
+} store_table;
+
+struct ps_store {
+    ps_store_cfg cfg;
+    uint32_t ntables;
+    store_table *t;
+    ps_codec_table *limits;
+    int nstate;
+    int64_t step;
+    float *compact; /* lazy: gathered gradients of touched rows */
+    size_t compact_cap;
+};
+
+static float *alloc_floats(size_t n)
+{
+    float *p = ps_aligned_alloc(STORE_ALIGN, n * sizeof(float));
+    if (p) {
+        memset(p, 0, n * sizeof(float));
+    }
+    return p;
+}
+
+static void table_fini(store_table *t)
+{
+    ps_aligned_free(t->w);
+    for (int i = 0; i < 3; i++) {
+        ps_aligned_free(t->state[i]);
+    }
+    ps_aligned_free(t->avg);
+    ps_aligned_free(t->grad);
+    ps_free(t->last_step);
+    ps_free(t->touched);
+    ps_free(t->rows);
+}
+
+static int table_init(store_table *t, const ps_store_cfg *cfg, uint32_t id, int nstate)
+{
+    const ps_table_desc *d = &cfg->tables[id];
+    if (d->rows == 0 || d->width == 0) {
+        PS_LOG(ERROR, "table %u (%s) is empty: %llu x %u", id, d->name,
+               (unsigned long long)d->rows, d->width);
+        return PS_EINVAL;
+    }
+    t->desc = *d;
+    int rc = ps_shard_init(&t->shard, d->rows, cfg->nservers, cfg->shard);
+    if (rc) {
+        return rc;
+    }
+    t->nslots = ps_shard_count(&t->shard, cfg->server);
+    t->width = d->width;
+    if (t->nslots && t->nslots > SIZE_MAX / sizeof(float) / t->width) {
+        return PS_ENOMEM;
+    }
+    t->nfloats = (size_t)t->nslots * t->width;
+    if (!(t->w = alloc_floats(t->nfloats)) || !(t->grad = alloc_floats(t->nfloats)) ||
+        !(t->last_step = ps_calloc(t->nslots, sizeof *t->last_step))) {
+        return PS_ENOMEM;
+    }
+    for (int i = 0; i < nstate; i++) {
+        if (!(t->state[i] = alloc_floats(t->nfloats))) {
+            return PS_ENOMEM;
+        }
+    }
+    if (cfg->avg_beta > 0 && !(t->avg = alloc_floats(t->nfloats))) {
+        return PS_ENOMEM;
+    }
+    if (cfg->lazy && (!(t->touched = ps_calloc(t->nslots, 1)) ||
+                      !(t->rows = ps_malloc(t->nslots * sizeof *t->rows)))) {
+        return PS_ENOMEM;
+    }
+    for (uint64_t s = 0; s < t->nslots; s++) {
+        uint64_t key = ps_shard_key(&t->shard, cfg->server, s);
+        ps_table_init_row(d, cfg->seed, id, key, t->w + s * t->width);
+    }
+    return 0;
+}
+
+int ps_store_create(ps_store **out, const ps_store_cfg *cfg)
+{
+    int rc = PS_ENOMEM;
+    ps_store *s = ps_calloc(1, sizeof *s);
+    if (!s) {
+        goto fail_store;
+    }
+    s->cfg = *cfg;
+    s->cfg.tables = NULL; /* borrowed only during create */
+    s->ntables = cfg->ntables;
+    s->nstate = ps_opt_nstate(cfg->hp.kind);
+    if (!(s->t = ps_calloc(cfg->ntables, sizeof *s->t)) ||
+        !(s->limits = ps_calloc(cfg->ntables, sizeof *s->limits))) {
+        goto fail_tables;
+    }
+    for (uint32_t i = 0; i < cfg->ntables; i++) {
+        if ((rc = table_init(&s->t[i], cfg, i, s->nstate))) {
+            goto fail_tables;
+        }
+        s->limits[i] = (ps_codec_table){.width = s->t[i].width, .slots = s->t[i].nslots};
+    }
+    *out = s;
+    return 0;
+
+fail_tables:
+    if (s->t) {
+        for (uint32_t i = 0; i < cfg->ntables; i++) {
+            table_fini(&s->t[i]);
+        }
+    }
+    ps_free(s->t);
+    ps_free(s->limits);
+    ps_free(s);
+fail_store:
+    return rc;
+}
+
+void ps_store_destroy(ps_store **sp)
+{
+    if (!sp || !*sp) {
+        return;
+    }
+    ps_store *s = *sp;
+    for (uint32_t i = 0; i < s->ntables; i++) {
+        table_fini(&s->t[i]);
+    }
+    ps_free(s->t);
+    ps_free(s->limits);
+    ps_aligned_free(s->compact);
+    ps_free(s);
+    *sp = NULL;
+}
+
+const ps_codec_table *ps_store_limits(const ps_store *s)
+{
+    return s->limits;
+}
+
+uint32_t ps_store_ntables(const ps_store *s)
+{
+    return s->ntables;
+}
+
+const ps_shard *ps_store_shard(const ps_store *s, uint32_t table)
+{
+    return &s->t[table].shard;
+}
+
+int ps_store_check_finite(const ps_store *s, const ps_push *p)
+{
+    for (size_t i = 0; i < p->nsegs; i++) {
+        const ps_seg *g = &p->segs[i];
+        const store_table *t = &s->t[g->table];
+        for (size_t k = 0; k < g->nvalues; k++) {
+            if (!isfinite(g->values[k])) {
+                uint64_t slot = g->slots[k / t->width];
+                PS_LOG(ERROR,
+                       "non-finite gradient %g from worker %u: table %s, key %llu, column %zu, "
+                       "clock %lld",
+                       (double)g->values[k], p->worker, t->desc.name,
+                       (unsigned long long)ps_shard_key(&t->shard, s->cfg.server, slot),
+                       k % t->width, (long long)p->clock);
+                return PS_ENONFINITE;
+            }
+        }
+    }
+    return 0;
+}
+
+void ps_store_accumulate(ps_store *s, const ps_push *p, float scale)
+{
+    for (size_t i = 0; i < p->nsegs; i++) {
+        const ps_seg *g = &p->segs[i];
+        store_table *t = &s->t[g->table];
+        size_t w = t->width;
+        for (size_t k = 0; k < g->nkeys; k++) {
+            uint64_t slot = g->slots[k];
+            float *dst = t->grad + slot * w;
+            const float *src = g->values + k * w;
+            for (size_t j = 0; j < w; j++) {
+                dst[j] += scale * src[j];
+            }
+            if (t->touched && !t->touched[slot]) {
+                t->touched[slot] = 1;
+                t->rows[t->nrows++] = slot;
+            }
+        }
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Lazy: gather the touched rows' gradients into one compact block (grown by
+ * ps_store_apply) so the optimizer streams through them, then clear them. */
+static void apply_lazy(ps_store *s, store_table *t, int64_t step)
+{
+    size_t w = t->width, n = t->nrows;
+    if (n == 0) {
+        return;
+    }
+    /* Ascending rows walk w, m, v forward, which the prefetcher likes. */
+    qsort(t->rows, n, sizeof *t->rows, cmp_u64);
+    for (size_t i = 0; i < n; i++) {
+        float *g = t->grad + t->rows[i] * w;
+        memcpy(s->compact + i * w, g, w * sizeof(float));
+        memset(g, 0, w * sizeof(float));
+        t->touched[t->rows[i]] = 0;
+        t->last_step[t->rows[i]] = step;
+    }
+    ps_opt_step_rows(&s->cfg.hp, t->w, t->state, s->compact, w, t->rows, n, step);
+    if (t->avg) {
+        for (size_t i = 0; i < n; i++) {
+            size_t off = t->rows[i] * w;
+            ps_opt_average(t->avg + off, t->w + off, w, s->cfg.avg_beta);
+        }
+    }
+    t->nrows = 0;
+}
+
+static void apply_dense(ps_store *s, store_table *t, int64_t step)
+{
+    ps_opt_step(&s->cfg.hp, t->w, t->state, t->grad, t->nfloats, step);
+    memset(t->grad, 0, t->nfloats * sizeof(float));
+    for (uint64_t r = 0; r < t->nslots; r++) {
+        t->last_step[r] = step;
+    }
+    if (t->avg) {
+        ps_opt_average(t->avg, t->w, t->nfloats, s->cfg.avg_beta);
+    }
+}
+
+int ps_store_apply(ps_store *s, int64_t t)
+{
+    /* Grow the lazy scratch first, so a failure leaves nothing half-applied. */
+    if (s->cfg.lazy) {
+        size_t need = 0;
+        for (uint32_t i = 0; i < s->ntables; i++) {
+            size_t n = s->t[i].nrows * s->t[i].width;
+            need = n > need ? n : need;
+        }
+        if (need > s->compact_cap) {
+            float *c = ps_aligned_alloc(STORE_ALIGN, need * sizeof(float));
+            if (!c) {
+                return PS_ENOMEM;
+            }
+            ps_aligned_free(s->compact);
+            s->compact = c;
+            s->compact_cap = need;
+        }
+    }
+    for (uint32_t i = 0; i < s->ntables; i++) {
+        if (s->cfg.lazy) {
+            apply_lazy(s, &s->t[i], t);
+        } else {
+            apply_dense(s, &s->t[i], t);
+        }
+    }
+    s->step = t;
+    return 0;
+}
+
+int64_t ps_store_step(const ps_store *s)
+{
+    return s->step;
+}
+
+void ps_store_set_step(ps_store *s, int64_t t)
+{
+    s->step = t;
+}
+
+void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n,
+                   int averaged, float *out)
+{
+    const store_table *t = &s->t[table];
+    size_t w = t->width;
+    if (averaged && t->avg && s->step > 0) {
+        for (size_t i = 0; i < n; i++) {
+            ps_opt_average_read(out + i * w, t->avg + slots[i] * w, w, s->cfg.avg_beta, s->step);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out + i * w, t->w + slots[i] * w, w * sizeof(float));
+    }
+}
+
+void ps_store_arrays_get(ps_store *s, uint32_t table, ps_store_arrays *out)
+{
+    store_table *t = &s->t[table];
+    memset(out, 0, sizeof *out);
+    out->nslots = t->nslots;
+    out->width = t->width;
+    out->nstate = s->nstate;
+    out->w = t->w;
+    for (int i = 0; i < 3; i++) {
+        out->state[i] = t->state[i];
+    }
+    out->avg = t->avg;
+    out->last_step = t->last_step;
+}

@@ -1,0 +1,82 @@
+/* Store: one server's shard of every table — parameters w, the optimizer's
+ * state (Adam's m and v, ...), an optional temporal average, the gradient
+ * being accumulated for the next step, and per row the last step that
+ * updated it. Everything is allocated once at create time (aligned) except
+ * the lazy-mode scratch, which grows to its high-water mark and stays.
+ *
+ * Steps: pushes are accumulated (ps_store_accumulate, any number, each with
+ * a scale) and then applied as one optimizer step (ps_store_apply). In dense
+ * mode every row steps (untouched rows with g = 0: exact Adam); in lazy mode
+ * only rows some push touched (LazyAdam / SparseAdam semantics, bias
+ * correction with the global step). Not thread-safe. */
+#ifndef PS_STORE_H
+#define PS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/codec.h"
+#include "common/shard.h"
+#include "common/table.h"
+#include "server/optim.h"
+
+typedef struct ps_store ps_store;
+
+typedef struct {
+    const ps_table_desc *tables; /* borrowed until create returns */
+    uint32_t ntables;
+    uint32_t server;   /* this shard's index in [0, nservers) */
+    uint32_t nservers;
+    ps_shard_mode shard;
+    ps_opt_hp hp;
+    int lazy;          /* 1 lazy, 0 dense */
+    float avg_beta;    /* temporal averaging (section 7.2); 0 = off */
+    uint64_t seed;     /* initial values: ps_table_init_row(seed, ...) */
+} ps_store_cfg;
+
+/* Returns a new store with every row initialised; the caller destroys it
+ * with ps_store_destroy. PS_ENOMEM or PS_EINVAL (empty table, width 0). */
+int ps_store_create(ps_store **out, const ps_store_cfg *cfg);
+/* Accepts NULL and *s == NULL; sets *s = NULL. */
+void ps_store_destroy(ps_store **s);
+
+/* Per-table {width, slots on this server}, for validating messages. */
+const ps_codec_table *ps_store_limits(const ps_store *s);
+uint32_t ps_store_ntables(const ps_store *s);
+const ps_shard *ps_store_shard(const ps_store *s, uint32_t table);
+
+/* Returns 0 if every value in p is finite; otherwise logs the first bad one
+ * (worker, table name, global key, clock) and returns PS_ENONFINITE. p must
+ * have been decoded against ps_store_limits. */
+int ps_store_check_finite(const ps_store *s, const ps_push *p);
+/* Adds scale * values of p into the pending gradient. Summation order is the
+ * call order, so BSP calls it in worker order for bit-identical runs. */
+void ps_store_accumulate(ps_store *s, const ps_push *p, float scale);
+/* Applies the pending gradient as step t (t >= 1) and clears it. Returns 0
+ * or PS_ENOMEM (lazy scratch could not grow; nothing was applied). */
+int ps_store_apply(ps_store *s, int64_t t);
+/* Last step applied (0 before the first). */
+int64_t ps_store_step(const ps_store *s);
+
+/* Copies rows slots[0..n) of table into out (n * width floats): w, or with
+ * averaged the bias-corrected temporal average (w itself when averaging is
+ * off or no step has run). */
+void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n,
+                   int averaged, float *out);
+
+/* Raw arrays of one table for checkpoints: w, state[0..nstate), avg (NULL
+ * when off), last-update step per row. */
+typedef struct {
+    uint64_t nslots;
+    uint32_t width;
+    int nstate;
+    float *w;
+    float *state[3];
+    float *avg;
+    int64_t *last_step;
+} ps_store_arrays;
+void ps_store_arrays_get(ps_store *s, uint32_t table, ps_store_arrays *out);
+/* Sets the step counter (resume). */
+void ps_store_set_step(ps_store *s, int64_t t);
+
+#endif

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# MPI integration tests: real mpirun jobs on this machine, each checking an
+# outcome (accuracy bound, bit-identical parameters, staleness bound, error
+# naming the bad rank, exit status). Run by `make test`.
+set -u
+cd "$(dirname "$0")/../.."
+. tests/mpi/lib.sh
+
+FM=/usr/share/datasets/fashion-mnist
+SMALL=(--dataset fashion-mnist --model logreg --train-limit 2000 --test-limit 500 --batch 32
+    --lr 0.01 --quiet)
+
+# 1. Servers x workers: Adam through push/pull learns (loss falls below a bound).
+for s in 1 2 3; do
+    for w in 1 2 3 4; do
+        name="learn_s${s}_w${w}"
+        run_np "$name" $((s + w)) train "${SMALL[@]}" --servers "$s" --steps 60
+        acc=$(final_field test_acc)
+        loss=$(final_field test_loss)
+        if [ "$RC" -eq 0 ] && ge "$acc" 0.70 && ge 0.95 "$loss"; then
+            pass "$name (acc $acc, loss $loss)"
+        else
+            fail "$name" "rc=$RC acc=$acc loss=$loss (want acc >= 0.70, loss <= 0.95)"
+        fi
+    done
+done
+
+# 2. BSP is bitwise reproducible whatever the arrival order: random delays
+# in workers, hash sharding over 2 servers, 3 workers, dense updates.
+for run in 1 2; do
+    rm -rf "$LOGDIR/bsp$run"
+    run_np "bsp_repro_$run" 5 train "${SMALL[@]}" --servers 2 --steps 30 --shard hash \
+        --sparse-update dense --inject-delay-ms 4 --save-model "$LOGDIR/bsp$run"
+done
+if [ "$RC" -eq 0 ] && [ -f "$LOGDIR/bsp1/w.npy" ] && cmp -s "$LOGDIR/bsp1/w.npy" "$LOGDIR/bsp2/w.npy" &&
+    cmp -s "$LOGDIR/bsp1/b.npy" "$LOGDIR/bsp2/b.npy"; then
+    pass "bsp_bit_identical"
+else
+    fail "bsp_bit_identical" "two BSP runs with random delays differ (or failed, rc=$RC)"
+fi
+
+# 3. SSP:K: no worker starts clock c before every worker has pushed c-K
+# clocks. Workers log "push W C" before sending and "start W C" after their
+# pull returns, appending to one file, so file order is causal order.
+for k in 0 2; do
+    clog="$LOGDIR/clocks_$k.txt"
+    rm -f "$clog"
+    run_np "ssp_$k" 5 train "${SMALL[@]}" --servers 1 --steps 40 --consistency "ssp:$k" \
+        --inject-delay-ms 6 --clock-log "$clog"
+    viol=$(awk -v K="$k" -v W=4 '
+        $1 == "push" { pushed[$2]++ }
+        $1 == "start" {
+            c = $3
+            for (w = 0; w < W; w++) if (pushed[w] + 0 < c - K) { bad++; break }
+            if (c > maxc[$2]) maxc[$2] = c
+        }
+        END { print bad + 0 }' "$clog" 2>/dev/null)
+    starts=$(grep -c '^start' "$clog" 2>/dev/null)
+    if [ "$RC" -eq 0 ] && [ "$viol" = 0 ] && [ "$starts" = 160 ]; then
+        pass "ssp_$k staleness bound held over $starts clock starts"
+    else
+        fail "ssp_$k" "rc=$RC violations=$viol starts=$starts"
+    fi
+done
+
+# 4. ASP and lazy/dense both still learn.
+# Each push is its own step under ASP, so a smaller step size keeps it stable.
+run_np asp 4 train "${SMALL[@]}" --servers 1 --steps 100 --lr 0.003 --consistency asp
+acc=$(final_field test_acc)
+if [ "$RC" -eq 0 ] && ge "$acc" 0.65; then pass "asp_learns (acc $acc)"; else fail asp "rc=$RC acc=$acc"; fi
+
+# 5. A worker that sends a key out of range: the job exits non-zero within
+# seconds, with an error naming that worker's rank (the last worker: rank 2
+# of 4 when rank 3 is the server).
+start=$(date +%s)
+ADAMPS_TEST_INJECT=bad-key run_np bad_key 4 train "${SMALL[@]}" --servers 1 --steps 40
+took=$(($(date +%s) - start))
+if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ "$took" -le 30 ] && grep -q "from rank 2" "$LOG"; then
+    pass "bad_key_aborts (rc $RC in ${took}s)"
+else
+    fail bad_key_aborts "rc=$RC took=${took}s"
+fi
+
+# 6. Non-finite gradients: abort names worker, table and key; skip carries on.
+ADAMPS_TEST_INJECT=nan run_np nan_abort 4 train "${SMALL[@]}" --servers 1 --steps 40
+if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && grep -q "non-finite gradient .* from worker 2: table w, key" "$LOG"; then
+    pass nan_abort
+else
+    fail nan_abort "rc=$RC"
+fi
+ADAMPS_TEST_INJECT=nan run_np nan_skip 4 train "${SMALL[@]}" --servers 1 --steps 40 --nonfinite skip
+if [ "$RC" -eq 0 ] && grep -q "dropping the gradients of worker 2" "$LOG"; then
+    pass nan_skip
+else
+    fail nan_skip "rc=$RC"
+fi
+
+# 7. Bad flags and impossible combinations: exit 2 with a one-line reason on
+# every rank, before any work, never a hang.
+check_usage() {
+    local name=$1 np=$2 want=$3
+    shift 3
+    run_np "$name" "$np" "$@"
+    if [ "$RC" -eq 2 ] && grep -q -- "$want" "$LOG"; then
+        pass "$name"
+    else
+        fail "$name" "rc=$RC, wanted 2 and '$want'"
+    fi
+}
+check_usage usage_no_worker 2 "leaves no worker" train "${SMALL[@]}" --servers 2
+check_usage usage_unknown_flag 2 "unknown flag --bogus" train "${SMALL[@]}" --bogus 1
+check_usage usage_bad_number 2 "\-\-batch" train "${SMALL[@]}" --batch abc
+check_usage usage_missing_file 2 "nope.svm" train --train /nonexistent/nope.svm \
+    --test /nonexistent/nope.svm --model logreg --quiet
+
+summary

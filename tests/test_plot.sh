@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# deploy/plot end to end: two small metrics files (one with a null and a
+# repeated step, as a resumed run writes) give four PNGs; a bad line is
+# rejected with an error naming the file and line. Prints one pass/fail line
+# and exits non-zero on failure.
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+plot="$here/deploy/plot"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/adamps-test-plot.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fails=()
+
+fail() {
+    fails+=("$1")
+}
+
+line() { # step epoch time_s train_loss test_loss test_acc
+    printf '{"step":%s,"epoch":%s,"time_s":%s,"samples_total":%s,"train_loss":%s,"test_loss":%s,"test_acc":%s,"samples_per_sec":1000.5,"push_bytes_total":123,"pull_bytes_total":456}\n' \
+        "$1" "$2" "$3" $(($1 * 64)) "$4" "$5" "$6"
+}
+
+{
+    line 100 1 1.5 0.9 0.95 0.70
+    line 200 2 3.0 0.6 0.70 0.78
+    line 300 3 4.4 0.5 0.65 0.80
+    line 200 2 3.1 0.61 0.71 0.79 # re-run after a resume: replaces step 200
+    line 400 4 6.0 0.45 null 0.81
+} >"$tmp/run a.jsonl"
+{
+    line 100 1 2.0 1.2 1.1 0.60
+    echo
+    line 200 2 4.0 0.8 0.85 0.72
+} >"$tmp/run'b.jsonl"
+
+out="$tmp/out"
+if ! "$plot" -o "$out" "$tmp/run a.jsonl" "$tmp/run'b.jsonl" >"$tmp/log" 2>&1; then
+    fail "plot exited non-zero: $(tr '\n' ' ' <"$tmp/log")"
+fi
+for png in loss_vs_epoch acc_vs_epoch loss_vs_time acc_vs_time; do
+    f="$out/$png.png"
+    if [ ! -s "$f" ]; then
+        fail "$png.png missing"
+    elif [ "$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')" != 89504e470d0a1a0a ]; then
+        fail "$png.png lacks the PNG signature"
+    fi
+done
+
+# Bad input: the error names the file and the line, and nothing succeeds.
+{
+    line 100 1 1.5 0.9 0.95 0.70
+    echo '{"step": 200, "epoch": '
+} >"$tmp/bad.jsonl"
+if "$plot" -o "$tmp/out2" "$tmp/bad.jsonl" >"$tmp/log2" 2>&1; then
+    fail "plot accepted a bad JSON line"
+elif ! grep -q "bad.jsonl:2:" "$tmp/log2"; then
+    fail "bad-line error does not name file:line: $(tr '\n' ' ' <"$tmp/log2")"
+fi
+echo '{"step": 1, "test_acc": "high"}' >"$tmp/str.jsonl"
+if "$plot" -o "$tmp/out3" "$tmp/str.jsonl" >"$tmp/log3" 2>&1; then
+    fail "plot accepted a string where a number belongs"
+fi
+if "$plot" -o "$tmp/out4" "$tmp/missing.jsonl" >/dev/null 2>&1; then
+    fail "plot accepted a missing file"
+fi
+
+if [ ${#fails[@]} -eq 0 ]; then
+    echo "PASS test_plot: 4 PNGs written, bad input rejected"
+    exit 0
+fi
+echo "FAIL test_plot: ${fails[*]}"
+exit 1

@@ -1,0 +1,563 @@
+/* Tests for common/file.c and common/codec_header.c: round trips, every
+ * rejection check, atomicity on failed writes, OOM sweeps. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/codec.h"
+#include "common/codec_header.h"
+#include "common/err.h"
+#include "common/file.h"
+#include "common/mem.h"
+#include "tests/unit/ps_test.h"
+
+static char dir[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/adamps_test_file.XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void path_in(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", dir, name);
+}
+
+static ps_file_table tables[2] = {
+    {"embedding", 1000, 16, 0, 500, 3},
+    {"out", 16, 10, 8, 8, 3},
+};
+
+static ps_file_header sample_header(void)
+{
+    ps_file_header h = {0};
+    strcpy(h.kind, "shard");
+    h.config = "--servers 2 --adam-beta1 0.9\nline two \"quoted\"";
+    h.clock = 1234567890123LL;
+    h.rank = 3;
+    h.nservers = 2;
+    h.nworkers = 5;
+    h.ntables = 2;
+    h.tables = tables;
+    return h;
+}
+
+static void write_raw(const char *path, const void *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static size_t read_raw(const char *path, unsigned char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
+/* Writes a 3-part payload "abc" "" "defgh" and returns its path. */
+static void write_sample(const char *path)
+{
+    ps_file_header h = sample_header();
+    const void *parts[] = {"abc", "", "defgh"};
+    size_t lens[] = {3, 0, 5};
+    assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 3), 0);
+}
+
+static void expect_read_fails(const char *path, int want)
+{
+    ps_file_header h;
+    void *payload = (void *)1;
+    size_t len = 99;
+    assert_int_equal(ps_file_read(path, &h, &payload, &len), want);
+    assert_null(payload);
+    assert_int_equal(len, 0);
+    assert_null(h.config);
+    assert_null(h.tables);
+}
+
+static void test_file_round_trip_keeps_header_and_payload(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "round.aps");
+    write_sample(path);
+
+    ps_file_header in = sample_header(), out;
+    void *payload;
+    size_t len;
+    assert_int_equal(ps_file_read(path, &out, &payload, &len), 0);
+    assert_int_equal(len, 8);
+    assert_memory_equal(payload, "abcdefgh", 8);
+    assert_int_equal(out.format_version, PS_FILE_FORMAT_VERSION);
+    assert_string_equal(out.kind, "shard");
+    assert_int_equal(out.payload_bytes, 8);
+    assert_string_equal(out.config, in.config);
+    assert_int_equal(out.clock, in.clock);
+    assert_int_equal(out.rank, 3);
+    assert_int_equal(out.nservers, 2);
+    assert_int_equal(out.nworkers, 5);
+    assert_int_equal(out.ntables, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(out.tables[i].name, tables[i].name);
+        assert_int_equal(out.tables[i].rows, tables[i].rows);
+        assert_int_equal(out.tables[i].width, tables[i].width);
+        assert_int_equal(out.tables[i].first_slot, tables[i].first_slot);
+        assert_int_equal(out.tables[i].nslots, tables[i].nslots);
+        assert_int_equal(out.tables[i].nstate, tables[i].nstate);
+    }
+    ps_free(payload);
+    ps_file_header_fini(&out);
+    assert_null(out.config);
+    ps_file_header_fini(&out); /* twice is harmless */
+
+    /* The layout is the documented one: magic, LE length, header, payload. */
+    unsigned char raw[4096];
+    size_t n = read_raw(path, raw, sizeof raw);
+    assert_memory_equal(raw, "APS1", 4);
+    uint32_t hlen = raw[4] | raw[5] << 8 | raw[6] << 16 | (uint32_t)raw[7] << 24;
+    assert_int_equal(n, 8 + hlen + 8);
+    assert_memory_equal(raw + 8 + hlen, "abcdefgh", 8);
+}
+
+static void test_file_crc_is_ieee_crc32(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "crc.aps");
+    ps_file_header h = {0};
+    strcpy(h.kind, "worker");
+    const void *parts[] = {"1234", "56789"};
+    size_t lens[] = {4, 5};
+    assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 2), 0);
+    ps_file_header out;
+    void *payload;
+    size_t len;
+    assert_int_equal(ps_file_read(path, &out, &payload, &len), 0);
+    /* The CRC-32 check value of "123456789" (IEEE 802.3, as in zlib). */
+    assert_int_equal(out.crc32, 0xCBF43926u);
+    assert_string_equal(out.config, ""); /* NULL config is written as "" */
+    assert_int_equal(out.ntables, 0);
+    ps_free(payload);
+    ps_file_header_fini(&out);
+}
+
+static void test_file_empty_payload_round_trips(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "empty.aps");
+    ps_file_header h = {0};
+    strcpy(h.kind, "manifest");
+    assert_int_equal(ps_file_write_atomic(path, &h, NULL, NULL, 0), 0);
+    ps_file_header out;
+    void *payload;
+    size_t len;
+    assert_int_equal(ps_file_read(path, &out, &payload, &len), 0);
+    assert_int_equal(len, 0);
+    assert_non_null(payload);
+    assert_string_equal(out.kind, "manifest");
+    ps_free(payload);
+    ps_file_header_fini(&out);
+}
+
+static void test_file_streaming_read_in_pieces(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "stream.aps");
+    enum { N = 100000 };
+    float *big = test_malloc(N * sizeof *big);
+    for (size_t i = 0; i < N; i++) {
+        big[i] = (float)i * 0.5f;
+    }
+    ps_file_header h = sample_header();
+    const void *parts[] = {big};
+    size_t lens[] = {N * sizeof *big};
+    assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 1), 0);
+
+    ps_file_reader *r;
+    ps_file_header out;
+    assert_int_equal(ps_file_open(&r, path, &out), 0);
+    assert_int_equal(out.payload_bytes, lens[0]);
+    float piece[777];
+    size_t done = 0;
+    while (done < N) {
+        size_t n = N - done < 777 ? N - done : 777;
+        assert_int_equal(ps_file_read_payload(r, piece, n * sizeof *piece), 0);
+        assert_memory_equal(piece, big + done, n * sizeof *piece);
+        done += n;
+    }
+    /* Past the end is the caller's error, not the file's. */
+    assert_int_equal(ps_file_read_payload(r, piece, 1), PS_EINVAL);
+    ps_file_close(&r);
+    assert_null(r);
+    ps_file_close(&r);
+    ps_file_header_fini(&out);
+    test_free(big);
+}
+
+static void test_file_rejects_flipped_payload_byte(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "flip.aps");
+    write_sample(path);
+    unsigned char raw[4096];
+    size_t n = read_raw(path, raw, sizeof raw);
+    raw[n - 3] ^= 0x10;
+    write_raw(path, raw, n);
+    expect_read_fails(path, PS_ECKPT);
+
+    /* The streaming reader reports it when the last byte is read. */
+    ps_file_reader *r;
+    ps_file_header h;
+    char buf[8];
+    assert_int_equal(ps_file_open(&r, path, &h), 0);
+    assert_int_equal(ps_file_read_payload(r, buf, 4), 0);
+    assert_int_equal(ps_file_read_payload(r, buf + 4, 4), PS_ECKPT);
+    ps_file_close(&r);
+    ps_file_header_fini(&h);
+}
+
+static void test_file_rejects_truncated_file(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "trunc.aps");
+    write_sample(path);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    /* Cut in the payload, in the header, in the prefix, and to nothing. */
+    off_t cuts[] = {sb.st_size - 1, 20, 6, 0};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        assert_int_equal(truncate(path, cuts[i]), 0);
+        expect_read_fails(path, PS_ECKPT);
+    }
+}
+
+static void test_file_rejects_trailing_bytes(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "trail.aps");
+    write_sample(path);
+    FILE *f = fopen(path, "ab");
+    assert_non_null(f);
+    fputc('x', f);
+    fclose(f);
+    expect_read_fails(path, PS_ECKPT);
+}
+
+static void test_file_rejects_wrong_magic(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "magic.aps");
+    write_sample(path);
+    unsigned char raw[4096];
+    size_t n = read_raw(path, raw, sizeof raw);
+    raw[3] = '2';
+    write_raw(path, raw, n);
+    expect_read_fails(path, PS_ECKPT);
+}
+
+/* Builds a file by hand around a header with the given version. */
+static void write_with_version(const char *path, uint32_t version)
+{
+    ps_file_header h = sample_header();
+    h.format_version = version;
+    h.payload_bytes = 3;
+    h.crc32 = 0x352441C2u; /* CRC-32 of "abc" */
+    ps_bytes hb = {0};
+    assert_int_equal(ps_codec_encode_header(&h, &hb), 0);
+    unsigned char raw[4096];
+    memcpy(raw, "APS1", 4);
+    for (int i = 0; i < 4; i++) {
+        raw[4 + i] = (unsigned char)(hb.len >> (8 * i));
+    }
+    memcpy(raw + 8, hb.data, hb.len);
+    memcpy(raw + 8 + hb.len, "abc", 3);
+    write_raw(path, raw, 8 + hb.len + 3);
+    ps_free(hb.data);
+}
+
+static void test_file_rejects_future_format_version(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "version.aps");
+    /* The hand-built file is accepted with the current version ... */
+    write_with_version(path, PS_FILE_FORMAT_VERSION);
+    ps_file_header h;
+    void *payload;
+    size_t len;
+    assert_int_equal(ps_file_read(path, &h, &payload, &len), 0);
+    assert_memory_equal(payload, "abc", 3);
+    ps_free(payload);
+    ps_file_header_fini(&h);
+    /* ... and rejected with the next one. */
+    write_with_version(path, PS_FILE_FORMAT_VERSION + 1);
+    expect_read_fails(path, PS_ECKPT);
+}
+
+static void test_file_rejects_garbage_header(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "garbage.aps");
+    unsigned char raw[8 + 16 + 3] = {'A', 'P', 'S', '1', 16, 0, 0, 0};
+    memset(raw + 8, 0xff, 16); /* not a protobuf message */
+    memcpy(raw + 24, "abc", 3);
+    write_raw(path, raw, sizeof raw);
+    expect_read_fails(path, PS_ECKPT);
+
+    /* A header length far past the end of the file. */
+    raw[7] = 0x7f;
+    write_raw(path, raw, sizeof raw);
+    expect_read_fails(path, PS_ECKPT);
+}
+
+static void test_file_rejects_overlong_kind_in_header(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "kind.aps");
+    /* Field 2 (kind), length-delimited, 20 bytes: parses, but does not fit. */
+    unsigned char raw[8 + 22] = {'A', 'P', 'S', '1', 22, 0, 0, 0, 0x12, 20};
+    memset(raw + 10, 'k', 20);
+    write_raw(path, raw, sizeof raw);
+    expect_read_fails(path, PS_ECKPT);
+}
+
+static void test_file_encode_rejects_unterminated_kind(void **state)
+{
+    (void)state;
+    ps_file_header h = {0};
+    memset(h.kind, 'x', sizeof h.kind);
+    ps_bytes hb = {0};
+    assert_int_equal(ps_codec_encode_header(&h, &hb), PS_EINVAL);
+    ps_free(hb.data);
+    char path[128];
+    path_in(path, sizeof path, "never.aps");
+    assert_int_equal(ps_file_write_atomic(path, &h, NULL, NULL, 0), PS_EINVAL);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+static void test_file_missing_file_is_io_error(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "does-not-exist.aps");
+    expect_read_fails(path, PS_EIO);
+}
+
+static void test_file_write_to_missing_dir_fails(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "no/such/dir/x.aps");
+    ps_file_header h = sample_header();
+    const void *parts[] = {"abc"};
+    size_t lens[] = {3};
+    assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 1), PS_EIO);
+}
+
+static void expect_sample_intact(const char *path)
+{
+    ps_file_header h;
+    void *payload;
+    size_t len;
+    assert_int_equal(ps_file_read(path, &h, &payload, &len), 0);
+    assert_int_equal(len, 8);
+    assert_memory_equal(payload, "abcdefgh", 8);
+    ps_free(payload);
+    ps_file_header_fini(&h);
+}
+
+static void test_file_failed_create_keeps_old_file(void **state)
+{
+    (void)state;
+    char path[128], tmp[192];
+    path_in(path, sizeof path, "keep.aps");
+    write_sample(path);
+    /* A directory where the temp file must go makes the create fail, even
+     * for root. */
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    assert_int_equal(mkdir(tmp, 0755), 0);
+    ps_file_header h = sample_header();
+    const void *parts[] = {"new content"};
+    size_t lens[] = {11};
+    assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 1), PS_EIO);
+    assert_int_equal(rmdir(tmp), 0);
+    expect_sample_intact(path);
+}
+
+static void test_file_failed_write_keeps_old_file_and_removes_temp(void **state)
+{
+    (void)state;
+    char path[128], tmp[192];
+    path_in(path, sizeof path, "fsize.aps");
+    write_sample(path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+
+    /* A file size limit makes write() fail part way (EFBIG). */
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 4096;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    static char big[64 * 1024];
+    ps_file_header h = sample_header();
+    const void *parts[] = {big};
+    size_t lens[] = {sizeof big};
+    int rc = ps_file_write_atomic(path, &h, parts, lens, 1);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+
+    assert_int_equal(rc, PS_EIO);
+    assert_int_equal(access(tmp, F_OK), -1);
+    expect_sample_intact(path);
+}
+
+static void test_file_write_to_readonly_dir_fails(void **state)
+{
+    (void)state;
+    if (geteuid() == 0) {
+        skip(); /* root writes anywhere; the tests above cover the paths */
+    }
+    char sub[128], path[160];
+    path_in(sub, sizeof sub, "ro");
+    assert_int_equal(mkdir(sub, 0755), 0);
+    snprintf(path, sizeof path, "%s/x.aps", sub);
+    write_sample(path);
+    assert_int_equal(chmod(sub, 0555), 0);
+    ps_file_header h = sample_header();
+    const void *parts[] = {"zz"};
+    size_t lens[] = {2};
+    int rc = ps_file_write_atomic(path, &h, parts, lens, 1);
+    assert_int_equal(chmod(sub, 0755), 0);
+    assert_int_equal(rc, PS_EIO);
+    expect_sample_intact(path);
+}
+
+static void test_file_atomic_writer_abort_leaves_nothing(void **state)
+{
+    (void)state;
+    char path[128], tmp[192];
+    path_in(path, sizeof path, "abort.bin");
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    ps_file_atomic *f;
+    assert_int_equal(ps_file_open_atomic(&f, path), 0);
+    assert_int_equal(access(tmp, F_OK), 0);
+    assert_int_equal(ps_file_write(f, "xyz", 3), 0);
+    ps_file_abort(&f);
+    assert_null(f);
+    ps_file_abort(&f);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+static void test_file_write_survives_oom_sweep(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "oomw.aps");
+    ps_file_header h = sample_header();
+    const void *parts[] = {"abc", "defgh"};
+    size_t lens[] = {3, 5};
+    int rc = PS_ENOMEM;
+    long n;
+    for (n = 0; rc == PS_ENOMEM && n < 1000; n++) {
+        ps_test_fail_alloc(n);
+        rc = ps_file_write_atomic(path, &h, parts, lens, 2);
+        ps_test_fail_alloc(-1);
+        if (rc == PS_ENOMEM) {
+            assert_int_equal(access(path, F_OK), -1);
+        }
+    }
+    assert_int_equal(rc, 0);
+    assert_true(n > 1);
+    expect_sample_intact(path);
+}
+
+static void test_file_read_survives_oom_sweep(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "oomr.aps");
+    write_sample(path);
+    int rc = PS_ENOMEM;
+    long n;
+    ps_file_header h;
+    void *payload = NULL;
+    size_t len;
+    for (n = 0; rc == PS_ENOMEM && n < 1000; n++) {
+        ps_test_fail_alloc(n);
+        rc = ps_file_read(path, &h, &payload, &len);
+        ps_test_fail_alloc(-1);
+        if (rc == PS_ENOMEM) {
+            assert_null(payload);
+            assert_null(h.config);
+        }
+    }
+    assert_int_equal(rc, 0);
+    assert_true(n > 3);
+    assert_memory_equal(payload, "abcdefgh", 8);
+    ps_free(payload);
+    ps_file_header_fini(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, ps_test_setup, ps_test_teardown)
+        T(test_file_round_trip_keeps_header_and_payload),
+        T(test_file_crc_is_ieee_crc32),
+        T(test_file_empty_payload_round_trips),
+        T(test_file_streaming_read_in_pieces),
+        T(test_file_rejects_flipped_payload_byte),
+        T(test_file_rejects_truncated_file),
+        T(test_file_rejects_trailing_bytes),
+        T(test_file_rejects_wrong_magic),
+        T(test_file_rejects_future_format_version),
+        T(test_file_rejects_garbage_header),
+        T(test_file_rejects_overlong_kind_in_header),
+        T(test_file_encode_rejects_unterminated_kind),
+        T(test_file_missing_file_is_io_error),
+        T(test_file_write_to_missing_dir_fails),
+        T(test_file_failed_create_keeps_old_file),
+        T(test_file_failed_write_keeps_old_file_and_removes_temp),
+        T(test_file_write_to_readonly_dir_fails),
+        T(test_file_atomic_writer_abort_leaves_nothing),
+        T(test_file_write_survives_oom_sweep),
+        T(test_file_read_survives_oom_sweep),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

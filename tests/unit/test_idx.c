@@ -1,0 +1,487 @@
+/* IDX reader: Fashion-MNIST loads with the sizes and pixel values numpy
+ * reads, row ranges equal the same rows of a full load, plain and gzipped
+ * files read alike, and every kind of bad header or short file is rejected
+ * with an error code instead of garbage. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "common/data.h"
+#include "common/err.h"
+#include "common/idx.h"
+#include "common/mem.h"
+#include "tests/unit/ps_test.h"
+
+#define FMNIST "/usr/share/datasets/fashion-mnist/"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SLOWDOWN 10.0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SLOWDOWN 10.0
+#endif
+#endif
+#ifndef SLOWDOWN
+#define SLOWDOWN 1.0
+#endif
+
+static char tmpdir[64];
+
+/* Removes the flat temporary directory and its files. */
+static void rm_tmpdir(void)
+{
+    DIR *d = opendir(tmpdir);
+    if (d) {
+        struct dirent *e;
+        char p[512];
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
+                unlink(p);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(tmpdir);
+}
+
+static int group_setup(void **state)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/ps_test_idx_XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        return -1;
+    }
+    return ps_test_setup(state);
+}
+
+static int group_teardown(void **state)
+{
+    rm_tmpdir();
+    return ps_test_teardown(state);
+}
+
+static int have_fmnist(void)
+{
+    return access(FMNIST "train-images-idx3-ubyte.gz", R_OK) == 0 &&
+           access(FMNIST "train-labels-idx1-ubyte.gz", R_OK) == 0 &&
+           access(FMNIST "t10k-images-idx3-ubyte.gz", R_OK) == 0 &&
+           access(FMNIST "t10k-labels-idx1-ubyte.gz", R_OK) == 0;
+}
+
+/* CPU time: the bound is on our work, not on how busy the shared CI
+ * machine is. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Pixel (row, col) as a byte: the loader stores byte / 255. */
+static int pixel(const ps_dataset *d, size_t row, size_t col)
+{
+    return (int)(d->x[row * d->dim + col] * 255.0f + 0.5f);
+}
+
+/* Expected values were computed once with numpy from the same gz files:
+ *   b = gzip.open(path).read()
+ *   X = np.frombuffer(b, np.uint8, offset=16).reshape(-1, 784)
+ *   Y = np.frombuffer(gzip.open(lbl).read(), np.uint8, offset=8)
+ * giving Y[:10] = 9 0 0 3 0 2 7 2 5 5, Y[12345] = 8, Y[59999] = 5,
+ * X[0,400] = 0, X[0,500] = 220, X[1,300] = 201, X[12345,406] = 193,
+ * X[59999,400] = 129, X[59999,783] = 0, X[0].sum() = 76247, 6000 per class;
+ * test set: TY[:5] = 9 2 1 1 6, T[0,400] = 1, T[9999,350] = 86. */
+static void test_idx_loads_fashion_mnist_train(void **state)
+{
+    (void)state;
+    if (!have_fmnist()) {
+        print_message("Fashion-MNIST not found under " FMNIST ", skipping\n");
+        skip();
+    }
+    ps_dataset d = {0};
+    double t0 = cpu_s();
+    assert_int_equal(ps_idx_load(FMNIST "train-images-idx3-ubyte.gz",
+                                 FMNIST "train-labels-idx1-ubyte.gz", 0, SIZE_MAX, &d),
+                     0);
+    double dt = cpu_s() - t0;
+    print_message("loaded 60000 x 784 in %.3f s of CPU\n", dt);
+    assert_true(dt < 1.0 * SLOWDOWN);
+    assert_int_equal(d.n, 60000);
+    assert_int_equal(d.dim, 784);
+    assert_int_equal(d.nclasses, 10);
+    assert_int_equal(d.sparse, 0);
+    const int y10[10] = {9, 0, 0, 3, 0, 2, 7, 2, 5, 5};
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(d.y[i], y10[i]);
+    }
+    assert_int_equal(d.y[12345], 8);
+    assert_int_equal(d.y[59999], 5);
+    assert_int_equal(pixel(&d, 0, 400), 0);
+    assert_int_equal(pixel(&d, 0, 500), 220);
+    assert_int_equal(pixel(&d, 1, 300), 201);
+    assert_int_equal(pixel(&d, 12345, 406), 193);
+    assert_int_equal(pixel(&d, 59999, 400), 129);
+    assert_int_equal(pixel(&d, 59999, 783), 0);
+    long sum = 0;
+    for (size_t j = 0; j < 784; j++) {
+        sum += pixel(&d, 0, j);
+    }
+    assert_int_equal(sum, 76247);
+    long per_class[10] = {0};
+    for (size_t i = 0; i < d.n; i++) {
+        per_class[d.y[i]]++;
+    }
+    for (int c = 0; c < 10; c++) {
+        assert_int_equal(per_class[c], 6000);
+    }
+    /* Exactly x / 255, in [0, 1]. */
+    assert_true(d.x[1 * 784 + 300] == 201.0f / 255.0f);
+    for (size_t i = 0; i < d.n * d.dim; i += 997) {
+        assert_true(d.x[i] >= 0.0f && d.x[i] <= 1.0f);
+    }
+    ps_dataset_fini(&d);
+}
+
+static void test_idx_loads_fashion_mnist_test_and_probe(void **state)
+{
+    (void)state;
+    if (!have_fmnist()) {
+        print_message("Fashion-MNIST not found under " FMNIST ", skipping\n");
+        skip();
+    }
+    size_t n = 0, dim = 0;
+    assert_int_equal(ps_idx_probe(FMNIST "train-images-idx3-ubyte.gz", &n, &dim), 0);
+    assert_int_equal(n, 60000);
+    assert_int_equal(dim, 784);
+    assert_int_equal(ps_idx_probe(FMNIST "t10k-labels-idx1-ubyte.gz", &n, &dim), 0);
+    assert_int_equal(n, 10000);
+    assert_int_equal(dim, 1);
+
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(FMNIST "t10k-images-idx3-ubyte.gz",
+                                 FMNIST "t10k-labels-idx1-ubyte.gz", 0, SIZE_MAX, &d),
+                     0);
+    assert_int_equal(d.n, 10000);
+    assert_int_equal(d.dim, 784);
+    const int y5[5] = {9, 2, 1, 1, 6};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(d.y[i], y5[i]);
+    }
+    assert_int_equal(pixel(&d, 0, 400), 1);
+    assert_int_equal(pixel(&d, 9999, 350), 86);
+    ps_dataset_fini(&d);
+}
+
+/* A worker's range: rows [12344, 12347) hold the same values as in the full
+ * load (numpy values above), and "to the end" stops at 60000. */
+static void test_idx_loads_a_row_range(void **state)
+{
+    (void)state;
+    if (!have_fmnist()) {
+        print_message("Fashion-MNIST not found under " FMNIST ", skipping\n");
+        skip();
+    }
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(FMNIST "train-images-idx3-ubyte.gz",
+                                 FMNIST "train-labels-idx1-ubyte.gz", 12344, 3, &d),
+                     0);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(d.y[1], 8);
+    assert_int_equal(pixel(&d, 1, 406), 193);
+    assert_int_equal(ps_idx_load(FMNIST "train-images-idx3-ubyte.gz",
+                                 FMNIST "train-labels-idx1-ubyte.gz", 59998, SIZE_MAX, &d),
+                     0);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.y[1], 5);
+    assert_int_equal(pixel(&d, 1, 400), 129);
+    ps_dataset_fini(&d);
+}
+
+/* Writes an IDX file: header bytes then body, gzipped if gz. */
+static void write_file(const char *name, int gz, const unsigned char *data, size_t len,
+                       char *path_out)
+{
+    snprintf(path_out, 256, "%s/%s", tmpdir, name);
+    if (gz) {
+        gzFile f = gzopen(path_out, "wb");
+        assert_non_null(f);
+        assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
+        assert_int_equal(gzclose(f), Z_OK);
+    } else {
+        FILE *f = fopen(path_out, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, len, f), len);
+        assert_int_equal(fclose(f), 0);
+    }
+}
+
+/* nimg images of 2x3 pixels, pixel (i, j) = 10 * i + j; labels i % 3. */
+static size_t make_images(unsigned char *buf, uint32_t n_header, size_t nimg)
+{
+    unsigned char h[16] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3};
+    h[4] = (unsigned char)(n_header >> 24);
+    h[5] = (unsigned char)(n_header >> 16);
+    h[6] = (unsigned char)(n_header >> 8);
+    h[7] = (unsigned char)n_header;
+    memcpy(buf, h, 16);
+    for (size_t i = 0; i < nimg; i++) {
+        for (size_t j = 0; j < 6; j++) {
+            buf[16 + 6 * i + j] = (unsigned char)(10 * i + j);
+        }
+    }
+    return 16 + 6 * nimg;
+}
+
+static size_t make_labels(unsigned char *buf, uint32_t n_header, size_t nlab)
+{
+    unsigned char h[8] = {0, 0, 8, 1, 0, 0, 0, (unsigned char)n_header};
+    memcpy(buf, h, 8);
+    for (size_t i = 0; i < nlab; i++) {
+        buf[8 + i] = (unsigned char)(i % 3);
+    }
+    return 8 + nlab;
+}
+
+static void test_idx_reads_plain_and_gzip_alike(void **state)
+{
+    (void)state;
+    unsigned char img[256], lab[64];
+    char pi[256], pl[256], gi[256], gl[256];
+    size_t li = make_images(img, 5, 5), ll = make_labels(lab, 5, 5);
+    write_file("a-images", 0, img, li, pi);
+    write_file("a-labels", 0, lab, ll, pl);
+    write_file("a-images.gz", 1, img, li, gi);
+    write_file("a-labels.gz", 1, lab, ll, gl);
+    ps_dataset a = {0}, b = {0};
+    assert_int_equal(ps_idx_load(pi, pl, 1, 3, &a), 0);
+    assert_int_equal(ps_idx_load(gi, gl, 1, 3, &b), 0);
+    assert_int_equal(a.n, 3);
+    assert_int_equal(a.dim, 6);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(a.y[i], (int)((i + 1) % 3));
+        for (size_t j = 0; j < 6; j++) {
+            assert_true(a.x[i * 6 + j] == (float)(10 * (i + 1) + j) / 255.0f);
+        }
+    }
+    assert_memory_equal(a.x, b.x, 3 * 6 * sizeof(float));
+    assert_memory_equal(a.y, b.y, 3 * sizeof(int32_t));
+    /* Images alone: no labels, y zeroed. */
+    assert_int_equal(ps_idx_load_images(gi, 4, SIZE_MAX, &a), 0);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.nclasses, 0);
+    assert_int_equal(a.y[0], 0);
+    assert_true(a.x[5] == 45.0f / 255.0f);
+    /* Empty range at the end is fine. */
+    assert_int_equal(ps_idx_load(pi, pl, 5, SIZE_MAX, &a), 0);
+    assert_int_equal(a.n, 0);
+    ps_dataset_fini(&a);
+    ps_dataset_fini(&b);
+}
+
+static void test_idx_rejects_range_past_end(void **state)
+{
+    (void)state;
+    unsigned char img[256], lab[64];
+    char pi[256], pl[256];
+    write_file("r-images", 0, img, make_images(img, 5, 5), pi);
+    write_file("r-labels", 0, lab, make_labels(lab, 5, 5), pl);
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(pi, pl, 3, 3, &d), PS_ERANGE);
+    assert_int_equal(ps_idx_load(pi, pl, 6, SIZE_MAX, &d), PS_ERANGE);
+    assert_null(d.x);
+}
+
+/* Loads a bad images file (with good labels) and expects rc; out must stay
+ * untouched. */
+static void expect_bad_images(const char *name, int gz, const unsigned char *img, size_t len,
+                              size_t first, size_t count, int rc)
+{
+    unsigned char lab[64];
+    char pi[256], pl[256];
+    write_file(name, gz, img, len, pi);
+    write_file("good-labels", 0, lab, make_labels(lab, 5, 5), pl);
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(pi, pl, first, count, &d), rc);
+    assert_null(d.x);
+    assert_int_equal(d.n, 0);
+}
+
+static void test_idx_rejects_wrong_magic(void **state)
+{
+    (void)state;
+    unsigned char img[256];
+    size_t len = make_images(img, 5, 5);
+    img[0] = 0x1f; /* e.g. a doubly gzipped file */
+    expect_bad_images("magic", 0, img, len, 0, SIZE_MAX, PS_EFORMAT);
+    img[0] = 0;
+    img[3] = 0; /* zero dimensions */
+    expect_bad_images("ndims0", 0, img, len, 0, SIZE_MAX, PS_EFORMAT);
+    /* A labels file passed as images. */
+    unsigned char lab[64];
+    expect_bad_images("swapped", 0, lab, make_labels(lab, 5, 5), 0, SIZE_MAX, PS_EFORMAT);
+}
+
+static void test_idx_rejects_wrong_type_code(void **state)
+{
+    (void)state;
+    unsigned char img[256];
+    size_t len = make_images(img, 5, 5);
+    img[2] = 0x0D; /* float */
+    expect_bad_images("type", 1, img, len, 0, SIZE_MAX, PS_EFORMAT);
+}
+
+static void test_idx_rejects_overflowing_dims(void **state)
+{
+    (void)state;
+    unsigned char img[256];
+    size_t len = make_images(img, 5, 5);
+    /* 2 x 0xffffffff x 0xffffffff per sample cannot be allocated or even
+     * multiplied in 64 bits; it must not wrap to a small size. */
+    unsigned char h[20] = {0, 0, 8, 4, 0, 0, 0, 5, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0xff,
+                           0xff, 0xff, 0xff, 0xff};
+    memcpy(img, h, sizeof h);
+    expect_bad_images("overflow", 0, img, len, 0, SIZE_MAX, PS_EFORMAT);
+    /* A zero-sized image dimension. */
+    len = make_images(img, 5, 5);
+    img[11] = 0;
+    expect_bad_images("zerodim", 0, img, len, 0, SIZE_MAX, PS_EFORMAT);
+}
+
+static void test_idx_rejects_truncated_file(void **state)
+{
+    (void)state;
+    unsigned char img[256];
+    /* Header says 5 images, body holds 3 and a half. */
+    size_t len = make_images(img, 5, 3) + 3;
+    expect_bad_images("trunc", 0, img, len, 0, SIZE_MAX, PS_EFORMAT);
+    expect_bad_images("trunc.gz", 1, img, len, 2, 2, PS_EFORMAT);
+    /* Only the requested range is read, so the intact part loads. */
+    unsigned char lab[64];
+    char pi[256], pl[256];
+    write_file("trunc2", 0, img, len, pi);
+    write_file("lab5", 0, lab, make_labels(lab, 5, 5), pl);
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(pi, pl, 1, 2, &d), 0);
+    assert_int_equal(d.n, 2);
+    ps_dataset_fini(&d);
+    /* A gzip stream cut short (no trailer, last block partial). */
+    unsigned char big[16 + 6 * 40];
+    for (size_t i = 0; i < sizeof big; i++) {
+        big[i] = (unsigned char)(i * 2654435761u >> 13);
+    }
+    memcpy(big, (unsigned char[16]){0, 0, 8, 3, 0, 0, 0, 40, 0, 0, 0, 2, 0, 0, 0, 3}, 16);
+    write_file("cut.gz", 1, big, sizeof big, pi);
+    FILE *f = fopen(pi, "rb");
+    assert_non_null(f);
+    unsigned char gzb[1024];
+    size_t gzlen = fread(gzb, 1, sizeof gzb, f);
+    fclose(f);
+    assert_true(gzlen > 40);
+    f = fopen(pi, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(gzb, 1, gzlen - 30, f), gzlen - 30);
+    fclose(f);
+    assert_int_equal(ps_idx_load_images(pi, 0, SIZE_MAX, &d), PS_EFORMAT);
+    /* Header cut inside the dimensions. */
+    expect_bad_images("shorthdr", 0, img, 10, 0, SIZE_MAX, PS_EFORMAT);
+    expect_bad_images("empty", 0, img, 0, 0, SIZE_MAX, PS_EFORMAT);
+}
+
+static void test_idx_rejects_count_mismatch(void **state)
+{
+    (void)state;
+    unsigned char img[256], lab[64];
+    char pi[256], pl[256];
+    write_file("m-images", 0, img, make_images(img, 5, 5), pi);
+    write_file("m-labels", 0, lab, make_labels(lab, 4, 4), pl);
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(pi, pl, 0, 2, &d), PS_EFORMAT);
+    assert_null(d.x);
+}
+
+static void test_idx_rejects_label_out_of_range(void **state)
+{
+    (void)state;
+    unsigned char img[256], lab[64];
+    char pi[256], pl[256];
+    write_file("l-images", 0, img, make_images(img, 5, 5), pi);
+    size_t ll = make_labels(lab, 5, 5);
+    lab[8 + 3] = 10;
+    write_file("l-labels", 0, lab, ll, pl);
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(pi, pl, 0, SIZE_MAX, &d), PS_EFORMAT);
+    /* Rows before the bad label load, and 10 is fine with 11 classes. */
+    assert_int_equal(ps_idx_load(pi, pl, 0, 3, &d), 0);
+    assert_int_equal(ps_idx_load_classes(pi, pl, 0, SIZE_MAX, 11, &d), 0);
+    assert_int_equal(d.y[3], 10);
+    assert_int_equal(d.nclasses, 11);
+    ps_dataset_fini(&d);
+}
+
+static void test_idx_reports_missing_file(void **state)
+{
+    (void)state;
+    size_t n, dim;
+    char p[256];
+    snprintf(p, sizeof p, "%s/does-not-exist", tmpdir);
+    assert_int_equal(ps_idx_probe(p, &n, &dim), PS_EIO);
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load_images(p, 0, SIZE_MAX, &d), PS_EIO);
+}
+
+/* Fails each allocation in turn: every path returns PS_ENOMEM and leaks
+ * nothing (cmocka's allocator checks), until the load succeeds. */
+static void test_idx_load_survives_oom(void **state)
+{
+    (void)state;
+    unsigned char img[256], lab[64];
+    char pi[256], pl[256];
+    write_file("o-images.gz", 1, img, make_images(img, 5, 5), pi);
+    write_file("o-labels", 0, lab, make_labels(lab, 5, 5), pl);
+    ps_dataset d = {0};
+    int rc = PS_ENOMEM;
+    long n;
+    for (n = 0; rc == PS_ENOMEM && n < 100; n++) {
+        ps_test_fail_alloc(n);
+        rc = ps_idx_load(pi, pl, 1, 4, &d);
+        if (rc) {
+            assert_int_equal(rc, PS_ENOMEM);
+            assert_null(d.x);
+        }
+    }
+    ps_test_fail_alloc(-1);
+    assert_int_equal(rc, 0);
+    assert_true(n > 1);
+    assert_int_equal(d.n, 4);
+    ps_dataset_fini(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idx_loads_fashion_mnist_train),
+        cmocka_unit_test(test_idx_loads_fashion_mnist_test_and_probe),
+        cmocka_unit_test(test_idx_loads_a_row_range),
+        cmocka_unit_test(test_idx_reads_plain_and_gzip_alike),
+        cmocka_unit_test(test_idx_rejects_range_past_end),
+        cmocka_unit_test(test_idx_rejects_wrong_magic),
+        cmocka_unit_test(test_idx_rejects_wrong_type_code),
+        cmocka_unit_test(test_idx_rejects_overflowing_dims),
+        cmocka_unit_test(test_idx_rejects_truncated_file),
+        cmocka_unit_test(test_idx_rejects_count_mismatch),
+        cmocka_unit_test(test_idx_rejects_label_out_of_range),
+        cmocka_unit_test(test_idx_reports_missing_file),
+        cmocka_unit_test(test_idx_load_survives_oom),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,311 @@
+/* Tests for common/metrics.c: exact lines compared with hand-written JSON,
+ * doubles read back bit for bit, escaping, NaN -> null, truncate/append,
+ * and every line parsed by Python's json module when /usr/bin/python3 is
+ * there. */
+#include <float.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "common/metrics.h"
+#include "tests/unit/ps_test.h"
+
+static char dir[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/adamps_test_metrics.XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Whole file into buf (NUL-terminated). */
+static size_t slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return n;
+}
+
+static void spit(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void write_one(const char *path, ps_metrics_mode mode, const ps_metric_kv *kvs, size_t n)
+{
+    ps_metrics *m;
+    assert_int_equal(ps_metrics_open(&m, path, mode), 0);
+    assert_int_equal(ps_metrics_write(m, kvs, n), 0);
+    assert_int_equal(ps_metrics_close(&m), 0);
+    assert_null(m);
+}
+
+static void test_metrics_writes_one_object_per_line(void **state)
+{
+    (void)state;
+    char path[128], buf[1024];
+    snprintf(path, sizeof path, "%s/basic.jsonl", dir);
+    ps_metrics *m;
+    assert_int_equal(ps_metrics_open(&m, path, PS_METRICS_TRUNCATE), 0);
+    ps_metric_kv a[] = {
+        PS_METRIC_I("step", 100),
+        PS_METRIC_D("train_loss", 0.5),
+        PS_METRIC_S("phase", "eval"),
+    };
+    ps_metric_kv b[] = {
+        PS_METRIC_I("min", INT64_MIN),
+        PS_METRIC_I("max", INT64_MAX),
+        PS_METRIC_D("neg", -2.25),
+        PS_METRIC_S("none", NULL),
+    };
+    assert_int_equal(ps_metrics_write(m, a, 3), 0);
+    /* Each line reaches the file when written, not at close. */
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"step\":100,\"train_loss\":0.5,\"phase\":\"eval\"}\n");
+    assert_int_equal(ps_metrics_write(m, b, 4), 0);
+    assert_int_equal(ps_metrics_write(m, NULL, 0), 0);
+    assert_int_equal(ps_metrics_close(&m), 0);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"step\":100,\"train_loss\":0.5,\"phase\":\"eval\"}\n"
+                             "{\"min\":-9223372036854775808,\"max\":9223372036854775807,"
+                             "\"neg\":-2.25,\"none\":null}\n"
+                             "{}\n");
+    assert_int_equal(ps_metrics_close(&m), 0); /* NULL is fine */
+}
+
+static void test_metrics_doubles_read_back_exactly(void **state)
+{
+    (void)state;
+    char path[128], buf[2048];
+    snprintf(path, sizeof path, "%s/doubles.jsonl", dir);
+    const double vals[] = {0.1, 1.0 / 3.0, -2.5e300, 1e-300, DBL_MAX, DBL_MIN, 4.9e-324,
+                           0.0, 123456789.0};
+    enum { N = sizeof vals / sizeof vals[0] };
+    for (size_t i = 0; i < N; i++) {
+        ps_metric_kv kv = PS_METRIC_D("x", vals[i]);
+        write_one(path, PS_METRICS_TRUNCATE, &kv, 1);
+        slurp(path, buf, sizeof buf);
+        assert_memory_equal(buf, "{\"x\":", 5);
+        char *end;
+        double back = strtod(buf + 5, &end);
+        assert_string_equal(end, "}\n");
+        assert_memory_equal(&back, &vals[i], sizeof back);
+    }
+}
+
+static void test_metrics_nonfinite_becomes_null(void **state)
+{
+    (void)state;
+    char path[128], buf[256];
+    snprintf(path, sizeof path, "%s/nan.jsonl", dir);
+    ps_metric_kv kvs[] = {
+        PS_METRIC_D("a", NAN),
+        PS_METRIC_D("b", INFINITY),
+        PS_METRIC_D("c", -INFINITY),
+        PS_METRIC_D("d", 1.5),
+    };
+    write_one(path, PS_METRICS_TRUNCATE, kvs, 4);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"a\":null,\"b\":null,\"c\":null,\"d\":1.5}\n");
+}
+
+static void test_metrics_escapes_strings_and_keys(void **state)
+{
+    (void)state;
+    char path[128], buf[512];
+    snprintf(path, sizeof path, "%s/esc.jsonl", dir);
+    ps_metric_kv kvs[] = {
+        PS_METRIC_S("q\"k", "a\"b\\c"),
+        PS_METRIC_S("ctl", "\n\t\r\b\f\x01\x1f"),
+        PS_METRIC_S("utf8", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+        PS_METRIC_S("bad", "x\xffy\xe2\x82"),
+        PS_METRIC_S("surrogate", "\xed\xa0\x80"),
+        PS_METRIC_S("overlong", "\xc0\xaf"),
+    };
+    write_one(path, PS_METRICS_TRUNCATE, kvs, 6);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"q\\\"k\":\"a\\\"b\\\\c\","
+                             "\"ctl\":\"\\n\\t\\r\\b\\f\\u0001\\u001f\","
+                             "\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\","
+                             "\"bad\":\"x\\ufffdy\\ufffd\\ufffd\","
+                             "\"surrogate\":\"\\ufffd\\ufffd\\ufffd\","
+                             "\"overlong\":\"\\ufffd\\ufffd\"}\n");
+}
+
+static void test_metrics_lines_parse_with_python_json(void **state)
+{
+    (void)state;
+    if (system("/usr/bin/python3 -c 'import json' >/dev/null 2>&1") != 0) {
+        skip();
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%s/py.jsonl", dir);
+    ps_metrics *m;
+    assert_int_equal(ps_metrics_open(&m, path, PS_METRICS_TRUNCATE), 0);
+    for (int i = 0; i < 3; i++) {
+        ps_metric_kv kvs[] = {
+            PS_METRIC_I("step", i),
+            PS_METRIC_D("train_loss", i == 1 ? NAN : 0.1 * i),
+            PS_METRIC_S("note", "a\"b\\c\n\t\x01 caf\xc3\xa9 \xff"),
+        };
+        assert_int_equal(ps_metrics_write(m, kvs, 3), 0);
+    }
+    assert_int_equal(ps_metrics_close(&m), 0);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c 'import json, sys\n"
+             "lines = open(sys.argv[1], encoding=\"utf-8\").read().split(\"\\n\")\n"
+             "assert lines[-1] == \"\", \"file must end in a newline\"\n"
+             "rows = [json.loads(l) for l in lines[:-1]]\n"
+             "assert [r[\"step\"] for r in rows] == [0, 1, 2]\n"
+             "assert rows[1][\"train_loss\"] is None\n"
+             "assert rows[2][\"train_loss\"] == 0.1 * 2\n"
+             "assert rows[0][\"note\"] == \"a\\\"b\\\\c\\n\\t\\x01 caf\\u00e9 \\ufffd\", "
+             "repr(rows[0][\"note\"])\n' '%s'",
+             path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_metrics_truncate_and_append_modes(void **state)
+{
+    (void)state;
+    char path[128], buf[256];
+    snprintf(path, sizeof path, "%s/modes.jsonl", dir);
+    ps_metric_kv one = PS_METRIC_I("a", 1), two = PS_METRIC_I("a", 2);
+    write_one(path, PS_METRICS_TRUNCATE, &one, 1);
+    write_one(path, PS_METRICS_APPEND, &two, 1);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"a\":1}\n{\"a\":2}\n");
+    write_one(path, PS_METRICS_TRUNCATE, &two, 1);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"a\":2}\n");
+    /* Append creates a missing file. */
+    snprintf(path, sizeof path, "%s/new.jsonl", dir);
+    write_one(path, PS_METRICS_APPEND, &one, 1);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"a\":1}\n");
+}
+
+static void test_metrics_append_drops_partial_last_line(void **state)
+{
+    (void)state;
+    char path[128];
+    static char buf[16384], big[12000];
+    snprintf(path, sizeof path, "%s/partial.jsonl", dir);
+    ps_metric_kv two = PS_METRIC_I("b", 2);
+
+    spit(path, "{\"a\":1}\n{\"a\":");
+    write_one(path, PS_METRICS_APPEND, &two, 1);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"a\":1}\n{\"b\":2}\n");
+
+    /* No newline at all: the whole file is the partial line. */
+    spit(path, "{\"a\":");
+    write_one(path, PS_METRICS_APPEND, &two, 1);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"b\":2}\n");
+
+    /* A partial line longer than the scan chunk. */
+    memset(big, 'x', sizeof big - 1);
+    memcpy(big, "{\"a\":1}\n{\"s\":\"", 14);
+    spit(path, big);
+    write_one(path, PS_METRICS_APPEND, &two, 1);
+    slurp(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"a\":1}\n{\"b\":2}\n");
+}
+
+static void test_metrics_rejects_bad_input(void **state)
+{
+    (void)state;
+    char path[128], buf[256];
+    snprintf(path, sizeof path, "%s/bad.jsonl", dir);
+    ps_metrics *m;
+    assert_int_equal(ps_metrics_open(&m, path, (ps_metrics_mode)7), PS_EINVAL);
+    assert_null(m);
+    assert_int_equal(ps_metrics_open(&m, path, PS_METRICS_TRUNCATE), 0);
+    ps_metric_kv nokey[] = {PS_METRIC_I("ok", 1), PS_METRIC_I(NULL, 2)};
+    assert_int_equal(ps_metrics_write(m, nokey, 2), PS_EINVAL);
+    ps_metric_kv badtype = {.key = "t", .type = (ps_metric_type)9};
+    assert_int_equal(ps_metrics_write(m, &badtype, 1), PS_EINVAL);
+    assert_int_equal(ps_metrics_close(&m), 0);
+    /* A rejected line leaves nothing behind. */
+    assert_int_equal(slurp(path, buf, sizeof buf), 0);
+
+    snprintf(path, sizeof path, "%s/no/such/dir.jsonl", dir);
+    assert_int_equal(ps_metrics_open(&m, path, PS_METRICS_TRUNCATE), PS_EIO);
+    assert_null(m);
+}
+
+static void test_metrics_survives_oom_sweep(void **state)
+{
+    (void)state;
+    char path[128], buf[512];
+    snprintf(path, sizeof path, "%s/oom.jsonl", dir);
+    ps_metric_kv kvs[] = {
+        PS_METRIC_I("step", 7),
+        PS_METRIC_S("s", "a long enough string to need the line buffer to grow past its "
+                         "first sixteen bytes, twice over"),
+    };
+    int rc = PS_ENOMEM;
+    long n;
+    for (n = 0; rc == PS_ENOMEM && n < 100; n++) {
+        ps_metrics *m = NULL;
+        ps_test_fail_alloc(n);
+        rc = ps_metrics_open(&m, path, PS_METRICS_TRUNCATE);
+        if (!rc) {
+            rc = ps_metrics_write(m, kvs, 2);
+        }
+        ps_test_fail_alloc(-1);
+        assert_int_equal(ps_metrics_close(&m), 0);
+        if (rc == PS_ENOMEM) {
+            /* Not created yet, or created empty: never half a line. */
+            assert_true(access(path, F_OK) != 0 || slurp(path, buf, sizeof buf) == 0);
+        }
+    }
+    assert_int_equal(rc, 0);
+    assert_true(n > 3);
+    slurp(path, buf, sizeof buf);
+    assert_memory_equal(buf, "{\"step\":7,\"s\":\"a long", 20);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, ps_test_setup, ps_test_teardown)
+        T(test_metrics_writes_one_object_per_line),
+        T(test_metrics_doubles_read_back_exactly),
+        T(test_metrics_nonfinite_becomes_null),
+        T(test_metrics_escapes_strings_and_keys),
+        T(test_metrics_lines_parse_with_python_json),
+        T(test_metrics_truncate_and_append_modes),
+        T(test_metrics_append_drops_partial_last_line),
+        T(test_metrics_rejects_bad_input),
+        T(test_metrics_survives_oom_sweep),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,366 @@
+#include "worker/client.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+
+/* One server's share of a plan: for each table a run of (slot, position in
+ * the table's key list), slots ascending. */
+typedef struct {
+    uint64_t *slots;
+    size_t *pos;
+    size_t n, cap_slots, cap_pos;
+    size_t *seg_start; /* per table: first index; seg_start[ntables] = n */
+    uint64_t request_id;
+} plan_part;
+
+typedef struct {
+    uint64_t slot;
+    size_t pos;
+} slot_pos;
+
+struct ps_plan {
+    plan_part *parts; /* nservers */
+    uint32_t nservers, ntables;
+};
+
+struct ps_client {
+    ps_client_cfg cfg;
+    ps_comm *comm;
+    ps_codec *codec;
+    ps_shard *shards; /* per table */
+    ps_codec_table *limits;
+    ps_codec_limits lim;
+    int *server_of_rank; /* comm rank -> server index or -1 */
+    ps_seg *segs;
+    float *vals;
+    size_t cap_vals;
+    ps_bytes out;
+    uint64_t next_id;
+    /* hash sharding: (slot, pos) pairs sorted per server */
+    slot_pos *pairs;
+    size_t cap_pairs;
+};
+
+int ps_client_create(ps_client **out, const ps_client_cfg *cfg, ps_comm *comm)
+{
+    int rc = PS_ENOMEM;
+    ps_client *c = ps_calloc(1, sizeof *c);
+    if (!c) {
+        return PS_ENOMEM;
+    }
+    c->cfg = *cfg;
+    c->comm = comm;
+    int size = ps_comm_size(comm);
+    if (ps_codec_create(&c->codec) || !(c->shards = ps_calloc(cfg->ntables, sizeof *c->shards)) ||
+        !(c->limits = ps_calloc(cfg->ntables, sizeof *c->limits)) ||
+        !(c->segs = ps_calloc(cfg->ntables, sizeof *c->segs)) ||
+        !(c->server_of_rank = ps_malloc(sizeof(int) * (size_t)size))) {
+        goto fail;
+    }
+    for (uint32_t t = 0; t < cfg->ntables; t++) {
+        if ((rc = ps_shard_init(&c->shards[t], cfg->tables[t].rows, cfg->nservers, cfg->shard))) {
+            goto fail;
+        }
+        /* Replies carry values only; slots bound the row count of a segment. */
+        c->limits[t] = (ps_codec_table){.width = cfg->tables[t].width,
+                                        .slots = cfg->tables[t].rows};
+    }
+    c->lim = (ps_codec_limits){.tables = c->limits, .ntables = cfg->ntables,
+                               .nworkers = cfg->nworkers};
+    for (int r = 0; r < size; r++) {
+        c->server_of_rank[r] = -1;
+    }
+    for (uint32_t s = 0; s < cfg->nservers; s++) {
+        c->server_of_rank[cfg->server_ranks[s]] = (int)s;
+    }
+    *out = c;
+    return 0;
+fail:
+    ps_client_destroy(&c);
+    return rc;
+}
+
+void ps_client_destroy(ps_client **cp)
+{
+    if (!cp || !*cp) {
+        return;
+    }
+    ps_client *c = *cp;
+    ps_codec_destroy(&c->codec);
+    ps_free(c->shards);
+    ps_free(c->limits);
+    ps_free(c->segs);
+    ps_free(c->server_of_rank);
+    ps_free(c->vals);
+    ps_free(c->out.data);
+    ps_free(c->pairs);
+    ps_free(c);
+    *cp = NULL;
+}
+
+int ps_plan_create(ps_plan **out, const ps_client *c)
+{
+    ps_plan *p = ps_calloc(1, sizeof *p);
+    if (!p) {
+        return PS_ENOMEM;
+    }
+    p->nservers = c->cfg.nservers;
+    p->ntables = c->cfg.ntables;
+    if (!(p->parts = ps_calloc(p->nservers, sizeof *p->parts))) {
+        goto fail;
+    }
+    for (uint32_t s = 0; s < p->nservers; s++) {
+        if (!(p->parts[s].seg_start = ps_calloc(p->ntables + 1, sizeof(size_t)))) {
+            goto fail;
+        }
+    }
+    *out = p;
+    return 0;
+fail:
+    ps_plan_destroy(&p);
+    return PS_ENOMEM;
+}
+
+void ps_plan_destroy(ps_plan **pp)
+{
+    if (!pp || !*pp) {
+        return;
+    }
+    ps_plan *p = *pp;
+    for (uint32_t s = 0; p->parts && s < p->nservers; s++) {
+        ps_free(p->parts[s].slots);
+        ps_free(p->parts[s].pos);
+        ps_free(p->parts[s].seg_start);
+    }
+    ps_free(p->parts);
+    ps_free(p);
+    *pp = NULL;
+}
+
+static int part_append(plan_part *pt, uint64_t slot, size_t pos)
+{
+    int rc = ps_grow((void **)&pt->slots, &pt->cap_slots, pt->n + 1, sizeof *pt->slots);
+    if (rc || (rc = ps_grow((void **)&pt->pos, &pt->cap_pos, pt->n + 1, sizeof *pt->pos))) {
+        return rc;
+    }
+    pt->slots[pt->n] = slot;
+    pt->pos[pt->n++] = pos;
+    return 0;
+}
+
+static int cmp_slot(const void *a, const void *b)
+{
+    uint64_t x = ((const slot_pos *)a)->slot, y = ((const slot_pos *)b)->slot;
+    return (x > y) - (x < y);
+}
+
+/* Sorts the run [from, n) of pt by slot, carrying positions along. Only
+ * hash sharding needs it: range sharding keeps ascending keys ascending. */
+static int sort_run(ps_client *c, plan_part *pt, size_t from)
+{
+    size_t n = pt->n - from;
+    if (n < 2) {
+        return 0;
+    }
+    int rc = ps_grow((void **)&c->pairs, &c->cap_pairs, n, sizeof *c->pairs);
+    if (rc) {
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        c->pairs[i] = (slot_pos){pt->slots[from + i], pt->pos[from + i]};
+    }
+    qsort(c->pairs, n, sizeof *c->pairs, cmp_slot);
+    for (size_t i = 0; i < n; i++) {
+        pt->slots[from + i] = c->pairs[i].slot;
+        pt->pos[from + i] = c->pairs[i].pos;
+    }
+    return 0;
+}
+
+int ps_client_plan(ps_client *c, ps_plan *p, const ps_keylist *keys)
+{
+    for (uint32_t s = 0; s < p->nservers; s++) {
+        p->parts[s].n = 0;
+    }
+    for (uint32_t t = 0; t < p->ntables; t++) {
+        for (uint32_t s = 0; s < p->nservers; s++) {
+            p->parts[s].seg_start[t] = p->parts[s].n;
+        }
+        const ps_shard *sh = &c->shards[t];
+        for (size_t i = 0; i < keys[t].n; i++) {
+            uint64_t key = keys[t].keys[i];
+            if (key >= sh->rows) {
+                PS_LOG(ERROR, "key %llu of table %s is past its %llu rows",
+                       (unsigned long long)key, c->cfg.tables[t].name,
+                       (unsigned long long)sh->rows);
+                return PS_ERANGE;
+            }
+            uint32_t server;
+            uint64_t slot;
+            ps_shard_locate(sh, key, &server, &slot);
+            int rc = part_append(&p->parts[server], slot, i);
+            if (rc) {
+                return rc;
+            }
+        }
+        if (sh->mode == PS_SHARD_HASH) {
+            for (uint32_t s = 0; s < p->nservers; s++) {
+                int rc = sort_run(c, &p->parts[s], p->parts[s].seg_start[t]);
+                if (rc) {
+                    return rc;
+                }
+            }
+        }
+    }
+    for (uint32_t s = 0; s < p->nservers; s++) {
+        p->parts[s].seg_start[p->ntables] = p->parts[s].n;
+    }
+    return 0;
+}
+
+/* Fills c->segs with the non-empty segments of part pt (values from vals
+ * when given); returns how many. */
+static size_t part_segs(ps_client *c, const plan_part *pt, uint32_t ntables, const float *vals)
+{
+    size_t nsegs = 0, off = 0;
+    for (uint32_t t = 0; t < ntables; t++) {
+        size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
+        if (n == 0) {
+            continue;
+        }
+        size_t nv = vals ? n * c->cfg.tables[t].width : 0;
+        c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
+                                    .values = vals ? vals + off : NULL, .nvalues = nv};
+        off += nv;
+    }
+    return nsegs;
+}
+
+int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int averaged)
+{
+    for (uint32_t s = 0; s < p->nservers; s++) {
+        plan_part *pt = &p->parts[s];
+        pt->request_id = ++c->next_id;
+        ps_pull m = {.request_id = pt->request_id, .min_version = min_version,
+                     .worker = c->cfg.worker, .averaged = averaged,
+                     .nsegs = part_segs(c, pt, p->ntables, NULL), .segs = c->segs};
+        int rc = ps_codec_encode_pull(c->codec, &m, &c->out);
+        if (rc || (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_PULL, &c->out))) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Checks reply r from server s against what pt asked for, then scatters. */
+static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, const ps_reply *r,
+                         float *const *params)
+{
+    const plan_part *pt = &p->parts[s];
+    size_t want = part_segs(c, pt, p->ntables, NULL);
+    if (r->request_id != pt->request_id || r->nsegs != want) {
+        PS_LOG(ERROR, "reply from server rank %d answers request %llu with %zu segments; "
+                      "expected request %llu with %zu",
+               src, (unsigned long long)r->request_id, r->nsegs,
+               (unsigned long long)pt->request_id, want);
+        return PS_EMSG;
+    }
+    for (size_t i = 0; i < r->nsegs; i++) {
+        const ps_seg *want_seg = &c->segs[i], *got = &r->segs[i];
+        size_t width = c->cfg.tables[want_seg->table].width;
+        if (got->table != want_seg->table || got->nvalues != want_seg->nkeys * width) {
+            PS_LOG(ERROR, "reply from server rank %d: segment %zu has table %u with %zu values; "
+                          "expected table %u with %zu",
+                   src, i, got->table, got->nvalues, want_seg->table, want_seg->nkeys * width);
+            return PS_EMSG;
+        }
+        const size_t *pos = pt->pos + (want_seg->slots - pt->slots);
+        float *dst = params[want_seg->table];
+        for (size_t k = 0; k < want_seg->nkeys; k++) {
+            memcpy(dst + pos[k] * width, got->values + k * width, width * sizeof(float));
+        }
+    }
+    return 0;
+}
+
+int ps_client_pull_wait(ps_client *c, ps_plan *p, float *const *params)
+{
+    /* Replies from one server arrive in request order (MPI does not let
+     * messages between two ranks overtake), so the next reply from each
+     * server belongs to the oldest pull in flight: this one. */
+    for (uint32_t got = 0; got < p->nservers; got++) {
+        ps_msg m;
+        ps_reply r;
+        int rc = ps_comm_recv(c->comm, PS_ANY, PS_TAG_REPLY, 1, &m);
+        if (rc) {
+            return rc;
+        }
+        int s = c->server_of_rank[m.src];
+        if (s < 0) {
+            PS_LOG(ERROR, "pull reply from rank %d, which is not a server", m.src);
+            return PS_EMSG;
+        }
+        if ((rc = ps_codec_decode_reply(c->codec, &c->lim, m.src, m.data, m.len, &r)) ||
+            (rc = scatter_reply(c, p, (uint32_t)s, m.src, &r, params))) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t clock)
+{
+    for (uint32_t s = 0; s < p->nservers; s++) {
+        plan_part *pt = &p->parts[s];
+        size_t total = 0;
+        for (uint32_t t = 0; t < p->ntables; t++) {
+            total += (pt->seg_start[t + 1] - pt->seg_start[t]) * c->cfg.tables[t].width;
+        }
+        int rc = ps_grow((void **)&c->vals, &c->cap_vals, total, sizeof(float));
+        if (rc) {
+            return rc;
+        }
+        /* Gather this server's rows in slot order. */
+        size_t off = 0;
+        for (uint32_t t = 0; t < p->ntables; t++) {
+            size_t width = c->cfg.tables[t].width;
+            for (size_t k = pt->seg_start[t]; k < pt->seg_start[t + 1]; k++) {
+                memcpy(c->vals + off, grads[t] + pt->pos[k] * width, width * sizeof(float));
+                off += width;
+            }
+        }
+        ps_push m = {.clock = clock, .worker = c->cfg.worker,
+                     .nsegs = part_segs(c, pt, p->ntables, c->vals), .segs = c->segs};
+        if ((rc = ps_codec_encode_push(c->codec, &m, &c->out)) ||
+            (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_PUSH, &c->out))) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int ps_client_done(ps_client *c)
+{
+    for (uint32_t s = 0; s < c->cfg.nservers; s++) {
+        ps_ctrl m = {.kind = PS_CTRL_DONE, .worker = c->cfg.worker, .text = ""};
+        int rc = ps_codec_encode_ctrl(c->codec, &m, &c->out);
+        if (rc || (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_CTRL, &c->out))) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int ps_plan_inject_bad_key(ps_plan *p)
+{
+    plan_part *pt = &p->parts[0];
+    if (pt->n == 0) {
+        return PS_EINVAL;
+    }
+    pt->slots[pt->n - 1] = (uint64_t)1 << 40;
+    return 0;
+}

@@ -1,0 +1,114 @@
+/* Models: what a worker computes on a minibatch. A model is a list of
+ * tables (common/table.h); for each batch it names the rows it needs
+ * (ps_model_batch_keys), the client pulls exactly those rows into compact
+ * buffers (row i of buffer t = key keys[t].keys[i]), the model computes
+ * loss and gradient for exactly those rows in the same layout
+ * (ps_model_forward_backward) and the client pushes them.
+ *
+ * Two kinds: multinomial logistic regression (tables "w" in_dim x C, "b"
+ * 1 x C) and an MLP with ReLU hidden layers ("w1","b1",...,"wL","bL"), both
+ * with softmax cross-entropy; binary problems are C = 2. Dense inputs go
+ * through OpenBLAS sgemm; sparse (CSR) inputs use a kernel for the first
+ * layer that touches only the rows of the batch's features. Inverted
+ * dropout on the input and on hidden activations (worker/dropout.h); the
+ * dropout unit of input feature f of batch sample i is i * in_dim + f (the
+ * same for dense and sparse layouts), of hidden unit j of layer l (1-based)
+ * (l << 56) + i * width_l + j.
+ *
+ * A ps_model owns every buffer for max_batch samples, allocated at create;
+ * one model per thread (not thread-safe). OpenBLAS's own thread count is the
+ * caller's business. */
+#ifndef PS_MODEL_H
+#define PS_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/data.h"
+#include "common/table.h"
+
+#define PS_MODEL_MAX_HIDDEN 8
+
+typedef enum { PS_MODEL_LOGREG = 0, PS_MODEL_MLP = 1 } ps_model_kind;
+
+typedef struct {
+    ps_model_kind kind;
+    uint64_t in_dim;      /* features (sparse: the key space, may be 2^30 and more) */
+    uint32_t nclasses;    /* >= 2 */
+    int sparse_input;     /* batches must match: 1 = CSR, 0 = dense */
+    uint32_t nhidden;     /* MLP: hidden layers, 1..PS_MODEL_MAX_HIDDEN; logreg ignores */
+    uint32_t hidden[PS_MODEL_MAX_HIDDEN];
+    float dropout_input;  /* drop probability of an input feature, [0, 1) */
+    float dropout_hidden; /* MLP: drop probability of a hidden unit, [0, 1) */
+    float l2;             /* 0.5 * l2 * ||w||^2 on weight rows a batch touches (not biases) */
+    int init_override;    /* -1: default (logreg zeros, MLP glorot); else a ps_init_kind
+                             for the weight tables (normal: stddev 0.01) */
+    uint64_t seed;        /* dropout masks (and, on servers, table init) */
+    uint32_t worker;      /* dropout masks differ across workers */
+    uint32_t max_batch;   /* largest batch passed to forward_backward, >= 1 */
+} ps_model_cfg;
+
+typedef struct ps_model ps_model;
+
+/* Keys of one table for one batch: sorted unique global row ids. For the
+ * first weight table of a sparse-input model, pos[k] is also filled: the
+ * index in keys of the k-th non-zero of the batch (nnz entries), which the
+ * CSR kernel uses to find its rows. Zero-initialise, reuse across batches,
+ * free with ps_model_keys_fini. */
+typedef struct {
+    uint64_t *keys;
+    size_t n, cap;
+    uint32_t *pos;
+    size_t nnz, pos_cap;
+} ps_keylist;
+
+/* Validates cfg (PS_ECONFIG, logged, naming the field) and builds a model
+ * with its buffers for cfg->max_batch samples. Returns 0 or PS_ECONFIG /
+ * PS_ENOMEM; on success *out is new and the caller destroys it with
+ * ps_model_destroy. */
+int ps_model_create(ps_model **out, const ps_model_cfg *cfg);
+/* Frees m and sets *m = NULL; accepts NULL and *m == NULL. */
+void ps_model_destroy(ps_model **m);
+
+/* Number of tables: 2 for logreg, 2 * (nhidden + 1) for the MLP. */
+uint32_t ps_model_ntables(const ps_model *m);
+/* Description of table t < ntables (weights, then bias, per layer); owned
+ * by m, valid until it is destroyed. */
+const ps_table_desc *ps_model_table(const ps_model *m, uint32_t t);
+/* The configuration m was created with. */
+const ps_model_cfg *ps_model_config(const ps_model *m);
+
+/* Fills keys[0..ntables-1] with the rows batch b needs: every row of every
+ * dense table, key 0 of biases, and for sparse input the sorted unique
+ * feature ids of b in the first weight table (a radix sort over the batch's
+ * non-zeros: O(nnz), never O(rows)). Grows the keylists as needed.
+ * Returns 0, PS_EINVAL (batch does not match the model, or a feature id is
+ * >= in_dim; logged) or PS_ENOMEM. Borrows b until return. */
+int ps_model_batch_keys(ps_model *m, const ps_batch *b, ps_keylist *keys);
+/* Frees the arrays of keys[0..n-1]; they are zeroed and can be reused. */
+void ps_model_keys_fini(ps_keylist *keys, uint32_t n);
+
+/* One training step on b (1 <= b->n <= max_batch) with keys from
+ * ps_model_batch_keys(b): params[t] holds keys[t].n x width floats of table
+ * t (row i = key keys[t].keys[i]); writes grads[t] in the same layout.
+ * OUT *loss = mean softmax cross-entropy over the batch plus
+ * 0.5 * l2 * ||w||^2 over the weight rows present, and grads are its
+ * gradient (mean over the batch, plus l2 * w on those rows). L2 on the rows
+ * a batch touches is exact for dense input; for sparse input it decays a
+ * feature only when it appears. Dropout masks are keyed by (seed, worker,
+ * step, unit), so a step is a pure function of its inputs. Returns 0,
+ * PS_EINVAL (batch or keys do not match; a label out of range; logged) or
+ * PS_ENOMEM (growing the sparse dropout buffer on first use). */
+int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *keys,
+                              const float *const *params, float *const *grads, uint64_t step,
+                              double *loss);
+
+/* Evaluation on b without dropout and without L2 (any b->n; larger batches
+ * are done in chunks of max_batch): OUT *loss_sum is the summed
+ * cross-entropy and OUT *ncorrect the number of samples whose argmax (lowest
+ * index on ties) equals the label. keys and params as for
+ * forward_backward. Returns 0 or PS_EINVAL (logged). */
+int ps_model_evaluate(ps_model *m, const ps_batch *b, const ps_keylist *keys,
+                      const float *const *params, double *loss_sum, size_t *ncorrect);
+
+#endif

@@ -1,0 +1,188 @@
+#include "worker/source.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/idx.h"
+#include "common/libsvm.h"
+#include "common/log.h"
+#include "common/partition.h"
+#include "common/synth.h"
+
+void ps_source_paths(const ps_cfg *cfg, char *train_img, char *train_lbl, char *test_img,
+                     char *test_lbl, size_t len)
+{
+    if (cfg->dataset[0]) {
+        snprintf(train_img, len, "%s/train-images-idx3-ubyte.gz", cfg->data_dir);
+        snprintf(train_lbl, len, "%s/train-labels-idx1-ubyte.gz", cfg->data_dir);
+        snprintf(test_img, len, "%s/t10k-images-idx3-ubyte.gz", cfg->data_dir);
+        snprintf(test_lbl, len, "%s/t10k-labels-idx1-ubyte.gz", cfg->data_dir);
+        return;
+    }
+    /* --train/--test in IDX form name the images; labels sit beside them
+     * with "images" replaced by "labels" and idx3 by idx1 (MNIST naming). */
+    const char *src[2] = {cfg->train, cfg->test};
+    char *img[2] = {train_img, test_img}, *lbl[2] = {train_lbl, test_lbl};
+    for (int i = 0; i < 2; i++) {
+        snprintf(img[i], len, "%s", src[i]);
+        snprintf(lbl[i], len, "%s", src[i]);
+        char *p = strstr(lbl[i], "images");
+        if (p) {
+            memcpy(p, "labels", 6);
+        }
+        if ((p = strstr(lbl[i], "idx3"))) {
+            p[3] = '1';
+        }
+    }
+}
+
+/* The generator's settings from --synthetic; rows include the test rows,
+ * which are the last `test` of them. */
+static void synth_cfg(const ps_cfg *cfg, ps_synth_cfg *sc)
+{
+    ps_synth_cfg_default(sc);
+    sc->n = cfg->synth.rows;
+    sc->nfeatures = cfg->synth.features;
+    sc->nnz = cfg->synth.nnz;
+    sc->nclasses = cfg->synth.classes;
+    sc->zipf_s = cfg->synth.zipf;
+    sc->noise = cfg->synth.noise;
+    sc->seed = cfg->seed;
+}
+
+int ps_source_write_synth(const ps_cfg *cfg, const char *path)
+{
+    ps_synth_cfg sc;
+    synth_cfg(cfg, &sc);
+    int rc = ps_synth_check(&sc);
+    return rc ? rc : ps_synth_write_libsvm(&sc, path);
+}
+
+static int is_idx(const ps_cfg *cfg)
+{
+    return cfg->dataset[0] || cfg->format == PS_FMT_IDX;
+}
+
+static ps_libsvm_opts svm_opts(const ps_cfg *cfg, const ps_source_spec *spec)
+{
+    ps_libsvm_opts o = {.dim = spec ? spec->dim : cfg->features,
+                        .nclasses = spec ? spec->nclasses : 0,
+                        .hash_bits = cfg->hash_bits,
+                        .zero_based = cfg->zero_based};
+    return o;
+}
+
+/* One streaming pass: the largest feature id and class, and the line count. */
+static int scan_libsvm(const ps_cfg *cfg, const char *path, ps_source_spec *spec, uint64_t *n)
+{
+    ps_libsvm_opts o = svm_opts(cfg, NULL);
+    ps_libsvm *r = NULL;
+    ps_dataset chunk = {0};
+    int rc = ps_libsvm_open(&r, path, &o, 0, UINT64_MAX);
+    *n = 0;
+    while (rc == 0 && (rc = ps_libsvm_next(r, 65536, &chunk)) == 0) {
+        *n += chunk.n;
+        spec->dim = chunk.dim > spec->dim ? chunk.dim : spec->dim;
+        spec->nclasses = chunk.nclasses > spec->nclasses ? chunk.nclasses : spec->nclasses;
+    }
+    ps_libsvm_close(&r);
+    ps_dataset_fini(&chunk);
+    return rc == PS_EEOF ? 0 : rc;
+}
+
+int ps_source_probe(const ps_cfg *cfg, ps_source_spec *spec)
+{
+    memset(spec, 0, sizeof *spec);
+    if (is_idx(cfg)) {
+        char ti[PS_CFG_PATH + 64], tl[PS_CFG_PATH + 64], si[PS_CFG_PATH + 64],
+            sl[PS_CFG_PATH + 64];
+        ps_source_paths(cfg, ti, tl, si, sl, sizeof ti);
+        size_t n, dim, nt, dimt;
+        int rc = ps_idx_probe(ti, &n, &dim);
+        if (rc || (rc = ps_idx_probe(si, &nt, &dimt))) {
+            return rc;
+        }
+        if (dim != dimt) {
+            PS_LOG(ERROR, "%s has %zu features per image but %s has %zu", ti, dim, si, dimt);
+            return PS_EFORMAT;
+        }
+        spec->dim = dim;
+        spec->nclasses = 10;
+        spec->ntrain = n;
+        spec->ntest = nt;
+        return 0;
+    }
+    spec->sparse = 1;
+    if (cfg->synthetic) {
+        ps_synth_cfg sc;
+        synth_cfg(cfg, &sc);
+        spec->dim = sc.nfeatures;
+        spec->nclasses = sc.nclasses;
+        spec->ntest = cfg->synth.test_rows;
+        spec->ntrain = sc.n - spec->ntest;
+        return ps_synth_check(&sc);
+    }
+    if (cfg->hash_bits) {
+        spec->dim = (uint64_t)1 << cfg->hash_bits;
+    } else if (cfg->features) {
+        spec->dim = cfg->features;
+    }
+    int rc = scan_libsvm(cfg, cfg->train, spec, &spec->ntrain);
+    if (rc == 0 && cfg->test[0]) {
+        rc = scan_libsvm(cfg, cfg->test, spec, &spec->ntest);
+    }
+    spec->nclasses = spec->nclasses < 2 ? 2 : spec->nclasses;
+    return rc;
+}
+
+static size_t limit(size_t n, uint64_t lim)
+{
+    return lim && lim < n ? (size_t)lim : n;
+}
+
+int ps_source_load_train(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
+                         uint32_t nworkers, ps_dataset *out)
+{
+    if (is_idx(cfg)) {
+        char ti[PS_CFG_PATH + 64], tl[PS_CFG_PATH + 64], si[PS_CFG_PATH + 64],
+            sl[PS_CFG_PATH + 64];
+        ps_source_paths(cfg, ti, tl, si, sl, sizeof ti);
+        size_t first, count;
+        int rc = ps_partition_range(limit(spec->ntrain, cfg->train_limit), nworkers, worker,
+                                    &first, &count);
+        return rc ? rc : ps_idx_load(ti, tl, first, count, out);
+    }
+    if (cfg->synthetic) {
+        ps_synth_cfg sc;
+        synth_cfg(cfg, &sc);
+        size_t first, count;
+        int rc = ps_partition_range(limit(spec->ntrain, cfg->train_limit), nworkers, worker,
+                                    &first, &count);
+        return rc ? rc : ps_synth_generate(&sc, first, count, out);
+    }
+    uint64_t size, begin, end;
+    int rc = ps_libsvm_file_size(cfg->train, &size);
+    if (rc || (rc = ps_partition_bytes(size, nworkers, worker, &begin, &end))) {
+        return rc;
+    }
+    ps_libsvm_opts o = svm_opts(cfg, spec);
+    return ps_libsvm_load(cfg->train, &o, begin, end, out);
+}
+
+int ps_source_load_test(const ps_cfg *cfg, const ps_source_spec *spec, ps_dataset *out)
+{
+    if (is_idx(cfg)) {
+        char ti[PS_CFG_PATH + 64], tl[PS_CFG_PATH + 64], si[PS_CFG_PATH + 64],
+            sl[PS_CFG_PATH + 64];
+        ps_source_paths(cfg, ti, tl, si, sl, sizeof ti);
+        return ps_idx_load(si, sl, 0, limit(spec->ntest, cfg->test_limit), out);
+    }
+    if (cfg->synthetic) {
+        ps_synth_cfg sc;
+        synth_cfg(cfg, &sc);
+        return ps_synth_generate(&sc, spec->ntrain, limit(spec->ntest, cfg->test_limit), out);
+    }
+    ps_libsvm_opts o = svm_opts(cfg, spec);
+    return ps_libsvm_load(cfg->test, &o, 0, UINT64_MAX, out);
+}

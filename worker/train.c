@@ -1,0 +1,415 @@
+#include "worker/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/metrics.h"
+#include "common/partition.h"
+#include "common/rng.h"
+#include "worker/export.h"
+
+#define EVAL_CHUNK 1000
+
+/* Buffers for one batch in flight: the batch, its keys and its plan. */
+typedef struct {
+    ps_dataset batch;
+    ps_keylist *keys;
+    ps_plan *plan;
+} slot;
+
+typedef struct {
+    const ps_worker_cfg *wc;
+    const ps_cfg *cfg;
+    ps_comm *world;
+    ps_client *client;
+    ps_model *model;
+    uint32_t ntables;
+    ps_dataset train, test;
+    size_t *order;
+    slot slots[2];
+    slot eval; /* evaluation's own keys and plan: a batch's must survive it */
+    float **params, **grads;
+    size_t *cap_params, *cap_grads;
+    uint64_t steps_per_epoch, total_steps;
+    int coordinator;
+    /* progress */
+    double t0, last_print;
+    double loss_ema;
+    int have_ema;
+    ps_metrics *metrics;
+    FILE *clock_log;
+} trainer;
+
+static int64_t min_version(const ps_cfg *cfg, uint64_t clock)
+{
+    switch (cfg->consistency) {
+    case PS_CONS_BSP:
+        return (int64_t)clock;
+    case PS_CONS_SSP:
+        return clock > (uint64_t)cfg->staleness ? (int64_t)(clock - (uint64_t)cfg->staleness) : 0;
+    default:
+        return 0;
+    }
+}
+
+/* Rows of the training partition that batch `clock` uses: the epoch's
+ * shuffled order, cut into batches; the last batch of an epoch may be short
+ * (or empty when this worker has fewer rows than the largest partition). */
+static int form_batch(trainer *tr, uint64_t clock, ps_dataset *out)
+{
+    uint64_t epoch = clock / tr->steps_per_epoch, i = clock % tr->steps_per_epoch;
+    size_t n = tr->train.n, b = tr->cfg->batch;
+    if (i == 0 || clock == 0) {
+        for (size_t k = 0; k < n; k++) {
+            tr->order[k] = k;
+        }
+        if (tr->cfg->shuffle) {
+            /* Each worker shuffles its own rows with its own stream. */
+            ps_partition_shuffle(tr->order, n, ps_rng_hash(tr->cfg->seed, 0x5eed, tr->wc->client.worker, 0), epoch);
+        }
+    }
+    size_t first = (size_t)i * b < n ? (size_t)i * b : n;
+    size_t count = n - first < b ? n - first : b;
+    return ps_dataset_gather(&tr->train, tr->order + first, count, out);
+}
+
+static int grow_tables(trainer *tr, const ps_keylist *keys, float **bufs, size_t *caps)
+{
+    for (uint32_t t = 0; t < tr->ntables; t++) {
+        size_t need = keys[t].n * ps_model_table(tr->model, t)->width;
+        int rc = ps_grow((void **)&bufs[t], &caps[t], need ? need : 1, sizeof(float));
+        if (rc) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int prepare(trainer *tr, uint64_t clock)
+{
+    slot *s = &tr->slots[clock % 2];
+    int rc = form_batch(tr, clock, &s->batch);
+    if (rc) {
+        return rc;
+    }
+    ps_batch b = ps_dataset_view(&s->batch, 0, s->batch.n);
+    if (b.n == 0) {
+        for (uint32_t t = 0; t < tr->ntables; t++) {
+            s->keys[t].n = 0;
+        }
+    } else if ((rc = ps_model_batch_keys(tr->model, &b, s->keys))) {
+        return rc;
+    }
+    if ((rc = ps_client_plan(tr->client, s->plan, s->keys))) {
+        return rc;
+    }
+    return ps_client_pull_start(tr->client, s->plan, min_version(tr->cfg, clock), 0);
+}
+
+static void log_clock(trainer *tr, const char *what, uint64_t clock)
+{
+    if (tr->clock_log) {
+        fprintf(tr->clock_log, "%s %u %llu\n", what, tr->wc->client.worker,
+                (unsigned long long)clock);
+        fflush(tr->clock_log);
+    }
+}
+
+static void inject_delay(trainer *tr, uint64_t clock)
+{
+    if (tr->cfg->delay_ms <= 0) {
+        return;
+    }
+    /* Random per (worker, clock, time): the point is to vary arrival order. */
+    uint64_t x = ps_rng_hash((uint64_t)time(NULL), tr->wc->client.worker, clock,
+                             (uint64_t)(ps_comm_time() * 1e6));
+    double ms = ps_rng_unit_double(x) * tr->cfg->delay_ms;
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Integration tests set ADAMPS_TEST_INJECT to make the last worker send a
+ * bad message at clock 3: "bad-key" (a key past the shard) or "nan" (a
+ * non-finite gradient). The servers must name this worker and end the job. */
+static void inject_fault(trainer *tr, slot *s, uint64_t clock)
+{
+    const char *what = getenv("ADAMPS_TEST_INJECT");
+    if (!what || clock != 3 || tr->wc->client.worker + 1 != tr->wc->client.nworkers) {
+        return;
+    }
+    if (strcmp(what, "bad-key") == 0) {
+        ps_plan_inject_bad_key(s->plan);
+    } else if (strcmp(what, "nan") == 0 && s->keys[0].n) {
+        tr->grads[0][0] = NAN;
+    }
+}
+
+/* Coordinator: loss and accuracy on the test set from parameters of at
+ * least version `version`, pulled chunk by chunk (only the rows each chunk
+ * needs, so a 2^30-row sparse model is never pulled whole). */
+static int evaluate(trainer *tr, int64_t version, double *loss, double *acc)
+{
+    slot *s = &tr->eval;
+    double loss_sum = 0;
+    size_t correct = 0;
+    for (size_t first = 0; first < tr->test.n; first += EVAL_CHUNK) {
+        size_t n = tr->test.n - first < EVAL_CHUNK ? tr->test.n - first : EVAL_CHUNK;
+        ps_batch b = ps_dataset_view(&tr->test, first, n);
+        int rc = ps_model_batch_keys(tr->model, &b, s->keys);
+        if (rc || (rc = ps_client_plan(tr->client, s->plan, s->keys)) ||
+            (rc = grow_tables(tr, s->keys, tr->params, tr->cap_params)) ||
+            (rc = ps_client_pull_start(tr->client, s->plan, version,
+                                       tr->cfg->temporal_averaging > 0)) ||
+            (rc = ps_client_pull_wait(tr->client, s->plan, tr->params))) {
+            return rc;
+        }
+        double ls = 0;
+        size_t nc = 0;
+        if ((rc = ps_model_evaluate(tr->model, &b, s->keys, (const float *const *)tr->params, &ls,
+                                    &nc))) {
+            return rc;
+        }
+        loss_sum += ls;
+        correct += nc;
+    }
+    *loss = tr->test.n ? loss_sum / (double)tr->test.n : NAN;
+    *acc = tr->test.n ? (double)correct / (double)tr->test.n : NAN;
+    return 0;
+}
+
+static void progress(trainer *tr, uint64_t clock, int force)
+{
+    double now = ps_comm_time();
+    if (tr->cfg->quiet || (!force && now - tr->last_print < tr->cfg->progress_secs)) {
+        return;
+    }
+    double el = now - tr->t0;
+    double samples = (double)clock * tr->cfg->batch * tr->wc->client.nworkers;
+    uint64_t sent, recv;
+    ps_comm_bytes(tr->world, &sent, &recv);
+    double eta = clock ? el / (double)clock * (double)(tr->total_steps - clock) : 0;
+    PS_LOG(INFO, "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss %.4f  push %.1f MB/s "
+                 "pull %.1f MB/s  eta %.0fs",
+           (double)clock / (double)tr->steps_per_epoch, (unsigned long long)clock,
+           (unsigned long long)tr->total_steps, el > 0 ? samples / el : 0, tr->loss_ema,
+           el > 0 ? sent / el / 1e6 : 0, el > 0 ? recv / el / 1e6 : 0, eta);
+    tr->last_print = now;
+}
+
+static int eval_and_record(trainer *tr, uint64_t clock)
+{
+    double loss, acc;
+    int rc = evaluate(tr, (int64_t)clock, &loss, &acc);
+    if (rc) {
+        return rc;
+    }
+    double el = ps_comm_time() - tr->t0;
+    double samples = (double)clock * tr->cfg->batch * tr->wc->client.nworkers;
+    uint64_t sent, recv;
+    ps_comm_bytes(tr->world, &sent, &recv);
+    if (!tr->cfg->quiet) {
+        PS_LOG(INFO, "eval at step %llu (epoch %.2f): test_loss %.4f test_acc %.4f",
+               (unsigned long long)clock, (double)clock / (double)tr->steps_per_epoch, loss, acc);
+    }
+    if (tr->metrics) {
+        /* Byte counters are the coordinator's; every worker moves about as much. */
+        ps_metric_kv kv[] = {
+            {"step", PS_METRIC_INT, {.i = (int64_t)clock}},
+            {"epoch", PS_METRIC_DOUBLE, {.d = (double)clock / (double)tr->steps_per_epoch}},
+            {"time_s", PS_METRIC_DOUBLE, {.d = el}},
+            {"samples_total", PS_METRIC_INT, {.i = (int64_t)samples}},
+            {"train_loss", PS_METRIC_DOUBLE, {.d = tr->have_ema ? tr->loss_ema : NAN}},
+            {"test_loss", PS_METRIC_DOUBLE, {.d = loss}},
+            {"test_acc", PS_METRIC_DOUBLE, {.d = acc}},
+            {"samples_per_sec", PS_METRIC_DOUBLE, {.d = el > 0 ? samples / el : 0}},
+            {"push_bytes_total", PS_METRIC_INT, {.i = (int64_t)sent}},
+            {"pull_bytes_total", PS_METRIC_INT, {.i = (int64_t)recv}},
+            {"workers", PS_METRIC_INT, {.i = tr->wc->client.nworkers}},
+            {"servers", PS_METRIC_INT, {.i = tr->wc->client.nservers}},
+        };
+        rc = ps_metrics_write(tr->metrics, kv, sizeof kv / sizeof kv[0]);
+    }
+    /* Machine-readable final line for scripts and tests. */
+    if (clock == tr->total_steps) {
+        printf("final step=%llu test_loss=%.6f test_acc=%.4f time_s=%.2f samples_per_sec=%.1f\n",
+               (unsigned long long)clock, loss, acc, el, el > 0 ? samples / el : 0);
+        fflush(stdout);
+    }
+    return rc;
+}
+
+static int agree_schedule(trainer *tr, ps_comm *workers)
+{
+    uint64_t n = tr->train.n;
+    int rc = ps_comm_allreduce_max_u64(workers, &n, 1);
+    if (rc) {
+        return rc;
+    }
+    if (n == 0) {
+        PS_LOG(ERROR, "the training set is empty");
+        return PS_ECONFIG;
+    }
+    tr->steps_per_epoch = (n + tr->cfg->batch - 1) / tr->cfg->batch;
+    tr->total_steps = tr->cfg->steps ? tr->cfg->steps
+                                     : (uint64_t)ceil(tr->cfg->epochs * (double)tr->steps_per_epoch);
+    return 0;
+}
+
+static int setup(trainer *tr, ps_comm *workers)
+{
+    const ps_worker_cfg *wc = tr->wc;
+    int rc = ps_model_create(&tr->model, &wc->model);
+    if (rc || (rc = ps_client_create(&tr->client, &wc->client, tr->world))) {
+        return rc;
+    }
+    tr->ntables = ps_model_ntables(tr->model);
+    if ((rc = ps_source_load_train(tr->cfg, &wc->spec, wc->client.worker, wc->client.nworkers,
+                                   &tr->train))) {
+        return rc;
+    }
+    if (tr->coordinator && (rc = ps_source_load_test(tr->cfg, &wc->spec, &tr->test))) {
+        return rc;
+    }
+    if (!(tr->order = ps_malloc((tr->train.n ? tr->train.n : 1) * sizeof *tr->order)) ||
+        !(tr->params = ps_calloc(tr->ntables, sizeof(float *))) ||
+        !(tr->grads = ps_calloc(tr->ntables, sizeof(float *))) ||
+        !(tr->cap_params = ps_calloc(tr->ntables, sizeof(size_t))) ||
+        !(tr->cap_grads = ps_calloc(tr->ntables, sizeof(size_t)))) {
+        return PS_ENOMEM;
+    }
+    slot *all[3] = {&tr->slots[0], &tr->slots[1], &tr->eval};
+    for (int i = 0; i < 3; i++) {
+        if (!(all[i]->keys = ps_calloc(tr->ntables, sizeof(ps_keylist))) ||
+            ps_plan_create(&all[i]->plan, tr->client)) {
+            return PS_ENOMEM;
+        }
+    }
+    if (tr->coordinator && tr->cfg->metrics[0] &&
+        (rc = ps_metrics_open(&tr->metrics, tr->cfg->metrics,
+                              tr->cfg->resume ? PS_METRICS_APPEND : PS_METRICS_TRUNCATE))) {
+        return rc;
+    }
+    if (tr->cfg->clock_log[0] && !(tr->clock_log = fopen(tr->cfg->clock_log, "a"))) {
+        PS_LOG(ERROR, "cannot open the clock log %s", tr->cfg->clock_log);
+        return PS_EIO;
+    }
+    return agree_schedule(tr, workers);
+}
+
+static void teardown(trainer *tr)
+{
+    slot *all[3] = {&tr->slots[0], &tr->slots[1], &tr->eval};
+    for (int i = 0; i < 3; i++) {
+        ps_dataset_fini(&all[i]->batch);
+        if (all[i]->keys) {
+            ps_model_keys_fini(all[i]->keys, tr->ntables);
+        }
+        ps_free(all[i]->keys);
+        ps_plan_destroy(&all[i]->plan);
+    }
+    for (uint32_t t = 0; t < tr->ntables; t++) {
+        ps_free(tr->params ? tr->params[t] : NULL);
+        ps_free(tr->grads ? tr->grads[t] : NULL);
+    }
+    ps_free(tr->params);
+    ps_free(tr->grads);
+    ps_free(tr->cap_params);
+    ps_free(tr->cap_grads);
+    ps_free(tr->order);
+    ps_dataset_fini(&tr->train);
+    ps_dataset_fini(&tr->test);
+    ps_metrics_close(&tr->metrics);
+    if (tr->clock_log) {
+        fclose(tr->clock_log);
+    }
+    ps_client_destroy(&tr->client);
+    ps_model_destroy(&tr->model);
+}
+
+static int step(trainer *tr, uint64_t clock)
+{
+    slot *s = &tr->slots[clock % 2];
+    int rc = grow_tables(tr, s->keys, tr->params, tr->cap_params);
+    if (rc || (rc = grow_tables(tr, s->keys, tr->grads, tr->cap_grads)) ||
+        (rc = ps_client_pull_wait(tr->client, s->plan, tr->params))) {
+        return rc;
+    }
+    log_clock(tr, "start", clock);
+    if (tr->coordinator && clock > 0) {
+        uint64_t every = tr->cfg->eval_every ? tr->cfg->eval_every : tr->steps_per_epoch;
+        if (clock % every == 0 && (rc = eval_and_record(tr, clock))) {
+            return rc;
+        }
+    }
+    /* Start the next batch's pull before computing this one. */
+    if (clock + 1 < tr->total_steps && (rc = prepare(tr, clock + 1))) {
+        return rc;
+    }
+    inject_delay(tr, clock);
+    ps_batch b = ps_dataset_view(&s->batch, 0, s->batch.n);
+    if (b.n > 0) {
+        double loss = 0;
+        if ((rc = ps_model_forward_backward(tr->model, &b, s->keys,
+                                            (const float *const *)tr->params, tr->grads, clock,
+                                            &loss))) {
+            return rc;
+        }
+        tr->loss_ema = tr->have_ema ? 0.98 * tr->loss_ema + 0.02 * loss : loss;
+        tr->have_ema = 1;
+    }
+    inject_fault(tr, s, clock);
+    log_clock(tr, "push", clock);
+    if ((rc = ps_client_push(tr->client, s->plan, (const float *const *)tr->grads,
+                             (int64_t)clock))) {
+        return rc;
+    }
+    if (tr->coordinator) {
+        progress(tr, clock + 1, 0);
+    }
+    return 0;
+}
+
+int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
+{
+    trainer tr = {.wc = wc, .cfg = wc->cfg, .world = world,
+                  .coordinator = wc->client.worker == 0};
+    int rc = setup(&tr, workers);
+    if (rc) {
+        goto done;
+    }
+    if (tr.coordinator && !tr.cfg->quiet) {
+        PS_LOG(INFO, "training %llu steps (%llu per epoch) on %u workers, %u servers",
+               (unsigned long long)tr.total_steps, (unsigned long long)tr.steps_per_epoch,
+               wc->client.nworkers, wc->client.nservers);
+    }
+    tr.t0 = tr.last_print = ps_comm_time();
+    if ((rc = prepare(&tr, 0))) {
+        goto done;
+    }
+    for (uint64_t clock = 0; clock < tr.total_steps; clock++) {
+        if ((rc = step(&tr, clock))) {
+            goto done;
+        }
+    }
+    if (tr.coordinator) {
+        progress(&tr, tr.total_steps, 1);
+        rc = eval_and_record(&tr, tr.total_steps);
+        if (rc == 0 && tr.cfg->save_model[0]) {
+            rc = ps_export_save(tr.client, tr.model, (int64_t)tr.total_steps,
+                                tr.cfg->temporal_averaging > 0, tr.cfg->save_model,
+                                wc->config_text, tr.cfg->hash_bits);
+        }
+    }
+done:
+    if (rc == 0) {
+        rc = ps_client_done(tr.client);
+    }
+    teardown(&tr);
+    return rc;
+}
