@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/ckpt.h"
 #include "common/comm.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -62,7 +63,10 @@ static int opt_from(const ps_cfg *cfg, ps_opt_hp *hp)
  * input errors (2); the rest are run failures (1). */
 static int exit_code(int rc)
 {
-    return rc == PS_ECONFIG || rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ERANGE ? 2 : 1;
+    return rc == PS_ECONFIG || rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ERANGE ||
+                   rc == PS_ECKPT
+               ? 2
+               : 1;
 }
 
 typedef struct {
@@ -133,9 +137,28 @@ static int agree_spec(ps_comm *comm, const ps_cfg *cfg, const layout *l, ps_sour
     return msg.rc;
 }
 
+/* --resume: every rank reads the manifest (a small file on the shared
+ * checkpoint directory) and checks it fits this job. */
+static int read_resume(const ps_cfg *cfg, const layout *l, ps_ckpt_manifest *m)
+{
+    m->clock = -1;
+    if (!cfg->resume) {
+        return 0;
+    }
+    int rc = ps_ckpt_read_manifest(cfg->ckpt_dir, m);
+    if (rc == 0 && m->nworkers != (uint32_t)l->nworkers) {
+        PS_LOG(ERROR, "%s/MANIFEST: the checkpoint was written by %u workers, this job has %d; "
+                      "resume with the same number of workers (servers may differ)",
+               cfg->ckpt_dir, m->nworkers, l->nworkers);
+        rc = PS_ECKPT;
+    }
+    return rc;
+}
+
 static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
 {
     layout l = {0};
+    ps_ckpt_manifest resume = {.clock = -1};
     ps_source_spec spec;
     ps_model *model = NULL;
     ps_comm *workers = NULL;
@@ -143,6 +166,9 @@ static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
     int rc = make_layout(comm, cfg, &l);
     if (rc == 0) {
         rc = agree_spec(comm, cfg, &l, &spec);
+    }
+    if (rc == 0) {
+        rc = read_resume(cfg, &l, &resume);
     }
     /* Config and data errors are the same on every rank here: leave cleanly. */
     if ((rc = ps_comm_agree(comm, rc))) {
@@ -180,7 +206,8 @@ static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
                                                                       : PS_SYNC_ASP,
                             .nonfinite_skip = cfg->nonfinite == PS_NONFINITE_SKIP,
                             .ckpt_dir = cfg->ckpt_dir, .config_text = header,
-                            .resume = cfg->resume};
+                            .opt_name = cfg->optimizer, .resume_clock = resume.clock,
+                            .resume_nservers = resume.nservers};
         sc.store = (ps_store_cfg){.tables = tables, .ntables = ntables,
                                   .server = (uint32_t)l.my_id,
                                   .nservers = (uint32_t)l.nservers, .shard = shard,
@@ -189,7 +216,9 @@ static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
         opt_from(cfg, &sc.store.hp);
         rc = ps_server_run(&sc, comm);
     } else {
-        ps_worker_cfg wc = {.cfg = cfg, .model = mcfg, .spec = spec, .config_text = header};
+        ps_worker_cfg wc = {.cfg = cfg, .model = mcfg, .spec = spec, .config_text = header,
+                            .resume_clock = resume.clock,
+                            .nservers_running = (uint32_t)l.nservers};
         wc.client = (ps_client_cfg){.tables = tables, .ntables = ntables,
                                     .nservers = (uint32_t)l.nservers,
                                     .server_ranks = l.server_ranks, .shard = shard,

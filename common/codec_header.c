@@ -2,6 +2,7 @@
  * files that include the generated protobuf-c code (see codec_header.h). */
 #include "common/codec_header.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "adamps.pb-c.h"
@@ -81,6 +82,9 @@ int ps_codec_encode_header(const ps_file_header *h, ps_bytes *out)
     msg.nworkers = h->nworkers;
     msg.n_tables = h->ntables;
     msg.tables = ptrs;
+    msg.shard_mode = h->shard_mode;
+    msg.step = h->step;
+    msg.optimizer = (char *)h->optimizer;
 
     size_t need = adamps__file_header__get_packed_size(&msg);
     void *data = out->data;
@@ -163,6 +167,9 @@ int ps_codec_decode_header(const char *what, const void *buf, size_t len, ps_fil
     out->rank = msg->rank;
     out->nservers = msg->nservers;
     out->nworkers = msg->nworkers;
+    out->shard_mode = msg->shard_mode;
+    out->step = msg->step;
+    snprintf(out->optimizer, sizeof out->optimizer, "%s", msg->optimizer);
 
 free_msg:
     if (rc) {

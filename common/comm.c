@@ -366,3 +366,54 @@ int ps_comm_nodes(ps_comm *c, int *node_of_rank, int *nnodes)
     *nnodes = n;
     return 0;
 }
+
+/* Outside the PS_TAG_* range, so a stray baseline message can never be
+ * taken for a push or a pull. */
+#define RAW_TAG 100
+
+int ps_comm_raw_pingpong(ps_comm *c, int peer, int lead, size_t req_bytes, size_t reply_bytes,
+                         int iters, double *seconds)
+{
+    if (iters < 1 || req_bytes > (size_t)INT32_MAX || reply_bytes > (size_t)INT32_MAX) {
+        PS_LOG(ERROR, "raw ping-pong with rank %d: %d iterations of %zu + %zu bytes is out of "
+                      "range (iterations >= 1, each size <= 2 GiB)",
+               peer, iters, req_bytes, reply_bytes);
+        return PS_EINVAL;
+    }
+    int rc = PS_ENOMEM;
+    size_t cap = (req_bytes > reply_bytes ? req_bytes : reply_bytes) + 1;
+    uint8_t *sbuf = ps_malloc(cap);
+    uint8_t *rbuf = ps_malloc(cap);
+    if (!sbuf || !rbuf) {
+        goto fail_alloc;
+    }
+    /* Page faults belong to neither side of the comparison. */
+    memset(sbuf, 0x5a, cap);
+    memset(rbuf, 0, cap);
+    int out = (int)(lead ? req_bytes : reply_bytes), in = (int)(lead ? reply_bytes : req_bytes);
+    const char *what = "MPI_Send (raw ping-pong)";
+    int mpirc = MPI_SUCCESS;
+    double t0 = MPI_Wtime();
+    for (int i = 0; i < iters && mpirc == MPI_SUCCESS; i++) {
+        if (lead) {
+            mpirc = MPI_Send(sbuf, out, MPI_BYTE, peer, RAW_TAG, c->mpi);
+            if (mpirc == MPI_SUCCESS) {
+                what = "MPI_Recv (raw ping-pong)";
+                mpirc = MPI_Recv(rbuf, in, MPI_BYTE, peer, RAW_TAG, c->mpi, MPI_STATUS_IGNORE);
+            }
+        } else {
+            what = "MPI_Recv (raw ping-pong)";
+            mpirc = MPI_Recv(rbuf, in, MPI_BYTE, peer, RAW_TAG, c->mpi, MPI_STATUS_IGNORE);
+            if (mpirc == MPI_SUCCESS) {
+                what = "MPI_Send (raw ping-pong)";
+                mpirc = MPI_Send(sbuf, out, MPI_BYTE, peer, RAW_TAG, c->mpi);
+            }
+        }
+    }
+    *seconds = MPI_Wtime() - t0;
+    rc = mpirc == MPI_SUCCESS ? 0 : mpi_fail(c, mpirc, what, peer);
+fail_alloc:
+    ps_free(sbuf);
+    ps_free(rbuf);
+    return rc;
+}

@@ -77,4 +77,18 @@ int ps_comm_split(ps_comm *c, int color, ps_comm **out);
  * memory node rank r runs on (MPI_Comm_split_type SHARED); *nnodes their count. */
 int ps_comm_nodes(ps_comm *c, int *node_of_rank, int *nnodes);
 
+/* Benchmark baseline only (bench/bench_pushpull.c), never used by training:
+ * times `iters` raw blocking MPI_Send/MPI_Recv round trips with rank peer
+ * on a tag of its own, the bound a push/pull of the same bytes is measured
+ * against. Both ranks call it with the same sizes and iters; the rank with
+ * lead = 1 sends req_bytes and then receives reply_bytes, the other
+ * receives req_bytes and then sends reply_bytes. Buffers are allocated and
+ * touched before the clock starts and freed after it stops; the byte
+ * counters of ps_comm_bytes are left alone. No other message may be in
+ * flight between the two ranks. OUT *seconds: this rank's wall time for the
+ * iters round trips. Returns 0, PS_EINVAL (iters < 1, a size over the
+ * 2 GiB count limit), PS_ENOMEM or PS_EMPI. */
+int ps_comm_raw_pingpong(ps_comm *c, int peer, int lead, size_t req_bytes, size_t reply_bytes,
+                         int iters, double *seconds);
+
 #endif

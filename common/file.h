@@ -41,6 +41,9 @@ typedef struct {
     uint32_t rank, nservers, nworkers;
     size_t ntables;
     ps_file_table *tables;
+    uint32_t shard_mode; /* shards: 0 range, 1 hash */
+    int64_t step;        /* shards: optimizer steps applied */
+    char optimizer[16];  /* shards: the update rule; NUL-terminated */
 } ps_file_header;
 
 /* Frees what a read put in h (config, tables) and zeroes it. Accepts a

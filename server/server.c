@@ -5,6 +5,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "server/snapshot.h"
 
 /* A message kept for later: a BSP push waiting for its clock's other pushes,
  * or a pull waiting for its version. Buffers are reused, never freed early. */
@@ -27,6 +28,8 @@ typedef struct {
     held_msg *pulls;   /* pulls waiting for a newer version */
     size_t npulls, cap_pulls;
     uint32_t ndone;
+    int64_t ckpt_clock; /* a CHECKPOINT waiting for its version, or -1 */
+    int ckpt_src;
     ps_bytes out;
     float *vals;       /* reply values scratch */
     size_t cap_vals;
@@ -108,6 +111,25 @@ static int answer_waiting(server *s)
         i--;
     }
     return 0;
+}
+
+/* Writes the shard once the requested clock is reached. Under BSP the
+ * coordinator's next push comes after its request, so the version is then
+ * exactly the requested clock: a consistent snapshot. Under SSP/ASP updates
+ * of later clocks may already be in. */
+static int maybe_checkpoint(server *s)
+{
+    if (s->ckpt_clock < 0 || s->version < s->ckpt_clock) {
+        return 0;
+    }
+    int rc = ps_snapshot_save(s->store, s->cfg->ckpt_dir, s->ckpt_clock, s->cfg->opt_name,
+                              s->cfg->nworkers, s->cfg->config_text);
+    ps_ctrl done = {.kind = PS_CTRL_CHECKPOINT_DONE, .clock = s->ckpt_clock, .text = ""};
+    s->ckpt_clock = -1;
+    if (rc == 0 && (rc = ps_codec_encode_ctrl(s->codec, &done, &s->out)) == 0) {
+        rc = ps_comm_send(s->comm, s->ckpt_src, PS_TAG_CTRL, &s->out);
+    }
+    return rc;
 }
 
 static int64_t min_pushed(const server *s)
@@ -193,6 +215,9 @@ static int on_push(server *s, const ps_msg *m)
         }
         s->version = min_pushed(s);
     }
+    if ((rc = maybe_checkpoint(s))) {
+        return rc;
+    }
     return answer_waiting(s);
 }
 
@@ -231,6 +256,14 @@ static int on_ctrl(server *s, const ps_msg *m)
     case PS_CTRL_DONE:
         s->ndone++;
         return 0;
+    case PS_CTRL_CHECKPOINT:
+        if (!s->cfg->ckpt_dir || !s->cfg->ckpt_dir[0]) {
+            PS_LOG(ERROR, "checkpoint request from rank %d, but no --checkpoint-dir", m->src);
+            return PS_EMSG;
+        }
+        s->ckpt_clock = c.clock;
+        s->ckpt_src = m->src;
+        return maybe_checkpoint(s);
     case PS_CTRL_ERROR:
         PS_LOG(ERROR, "worker %u (rank %d) failed: %s", c.worker, m->src, c.text);
         return PS_EPEER;
@@ -261,16 +294,24 @@ static void server_fini(server *s)
 
 int ps_server_run(const ps_server_cfg *cfg, ps_comm *comm)
 {
-    server s = {.cfg = cfg, .comm = comm};
+    server s = {.cfg = cfg, .comm = comm, .ckpt_clock = -1};
     int rc = ps_store_create(&s.store, &cfg->store);
-    if (rc) {
-        goto done;
+    if (rc == 0 && (ps_codec_create(&s.codec) ||
+                    !(s.pushed = ps_calloc(cfg->nworkers, sizeof *s.pushed)) ||
+                    !(s.held = ps_calloc(cfg->nworkers, sizeof *s.held)) ||
+                    !(s.segs = ps_calloc(cfg->store.ntables, sizeof *s.segs)))) {
+        rc = PS_ENOMEM;
     }
-    rc = PS_ENOMEM;
-    if (ps_codec_create(&s.codec) ||
-        !(s.pushed = ps_calloc(cfg->nworkers, sizeof *s.pushed)) ||
-        !(s.held = ps_calloc(cfg->nworkers, sizeof *s.held)) ||
-        !(s.segs = ps_calloc(cfg->store.ntables, sizeof *s.segs))) {
+    if (rc == 0 && cfg->resume_clock >= 0) {
+        rc = ps_snapshot_load(s.store, cfg->ckpt_dir, cfg->resume_clock, cfg->resume_nservers,
+                              cfg->opt_name);
+        s.version = cfg->resume_clock;
+        for (uint32_t w = 0; s.pushed && w < cfg->nworkers; w++) {
+            s.pushed[w] = cfg->resume_clock;
+        }
+    }
+    /* Start-up handshake: nobody sends before every rank is ready. */
+    if ((rc = ps_comm_agree(comm, rc))) {
         goto done;
     }
     s.lim = (ps_codec_limits){.tables = ps_store_limits(s.store),

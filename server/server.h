@@ -24,12 +24,17 @@ typedef struct {
     const int *worker_ranks; /* worker id -> rank in comm; borrowed */
     ps_sync sync;
     int nonfinite_skip;      /* 1: drop a push with a non-finite value, 0: fail */
-    const char *ckpt_dir;    /* "" or NULL: checkpoints off */
+    const char *ckpt_dir;    /* where CHECKPOINT requests write the shard */
     const char *config_text; /* the run header, stored in checkpoint files */
-    int resume;              /* load the shard from ckpt_dir's latest checkpoint */
+    const char *opt_name;    /* the update rule's name, checked on resume */
+    int64_t resume_clock;    /* >= 0: load the checkpoint of this clock first */
+    uint32_t resume_nservers;/* servers that wrote it (re-shards if different) */
 } ps_server_cfg;
 
-/* Serves until every worker has sent DONE. Returns 0, or the rc of the first
+/* Creates the shard (loading a checkpoint when resuming), agrees with every
+ * other rank that start-up worked (collective over comm: the workers call
+ * ps_comm_agree after their own start-up), then serves until every worker
+ * has sent DONE. Returns 0, or the rc of the first
  * fatal error (a bad message: PS_EMSG naming the sender; a non-finite
  * gradient under abort; PS_EMPI; PS_ENOMEM), after logging it. Not
  * collective by itself; the caller agrees on the outcome afterwards. */

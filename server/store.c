@@ -169,6 +169,16 @@ const ps_shard *ps_store_shard(const ps_store *s, uint32_t table)
     return &s->t[table].shard;
 }
 
+const ps_table_desc *ps_store_table(const ps_store *s, uint32_t table)
+{
+    return &s->t[table].desc;
+}
+
+uint32_t ps_store_server(const ps_store *s)
+{
+    return s->cfg.server;
+}
+
 int ps_store_check_finite(const ps_store *s, const ps_push *p)
 {
     for (size_t i = 0; i < p->nsegs; i++) {

@@ -44,6 +44,9 @@ void ps_store_destroy(ps_store **s);
 const ps_codec_table *ps_store_limits(const ps_store *s);
 uint32_t ps_store_ntables(const ps_store *s);
 const ps_shard *ps_store_shard(const ps_store *s, uint32_t table);
+const ps_table_desc *ps_store_table(const ps_store *s, uint32_t table);
+/* This shard's server index. */
+uint32_t ps_store_server(const ps_store *s);
 
 /* Returns 0 if every value in p is finite; otherwise logs the first bad one
  * (worker, table name, global key, clock) and returns PS_ENONFINITE. p must

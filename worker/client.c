@@ -343,16 +343,41 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
     return 0;
 }
 
-int ps_client_done(ps_client *c)
+static int send_ctrl_all(ps_client *c, ps_ctrl_kind kind, int64_t clock)
 {
     for (uint32_t s = 0; s < c->cfg.nservers; s++) {
-        ps_ctrl m = {.kind = PS_CTRL_DONE, .worker = c->cfg.worker, .text = ""};
+        ps_ctrl m = {.kind = kind, .worker = c->cfg.worker, .clock = clock, .text = ""};
         int rc = ps_codec_encode_ctrl(c->codec, &m, &c->out);
         if (rc || (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_CTRL, &c->out))) {
             return rc;
         }
     }
     return 0;
+}
+
+int ps_client_done(ps_client *c)
+{
+    return send_ctrl_all(c, PS_CTRL_DONE, 0);
+}
+
+int ps_client_checkpoint(ps_client *c, int64_t clock)
+{
+    int rc = send_ctrl_all(c, PS_CTRL_CHECKPOINT, clock);
+    for (uint32_t got = 0; rc == 0 && got < c->cfg.nservers; got++) {
+        ps_msg m;
+        ps_ctrl r;
+        if ((rc = ps_comm_recv(c->comm, PS_ANY, PS_TAG_CTRL, 1, &m)) ||
+            (rc = ps_codec_decode_ctrl(c->codec, &c->lim, m.src, m.data, m.len, &r))) {
+            break;
+        }
+        if (r.kind != PS_CTRL_CHECKPOINT_DONE || r.clock != clock || r.value != 0) {
+            PS_LOG(ERROR, "rank %d answered checkpoint %lld with kind %d clock %lld status %llu",
+                   m.src, (long long)clock, r.kind, (long long)r.clock,
+                   (unsigned long long)r.value);
+            rc = PS_EMSG;
+        }
+    }
+    return rc;
 }
 
 int ps_plan_inject_bad_key(ps_plan *p)

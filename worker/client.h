@@ -51,6 +51,10 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
 int ps_client_pull_wait(ps_client *c, ps_plan *p, float *const *params);
 /* Sends grads[t] (keys[t].n rows in key order) for clock to every server. */
 int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t clock);
+/* Coordinator: asks every server to write its shard once `clock` clocks are
+ * applied (dir: the checkpoint directory), then waits for every server's
+ * confirmation. Returns 0, or PS_EMSG when a server could not write. */
+int ps_client_checkpoint(ps_client *c, int64_t clock);
 /* Fault injection for the integration tests (ADAMPS_TEST_INJECT=bad-key):
  * moves the last key p sends to server 0 far past its shard, so the next
  * push or pull carries an out-of-range key. Returns 0, or PS_EINVAL if p

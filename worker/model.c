@@ -249,7 +249,9 @@ static int grow_u32(uint32_t **arr, size_t *cap, size_t need)
     return rc;
 }
 
-static int check_batch(const ps_model *m, const ps_batch *b, size_t max_n, const char *who)
+/* need_labels 0: b->y may be NULL and is not read (prediction). */
+static int check_batch(const ps_model *m, const ps_batch *b, size_t max_n, const char *who,
+                       int need_labels)
 {
     const ps_model_cfg *c = &m->cfg;
     if (b->n == 0 || b->n > max_n) {
@@ -266,6 +268,9 @@ static int check_batch(const ps_model *m, const ps_batch *b, size_t max_n, const
         PS_LOG(ERROR, "%s: batch dim %llu (or its arrays) does not match model in_dim %llu", who,
                (unsigned long long)b->dim, (unsigned long long)c->in_dim);
         return PS_EINVAL;
+    }
+    if (!need_labels) {
+        return 0;
     }
     if (!b->y) {
         PS_LOG(ERROR, "%s: batch has no labels", who);
@@ -397,7 +402,7 @@ static int sparse_keys(ps_model *m, const ps_batch *b, ps_keylist *k)
 
 int ps_model_batch_keys(ps_model *m, const ps_batch *b, ps_keylist *keys)
 {
-    int rc = check_batch(m, b, SIZE_MAX, "batch keys");
+    int rc = check_batch(m, b, SIZE_MAX, "batch keys", 1);
     if (rc) {
         return rc;
     }
@@ -671,7 +676,7 @@ int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *
                               double *loss)
 {
     const ps_model_cfg *c = &m->cfg;
-    int rc = check_batch(m, b, c->max_batch, "forward_backward");
+    int rc = check_batch(m, b, c->max_batch, "forward_backward", 1);
     if (rc || (rc = check_keys(m, b, keys, params, grads, "forward_backward"))) {
         return rc;
     }
@@ -769,13 +774,23 @@ int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *
     return 0;
 }
 
-int ps_model_evaluate(ps_model *m, const ps_batch *b, const ps_keylist *keys,
-                      const float *const *params, double *loss_sum, size_t *ncorrect)
+/* Index of the largest logit, the lowest on ties. */
+static uint32_t row_argmax(const float *z, uint32_t d)
 {
-    int rc = check_batch(m, b, SIZE_MAX, "evaluate");
-    if (rc || (rc = check_keys(m, b, keys, params, NULL, "evaluate"))) {
-        return rc;
+    uint32_t best = 0;
+    for (uint32_t j = 1; j < d; j++) {
+        best = z[j] > z[best] ? j : best;
     }
+    return best;
+}
+
+/* Runs all of b forward without dropout, max_batch rows at a time, and
+ * collects what the caller asks for: loss_sum and ncorrect (both or
+ * neither; needs labels) and classes (b->n entries). */
+static void score(ps_model *m, const ps_batch *b, const ps_keylist *keys,
+                  const float *const *params, double *loss_sum, size_t *ncorrect,
+                  int32_t *classes)
+{
     const float *xvals = m->cfg.sparse_input ? b->val + b->indptr[0] : NULL;
     uint32_t L = m->nlayers, C = m->width[L];
     double lsum = 0.0;
@@ -785,16 +800,41 @@ int ps_model_evaluate(ps_model *m, const ps_batch *b, const ps_keylist *keys,
         forward(m, b, r0, n, keys, params, xvals, 0, 0);
         for (size_t i = 0; i < n; i++) {
             const float *z = m->act[L] + i * C;
-            float mx;
-            lsum += row_lse(z, C, &mx) - (double)z[b->y[r0 + i]];
-            uint32_t best = 0;
-            for (uint32_t j = 1; j < C; j++) {
-                best = z[j] > z[best] ? j : best;
+            uint32_t best = row_argmax(z, C);
+            if (classes) {
+                classes[r0 + i] = (int32_t)best;
             }
-            good += best == (uint32_t)b->y[r0 + i];
+            if (loss_sum) {
+                float mx;
+                lsum += row_lse(z, C, &mx) - (double)z[b->y[r0 + i]];
+                good += best == (uint32_t)b->y[r0 + i];
+            }
         }
     }
-    *loss_sum = lsum;
-    *ncorrect = good;
+    if (loss_sum) {
+        *loss_sum = lsum;
+        *ncorrect = good;
+    }
+}
+
+int ps_model_evaluate(ps_model *m, const ps_batch *b, const ps_keylist *keys,
+                      const float *const *params, double *loss_sum, size_t *ncorrect)
+{
+    int rc = check_batch(m, b, SIZE_MAX, "evaluate", 1);
+    if (rc || (rc = check_keys(m, b, keys, params, NULL, "evaluate"))) {
+        return rc;
+    }
+    score(m, b, keys, params, loss_sum, ncorrect, NULL);
+    return 0;
+}
+
+int ps_model_predict(ps_model *m, const ps_batch *b, const ps_keylist *keys,
+                     const float *const *params, int32_t *classes)
+{
+    int rc = check_batch(m, b, SIZE_MAX, "predict", 0);
+    if (rc || (rc = check_keys(m, b, keys, params, NULL, "predict"))) {
+        return rc;
+    }
+    score(m, b, keys, params, NULL, NULL, classes);
     return 0;
 }

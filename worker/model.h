@@ -111,4 +111,12 @@ int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *
 int ps_model_evaluate(ps_model *m, const ps_batch *b, const ps_keylist *keys,
                       const float *const *params, double *loss_sum, size_t *ncorrect);
 
+/* Prediction on b without dropout (any b->n, in chunks of max_batch, the
+ * same forward pass as ps_model_evaluate): OUT classes[i] = the argmax
+ * class (lowest index on ties) of sample i, b->n entries. Labels are not
+ * read (b->y may be NULL). keys and params as for forward_backward.
+ * Returns 0 or PS_EINVAL (batch or keys do not match the model; logged). */
+int ps_model_predict(ps_model *m, const ps_batch *b, const ps_keylist *keys,
+                     const float *const *params, int32_t *classes);
+
 #endif

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "common/ckpt.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -32,11 +34,13 @@ typedef struct {
     uint32_t ntables;
     ps_dataset train, test;
     size_t *order;
+    uint64_t order_epoch; /* the epoch `order` is shuffled for, or UINT64_MAX */
     slot slots[2];
     slot eval; /* evaluation's own keys and plan: a batch's must survive it */
     float **params, **grads;
     size_t *cap_params, *cap_grads;
     uint64_t steps_per_epoch, total_steps;
+    uint64_t start_clock; /* first clock of this run (after a resume, not 0) */
     int coordinator;
     /* progress */
     double t0, last_print;
@@ -65,7 +69,8 @@ static int form_batch(trainer *tr, uint64_t clock, ps_dataset *out)
 {
     uint64_t epoch = clock / tr->steps_per_epoch, i = clock % tr->steps_per_epoch;
     size_t n = tr->train.n, b = tr->cfg->batch;
-    if (i == 0 || clock == 0) {
+    if (epoch != tr->order_epoch) {
+        tr->order_epoch = epoch;
         for (size_t k = 0; k < n; k++) {
             tr->order[k] = k;
         }
@@ -136,11 +141,19 @@ static void inject_delay(trainer *tr, uint64_t clock)
 
 /* Integration tests set ADAMPS_TEST_INJECT to make the last worker send a
  * bad message at clock 3: "bad-key" (a key past the shard) or "nan" (a
- * non-finite gradient). The servers must name this worker and end the job. */
+ * non-finite gradient), which the servers must report naming this worker;
+ * or die at clock N ("crash-at-N") to test resuming. */
 static void inject_fault(trainer *tr, slot *s, uint64_t clock)
 {
     const char *what = getenv("ADAMPS_TEST_INJECT");
-    if (!what || clock != 3 || tr->wc->client.worker + 1 != tr->wc->client.nworkers) {
+    if (!what || tr->wc->client.worker + 1 != tr->wc->client.nworkers) {
+        return;
+    }
+    /* "crash-at-N": the process dies at clock N, as a killed node would. */
+    if (strncmp(what, "crash-at-", 9) == 0 && clock == strtoull(what + 9, NULL, 10)) {
+        _exit(3);
+    }
+    if (clock != 3) {
         return;
     }
     if (strcmp(what, "bad-key") == 0) {
@@ -190,10 +203,12 @@ static void progress(trainer *tr, uint64_t clock, int force)
         return;
     }
     double el = now - tr->t0;
-    double samples = (double)clock * tr->cfg->batch * tr->wc->client.nworkers;
+    double samples = (double)(clock - tr->start_clock) * tr->cfg->batch * tr->wc->client.nworkers;
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
-    double eta = clock ? el / (double)clock * (double)(tr->total_steps - clock) : 0;
+    double eta = clock > tr->start_clock
+                     ? el / (double)(clock - tr->start_clock) * (double)(tr->total_steps - clock)
+                     : 0;
     PS_LOG(INFO, "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss %.4f  push %.1f MB/s "
                  "pull %.1f MB/s  eta %.0fs",
            (double)clock / (double)tr->steps_per_epoch, (unsigned long long)clock,
@@ -211,6 +226,8 @@ static int eval_and_record(trainer *tr, uint64_t clock)
     }
     double el = ps_comm_time() - tr->t0;
     double samples = (double)clock * tr->cfg->batch * tr->wc->client.nworkers;
+    double rate = (double)(clock - tr->start_clock) * tr->cfg->batch * tr->wc->client.nworkers /
+                  (el > 0 ? el : 1);
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
     if (!tr->cfg->quiet) {
@@ -227,7 +244,7 @@ static int eval_and_record(trainer *tr, uint64_t clock)
             {"train_loss", PS_METRIC_DOUBLE, {.d = tr->have_ema ? tr->loss_ema : NAN}},
             {"test_loss", PS_METRIC_DOUBLE, {.d = loss}},
             {"test_acc", PS_METRIC_DOUBLE, {.d = acc}},
-            {"samples_per_sec", PS_METRIC_DOUBLE, {.d = el > 0 ? samples / el : 0}},
+            {"samples_per_sec", PS_METRIC_DOUBLE, {.d = rate}},
             {"push_bytes_total", PS_METRIC_INT, {.i = (int64_t)sent}},
             {"pull_bytes_total", PS_METRIC_INT, {.i = (int64_t)recv}},
             {"workers", PS_METRIC_INT, {.i = tr->wc->client.nworkers}},
@@ -238,7 +255,7 @@ static int eval_and_record(trainer *tr, uint64_t clock)
     /* Machine-readable final line for scripts and tests. */
     if (clock == tr->total_steps) {
         printf("final step=%llu test_loss=%.6f test_acc=%.4f time_s=%.2f samples_per_sec=%.1f\n",
-               (unsigned long long)clock, loss, acc, el, el > 0 ? samples / el : 0);
+               (unsigned long long)clock, loss, acc, el, rate);
         fflush(stdout);
     }
     return rc;
@@ -261,7 +278,7 @@ static int agree_schedule(trainer *tr, ps_comm *workers)
     return 0;
 }
 
-static int setup(trainer *tr, ps_comm *workers)
+static int setup(trainer *tr)
 {
     const ps_worker_cfg *wc = tr->wc;
     int rc = ps_model_create(&tr->model, &wc->model);
@@ -299,7 +316,54 @@ static int setup(trainer *tr, ps_comm *workers)
         PS_LOG(ERROR, "cannot open the clock log %s", tr->cfg->clock_log);
         return PS_EIO;
     }
-    return agree_schedule(tr, workers);
+    if (wc->resume_clock >= 0) {
+        ps_ckpt_worker_state st;
+        if ((rc = ps_ckpt_read_worker(tr->cfg->ckpt_dir, wc->resume_clock, wc->client.worker,
+                                      wc->client.nworkers, &st))) {
+            return rc;
+        }
+        tr->loss_ema = st.loss_ema;
+        tr->have_ema = st.have_ema;
+    }
+    return 0;
+}
+
+/* After pushing clock `done - 1`: every worker saves its state, the servers
+ * their shards, and the coordinator the manifest, last. Then the previous
+ * checkpoint goes. */
+static int checkpoint(trainer *tr, ps_comm *workers, int64_t done, int64_t *prev)
+{
+    const ps_cfg *cfg = tr->cfg;
+    ps_ckpt_worker_state st = {.loss_ema = tr->loss_ema, .have_ema = tr->have_ema};
+    int rc = 0;
+    if (tr->coordinator) {
+        rc = ps_ckpt_make_dir(cfg->ckpt_dir, done);
+    }
+    /* Every worker's file exists before the manifest can name it. */
+    rc = ps_comm_agree(workers, rc);
+    if (rc == 0) {
+        rc = ps_ckpt_write_worker(cfg->ckpt_dir, done, tr->wc->client.worker,
+                                  tr->wc->client.nworkers, &st, tr->wc->config_text);
+    }
+    if ((rc = ps_comm_agree(workers, rc)) || !tr->coordinator) {
+        return rc;
+    }
+    if ((rc = ps_client_checkpoint(tr->client, done))) {
+        return rc;
+    }
+    ps_ckpt_manifest m = {.clock = done, .nservers = tr->wc->nservers_running,
+                          .nworkers = tr->wc->client.nworkers};
+    if ((rc = ps_ckpt_write_manifest(cfg->ckpt_dir, &m, tr->wc->config_text))) {
+        return rc;
+    }
+    if (*prev >= 0 && *prev != done) {
+        ps_ckpt_remove(cfg->ckpt_dir, *prev);
+    }
+    *prev = done;
+    if (!cfg->quiet) {
+        PS_LOG(INFO, "checkpoint at step %lld written to %s", (long long)done, cfg->ckpt_dir);
+    }
+    return 0;
 }
 
 static void teardown(trainer *tr)
@@ -378,22 +442,31 @@ static int step(trainer *tr, uint64_t clock)
 int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
 {
     trainer tr = {.wc = wc, .cfg = wc->cfg, .world = world,
-                  .coordinator = wc->client.worker == 0};
-    int rc = setup(&tr, workers);
-    if (rc) {
+                  .coordinator = wc->client.worker == 0, .order_epoch = UINT64_MAX};
+    int rc = setup(&tr);
+    /* Start-up handshake with the servers: nobody sends before all are ready. */
+    if ((rc = ps_comm_agree(world, rc)) || (rc = agree_schedule(&tr, workers))) {
         goto done;
     }
+    uint64_t start = wc->resume_clock >= 0 ? (uint64_t)wc->resume_clock : 0;
+    tr.start_clock = start;
+    int64_t prev_ckpt = wc->resume_clock;
     if (tr.coordinator && !tr.cfg->quiet) {
         PS_LOG(INFO, "training %llu steps (%llu per epoch) on %u workers, %u servers",
                (unsigned long long)tr.total_steps, (unsigned long long)tr.steps_per_epoch,
                wc->client.nworkers, wc->client.nservers);
     }
     tr.t0 = tr.last_print = ps_comm_time();
-    if ((rc = prepare(&tr, 0))) {
+    if (start < tr.total_steps && (rc = prepare(&tr, start))) {
         goto done;
     }
-    for (uint64_t clock = 0; clock < tr.total_steps; clock++) {
+    uint64_t every = tr.cfg->ckpt_every;
+    for (uint64_t clock = start; clock < tr.total_steps; clock++) {
         if ((rc = step(&tr, clock))) {
+            goto done;
+        }
+        if (every && (clock + 1) % every == 0 && clock + 1 < tr.total_steps &&
+            (rc = checkpoint(&tr, workers, (int64_t)clock + 1, &prev_ckpt))) {
             goto done;
         }
     }

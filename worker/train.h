@@ -18,12 +18,16 @@ typedef struct {
     ps_model_cfg model;          /* worker and seed already set */
     ps_source_spec spec;
     ps_client_cfg client;
-    const char *config_text;     /* the run header, for model.json */
+    const char *config_text;     /* the run header, for model.json and checkpoints */
+    int64_t resume_clock;        /* >= 0: continue from this checkpoint */
+    uint32_t nservers_running;   /* for the checkpoint manifest */
 } ps_worker_cfg;
 
-/* Runs the worker until its last clock is pushed, then tells the servers it
- * is done. `workers` is the communicator of the workers only (collective
- * calls on it: the number of clocks per epoch is agreed there). Returns 0 or
+/* Loads the worker's data and state, agrees with every rank that start-up
+ * worked (collective over world, matching the servers'), runs until its
+ * last clock is pushed, then tells the servers it is done. `workers` is the
+ * communicator of the workers only (collective calls on it: the clocks per
+ * epoch, and a barrier at each checkpoint). Returns 0 or
  * the first error (logged). */
 int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers);
 

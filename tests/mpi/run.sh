@@ -113,4 +113,11 @@ check_usage usage_bad_number 2 "\-\-batch" train "${SMALL[@]}" --batch abc
 check_usage usage_missing_file 2 "nope.svm" train --train /nonexistent/nope.svm \
     --test /nonexistent/nope.svm --model logreg --quiet
 
+# Further cases live one file per feature in tests/mpi/cases/*.sh, sourced
+# here so they share run_np, pass, fail and the tally.
+for case in tests/mpi/cases/*.sh; do
+    [ -e "$case" ] || continue
+    . "$case"
+done
+
 summary

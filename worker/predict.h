@@ -1,0 +1,67 @@
+/* Predict: loads a model saved by `adamps train --save-model DIR`
+ * (DIR/model.json plus one float32 .npy per table, see worker/export.c) and
+ * scores a labelled data set with it in one process, without MPI: mean
+ * loss, accuracy and the argmax class of every sample. Parameters for each
+ * chunk of samples are gathered from the full tables by key, the layout
+ * ps_model_evaluate and ps_model_predict take. The logic behind `adamps
+ * predict`; cli/predict.c only maps the rc to an exit status. Not
+ * collective; one predictor per thread. */
+#ifndef PS_PREDICT_H
+#define PS_PREDICT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cfg.h"
+#include "common/data.h"
+#include "worker/model.h"
+
+/* Samples scored per forward pass (and per parameter gather). */
+#define PS_PREDICT_CHUNK 1000
+
+typedef struct ps_predictor ps_predictor;
+
+typedef struct {
+    double loss;     /* mean softmax cross-entropy over the samples */
+    double accuracy; /* fraction whose argmax equals the label */
+    size_t samples;
+} ps_predict_result;
+
+/* Reads dir/model.json (a strict reader of the fields it needs: model,
+ * in_dim, nclasses, sparse_input, hash_bits, hidden, tables), builds the
+ * model it describes (no dropout) and loads every table's .npy, checking
+ * each shape against model.json and the model. Returns 0 and a new
+ * predictor in *out (the caller destroys it with ps_predict_destroy);
+ * PS_EFORMAT (a missing or garbled field, a bad .npy, a shape mismatch,
+ * a non-finite weight; logged naming the file and the field); PS_EIO
+ * (logged with the file and strerror); PS_ECONFIG (model.json describes a
+ * model ps_model_create rejects; logged); PS_ENOMEM. */
+int ps_predict_create(ps_predictor **out, const char *dir);
+/* Frees p and sets *p = NULL; accepts NULL and *p == NULL. */
+void ps_predict_destroy(ps_predictor **p);
+
+/* The model's configuration (kind, in_dim, nclasses, sparse_input,
+ * hidden) and the hash_bits it was trained with (0 = none). Owned by p. */
+const ps_model_cfg *ps_predict_model_cfg(const ps_predictor *p);
+uint32_t ps_predict_hash_bits(const ps_predictor *p);
+
+/* Scores the labelled batch b (b->n >= 1, matching the model's input) in
+ * chunks of PS_PREDICT_CHUNK. OUT *loss_sum = summed cross-entropy, OUT
+ * *ncorrect = samples whose argmax equals the label, OUT classes[0..b->n)
+ * = the argmax class of each sample (classes may be NULL: then that second
+ * pass is skipped). Borrows b until return. Returns 0, PS_EINVAL (b does
+ * not match the model; logged) or PS_ENOMEM. */
+int ps_predict_score(ps_predictor *p, const ps_batch *b, double *loss_sum, size_t *ncorrect,
+                     int32_t *classes);
+
+/* The whole `adamps predict`: loads cfg->model_dir, reads the test set
+ * (cfg->dataset under cfg->data_dir, or cfg->test in cfg->format, guessed
+ * from the name when auto; libsvm with the model's in_dim and hash_bits and
+ * cfg->zero_based), keeps its first cfg->test_limit samples (0 = all),
+ * scores them and, when cfg->out is set, writes one predicted class per
+ * line to it atomically. OUT *res. Returns 0; PS_EFORMAT / PS_EIO /
+ * PS_ECONFIG for bad input (a model or data file, or flags that contradict
+ * the model; logged naming the file); PS_ENOMEM; PS_EINVAL (a bug). */
+int ps_predict_run(const ps_cfg *cfg, ps_predict_result *res);
+
+#endif
