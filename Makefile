@@ -114,12 +114,12 @@ unit: $(UNIT_BINS)
 	@tests/run_unit.sh $(UNIT_BINS)
 
 mpitest: $(BIN)
-	@BIN=$(BIN) SAN=$(SAN) tests/mpi/run.sh
+	@BIN=./$(BIN) SAN=$(SAN) tests/mpi/run.sh
 
 test: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(UNIT_BINS)
 	@tests/run_unit.sh $(UNIT_BINS)
-	@BIN=$(BIN) SAN=$(SAN) tests/mpi/run.sh
+	@BIN=./$(BIN) SAN=$(SAN) tests/mpi/run.sh
 	@tests/test_plot.sh
 
 run: check-deps
@@ -128,7 +128,7 @@ run: check-deps
 
 bench: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
-	@BIN=$(BIN) BUILD=$(BUILD) bench/run.sh
+	@BIN=./$(BIN) BUILD=$(BUILD) bench/run.sh
 
 fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build-fuzz

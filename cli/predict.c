@@ -1,11 +1,22 @@
-/* adamps predict: loads a saved model and scores a test set. */
+/* adamps predict: loads a saved model and scores a test set in one process
+ * (no MPI); the work is in worker/predict.c. */
 #include <stdio.h>
 
 #include "cli/cli.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "worker/predict.h"
 
 int ps_cli_predict(const ps_cfg *cfg)
 {
-    (void)cfg;
-    fprintf(stderr, "adamps predict: not built yet\n");
-    return 2;
+    ps_log_set_json(cfg->log_json);
+    ps_predict_result res;
+    int rc = ps_predict_run(cfg, &res);
+    if (rc) {
+        /* Already logged where found, naming the file. Bad model or data
+         * files and flags that contradict the model are input errors. */
+        return rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ECONFIG || rc == PS_ERANGE ? 2 : 1;
+    }
+    printf("loss=%.6f accuracy=%.6f samples=%zu\n", res.loss, res.accuracy, res.samples);
+    return fflush(stdout) == 0 ? 0 : 1;
 }

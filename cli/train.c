@@ -1,5 +1,6 @@
 /* adamps train: decides roles, agrees on the data's shape, builds the
  * model's table list and runs each rank as a server or a worker. */
+#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -192,6 +193,10 @@ static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
                l.nservers, l.nworkers, (unsigned long long)spec.dim, spec.nclasses,
                (unsigned long long)spec.ntrain, (unsigned long long)spec.ntest);
         PS_LOG(INFO, "config: %s", header);
+        /* OpenBLAS picks its kernel at run time; an old build on a new CPU
+         * falls back to a slow generic one (see README, Performance). */
+        PS_LOG(INFO, "OpenBLAS %s kernel, %d thread(s) per worker", openblas_get_corename(),
+               openblas_get_num_threads());
         for (uint32_t t = 0; t < ntables; t++) {
             PS_LOG(INFO, "table %u %s: %llu x %u, init %s", t, tables[t].name,
                    (unsigned long long)tables[t].rows, tables[t].width,

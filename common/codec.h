@@ -92,10 +92,10 @@ int ps_codec_create(ps_codec **out);
 /* Accepts NULL and *c == NULL; sets *c = NULL. */
 void ps_codec_destroy(ps_codec **c);
 
-/* Encoders append nothing: they overwrite out (growing it with ps_grow) and
- * set out->len. They check that slots are strictly ascending and value
- * counts match nkeys * width is the caller's job (encoders do not know
- * widths); they return 0, PS_EINVAL for unsorted slots, or PS_ENOMEM. */
+/* Encoders overwrite out (growing it with ps_grow) and set out->len. They
+ * check only that slots are strictly ascending (PS_EINVAL otherwise); that
+ * each segment's value count is nkeys * width is the caller's job, since
+ * encoders do not know widths. Returns 0, PS_EINVAL or PS_ENOMEM. */
 int ps_codec_encode_push(ps_codec *c, const ps_push *m, ps_bytes *out);
 int ps_codec_encode_pull(ps_codec *c, const ps_pull *m, ps_bytes *out);
 int ps_codec_encode_reply(ps_codec *c, const ps_reply *m, ps_bytes *out);
@@ -107,7 +107,10 @@ int ps_codec_encode_ctrl(ps_codec *c, const ps_ctrl *m, ps_bytes *out);
  * Checks: bytes parse; table < ntables and each table at most once per
  * message; slots strictly ascending (no zero delta after the first, no
  * overflow) and < tables[t].slots; nvalues == nkeys * width (push, reply)
- * or 0 (pull); worker < nworkers (push, pull, ctrl); clock >= 0. */
+ * or 0 (pull); worker < nworkers (push, pull, ctrl); clock >= 0 (a pull's
+ * min_version may be negative: SSP below clock K accepts any version).
+ * Also PS_ENOMEM when the arena cannot grow, and PS_EINVAL for NULL limits
+ * on push/pull/reply. */
 int ps_codec_decode_push(ps_codec *c, const ps_codec_limits *lim, int sender, const void *buf,
                          size_t len, ps_push *out);
 int ps_codec_decode_pull(ps_codec *c, const ps_codec_limits *lim, int sender, const void *buf,

@@ -279,8 +279,7 @@ static int hdr_shape(hdr_cursor *c, uint64_t *shape, int *ndim)
 
 /* Parses the dict: exactly the keys descr, fortran_order and shape, as
  * numpy.load demands. */
-static int parse_header(const char *path, const char *text, size_t len, uint64_t *shape,
-                        int *ndim)
+static int parse_header(const char *path, const char *text, size_t len, uint64_t *shape, int *ndim)
 {
     hdr_cursor c = {path, text, text + len};
     int seen_descr = 0, seen_order = 0, seen_shape = 0;
@@ -312,8 +311,9 @@ static int parse_header(const char *path, const char *text, size_t len, uint64_t
                 return rc;
             }
             if (strcmp(val, "<f4") != 0) {
-                PS_LOG(ERROR, "%s: dtype '%s' is not '<f4' (little-endian float32), the only "
-                              "one read",
+                PS_LOG(ERROR,
+                       "%s: dtype '%s' is not '<f4' (little-endian float32), the only "
+                       "one read",
                        path, val);
                 return PS_EFORMAT;
             }
@@ -322,8 +322,9 @@ static int parse_header(const char *path, const char *text, size_t len, uint64_t
             if ((size_t)(c.end - c.p) >= 5 && memcmp(c.p, "False", 5) == 0) {
                 c.p += 5;
             } else if ((size_t)(c.end - c.p) >= 4 && memcmp(c.p, "True", 4) == 0) {
-                PS_LOG(ERROR, "%s: fortran_order True (column-major) is not supported; save a "
-                              "C-order array",
+                PS_LOG(ERROR,
+                       "%s: fortran_order True (column-major) is not supported; save a "
+                       "C-order array",
                        path);
                 return PS_EFORMAT;
             } else {
@@ -350,8 +351,9 @@ static int parse_header(const char *path, const char *text, size_t len, uint64_t
         return hdr_bad(&c, "text after the closing '}'");
     }
     if (!seen_descr || !seen_order || !seen_shape) {
-        return hdr_bad(&c, !seen_descr ? "no 'descr'" : !seen_order ? "no 'fortran_order'"
-                                                                    : "no 'shape'");
+        return hdr_bad(&c, !seen_descr   ? "no 'descr'"
+                           : !seen_order ? "no 'fortran_order'"
+                                         : "no 'shape'");
     }
     return 0;
 }

@@ -21,10 +21,13 @@ static inline float ps_rng_unit_float(uint64_t x)
 {
     return (float)(x >> 40) * (1.0f / 16777216.0f);
 }
-/* Uniform in (0, 1) as double (53 bits, never 0). */
+/* Uniform in (0, 1) as double (53 bits, never 0, never 1). */
 static inline double ps_rng_unit_double(uint64_t x)
 {
-    return ((double)(x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    /* (2^53 - 1) + 0.5 rounds to 2^53, which would give exactly 1.0: clamp
+     * that one input to the largest double below 1. */
+    double u = ((double)(x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    return u < 1.0 ? u : 1.0 - 1.0 / 9007199254740992.0;
 }
 /* Standard normal from two 64-bit values (Box-Muller). */
 double ps_rng_normal_from(uint64_t x1, uint64_t x2);

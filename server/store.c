@@ -227,6 +227,20 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Lazy mode with averaging: a row's avg is kept as of its last update step
+ * L, and its w has not changed since, so at step L + k the average is
+ * section 7.2's update applied k times to a constant w:
+ * beta^k avg + (1 - beta^k) w. out may be avg. */
+static void avg_catch_up(float *out, const float *avg, const float *w, size_t n, float beta,
+                         int64_t k)
+{
+    double bk = pow((double)beta, (double)k);
+    const float b = (float)bk, omb = (float)(1.0 - bk);
+    for (size_t j = 0; j < n; j++) {
+        out[j] = b * avg[j] + omb * w[j];
+    }
+}
+
 /* Lazy: gather the touched rows' gradients into one compact block (grown by
  * ps_store_apply) so the optimizer streams through them, then clear them. */
 static void apply_lazy(ps_store *s, store_table *t, int64_t step)
@@ -238,11 +252,16 @@ static void apply_lazy(ps_store *s, store_table *t, int64_t step)
     /* Ascending rows walk w, m, v forward, which the prefetcher likes. */
     qsort(t->rows, n, sizeof *t->rows, cmp_u64);
     for (size_t i = 0; i < n; i++) {
-        float *g = t->grad + t->rows[i] * w;
+        uint64_t r = t->rows[i];
+        float *g = t->grad + r * w;
         memcpy(s->compact + i * w, g, w * sizeof(float));
         memset(g, 0, w * sizeof(float));
-        t->touched[t->rows[i]] = 0;
-        t->last_step[t->rows[i]] = step;
+        t->touched[r] = 0;
+        if (t->avg && step - 1 > t->last_step[r]) {
+            avg_catch_up(t->avg + r * w, t->avg + r * w, t->w + r * w, w, s->cfg.avg_beta,
+                         step - 1 - t->last_step[r]);
+        }
+        t->last_step[r] = step;
     }
     ps_opt_step_rows(&s->cfg.hp, t->w, t->state, s->compact, w, t->rows, n, step);
     if (t->avg) {
@@ -313,7 +332,20 @@ void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, siz
     size_t w = t->width;
     if (averaged && t->avg && s->step > 0) {
         for (size_t i = 0; i < n; i++) {
-            ps_opt_average_read(out + i * w, t->avg + slots[i] * w, w, s->cfg.avg_beta, s->step);
+            size_t off = slots[i] * w;
+            int64_t k = s->step - t->last_step[slots[i]];
+            if (k > 0) {
+                /* A lazy row not updated since step L: catch its average up
+                 * to now, then bias-correct as ps_opt_average_read does. */
+                const float scale =
+                    (float)(1.0 / (1.0 - pow((double)s->cfg.avg_beta, (double)s->step)));
+                avg_catch_up(out + i * w, t->avg + off, t->w + off, w, s->cfg.avg_beta, k);
+                for (size_t j = 0; j < w; j++) {
+                    out[i * w + j] *= scale;
+                }
+            } else {
+                ps_opt_average_read(out + i * w, t->avg + off, w, s->cfg.avg_beta, s->step);
+            }
         }
         return;
     }

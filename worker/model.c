@@ -788,8 +788,7 @@ static uint32_t row_argmax(const float *z, uint32_t d)
  * collects what the caller asks for: loss_sum and ncorrect (both or
  * neither; needs labels) and classes (b->n entries). */
 static void score(ps_model *m, const ps_batch *b, const ps_keylist *keys,
-                  const float *const *params, double *loss_sum, size_t *ncorrect,
-                  int32_t *classes)
+                  const float *const *params, double *loss_sum, size_t *ncorrect, int32_t *classes)
 {
     const float *xvals = m->cfg.sparse_input ? b->val + b->indptr[0] : NULL;
     uint32_t L = m->nlayers, C = m->width[L];

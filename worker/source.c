@@ -61,7 +61,11 @@ int ps_source_write_synth(const ps_cfg *cfg, const char *path)
 
 static int is_idx(const ps_cfg *cfg)
 {
-    return cfg->dataset[0] || cfg->format == PS_FMT_IDX;
+    if (cfg->dataset[0] || cfg->format == PS_FMT_IDX) {
+        return 1;
+    }
+    return cfg->format == PS_FMT_AUTO && !cfg->synthetic &&
+           ps_cfg_guess_format(cfg->train) == PS_FMT_IDX;
 }
 
 static ps_libsvm_opts svm_opts(const ps_cfg *cfg, const ps_source_spec *spec)
@@ -184,5 +188,9 @@ int ps_source_load_test(const ps_cfg *cfg, const ps_source_spec *spec, ps_datase
         return ps_synth_generate(&sc, spec->ntrain, limit(spec->ntest, cfg->test_limit), out);
     }
     ps_libsvm_opts o = svm_opts(cfg, spec);
-    return ps_libsvm_load(cfg->test, &o, 0, UINT64_MAX, out);
+    int rc = ps_libsvm_load(cfg->test, &o, 0, UINT64_MAX, out);
+    if (rc == 0) {
+        out->n = limit(out->n, cfg->test_limit); /* rows past the limit stay allocated, unused */
+    }
+    return rc;
 }

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# `make bench`: runs every benchmark, each figure beside its bound measured
+# in the same process, collects their JSON lines into bench/results.json
+# ({"machine": {...}, "results": [...]}, gitignored) and prints a summary:
+# figure, bound, ratio, the issue's target, met or not. See bench/README.md.
+# Env: BIN (./adamps), BUILD (build), BENCH_QUICK=1 (small sizes, for a smoke
+# test of the harness; its figures mean nothing). Takes ~5 minutes on 2 cores.
+set -u
+cd "$(dirname "$0")/.."
+
+: "${BIN:=./adamps}"
+: "${BUILD:=build}"
+: "${BENCH_QUICK:=0}"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+OUT=bench/results.json
+TMP=$(mktemp -d /tmp/adamps-bench.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+export BENCH_JSON=$TMP/results.jsonl
+: >"$BENCH_JSON"
+# One BLAS thread per process everywhere: ranks share the cores, and the
+# issue's figures are per core. OPENBLAS_CORETYPE is never set: the kernel
+# printed is the one OpenBLAS picked for this CPU.
+export OPENBLAS_NUM_THREADS=1
+
+MPIRUN=(mpirun --oversubscribe --bind-to none --mca btl_base_warn_component_unused 0)
+if [ "$(id -u)" -eq 0 ]; then
+    MPIRUN+=(--allow-run-as-root)
+fi
+MPIRUN+=(-x OPENBLAS_NUM_THREADS -x BENCH_JSON)
+
+if [ "$BENCH_QUICK" = 1 ]; then
+    OPTIM_ARGS=(--params 1000000 --reps 3)
+    PP_ARGS=(--keys 1000,65536 --reps 3)
+    export E2E_SECONDS=3
+else
+    OPTIM_ARGS=(--params 10000000,100000000 --reps 5)
+    PP_ARGS=(--keys 1000,65536,1048576 --reps 7)
+    export E2E_SECONDS=20
+fi
+
+# The BLAS kernel and thread count, asked of the library the binaries link.
+BLAS_INFO=$("$PY" - <<'EOF' 2>/dev/null || echo "unknown 0"
+import ctypes
+lib = ctypes.CDLL("libopenblas.so.0")
+lib.openblas_get_corename.restype = ctypes.c_char_p
+print(lib.openblas_get_corename().decode(), lib.openblas_get_num_threads())
+EOF
+)
+read -r BLAS_CORE BLAS_THREADS <<<"$BLAS_INFO"
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+NPROC=$(nproc)
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+echo "adamps bench: $DATE, $NPROC cores, $CPU"
+echo "OpenBLAS core $BLAS_CORE, $BLAS_THREADS thread(s) (OPENBLAS_NUM_THREADS=1)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other processes skew every figure)"
+
+FAILED=()
+# section TITLE CMD...: runs one benchmark, keeps going if it fails.
+section() {
+    local title=$1
+    shift
+    printf '\n== %s ==\n' "$title"
+    "$@"
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "bench: $title failed (exit $rc)" >&2
+        FAILED+=("$title")
+    fi
+}
+
+T0=$(date +%s)
+section "1. server apply: optimizer kernels vs read-modify-write" \
+    "$BUILD/bench/bench_optim" "${OPTIM_ARGS[@]}"
+section "2. codec: push encode+decode vs memcpy" "$BUILD/bench/bench_codec"
+section "3a. push/pull vs raw MPI, shared memory (default btl)" \
+    timeout 600 "${MPIRUN[@]}" -np 2 "$BUILD/bench/bench_pushpull" "${PP_ARGS[@]}" \
+    --transport sm
+section "3b. push/pull vs raw MPI, --mca btl tcp,self" \
+    timeout 600 "${MPIRUN[@]}" --mca btl tcp,self -np 2 "$BUILD/bench/bench_pushpull" \
+    "${PP_ARGS[@]}" --transport tcp
+section "4. worker: MLP step vs its sgemm calls; sparse logreg" "$BUILD/bench/bench_mlp"
+if [ "$BENCH_QUICK" != 1 ] && [ -x /usr/bin/python3 ]; then
+    section "4b. PyTorch reference (same MLP step)" /usr/bin/python3 bench/torch_mlp.py
+fi
+section "5. end to end: PS overhead" env BIN="$BIN" BUILD="$BUILD" bench/bench_e2e.sh
+ELAPSED=$(($(date +%s) - T0))
+
+"$PY" - "$BENCH_JSON" "$OUT" "$NPROC" "$CPU" "$BLAS_CORE" "$BLAS_THREADS" "$DATE" \
+    "$ELAPSED" <<'EOF'
+import json
+import sys
+
+src, out, nproc, cpu, core, threads, date, elapsed = sys.argv[1:9]
+results = []
+with open(src) as f:
+    for line in f:
+        line = line.strip()
+        if line:
+            results.append(json.loads(line))
+machine = {"nproc": int(nproc), "cpu_model": cpu, "openblas_core": core,
+           "openblas_threads": int(threads), "date": date,
+           "bench_seconds": int(elapsed)}
+with open(out, "w") as f:
+    json.dump({"machine": machine, "results": results}, f, indent=1)
+    f.write("\n")
+
+rows = []  # (figure, value, bound, ratio, target, met)
+
+
+def add(name, value, bound, ratio, target="-", met=None):
+    rows.append((name, value, bound, ratio, target,
+                 "-" if met is None else ("met" if met else "NOT met")))
+
+
+def si(v, unit):
+    for div, p in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.2f} {p}{unit}"
+    return f"{v:.1f} {unit}"
+
+
+for r in results:
+    b = r.get("bench")
+    if b == "optim":
+        mode = r["mode"] + (f" w{r['width']}" if r["mode"] == "lazy" else "")
+        add(f"apply {r['rule']} {mode} {r['params']:.0e}",
+            f"{si(r['params_per_sec'], 'param/s')} {r['gb_per_s']:.2f} GB/s",
+            f"rmw {r['bound_gb_per_s']:.2f} GB/s", r["ratio_vs_bound"])
+    elif b == "codec_push":
+        add(f"codec push w{r['width']} {r['density_pct']}%",
+            f"{r['gb_per_s']:.2f} GB/s", f"memcpy {r['memcpy_gb_per_s']:.2f} GB/s",
+            r["ratio_vs_memcpy"])
+    elif b == "pushpull":
+        big = r["keys"] >= 65536
+        add(f"push/pull {r['transport']} {r['keys']} keys w{r['width']}",
+            f"{si(r['keys_per_sec'], 'key/s')} {r['gb_per_s']:.3f} GB/s",
+            f"raw {r['raw_gb_per_s']:.3f} GB/s", r["ratio_vs_raw"],
+            ">= 0.7" if big else "-", r["ratio_vs_raw"] >= 0.7 if big else None)
+    elif b == "mlp_step":
+        add("MLP fwd+bwd (dropout)", f"{r['samples_per_sec']:.0f} sample/s",
+            f"sgemm {r['sgemm_ms']:.2f} ms/{r['step_ms']:.2f}", r["sgemm_ms"] / r["step_ms"])
+        add("MLP fwd+bwd+adam, 1 process", f"{r['samples_per_sec_with_adam']:.0f} sample/s",
+            "-", None)
+    elif b == "sparse_logreg_grad":
+        add("sparse logreg gradient", si(r["nnz_per_sec"], "nnz/s"), "-", None)
+        add("sparse logreg keys+gradient", si(r["nnz_per_sec_with_keys"], "nnz/s"), "-", None)
+    elif b == "torch_mlp_step":
+        add("torch fwd+bwd+adam (reference)", f"{r['samples_per_sec_with_adam']:.0f} sample/s",
+            "-", None)
+    elif b == "e2e_mlp":
+        one = r["workers"] == 1
+        add(f"e2e MLP 1 server + {r['workers']} worker(s)",
+            f"{r['samples_per_sec']:.0f} sample/s",
+            f"local {r['local_samples_per_sec']:.0f}", r["ratio_vs_local"],
+            "overhead <= 15%" if one else "-", r["ps_overhead"] <= 0.15 if one else None)
+        if one:
+            add("  PS overhead = 1 - ps/local", f"{100 * r['ps_overhead']:.1f}%", "-", None)
+
+print(f"\n== summary ({len(results)} results in {out}; {elapsed} s; "
+      f"OpenBLAS {core}, {threads} thread(s); {nproc} cores) ==")
+w = max(len(r[0]) for r in rows) if rows else 10
+print(f"{'figure':<{w}}  {'value':<28} {'bound':<24} {'ratio':>7}  {'target':<16} status")
+for name, value, bound, ratio, target, met in rows:
+    rs = f"{ratio:.3f}" if isinstance(ratio, float) else "-"
+    print(f"{name:<{w}}  {value:<28} {bound:<24} {rs:>7}  {target:<16} {met}")
+EOF
+if [ ${#FAILED[@]} -ne 0 ]; then
+    echo "bench: failed: ${FAILED[*]}" >&2
+    exit 1
+fi
