@@ -9,7 +9,7 @@
 # Env: BIN (./adamps), BUILD (build), E2E_SECONDS (20: rough length of each
 # PS run), BENCH_JSON (append one JSON object per row). OPENBLAS_NUM_THREADS=1.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 : "${BIN:=./adamps}"
 : "${BUILD:=build}"
@@ -19,8 +19,9 @@ TMP=$(mktemp -d /tmp/adamps-e2e.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 # tests/mpi/lib.sh has the mpirun flags (root, oversubscribe, no binding)
 # and run_np / final_field; its logs go to our temp dir.
+# shellcheck disable=SC2034 # both read by lib.sh
 LOGDIR=$TMP CASE_TIMEOUT=$((E2E_SECONDS * 6 + 60))
-# shellcheck source=../tests/mpi/lib.sh
+# shellcheck source=tests/mpi/lib.sh disable=SC2034
 . tests/mpi/lib.sh
 
 MLP=$BUILD/bench/bench_mlp
@@ -46,7 +47,7 @@ STEPS=$(awk -v s="$LOCAL_BEFORE" -v t="$E2E_SECONDS" 'BEGIN { n = int(s * 0.6 * 
     print (n < 50 ? 50 : n) }')
 # One evaluation only (the final one, inside time_s), on 1000 test samples so
 # it costs well under 1% of the run.
-ARGS=(train --dataset fashion-mnist --model mlp --hidden 1000,1000 --dropout-input 0.2
+ARGS=(train --dataset fashion-mnist --model mlp --hidden "1000,1000" --dropout-input 0.2
     --dropout 0.5 --batch 128 --optimizer adam --consistency bsp --servers 1 --steps "$STEPS"
     --eval-every "$STEPS" --test-limit 1000 --quiet)
 

@@ -6,7 +6,7 @@
 # Env: BIN (./adamps), BUILD (build), BENCH_QUICK=1 (small sizes, for a smoke
 # test of the harness; its figures mean nothing). Takes ~5 minutes on 2 cores.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 : "${BIN:=./adamps}"
 : "${BUILD:=build}"
@@ -31,11 +31,11 @@ MPIRUN+=(-x OPENBLAS_NUM_THREADS -x BENCH_JSON)
 
 if [ "$BENCH_QUICK" = 1 ]; then
     OPTIM_ARGS=(--params 1000000 --reps 3)
-    PP_ARGS=(--keys 1000,65536 --reps 3)
+    PP_ARGS=(--keys "1000,65536" --reps 3)
     export E2E_SECONDS=3
 else
-    OPTIM_ARGS=(--params 10000000,100000000 --reps 5)
-    PP_ARGS=(--keys 1000,65536,1048576 --reps 7)
+    OPTIM_ARGS=(--params "10000000,100000000" --reps 5)
+    PP_ARGS=(--keys "1000,65536,1048576" --reps 7)
     export E2E_SECONDS=20
 fi
 

@@ -361,6 +361,27 @@ static int unpack_failed(ps_codec *c, const char *what, int sender, size_t len)
     return PS_EMSG;
 }
 
+/* A peer-supplied worker id must name one of the job's workers. */
+static int check_worker(const char *what, int sender, uint32_t worker, uint32_t nworkers)
+{
+    if (worker >= nworkers) {
+        PS_LOG(ERROR, "%s from rank %d: worker %" PRIu32 " >= %" PRIu32 " workers", what, sender,
+               worker, nworkers);
+        return PS_EMSG;
+    }
+    return 0;
+}
+
+/* Clocks and versions count steps, so a negative one is corrupt. */
+static int check_nonneg(const char *what, int sender, const char *field, int64_t v)
+{
+    if (v < 0) {
+        PS_LOG(ERROR, "%s from rank %d: %s %" PRId64 " < 0", what, sender, field, v);
+        return PS_EMSG;
+    }
+    return 0;
+}
+
 /* Validates the segments of a push, pull or reply and rebuilds absolute
  * slots into codec arrays; fills c->dseg[0..nsegs). */
 static int decode_segs(ps_codec *c, msg_kind kind, const ps_codec_limits *lim, int sender,
@@ -518,18 +539,9 @@ int ps_codec_decode_push(ps_codec *c, const ps_codec_limits *lim, int sender, co
         rc = unpack_failed(c, "push", sender, len);
         goto done;
     }
-    if (m->clock < 0) {
-        PS_LOG(ERROR, "push from rank %d: clock %" PRId64 " < 0", sender, m->clock);
-        rc = PS_EMSG;
-        goto fail_msg;
-    }
-    if (m->worker >= lim->nworkers) {
-        PS_LOG(ERROR, "push from rank %d: worker %" PRIu32 " >= %" PRIu32 " workers", sender,
-               m->worker, lim->nworkers);
-        rc = PS_EMSG;
-        goto fail_msg;
-    }
-    if ((rc = decode_segs(c, MSG_PUSH, lim, sender, m->n_segs, m->segs)) != 0) {
+    if ((rc = check_nonneg("push", sender, "clock", m->clock)) != 0 ||
+        (rc = check_worker("push", sender, m->worker, lim->nworkers)) != 0 ||
+        (rc = decode_segs(c, MSG_PUSH, lim, sender, m->n_segs, m->segs)) != 0) {
         goto fail_msg;
     }
     out->clock = m->clock;
@@ -557,13 +569,8 @@ int ps_codec_decode_pull(ps_codec *c, const ps_codec_limits *lim, int sender, co
     }
     /* min_version may be negative: SSP's clock - K before clock K means
      * "any version", so it is not checked like a clock. */
-    if (m->worker >= lim->nworkers) {
-        PS_LOG(ERROR, "pull from rank %d: worker %" PRIu32 " >= %" PRIu32 " workers", sender,
-               m->worker, lim->nworkers);
-        rc = PS_EMSG;
-        goto fail_msg;
-    }
-    if ((rc = decode_segs(c, MSG_PULL, lim, sender, m->n_segs, m->segs)) != 0) {
+    if ((rc = check_worker("pull", sender, m->worker, lim->nworkers)) != 0 ||
+        (rc = decode_segs(c, MSG_PULL, lim, sender, m->n_segs, m->segs)) != 0) {
         goto fail_msg;
     }
     out->request_id = m->request_id;
@@ -591,12 +598,8 @@ int ps_codec_decode_reply(ps_codec *c, const ps_codec_limits *lim, int sender, c
         rc = unpack_failed(c, "reply", sender, len);
         goto done;
     }
-    if (m->version < 0) {
-        PS_LOG(ERROR, "reply from rank %d: version %" PRId64 " < 0", sender, m->version);
-        rc = PS_EMSG;
-        goto fail_msg;
-    }
-    if ((rc = decode_segs(c, MSG_REPLY, lim, sender, m->n_segs, m->segs)) != 0) {
+    if ((rc = check_nonneg("reply", sender, "version", m->version)) != 0 ||
+        (rc = decode_segs(c, MSG_REPLY, lim, sender, m->n_segs, m->segs)) != 0) {
         goto fail_msg;
     }
     out->request_id = m->request_id;
@@ -629,15 +632,8 @@ int ps_codec_decode_ctrl(ps_codec *c, const ps_codec_limits *lim, int sender, co
         rc = PS_EMSG;
         goto fail_msg;
     }
-    if (m->clock < 0) {
-        PS_LOG(ERROR, "ctrl from rank %d: clock %" PRId64 " < 0", sender, m->clock);
-        rc = PS_EMSG;
-        goto fail_msg;
-    }
-    if (lim && m->worker >= lim->nworkers) {
-        PS_LOG(ERROR, "ctrl from rank %d: worker %" PRIu32 " >= %" PRIu32 " workers", sender,
-               m->worker, lim->nworkers);
-        rc = PS_EMSG;
+    if ((rc = check_nonneg("ctrl", sender, "clock", m->clock)) != 0 ||
+        (lim && (rc = check_worker("ctrl", sender, m->worker, lim->nworkers)) != 0)) {
         goto fail_msg;
     }
     out->kind = (ps_ctrl_kind)m->kind;

@@ -32,6 +32,15 @@ static void pb_free(void *data, void *p)
     ps_free(p);
 }
 
+/* The numeric fields that keep the same name in ps_file_table and
+ * TableInfo, and in ps_file_header and FileHeader: one list, so the encoder
+ * and the decoder cannot drift apart. Strings, tables and counts, whose
+ * handling differs, are copied by hand. */
+#define TABLE_NUMBERS(X) X(rows) X(width) X(first_slot) X(nslots) X(nstate)
+#define HEADER_NUMBERS(X)                                                                          \
+    X(format_version)                                                                              \
+    X(payload_bytes) X(crc32) X(clock) X(rank) X(nservers) X(nworkers) X(shard_mode) X(step)
+
 int ps_codec_encode_header(const ps_file_header *h, ps_bytes *out)
 {
     int rc = 0;
@@ -62,28 +71,20 @@ int ps_codec_encode_header(const ps_file_header *h, ps_bytes *out)
         adamps__table_info__init(&infos[i]);
         /* protobuf-c only reads the strings while packing. */
         infos[i].name = (char *)t->name;
-        infos[i].rows = t->rows;
-        infos[i].width = t->width;
-        infos[i].first_slot = t->first_slot;
-        infos[i].nslots = t->nslots;
-        infos[i].nstate = t->nstate;
+#define TO_INFO(f) infos[i].f = t->f;
+        TABLE_NUMBERS(TO_INFO)
+#undef TO_INFO
         ptrs[i] = &infos[i];
     }
 
     Adamps__FileHeader msg = ADAMPS__FILE_HEADER__INIT;
-    msg.format_version = h->format_version;
+#define TO_MSG(f) msg.f = h->f;
+    HEADER_NUMBERS(TO_MSG)
+#undef TO_MSG
     msg.kind = (char *)h->kind;
-    msg.payload_bytes = h->payload_bytes;
-    msg.crc32 = h->crc32;
     msg.config = h->config ? h->config : (char *)"";
-    msg.clock = h->clock;
-    msg.rank = h->rank;
-    msg.nservers = h->nservers;
-    msg.nworkers = h->nworkers;
     msg.n_tables = h->ntables;
     msg.tables = ptrs;
-    msg.shard_mode = h->shard_mode;
-    msg.step = h->step;
     msg.optimizer = (char *)h->optimizer;
 
     size_t need = adamps__file_header__get_packed_size(&msg);
@@ -134,13 +135,11 @@ int ps_codec_decode_header(const char *what, const void *buf, size_t len, ps_fil
         }
     }
 
-    size_t clen = strlen(msg->config);
-    out->config = ps_malloc(clen + 1);
+    out->config = ps_strdup(msg->config);
     if (!out->config) {
         rc = PS_ENOMEM;
         goto free_msg;
     }
-    memcpy(out->config, msg->config, clen + 1);
     if (msg->n_tables) {
         out->tables = ps_calloc(msg->n_tables, sizeof *out->tables);
         if (!out->tables) {
@@ -153,22 +152,14 @@ int ps_codec_decode_header(const char *what, const void *buf, size_t len, ps_fil
         const Adamps__TableInfo *in = msg->tables[i];
         ps_file_table *t = &out->tables[i];
         strcpy(t->name, in->name);
-        t->rows = in->rows;
-        t->width = in->width;
-        t->first_slot = in->first_slot;
-        t->nslots = in->nslots;
-        t->nstate = in->nstate;
+#define FROM_INFO(f) t->f = in->f;
+        TABLE_NUMBERS(FROM_INFO)
+#undef FROM_INFO
     }
-    out->format_version = msg->format_version;
+#define FROM_MSG(f) out->f = msg->f;
+    HEADER_NUMBERS(FROM_MSG)
+#undef FROM_MSG
     strcpy(out->kind, msg->kind);
-    out->payload_bytes = msg->payload_bytes;
-    out->crc32 = msg->crc32;
-    out->clock = msg->clock;
-    out->rank = msg->rank;
-    out->nservers = msg->nservers;
-    out->nworkers = msg->nworkers;
-    out->shard_mode = msg->shard_mode;
-    out->step = msg->step;
     snprintf(out->optimizer, sizeof out->optimizer, "%s", msg->optimizer);
 
 free_msg:

@@ -53,23 +53,13 @@ static uLong crc_update(uLong crc, const void *buf, size_t len)
     return crc;
 }
 
-static char *dup_string(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = ps_malloc(n);
-    if (d) {
-        memcpy(d, s, n);
-    }
-    return d;
-}
-
 /* Directory of path, for fsync after rename: "a/b" -> "a", "b" -> ".",
  * "/b" -> "/". */
 static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
     if (!slash) {
-        return dup_string(".");
+        return ps_strdup(".");
     }
     size_t n = slash == path ? 1 : (size_t)(slash - path);
     char *d = ps_malloc(n + 1);
@@ -80,7 +70,7 @@ static char *dir_of(const char *path)
     return d;
 }
 
-static int write_full(int fd, const void *buf, size_t len)
+int ps_file_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
     while (len) {
@@ -89,7 +79,7 @@ static int write_full(int fd, const void *buf, size_t len)
             if (errno == EINTR) {
                 continue;
             }
-            return -1;
+            return PS_EIO;
         }
         p += w;
         len -= (size_t)w;
@@ -137,7 +127,7 @@ int ps_file_open_atomic(ps_file_atomic **out, const char *path)
     }
     f->fd = -1;
     size_t n = strlen(path) + 32;
-    f->path = dup_string(path);
+    f->path = ps_strdup(path);
     f->tmp = ps_malloc(n);
     f->dir = dir_of(path);
     if (!f->path || !f->tmp || !f->dir) {
@@ -165,7 +155,7 @@ int ps_file_write(ps_file_atomic *f, const void *buf, size_t len)
     if (f->failed) {
         return PS_EIO;
     }
-    if (write_full(f->fd, buf, len) != 0) {
+    if (ps_file_write_all(f->fd, buf, len) != 0) {
         PS_LOG(ERROR, "%s: write to temp file %s failed: %s", f->path, f->tmp, strerror(errno));
         f->failed = 1;
         return PS_EIO;
@@ -323,7 +313,7 @@ int ps_file_open(ps_file_reader **out, const char *path, ps_file_header *h)
         goto fail_alloc;
     }
     r->fd = -1;
-    r->path = dup_string(path);
+    r->path = ps_strdup(path);
     if (!r->path) {
         rc = PS_ENOMEM;
         goto fail_open;

@@ -104,4 +104,10 @@ int ps_file_commit(ps_file_atomic **f);
 /* Removes the temp file and frees the writer. Accepts NULL and *f == NULL. */
 void ps_file_abort(ps_file_atomic **f);
 
+/* Writes all len bytes of buf to the open descriptor fd, retrying short
+ * writes and EINTR. Returns 0, or PS_EIO with errno still set by write(2);
+ * it does not log, since only the caller knows the path. Used by this
+ * module and by common/metrics.c. Thread-safe on distinct descriptors. */
+int ps_file_write_all(int fd, const void *buf, size_t len);
+
 #endif

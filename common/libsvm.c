@@ -412,13 +412,11 @@ int ps_libsvm_open(ps_libsvm **out, const char *path, const ps_libsvm_opts *opts
     }
     r->opts = *opts;
     r->max_class = -1;
-    size_t plen = strlen(path) + 1;
-    r->path = ps_malloc(plen);
+    r->path = ps_strdup(path);
     if (!r->path) {
         rc = PS_ENOMEM;
         goto fail_path;
     }
-    memcpy(r->path, path, plen);
     r->cap = LIBSVM_BUF0;
     r->buf = ps_malloc(r->cap);
     if (!r->buf) {

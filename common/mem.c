@@ -70,6 +70,16 @@ void ps_free(void *ptr)
     }
 }
 
+char *ps_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = ps_malloc(n);
+    if (d) {
+        memcpy(d, s, n);
+    }
+    return d;
+}
+
 /* Over-allocates through the hook and keeps the original pointer just below
  * the aligned block, so the failure-injection hooks cover aligned memory too. */
 void *ps_aligned_alloc(size_t align, size_t size)

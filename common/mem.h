@@ -24,6 +24,9 @@ void *ps_realloc(void *ptr, size_t size);
  * PS_ENOMEM (then *arr is unchanged). */
 int ps_grow(void **arr, size_t *cap, size_t need, size_t elem_size);
 void ps_free(void *ptr);
+/* Returns a new copy of the NUL-terminated s, or NULL when out of memory;
+ * the caller frees it with ps_free(). */
+char *ps_strdup(const char *s);
 /* align is a power of two >= sizeof(void *); free with ps_aligned_free. */
 void *ps_aligned_alloc(size_t align, size_t size);
 void ps_aligned_free(void *ptr);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -129,22 +130,6 @@ static int put_double(ps_metrics *m, double d)
     return put_str(m, num);
 }
 
-static int write_full(int fd, const char *p, size_t len)
-{
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Cuts the file back to just after its last newline: a crash during a
  * write can leave half a line, which would break every JSON reader. */
 static int drop_partial_line(int fd, const char *path)
@@ -200,13 +185,11 @@ int ps_metrics_open(ps_metrics **out, const char *path, ps_metrics_mode mode)
         goto fail_alloc;
     }
     m->fd = -1;
-    size_t plen = strlen(path) + 1;
-    m->path = ps_malloc(plen);
+    m->path = ps_strdup(path);
     if (!m->path) {
         rc = PS_ENOMEM;
         goto fail_open;
     }
-    memcpy(m->path, path, plen);
     /* O_APPEND: every line lands at the end even if another process (a
      * `tee`, a restarted job) has the file open too. */
     int flags = O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC;
@@ -287,7 +270,7 @@ int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n)
     if (rc) {
         goto done;
     }
-    if (write_full(m->fd, m->line, m->len) != 0) {
+    if (ps_file_write_all(m->fd, m->line, m->len) != 0) {
         PS_LOG(ERROR, "%s: metrics write failed: %s", m->path, strerror(errno));
         rc = PS_EIO;
     }

@@ -99,13 +99,11 @@ int ps_npy_open(ps_npy_writer **out, const char *path, const uint64_t *shape, in
         rc = PS_ENOMEM;
         goto fail_alloc;
     }
-    size_t plen = strlen(path) + 1;
-    w->path = ps_malloc(plen);
+    w->path = ps_strdup(path);
     if (!w->path) {
         rc = PS_ENOMEM;
         goto fail_path;
     }
-    memcpy(w->path, path, plen);
     w->want = count;
     rc = ps_file_open_atomic(&w->f, path);
     if (rc) {

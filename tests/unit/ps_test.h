@@ -1,12 +1,21 @@
 /* Shared by the cmocka unit tests: routes ps_malloc through cmocka's checked
  * allocator (leaks and overruns fail the test) and can fail the Nth
  * allocation, for sweeps that prove every cleanup path (libuv's
- * test-loop-oom.c). Include after <cmocka.h>. */
+ * test-loop-oom.c). Also the file chores several tests share: a mkdtemp
+ * directory removed recursively, writing and reading back small files, and
+ * capturing stderr to check log lines. Include after <cmocka.h>, and put
+ * <stdlib.h> before <cmocka.h> (cmocka's malloc macros break it if it comes
+ * later; mkdtemp needs it). Every helper is static inline so a test that
+ * uses none gets no warning. */
 #ifndef PS_TEST_H
 #define PS_TEST_H
 
+#include <dirent.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/mem.h"
 
@@ -57,6 +66,127 @@ static inline void ps_test_fail_alloc(long n)
 {
     ps_test_fail_at = n;
     ps_test_nalloc = 0;
+}
+
+/* Creates a fresh directory /tmp/adamps_test_<name>.XXXXXX; its path goes to
+ * dir (cap bytes). Returns 0, or -1 when the name does not fit or mkdtemp
+ * fails, so it can end a cmocka group setup. */
+static inline int ps_test_tmpdir_create(char *dir, size_t cap, const char *name)
+{
+    int n = snprintf(dir, cap, "/tmp/adamps_test_%s.XXXXXX", name);
+    if (n < 0 || (size_t)n >= cap) {
+        return -1;
+    }
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/* Removes path and, if it is a directory, everything under it (without
+ * following symlinks). Returns 0, or -1 if anything could not be removed. */
+static inline int ps_test_rmtree(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        return -1;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        return unlink(path);
+    }
+    int rc = 0;
+    DIR *d = opendir(path);
+    if (!d) {
+        return -1;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        char sub[1024];
+        int n = snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        if (n < 0 || (size_t)n >= sizeof sub || ps_test_rmtree(sub) != 0) {
+            rc = -1;
+        }
+    }
+    closedir(d);
+    if (rmdir(path) != 0) {
+        rc = -1;
+    }
+    return rc;
+}
+
+/* Writes len bytes of data to path (created or truncated); fails the test if
+ * anything goes wrong. */
+static inline void ps_test_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Writes the NUL-terminated text (without the NUL) to path. */
+static inline void ps_test_write_text(const char *path, const char *text)
+{
+    ps_test_write_file(path, text, strlen(text));
+}
+
+/* Reads up to cap - 1 bytes of path into buf and NUL-terminates them, so
+ * text files can be compared as strings. Returns the number of bytes read;
+ * fails the test if path cannot be opened. */
+static inline size_t ps_test_read_file(const char *path, void *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    ((char *)buf)[n] = '\0';
+    return n;
+}
+
+/* Redirects fd 2 to a temporary file between begin and end, to check what
+ * PS_LOG wrote. Not nestable. */
+typedef struct {
+    int saved_fd;
+    FILE *tmp;
+} ps_test_capture;
+
+static inline void ps_test_capture_begin(ps_test_capture *c)
+{
+    fflush(stderr);
+    c->tmp = tmpfile();
+    assert_non_null(c->tmp);
+    c->saved_fd = dup(2);
+    assert_true(c->saved_fd >= 0);
+    assert_int_equal(dup2(fileno(c->tmp), 2), 2);
+}
+
+/* Restores stderr and returns everything written since begin, NUL-ended;
+ * the caller test_free()s it. */
+static inline char *ps_test_capture_end(ps_test_capture *c)
+{
+    fflush(stderr);
+    assert_int_equal(dup2(c->saved_fd, 2), 2);
+    close(c->saved_fd);
+    /* stderr wrote through fd 2, so the FILE's own offset knows nothing. */
+    assert_int_equal(fseek(c->tmp, 0, SEEK_END), 0);
+    long n = ftell(c->tmp);
+    assert_true(n >= 0);
+    rewind(c->tmp);
+    char *buf = test_malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, c->tmp);
+    buf[got] = '\0';
+    fclose(c->tmp);
+    return buf;
+}
+
+/* Number of newlines in s: one per complete log line. */
+static inline size_t ps_test_count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        n += *s == '\n';
+    }
+    return n;
 }
 
 #endif

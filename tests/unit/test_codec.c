@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -85,36 +86,6 @@ static void put_seg(wbuf *w, unsigned field, uint32_t table, const uint64_t *del
         put_field_bytes(&s, 3, val, nv * sizeof(float)); /* little-endian host */
     }
     put_field_bytes(w, field, s.b, s.n);
-}
-
-static void capture_stderr(int *saved, FILE **tmp)
-{
-    fflush(stderr);
-    *tmp = tmpfile();
-    assert_non_null(*tmp);
-    *saved = dup(2);
-    assert_true(*saved >= 0);
-    assert_true(dup2(fileno(*tmp), 2) >= 0);
-}
-
-static void restore_stderr(int saved, FILE *tmp, char *out, size_t cap)
-{
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(tmp);
-    size_t n = fread(out, 1, cap - 1, tmp);
-    out[n] = '\0';
-    fclose(tmp);
-}
-
-static size_t count_lines(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++) {
-        n += *s == '\n';
-    }
-    return n;
 }
 
 /* What every successfully decoded message must satisfy; reads every value
@@ -389,20 +360,19 @@ static void expect_push_rejected(const wbuf *w, int sender, const char *const *w
 {
     ps_codec *c = NULL;
     ps_push out;
-    char log[4096];
-    int saved;
-    FILE *tmp;
+    ps_test_capture cap;
     assert_int_equal(ps_codec_create(&c), 0);
-    capture_stderr(&saved, &tmp);
+    ps_test_capture_begin(&cap);
     int rc = ps_codec_decode_push(c, &test_lim, sender, w->b, w->n, &out);
-    restore_stderr(saved, tmp, log, sizeof log);
+    char *log = ps_test_capture_end(&cap);
     assert_int_equal(rc, PS_EMSG);
-    assert_int_equal(count_lines(log), 1);
+    assert_int_equal(ps_test_count_lines(log), 1);
     for (; *want; want++) {
         if (!strstr(log, *want)) {
             fail_msg("log line \"%s\" lacks \"%s\"", log, *want);
         }
     }
+    test_free(log);
     ps_codec_destroy(&c);
 }
 

@@ -56,50 +56,6 @@ static void test_err_success_and_unknown_codes(void **state)
     }
 }
 
-/* --- stderr capture ----------------------------------------------------- */
-
-typedef struct {
-    int saved_fd;
-    FILE *tmp;
-} capture;
-
-static void capture_begin(capture *c)
-{
-    fflush(stderr);
-    c->tmp = tmpfile();
-    assert_non_null(c->tmp);
-    c->saved_fd = dup(2);
-    assert_true(c->saved_fd >= 0);
-    assert_int_equal(dup2(fileno(c->tmp), 2), 2);
-}
-
-/* Restores stderr and returns what was written (test_malloc'd, NUL-ended). */
-static char *capture_end(capture *c)
-{
-    fflush(stderr);
-    assert_int_equal(dup2(c->saved_fd, 2), 2);
-    close(c->saved_fd);
-    /* stderr wrote through fd 2, so the FILE's own offset knows nothing. */
-    assert_int_equal(fseek(c->tmp, 0, SEEK_END), 0);
-    long n = ftell(c->tmp);
-    assert_true(n >= 0);
-    rewind(c->tmp);
-    char *buf = test_malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, c->tmp);
-    buf[got] = '\0';
-    fclose(c->tmp);
-    return buf;
-}
-
-static size_t count_lines(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++) {
-        n += *s == '\n';
-    }
-    return n;
-}
-
 static int log_reset(void **state)
 {
     ps_log_set_level(PS_LOG_INFO);
@@ -121,14 +77,14 @@ static int log_teardown(void **state)
 static void test_log_default_level_drops_debug(void **state)
 {
     (void)state;
-    capture c;
-    capture_begin(&c);
+    ps_test_capture c;
+    ps_test_capture_begin(&c);
     PS_LOG(DEBUG, "hidden %d", 1);
     PS_LOG(INFO, "shown %d", 2);
-    char *out = capture_end(&c);
+    char *out = ps_test_capture_end(&c);
     assert_null(strstr(out, "hidden"));
     assert_non_null(strstr(out, "shown 2"));
-    assert_int_equal(count_lines(out), 1);
+    assert_int_equal(ps_test_count_lines(out), 1);
     test_free(out);
 }
 
@@ -146,16 +102,16 @@ static void test_log_each_level_writes_one_line(void **state)
     ps_log_set_level(PS_LOG_DEBUG);
     ps_log_set_rank(7);
     for (size_t i = 0; i < 4; i++) {
-        capture c;
-        capture_begin(&c);
+        ps_test_capture c;
+        ps_test_capture_begin(&c);
         int line = __LINE__ + 1;
         ps_log_write(levels[i].level, "dir/test_err.c", line, "message %s #%zu", "body", i);
-        char *out = capture_end(&c);
+        char *out = ps_test_capture_end(&c);
         char msg[64], where[64], lvl[32];
         snprintf(msg, sizeof msg, "message body #%zu\n", i);
         snprintf(where, sizeof where, "test_err.c:%d", line);
         snprintf(lvl, sizeof lvl, " %s", levels[i].name);
-        assert_int_equal(count_lines(out), 1);
+        assert_int_equal(ps_test_count_lines(out), 1);
         assert_non_null(strstr(out, lvl));
         assert_non_null(strstr(out, "[rank 7]"));
         /* The message ends the line. */
@@ -175,14 +131,14 @@ static void test_log_level_filter_drops_lower_levels(void **state)
 {
     (void)state;
     ps_log_set_level(PS_LOG_WARN);
-    capture c;
-    capture_begin(&c);
+    ps_test_capture c;
+    ps_test_capture_begin(&c);
     PS_LOG(DEBUG, "d-line");
     PS_LOG(INFO, "i-line");
     PS_LOG(WARN, "w-line");
     PS_LOG(ERROR, "e-line");
-    char *out = capture_end(&c);
-    assert_int_equal(count_lines(out), 2);
+    char *out = ps_test_capture_end(&c);
+    assert_int_equal(ps_test_count_lines(out), 2);
     assert_null(strstr(out, "d-line"));
     assert_null(strstr(out, "i-line"));
     assert_non_null(strstr(out, "w-line"));
@@ -359,13 +315,13 @@ static void test_log_json_escapes_and_parses(void **state)
     const char *msgs[] = {"plain text", "say \"hi\"\nsecond line\ttab \\ back\\slash",
                           "ctrl \x01\x1f end", "{\"not\":\"json\"}"};
     const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
-    capture c;
-    capture_begin(&c);
+    ps_test_capture c;
+    ps_test_capture_begin(&c);
     for (int i = 0; i < 4; i++) {
         ps_log_write((ps_log_level)i, "x.c", 1, "%s", msgs[i]);
     }
-    char *out = capture_end(&c);
-    assert_int_equal(count_lines(out), 4);
+    char *out = ps_test_capture_end(&c);
+    assert_int_equal(ps_test_count_lines(out), 4);
     const char *p = out;
     static log_obj o;
     for (int i = 0; i < 4; i++) {
@@ -393,11 +349,11 @@ static void test_log_json_long_message_stays_one_object(void **state)
         big[i] = i % 3 == 0 ? '\n' : (i % 3 == 1 ? '"' : 'a');
     }
     big[sizeof big - 1] = '\0';
-    capture c;
-    capture_begin(&c);
+    ps_test_capture c;
+    ps_test_capture_begin(&c);
     PS_LOG(WARN, "%s", big);
-    char *out = capture_end(&c);
-    assert_int_equal(count_lines(out), 1);
+    char *out = ps_test_capture_end(&c);
+    assert_int_equal(ps_test_count_lines(out), 1);
     static log_obj o;
     const char *end = parse_line(out, &o);
     assert_non_null(end);

@@ -1,5 +1,7 @@
 /* Tests for common/file.c and common/codec_header.c: round trips, every
  * rejection check, atomicity on failed writes, OOM sweeps. */
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,16 +28,13 @@ static char dir[64];
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/adamps_test_file.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ps_test_tmpdir_create(dir, sizeof dir, "file");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ps_test_rmtree(dir);
 }
 
 static void path_in(char *out, size_t cap, const char *name)
@@ -60,23 +59,6 @@ static ps_file_header sample_header(void)
     h.ntables = 2;
     h.tables = tables;
     return h;
-}
-
-static void write_raw(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-static size_t read_raw(const char *path, unsigned char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, cap, f);
-    fclose(f);
-    return n;
 }
 
 /* Writes a 3-part payload "abc" "" "defgh" and returns its path. */
@@ -137,11 +119,37 @@ static void test_file_round_trip_keeps_header_and_payload(void **state)
 
     /* The layout is the documented one: magic, LE length, header, payload. */
     unsigned char raw[4096];
-    size_t n = read_raw(path, raw, sizeof raw);
+    size_t n = ps_test_read_file(path, raw, sizeof raw);
     assert_memory_equal(raw, "APS1", 4);
     uint32_t hlen = raw[4] | raw[5] << 8 | raw[6] << 16 | (uint32_t)raw[7] << 24;
     assert_int_equal(n, 8 + hlen + 8);
     assert_memory_equal(raw + 8 + hlen, "abcdefgh", 8);
+}
+
+/* ps_file_write_all (shared with common/metrics.c) writes every byte, and a
+ * failed write is PS_EIO with errno left for the caller's message. */
+static void test_file_write_all_writes_everything_or_eio(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "write_all.bin");
+    enum { N = 300000 };
+    unsigned char *src = test_malloc(N), *back = test_malloc(N + 1);
+    for (size_t i = 0; i < N; i++) {
+        src[i] = (unsigned char)(i * 131u >> 3);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ps_file_write_all(fd, src, N), 0);
+    assert_int_equal(ps_file_write_all(fd, src, 0), 0);
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(ps_test_read_file(path, back, N + 1), N);
+    assert_memory_equal(back, src, N);
+    errno = 0;
+    assert_int_equal(ps_file_write_all(-1, src, 1), PS_EIO);
+    assert_int_equal(errno, EBADF);
+    test_free(back);
+    test_free(src);
 }
 
 static void test_file_crc_is_ieee_crc32(void **state)
@@ -228,9 +236,9 @@ static void test_file_rejects_flipped_payload_byte(void **state)
     path_in(path, sizeof path, "flip.aps");
     write_sample(path);
     unsigned char raw[4096];
-    size_t n = read_raw(path, raw, sizeof raw);
+    size_t n = ps_test_read_file(path, raw, sizeof raw);
     raw[n - 3] ^= 0x10;
-    write_raw(path, raw, n);
+    ps_test_write_file(path, raw, n);
     expect_read_fails(path, PS_ECKPT);
 
     /* The streaming reader reports it when the last byte is read. */
@@ -280,9 +288,9 @@ static void test_file_rejects_wrong_magic(void **state)
     path_in(path, sizeof path, "magic.aps");
     write_sample(path);
     unsigned char raw[4096];
-    size_t n = read_raw(path, raw, sizeof raw);
+    size_t n = ps_test_read_file(path, raw, sizeof raw);
     raw[3] = '2';
-    write_raw(path, raw, n);
+    ps_test_write_file(path, raw, n);
     expect_read_fails(path, PS_ECKPT);
 }
 
@@ -302,7 +310,7 @@ static void write_with_version(const char *path, uint32_t version)
     }
     memcpy(raw + 8, hb.data, hb.len);
     memcpy(raw + 8 + hb.len, "abc", 3);
-    write_raw(path, raw, 8 + hb.len + 3);
+    ps_test_write_file(path, raw, 8 + hb.len + 3);
     ps_free(hb.data);
 }
 
@@ -333,12 +341,12 @@ static void test_file_rejects_garbage_header(void **state)
     unsigned char raw[8 + 16 + 3] = {'A', 'P', 'S', '1', 16, 0, 0, 0};
     memset(raw + 8, 0xff, 16); /* not a protobuf message */
     memcpy(raw + 24, "abc", 3);
-    write_raw(path, raw, sizeof raw);
+    ps_test_write_file(path, raw, sizeof raw);
     expect_read_fails(path, PS_ECKPT);
 
     /* A header length far past the end of the file. */
     raw[7] = 0x7f;
-    write_raw(path, raw, sizeof raw);
+    ps_test_write_file(path, raw, sizeof raw);
     expect_read_fails(path, PS_ECKPT);
 }
 
@@ -350,7 +358,7 @@ static void test_file_rejects_overlong_kind_in_header(void **state)
     /* Field 2 (kind), length-delimited, 20 bytes: parses, but does not fit. */
     unsigned char raw[8 + 22] = {'A', 'P', 'S', '1', 22, 0, 0, 0, 0x12, 20};
     memset(raw + 10, 'k', 20);
-    write_raw(path, raw, sizeof raw);
+    ps_test_write_file(path, raw, sizeof raw);
     expect_read_fails(path, PS_ECKPT);
 }
 
@@ -539,6 +547,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, ps_test_setup, ps_test_teardown)
         T(test_file_round_trip_keeps_header_and_payload),
         T(test_file_crc_is_ieee_crc32),
+        T(test_file_write_all_writes_everything_or_eio),
         T(test_file_empty_payload_round_trips),
         T(test_file_streaming_read_in_pieces),
         T(test_file_rejects_flipped_payload_byte),

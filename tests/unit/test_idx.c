@@ -2,7 +2,6 @@
  * reads, row ranges equal the same rows of a full load, plain and gzipped
  * files read alike, and every kind of bad header or short file is rejected
  * with an error code instead of garbage. */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,28 +36,9 @@
 
 static char tmpdir[64];
 
-/* Removes the flat temporary directory and its files. */
-static void rm_tmpdir(void)
-{
-    DIR *d = opendir(tmpdir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-                unlink(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(tmpdir);
-}
-
 static int group_setup(void **state)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ps_test_idx_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    if (ps_test_tmpdir_create(tmpdir, sizeof tmpdir, "idx") != 0) {
         return -1;
     }
     return ps_test_setup(state);
@@ -66,16 +46,21 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    rm_tmpdir();
+    ps_test_rmtree(tmpdir);
     return ps_test_teardown(state);
 }
 
-static int have_fmnist(void)
+/* Skips the calling test (cmocka's skip() jumps out of it) when the
+ * Fashion-MNIST files are not installed. */
+static void skip_without_fmnist(void)
 {
-    return access(FMNIST "train-images-idx3-ubyte.gz", R_OK) == 0 &&
-           access(FMNIST "train-labels-idx1-ubyte.gz", R_OK) == 0 &&
-           access(FMNIST "t10k-images-idx3-ubyte.gz", R_OK) == 0 &&
-           access(FMNIST "t10k-labels-idx1-ubyte.gz", R_OK) == 0;
+    if (access(FMNIST "train-images-idx3-ubyte.gz", R_OK) != 0 ||
+        access(FMNIST "train-labels-idx1-ubyte.gz", R_OK) != 0 ||
+        access(FMNIST "t10k-images-idx3-ubyte.gz", R_OK) != 0 ||
+        access(FMNIST "t10k-labels-idx1-ubyte.gz", R_OK) != 0) {
+        print_message("Fashion-MNIST not found under " FMNIST ", skipping\n");
+        skip();
+    }
 }
 
 /* CPU time: the bound is on our work, not on how busy the shared CI
@@ -104,10 +89,7 @@ static int pixel(const ps_dataset *d, size_t row, size_t col)
 static void test_idx_loads_fashion_mnist_train(void **state)
 {
     (void)state;
-    if (!have_fmnist()) {
-        print_message("Fashion-MNIST not found under " FMNIST ", skipping\n");
-        skip();
-    }
+    skip_without_fmnist();
     ps_dataset d = {0};
     double t0 = cpu_s();
     assert_int_equal(ps_idx_load(FMNIST "train-images-idx3-ubyte.gz",
@@ -155,10 +137,7 @@ static void test_idx_loads_fashion_mnist_train(void **state)
 static void test_idx_loads_fashion_mnist_test_and_probe(void **state)
 {
     (void)state;
-    if (!have_fmnist()) {
-        print_message("Fashion-MNIST not found under " FMNIST ", skipping\n");
-        skip();
-    }
+    skip_without_fmnist();
     size_t n = 0, dim = 0;
     assert_int_equal(ps_idx_probe(FMNIST "train-images-idx3-ubyte.gz", &n, &dim), 0);
     assert_int_equal(n, 60000);
@@ -187,10 +166,7 @@ static void test_idx_loads_fashion_mnist_test_and_probe(void **state)
 static void test_idx_loads_a_row_range(void **state)
 {
     (void)state;
-    if (!have_fmnist()) {
-        print_message("Fashion-MNIST not found under " FMNIST ", skipping\n");
-        skip();
-    }
+    skip_without_fmnist();
     ps_dataset d = {0};
     assert_int_equal(ps_idx_load(FMNIST "train-images-idx3-ubyte.gz",
                                  FMNIST "train-labels-idx1-ubyte.gz", 12344, 3, &d),
@@ -218,10 +194,7 @@ static void write_file(const char *name, int gz, const unsigned char *data, size
         assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
         assert_int_equal(gzclose(f), Z_OK);
     } else {
-        FILE *f = fopen(path_out, "wb");
-        assert_non_null(f);
-        assert_int_equal(fwrite(data, 1, len, f), len);
-        assert_int_equal(fclose(f), 0);
+        ps_test_write_file(path_out, data, len);
     }
 }
 
@@ -381,16 +354,10 @@ static void test_idx_rejects_truncated_file(void **state)
     }
     memcpy(big, (unsigned char[16]){0, 0, 8, 3, 0, 0, 0, 40, 0, 0, 0, 2, 0, 0, 0, 3}, 16);
     write_file("cut.gz", 1, big, sizeof big, pi);
-    FILE *f = fopen(pi, "rb");
-    assert_non_null(f);
     unsigned char gzb[1024];
-    size_t gzlen = fread(gzb, 1, sizeof gzb, f);
-    fclose(f);
+    size_t gzlen = ps_test_read_file(pi, gzb, sizeof gzb);
     assert_true(gzlen > 40);
-    f = fopen(pi, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(gzb, 1, gzlen - 30, f), gzlen - 30);
-    fclose(f);
+    ps_test_write_file(pi, gzb, gzlen - 30);
     assert_int_equal(ps_idx_load_images(pi, 0, SIZE_MAX, &d), PS_EFORMAT);
     /* Header cut inside the dimensions. */
     expect_bad_images("shorthdr", 0, img, 10, 0, SIZE_MAX, PS_EFORMAT);

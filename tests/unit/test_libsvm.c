@@ -3,7 +3,6 @@
  * byte range), byte ranges from any number of workers give every line to
  * exactly one of them, chunks never exceed max_rows, and hashing maps and
  * merges ids. */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,27 +24,9 @@
 
 static char tmpdir[64];
 
-static void rm_tmpdir(void)
-{
-    DIR *d = opendir(tmpdir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-                unlink(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(tmpdir);
-}
-
 static int group_setup(void **state)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ps_test_libsvm_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    if (ps_test_tmpdir_create(tmpdir, sizeof tmpdir, "libsvm") != 0) {
         return -1;
     }
     return ps_test_setup(state);
@@ -53,7 +34,7 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    rm_tmpdir();
+    ps_test_rmtree(tmpdir);
     return ps_test_teardown(state);
 }
 
@@ -61,10 +42,7 @@ static int group_teardown(void **state)
 static void write_text(const char *name, const char *text, size_t len, char *path)
 {
     snprintf(path, 256, "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
+    ps_test_write_file(path, text, len);
 }
 
 static const ps_libsvm_opts defaults = {0};

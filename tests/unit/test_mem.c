@@ -127,6 +127,23 @@ static void test_mem_grow_failure_leaves_array_unchanged(void **state)
     ps_free(a);
 }
 
+static void test_mem_strdup_copies_and_fails_cleanly(void **state)
+{
+    (void)state;
+    const char *src[] = {"", "a", "path/to/some file.npy"};
+    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
+        char *d = ps_strdup(src[i]);
+        assert_non_null(d);
+        assert_ptr_not_equal(d, src[i]);
+        assert_string_equal(d, src[i]); /* cmocka's guard bytes catch a short copy */
+        ps_free(d);
+    }
+    ps_test_fail_alloc(0);
+    assert_null(ps_strdup("x"));
+    assert_int_equal(ps_test_nalloc, 1);
+    ps_test_fail_alloc(-1);
+}
+
 static void test_mem_aligned_alloc_aligns_16_to_4096(void **state)
 {
     (void)state;
@@ -250,6 +267,7 @@ int main(void)
         T(test_mem_calloc_zeroes_and_zero_size_is_not_null),
         T(test_mem_grow_doubles_and_preserves_contents),
         T(test_mem_grow_failure_leaves_array_unchanged),
+        T(test_mem_strdup_copies_and_fails_cleanly),
         T(test_mem_aligned_alloc_aligns_16_to_4096),
         T(test_mem_aligned_alloc_rejects_bad_alignment),
         T(test_mem_hooks_route_every_call),

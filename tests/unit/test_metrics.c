@@ -24,35 +24,13 @@ static char dir[64];
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/adamps_test_metrics.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ps_test_tmpdir_create(dir, sizeof dir, "metrics");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Whole file into buf (NUL-terminated). */
-static size_t slurp(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, cap - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return n;
-}
-
-static void spit(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    return ps_test_rmtree(dir);
 }
 
 static void write_one(const char *path, ps_metrics_mode mode, const ps_metric_kv *kvs, size_t n)
@@ -84,12 +62,12 @@ static void test_metrics_writes_one_object_per_line(void **state)
     };
     assert_int_equal(ps_metrics_write(m, a, 3), 0);
     /* Each line reaches the file when written, not at close. */
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"step\":100,\"train_loss\":0.5,\"phase\":\"eval\"}\n");
     assert_int_equal(ps_metrics_write(m, b, 4), 0);
     assert_int_equal(ps_metrics_write(m, NULL, 0), 0);
     assert_int_equal(ps_metrics_close(&m), 0);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"step\":100,\"train_loss\":0.5,\"phase\":\"eval\"}\n"
                              "{\"min\":-9223372036854775808,\"max\":9223372036854775807,"
                              "\"neg\":-2.25,\"none\":null}\n"
@@ -108,7 +86,7 @@ static void test_metrics_doubles_read_back_exactly(void **state)
     for (size_t i = 0; i < N; i++) {
         ps_metric_kv kv = PS_METRIC_D("x", vals[i]);
         write_one(path, PS_METRICS_TRUNCATE, &kv, 1);
-        slurp(path, buf, sizeof buf);
+        ps_test_read_file(path, buf, sizeof buf);
         assert_memory_equal(buf, "{\"x\":", 5);
         char *end;
         double back = strtod(buf + 5, &end);
@@ -129,7 +107,7 @@ static void test_metrics_nonfinite_becomes_null(void **state)
         PS_METRIC_D("d", 1.5),
     };
     write_one(path, PS_METRICS_TRUNCATE, kvs, 4);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"a\":null,\"b\":null,\"c\":null,\"d\":1.5}\n");
 }
 
@@ -147,7 +125,7 @@ static void test_metrics_escapes_strings_and_keys(void **state)
         PS_METRIC_S("overlong", "\xc0\xaf"),
     };
     write_one(path, PS_METRICS_TRUNCATE, kvs, 6);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"q\\\"k\":\"a\\\"b\\\\c\","
                              "\"ctl\":\"\\n\\t\\r\\b\\f\\u0001\\u001f\","
                              "\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\","
@@ -198,15 +176,15 @@ static void test_metrics_truncate_and_append_modes(void **state)
     ps_metric_kv one = PS_METRIC_I("a", 1), two = PS_METRIC_I("a", 2);
     write_one(path, PS_METRICS_TRUNCATE, &one, 1);
     write_one(path, PS_METRICS_APPEND, &two, 1);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"a\":1}\n{\"a\":2}\n");
     write_one(path, PS_METRICS_TRUNCATE, &two, 1);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"a\":2}\n");
     /* Append creates a missing file. */
     snprintf(path, sizeof path, "%s/new.jsonl", dir);
     write_one(path, PS_METRICS_APPEND, &one, 1);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"a\":1}\n");
 }
 
@@ -218,23 +196,23 @@ static void test_metrics_append_drops_partial_last_line(void **state)
     snprintf(path, sizeof path, "%s/partial.jsonl", dir);
     ps_metric_kv two = PS_METRIC_I("b", 2);
 
-    spit(path, "{\"a\":1}\n{\"a\":");
+    ps_test_write_text(path, "{\"a\":1}\n{\"a\":");
     write_one(path, PS_METRICS_APPEND, &two, 1);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"a\":1}\n{\"b\":2}\n");
 
     /* No newline at all: the whole file is the partial line. */
-    spit(path, "{\"a\":");
+    ps_test_write_text(path, "{\"a\":");
     write_one(path, PS_METRICS_APPEND, &two, 1);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"b\":2}\n");
 
     /* A partial line longer than the scan chunk. */
     memset(big, 'x', sizeof big - 1);
     memcpy(big, "{\"a\":1}\n{\"s\":\"", 14);
-    spit(path, big);
+    ps_test_write_text(path, big);
     write_one(path, PS_METRICS_APPEND, &two, 1);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"a\":1}\n{\"b\":2}\n");
 }
 
@@ -253,7 +231,7 @@ static void test_metrics_rejects_bad_input(void **state)
     assert_int_equal(ps_metrics_write(m, &badtype, 1), PS_EINVAL);
     assert_int_equal(ps_metrics_close(&m), 0);
     /* A rejected line leaves nothing behind. */
-    assert_int_equal(slurp(path, buf, sizeof buf), 0);
+    assert_int_equal(ps_test_read_file(path, buf, sizeof buf), 0);
 
     snprintf(path, sizeof path, "%s/no/such/dir.jsonl", dir);
     assert_int_equal(ps_metrics_open(&m, path, PS_METRICS_TRUNCATE), PS_EIO);
@@ -283,12 +261,12 @@ static void test_metrics_survives_oom_sweep(void **state)
         assert_int_equal(ps_metrics_close(&m), 0);
         if (rc == PS_ENOMEM) {
             /* Not created yet, or created empty: never half a line. */
-            assert_true(access(path, F_OK) != 0 || slurp(path, buf, sizeof buf) == 0);
+            assert_true(access(path, F_OK) != 0 || ps_test_read_file(path, buf, sizeof buf) == 0);
         }
     }
     assert_int_equal(rc, 0);
     assert_true(n > 3);
-    slurp(path, buf, sizeof buf);
+    ps_test_read_file(path, buf, sizeof buf);
     assert_memory_equal(buf, "{\"step\":7,\"s\":\"a long", 20);
 }
 

@@ -21,20 +21,17 @@ static int have_numpy;
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/adamps_test_npy.XXXXXX");
     have_numpy = system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
     if (!have_numpy) {
         fprintf(stderr, "note: /usr/bin/python3 with numpy not found; numpy checks skipped\n");
     }
-    return mkdtemp(dir) ? 0 : -1;
+    return ps_test_tmpdir_create(dir, sizeof dir, "npy");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ps_test_rmtree(dir);
 }
 
 /* Value at flat index i: exact in float, differs for every i. */

@@ -27,67 +27,18 @@ static char dir[64];
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/adamps_test_predict.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ps_test_tmpdir_create(dir, sizeof dir, "predict");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ps_test_rmtree(dir);
 }
 
 static void path_in(char *buf, size_t len, const char *name)
 {
     snprintf(buf, len, "%s/%s", dir, name);
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    write_file(path, text, strlen(text));
-}
-
-/* ---- stderr capture: errors must name the file and the field ---- */
-
-static int saved_stderr = -1;
-static char capture_path[128];
-
-static void capture_begin(void)
-{
-    fflush(stderr);
-    snprintf(capture_path, sizeof capture_path, "%s/stderr.txt", dir);
-    FILE *f = fopen(capture_path, "w");
-    assert_non_null(f);
-    saved_stderr = dup(2);
-    assert_true(saved_stderr >= 0);
-    assert_true(dup2(fileno(f), 2) >= 0);
-    fclose(f);
-}
-
-/* Restores stderr; returns what was written (static buffer). */
-static const char *capture_end(void)
-{
-    static char text[8192];
-    fflush(stderr);
-    assert_true(dup2(saved_stderr, 2) >= 0);
-    close(saved_stderr);
-    saved_stderr = -1;
-    FILE *f = fopen(capture_path, "r");
-    assert_non_null(f);
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    return text;
 }
 
 /* ---- .npy reader ---- */
@@ -210,14 +161,16 @@ static void expect_npy_rejected(const char *path, const char *why)
     float *data = (float *)1;
     uint64_t shape[PS_NPY_MAX_DIMS];
     int ndim = 0;
-    capture_begin();
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
     int rc = ps_npy_read(path, &data, shape, &ndim);
-    const char *err = capture_end();
+    char *err = ps_test_capture_end(&cap);
     assert_int_equal(rc, PS_EFORMAT);
     assert_null(data);
     if (!strstr(err, path) || !strstr(err, why)) {
         fail_msg("message for %s lacks '%s': %s", path, why, err);
     }
+    test_free(err);
 }
 
 static void test_npy_read_rejects_bad_files(void **state)
@@ -253,9 +206,9 @@ static void test_npy_read_rejects_bad_files(void **state)
                   "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -2)}", 4);
     expect_npy_rejected(path, "shape");
     /* Cut inside the preamble, then inside the header. */
-    write_file(path, "\x93NUMPY\x01", 7);
+    ps_test_write_file(path, "\x93NUMPY\x01", 7);
     expect_npy_rejected(path, "preamble");
-    write_file(path, "\x93NUMPY\x01\x00\x40\x00{'descr'", 17);
+    ps_test_write_file(path, "\x93NUMPY\x01\x00\x40\x00{'descr'", 17);
     expect_npy_rejected(path, "header");
 }
 
@@ -267,12 +220,14 @@ static void test_npy_read_missing_file_is_eio(void **state)
     int ndim = 0;
     char path[128];
     path_in(path, sizeof path, "does-not-exist.npy");
-    capture_begin();
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
     int rc = ps_npy_read(path, &data, shape, &ndim);
-    const char *err = capture_end();
+    char *err = ps_test_capture_end(&cap);
     assert_int_equal(rc, PS_EIO);
     assert_null(data);
     assert_non_null(strstr(err, path));
+    test_free(err);
 }
 
 static void test_npy_read_survives_oom_sweep(void **state)
@@ -290,9 +245,10 @@ static void test_npy_read_survives_oom_sweep(void **state)
         uint64_t shape[PS_NPY_MAX_DIMS];
         int ndim = 0;
         ps_test_fail_alloc(n);
-        capture_begin();
+        ps_test_capture cap;
+        ps_test_capture_begin(&cap);
         rc = ps_npy_read(path, &data, shape, &ndim);
-        capture_end();
+        test_free(ps_test_capture_end(&cap));
         ps_test_fail_alloc(-1);
         if (rc == 0) {
             assert_memory_equal(data, src, sizeof src);
@@ -391,9 +347,10 @@ static void test_model_predict_agrees_with_evaluate(void **state)
     /* A sparse batch on this dense model is refused. */
     uint64_t indptr[2] = {0, 0};
     ps_batch sb = {1, D, C, 1, NULL, indptr, indptr, x, NULL};
-    capture_begin();
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
     int rc = ps_model_predict(m, &sb, keys, params, classes);
-    capture_end();
+    test_free(ps_test_capture_end(&cap));
     assert_int_equal(rc, PS_EINVAL);
     ps_model_keys_fini(keys, 4);
     ps_model_destroy(&m);
@@ -428,7 +385,7 @@ static void write_json(const char *mdir, const char *model, uint64_t in_dim, int
              "  \"sparse_input\": %d,\n  \"hash_bits\": 0,\n  \"hidden\": [],\n%s"
              "  \"tables\": [\n%s  ],\n  \"config\": \"cmd=train \\\"quoted\\\" \\u00e9\"\n}\n",
              model, (unsigned long long)in_dim, LC, sparse, extra, tables_text);
-    write_text(path, text);
+    ps_test_write_text(path, text);
 }
 
 static const char *logreg_tables(uint64_t rows)
@@ -472,8 +429,8 @@ static void write_idx(const char *images, const char *labels_path)
     memcpy(lbl, lh, 8);
     memcpy(img + 16, pixels, LN * LD);
     memcpy(lbl + 8, labels, LN);
-    write_file(images, img, sizeof img);
-    write_file(labels_path, lbl, sizeof lbl);
+    ps_test_write_file(images, img, sizeof img);
+    ps_test_write_file(labels_path, lbl, sizeof lbl);
 }
 
 /* Expected classes, accuracy and mean loss of rows [0, n) computed here in
@@ -590,11 +547,11 @@ static void test_predict_scores_sparse_logreg_on_libsvm(void **state)
     path_in(out, sizeof out, "sparse-pred.txt");
     make_logreg_dir(mdir, 8, 1);
     /* One-based ids; the last line is past --test-limit 4. */
-    write_text(svm, "0 1:1.5 4:0.5\n"
-                    "2 3:2\n"
-                    "1 2:0.25 7:1.5 8:-0.5\n"
-                    "1\n"
-                    "0 3:9\n");
+    ps_test_write_text(svm, "0 1:1.5 4:0.5\n"
+                            "2 3:2\n"
+                            "1 2:0.25 7:1.5 8:-0.5\n"
+                            "1\n"
+                            "0 3:9\n");
     const ref_row rows[4] = {{2, {0, 3}, {1.5, 0.5}, 0},
                              {1, {2}, {2.0}, 2},
                              {3, {1, 6, 7}, {0.25, 1.5, -0.5}, 1},
@@ -620,11 +577,13 @@ static void test_predict_scores_sparse_logreg_on_libsvm(void **state)
     make_logreg_dir(ddir, 8, 0);
     const char *argv2[] = {"adamps", "predict", "--model", ddir, "--test", svm, "--quiet"};
     parse_argv(&cfg, 7, argv2);
-    capture_begin();
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
     int rc = ps_predict_run(&cfg, &res);
-    const char *err = capture_end();
+    char *err = ps_test_capture_end(&cap);
     assert_int_equal(rc, PS_ECONFIG);
     assert_non_null(strstr(err, svm));
+    test_free(err);
 }
 
 /* More samples than one chunk: classes must land at their own sample. */
@@ -677,14 +636,16 @@ static void test_predict_scores_across_chunks(void **state)
 static void expect_create_fails(const char *mdir, int want_rc, const char *file, const char *needle)
 {
     ps_predictor *p = (ps_predictor *)1;
-    capture_begin();
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
     int rc = ps_predict_create(&p, mdir);
-    const char *err = capture_end();
+    char *err = ps_test_capture_end(&cap);
     assert_int_equal(rc, want_rc);
     assert_null(p);
     if (!strstr(err, file) || !strstr(err, needle)) {
         fail_msg("message lacks '%s' / '%s': %s", file, needle, err);
     }
+    test_free(err);
 }
 
 static void test_predict_rejects_bad_model_json(void **state)
@@ -754,7 +715,7 @@ static void test_predict_rejects_bad_model_json(void **state)
         {"", "expected a JSON object"},
     };
     for (size_t i = 0; i < sizeof text_cases / sizeof text_cases[0]; i++) {
-        write_text(json, text_cases[i].text);
+        ps_test_write_text(json, text_cases[i].text);
         expect_create_fails(mdir, PS_EFORMAT, json, text_cases[i].needle);
     }
 
@@ -780,7 +741,7 @@ static void test_predict_survives_oom_sweep(void **state)
     path_in(svm, sizeof svm, "oom.svm");
     path_in(out, sizeof out, "oom-pred.txt");
     make_logreg_dir(mdir, 8, 1);
-    write_text(svm, "0 1:1.5 4:0.5\n2 3:2\n1 2:0.25 7:1 8:-1\n");
+    ps_test_write_text(svm, "0 1:1.5 4:0.5\n2 3:2\n1 2:0.25 7:1 8:-1\n");
     ps_cfg cfg;
     const char *argv[] = {"adamps", "predict", "--model", mdir,     "--test",
                           svm,      "--out",   out,       "--quiet"};
@@ -790,9 +751,10 @@ static void test_predict_survives_oom_sweep(void **state)
     long n;
     for (n = 0; rc == PS_ENOMEM && n < 1000; n++) {
         ps_test_fail_alloc(n);
-        capture_begin();
+        ps_test_capture cap;
+        ps_test_capture_begin(&cap);
         rc = ps_predict_run(&cfg, &res);
-        capture_end();
+        test_free(ps_test_capture_end(&cap));
         ps_test_fail_alloc(-1);
     }
     assert_int_equal(rc, 0);

@@ -31,16 +31,13 @@ static char root[64];
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(root, "/tmp/adamps_test_snapshot.XXXXXX");
-    return mkdtemp(root) ? 0 : -1;
+    return ps_test_tmpdir_create(root, sizeof root, "snapshot");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return ps_test_rmtree(root);
 }
 
 /* A fresh directory under root for one test. */

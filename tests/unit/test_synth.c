@@ -38,27 +38,9 @@ static int count_files(void)
     return n;
 }
 
-static void rm_tmpdir(void)
-{
-    DIR *d = opendir(tmpdir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-                unlink(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(tmpdir);
-}
-
 static int group_setup(void **state)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ps_test_synth_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    if (ps_test_tmpdir_create(tmpdir, sizeof tmpdir, "synth") != 0) {
         return -1;
     }
     return ps_test_setup(state);
@@ -66,7 +48,7 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    rm_tmpdir();
+    ps_test_rmtree(tmpdir);
     return ps_test_teardown(state);
 }
 
