@@ -236,9 +236,15 @@ static int encode_segs(ps_codec *c, msg_kind kind, size_t nsegs, const ps_seg *s
                 }
                 d[k] = s->slots[k] - s->slots[k - 1];
             }
-            e->n_slot_delta = s->nkeys;
-            e->slot_delta = d;
-            d += s->nkeys;
+            if (s->slots[s->nkeys - 1] - s->slots[0] == s->nkeys - 1 && s->nkeys > 1) {
+                /* Ascending with no gaps: two numbers instead of n varints. */
+                e->run_first = s->slots[0];
+                e->run_count = s->nkeys;
+            } else {
+                e->n_slot_delta = s->nkeys;
+                e->slot_delta = d;
+                d += s->nkeys;
+            }
         }
         if (kind != MSG_PULL) {
             /* protobuf-c only reads values while packing. */
@@ -392,13 +398,20 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_codec_limits *lim, i
     size_t nkeys = 0;
     for (size_t i = 0; i < nsegs; i++) {
         /* Bounded by the message length, so this cannot wrap in practice;
-         * checked anyway because it sizes an allocation. */
-        if (segs[i]->n_slot_delta > SIZE_MAX - nkeys) {
+         * checked anyway because it sizes an allocation. A run's count is
+         * not bounded by the length: it counts only when it fits its table
+         * (the loop below rejects it otherwise, before any slot is read). */
+        uint64_t n = segs[i]->n_slot_delta;
+        uint32_t t = segs[i]->table;
+        if (t < lim->ntables && segs[i]->run_count <= lim->tables[t].slots) {
+            n += segs[i]->run_count;
+        }
+        if (n > SIZE_MAX - nkeys) {
             PS_LOG(ERROR, "%s from rank %d: key count overflows", what, sender);
             rc = PS_ENOMEM;
             goto done;
         }
-        nkeys += segs[i]->n_slot_delta;
+        nkeys += n;
     }
     if (kind == MSG_REPLY) {
         nkeys = 0;
@@ -444,10 +457,10 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_codec_limits *lim, i
         s->nvalues = 0;
 
         if (kind == MSG_REPLY) {
-            if (n) {
+            if (n || e->run_count) {
                 PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
                               " carries %zu slots (replies carry values only)",
-                       what, sender, i, t, n);
+                       what, sender, i, t, n ? n : (size_t)e->run_count);
                 rc = PS_EMSG;
                 goto done;
             }
@@ -465,11 +478,31 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_codec_limits *lim, i
             continue;
         }
 
+        if (e->run_count) {
+            if (n) {
+                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
+                              " has both a run and %zu slot deltas",
+                       what, sender, i, t, n);
+                rc = PS_EMSG;
+                goto done;
+            }
+            if (e->run_count > limit || e->run_first > limit - e->run_count) {
+                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32 " run of %" PRIu64
+                              " slots from %" PRIu64 " passes %" PRIu64 " slots",
+                       what, sender, i, t, e->run_count, e->run_first, limit);
+                rc = PS_EMSG;
+                goto done;
+            }
+            n = (size_t)e->run_count;
+            for (size_t k = 0; k < n; k++) {
+                slot[k] = e->run_first + k;
+            }
+        }
         /* Each slot is checked against the limit before the next delta is
          * added, so the running sum stays below limit and never wraps. */
         const uint64_t *d = e->slot_delta;
         uint64_t prev = 0;
-        for (size_t k = 0; k < n; k++) {
+        for (size_t k = 0; k < e->n_slot_delta; k++) {
             uint64_t dk = d[k];
             if (k && dk == 0) {
                 PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32

@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
 
-/* Idle waiting: poll this many times, then sleep 2 us doubling to 200 us. */
+/* Idle waiting when the node is oversubscribed: poll this many times, then
+ * sleep 2 us doubling to 200 us. With a core per rank, waiting just polls. */
 #define SPIN_POLLS 200
 #define MIN_NAP_NS 2000L
 #define MAX_NAP_NS 200000L
@@ -23,6 +25,7 @@ typedef struct {
 
 struct ps_comm {
     MPI_Comm mpi;
+    int nap; /* 1: sleep while waiting (more ranks than cores on this node) */
     int rank;
     int size;
     int is_world;
@@ -78,6 +81,30 @@ static int comm_wrap(ps_comm **out, MPI_Comm mpi, int is_world)
     return 0;
 }
 
+/* Whether waiting ranks should sleep: yes when this node runs more ranks
+ * than it has cores (a spinning server would take a worker's core), no
+ * otherwise (sleeping only adds latency). ADAMPS_WAIT=spin|sleep decides
+ * instead. */
+static int decide_nap(MPI_Comm world)
+{
+    const char *env = getenv("ADAMPS_WAIT");
+    if (env && strcmp(env, "spin") == 0) {
+        return 0;
+    }
+    if (env && strcmp(env, "sleep") == 0) {
+        return 1;
+    }
+    MPI_Comm local;
+    int local_size = 1;
+    if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size(local, &local_size);
+        MPI_Comm_free(&local);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 && local_size > cores;
+}
+
 int ps_comm_init(ps_comm **out, int *argc, char ***argv)
 {
     int inited = 0;
@@ -98,6 +125,7 @@ int ps_comm_init(ps_comm **out, int *argc, char ***argv)
         MPI_Comm_free(&dup);
         return rc;
     }
+    (*out)->nap = decide_nap(dup);
     ps_log_set_rank((*out)->rank);
     abort_comm = *out;
     ps_log_set_abort_hook(abort_hook);
@@ -241,7 +269,7 @@ int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_msg *out)
         if (!wait) {
             return PS_EEOF;
         }
-        if (++spins > SPIN_POLLS) {
+        if (c->nap && ++spins > SPIN_POLLS) {
             nap_ns = nap_ns ? (nap_ns * 2 > MAX_NAP_NS ? MAX_NAP_NS : nap_ns * 2) : MIN_NAP_NS;
             struct timespec ts = {0, nap_ns};
             nanosleep(&ts, NULL);

@@ -23,8 +23,8 @@ typedef struct {
     ps_codec_limits lim;
     int64_t version;   /* clocks pushed by every worker */
     int64_t *pushed;   /* per worker: pushes received */
-    held_msg *held;    /* BSP: per worker, its push for clock `version` */
-    uint32_t nheld;
+    held_msg *held;    /* BSP: per worker, its push for clock `version` if early */
+    uint32_t next_w;   /* BSP: the next worker whose push is added */
     held_msg *pulls;   /* pulls waiting for a newer version */
     size_t npulls, cap_pulls;
     uint32_t ndone;
@@ -60,6 +60,12 @@ static int check_worker(server *s, int src, uint32_t worker, const char *kind)
     return 0;
 }
 
+/* A run of slots with no gaps: sent straight from the store, no copy. */
+static int is_contiguous(const ps_seg *g)
+{
+    return g->nkeys == 0 || g->slots[g->nkeys - 1] - g->slots[0] == g->nkeys - 1;
+}
+
 static int answer_pull(server *s, const ps_pull *p, int src)
 {
     size_t total = 0;
@@ -74,10 +80,14 @@ static int answer_pull(server *s, const ps_pull *p, int src)
     for (size_t i = 0; i < p->nsegs; i++) {
         const ps_seg *g = &p->segs[i];
         size_t n = g->nkeys * s->lim.tables[g->table].width;
-        ps_store_read(s->store, g->table, g->slots, g->nkeys, p->averaged, s->vals + off);
-        s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = s->vals + off,
-                              .nvalues = n};
-        off += n;
+        const float *vals = s->vals + off;
+        if (!p->averaged && g->nkeys && is_contiguous(g)) {
+            vals = ps_store_rows(s->store, g->table, g->slots[0]);
+        } else {
+            ps_store_read(s->store, g->table, g->slots, g->nkeys, p->averaged, s->vals + off);
+            off += n;
+        }
+        s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = vals, .nvalues = n};
     }
     ps_reply r = {.request_id = p->request_id, .version = s->version, .nsegs = p->nsegs,
                   .segs = s->segs};
@@ -141,28 +151,46 @@ static int64_t min_pushed(const server *s)
     return v;
 }
 
-/* BSP: all pushes of clock `version` are here; sum them in worker order. */
-static int apply_clock(server *s)
+/* BSP: adds the pushes of clock `version` in worker order, never arrival
+ * order, so runs are bit-identical. The push of the next worker in order is
+ * added as it arrives (with one worker, nothing is ever held); one that
+ * comes early waits in held[] until its turn. After the last worker's, the
+ * clock is applied as one step. p is worker next_w's push, or NULL. */
+static int bsp_advance(server *s, const ps_push *p)
 {
     float scale = 1.0f / (float)s->cfg->nworkers;
-    for (uint32_t w = 0; w < s->cfg->nworkers; w++) {
-        held_msg *h = &s->held[w];
+    if (p && s->cfg->nworkers == 1 && s->cfg->store.lazy) {
+        /* One worker: its push is the whole clock (scale 1). */
+        s->next_w = 0;
+        s->version++;
+        return ps_store_apply_push(s->store, p, s->version);
+    }
+    if (p) {
+        ps_store_accumulate(s->store, p, scale);
+        s->next_w++;
+    }
+    while (s->next_w < s->cfg->nworkers && s->held[s->next_w].used) {
+        held_msg *h = &s->held[s->next_w];
         if (h->bytes.len) {
-            ps_push p;
+            ps_push q;
             int rc = ps_codec_decode_push(s->codec, &s->lim, h->src, h->bytes.data, h->bytes.len,
-                                          &p);
+                                          &q);
             if (rc) {
                 return rc;
             }
-            ps_store_accumulate(s->store, &p, scale);
+            ps_store_accumulate(s->store, &q, scale);
         }
         h->used = 0;
+        s->next_w++;
     }
-    s->nheld = 0;
+    if (s->next_w < s->cfg->nworkers) {
+        return 0;
+    }
     int rc = ps_store_apply(s->store, s->version + 1);
     if (rc) {
         return rc;
     }
+    s->next_w = 0;
     s->version++;
     return 0;
 }
@@ -196,20 +224,27 @@ static int on_push(server *s, const ps_msg *m)
                    m->src, p.worker, (long long)p.clock, (long long)s->version);
             return PS_EMSG;
         }
-        held_msg *h = &s->held[p.worker];
-        if ((rc = copy_msg(h, m))) {
-            return rc;
+        if (p.worker == s->next_w) {
+            if (drop) {
+                s->next_w++;
+            }
+            rc = bsp_advance(s, drop ? NULL : &p);
+        } else if ((rc = copy_msg(&s->held[p.worker], m)) == 0 && drop) {
+            s->held[p.worker].bytes.len = 0; /* its turn adds nothing */
         }
-        if (drop) {
-            h->bytes.len = 0;
-        }
-        if (++s->nheld == s->cfg->nworkers && (rc = apply_clock(s))) {
+        if (rc) {
             return rc;
         }
     } else {
         if (!drop) {
-            ps_store_accumulate(s->store, &p, 1.0f);
-            if ((rc = ps_store_apply(s->store, ps_store_step(s->store) + 1))) {
+            int64_t t = ps_store_step(s->store) + 1;
+            if (s->cfg->store.lazy) {
+                rc = ps_store_apply_push(s->store, &p, t);
+            } else {
+                ps_store_accumulate(s->store, &p, 1.0f);
+                rc = ps_store_apply(s->store, t);
+            }
+            if (rc) {
                 return rc;
             }
         }

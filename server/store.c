@@ -179,11 +179,33 @@ uint32_t ps_store_server(const ps_store *s)
     return s->cfg.server;
 }
 
+/* 1 if some value is NaN or infinite: all exponent bits set. Integer ops in
+ * fixed blocks so gcc vectorises the scan at -O2. */
+static int any_nonfinite(const float *v, size_t n)
+{
+    uint32_t bad = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (size_t j = 0; j < 8; j++) {
+            uint32_t b;
+            memcpy(&b, v + i + j, sizeof b);
+            bad |= (b & 0x7f800000u) == 0x7f800000u;
+        }
+    }
+    for (; i < n; i++) {
+        bad |= !isfinite(v[i]);
+    }
+    return bad != 0;
+}
+
 int ps_store_check_finite(const ps_store *s, const ps_push *p)
 {
     for (size_t i = 0; i < p->nsegs; i++) {
         const ps_seg *g = &p->segs[i];
         const store_table *t = &s->t[g->table];
+        if (!any_nonfinite(g->values, g->nvalues)) {
+            continue;
+        }
         for (size_t k = 0; k < g->nvalues; k++) {
             if (!isfinite(g->values[k])) {
                 uint64_t slot = g->slots[k / t->width];
@@ -241,38 +263,6 @@ static void avg_catch_up(float *out, const float *avg, const float *w, size_t n,
     }
 }
 
-/* Lazy: gather the touched rows' gradients into one compact block (grown by
- * ps_store_apply) so the optimizer streams through them, then clear them. */
-static void apply_lazy(ps_store *s, store_table *t, int64_t step)
-{
-    size_t w = t->width, n = t->nrows;
-    if (n == 0) {
-        return;
-    }
-    /* Ascending rows walk w, m, v forward, which the prefetcher likes. */
-    qsort(t->rows, n, sizeof *t->rows, cmp_u64);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t r = t->rows[i];
-        float *g = t->grad + r * w;
-        memcpy(s->compact + i * w, g, w * sizeof(float));
-        memset(g, 0, w * sizeof(float));
-        t->touched[r] = 0;
-        if (t->avg && step - 1 > t->last_step[r]) {
-            avg_catch_up(t->avg + r * w, t->avg + r * w, t->w + r * w, w, s->cfg.avg_beta,
-                         step - 1 - t->last_step[r]);
-        }
-        t->last_step[r] = step;
-    }
-    ps_opt_step_rows(&s->cfg.hp, t->w, t->state, s->compact, w, t->rows, n, step);
-    if (t->avg) {
-        for (size_t i = 0; i < n; i++) {
-            size_t off = t->rows[i] * w;
-            ps_opt_average(t->avg + off, t->w + off, w, s->cfg.avg_beta);
-        }
-    }
-    t->nrows = 0;
-}
-
 static void apply_dense(ps_store *s, store_table *t, int64_t step)
 {
     ps_opt_step(&s->cfg.hp, t->w, t->state, t->grad, t->nfloats, step);
@@ -283,6 +273,83 @@ static void apply_dense(ps_store *s, store_table *t, int64_t step)
     if (t->avg) {
         ps_opt_average(t->avg, t->w, t->nfloats, s->cfg.avg_beta);
     }
+}
+
+/* Lazy step of rows[0..n) (ascending, unique) with compact gradients g,
+ * n * width floats. All rows of the table at once is one dense pass over
+ * the arrays (g then is in slot order), which ps_opt_step_rows would match
+ * bit for bit, row by row. */
+static void step_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t n, const float *g,
+                      int64_t step)
+{
+    size_t w = t->width;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rows[i];
+        if (t->avg && step - 1 > t->last_step[r]) {
+            avg_catch_up(t->avg + r * w, t->avg + r * w, t->w + r * w, w, s->cfg.avg_beta,
+                         step - 1 - t->last_step[r]);
+        }
+        t->last_step[r] = step;
+    }
+    if (n == t->nslots) {
+        ps_opt_step(&s->cfg.hp, t->w, t->state, g, t->nfloats, step);
+        if (t->avg) {
+            ps_opt_average(t->avg, t->w, t->nfloats, s->cfg.avg_beta);
+        }
+        return;
+    }
+    ps_opt_step_rows(&s->cfg.hp, t->w, t->state, g, w, rows, n, step);
+    for (size_t i = 0; t->avg && i < n; i++) {
+        size_t off = rows[i] * w;
+        ps_opt_average(t->avg + off, t->w + off, w, s->cfg.avg_beta);
+    }
+}
+
+/* Lazy: the touched rows' pending gradients, gathered into one compact
+ * block (grown by ps_store_apply) unless every row was touched. */
+static void apply_lazy(ps_store *s, store_table *t, int64_t step)
+{
+    size_t w = t->width, n = t->nrows;
+    if (n == 0) {
+        return;
+    }
+    if (n == t->nslots) {
+        step_rows(s, t, t->rows, n, t->grad, step);
+        memset(t->grad, 0, t->nfloats * sizeof(float));
+        memset(t->touched, 0, t->nslots);
+        t->nrows = 0;
+        return;
+    }
+    /* Ascending rows walk w, m, v forward, which the prefetcher likes;
+     * pushes usually arrive sorted already. */
+    int sorted = 1;
+    for (size_t i = 1; i < n && sorted; i++) {
+        sorted = t->rows[i - 1] < t->rows[i];
+    }
+    if (!sorted) {
+        qsort(t->rows, n, sizeof *t->rows, cmp_u64);
+    }
+    for (size_t i = 0; i < n; i++) {
+        float *g = t->grad + t->rows[i] * w;
+        memcpy(s->compact + i * w, g, w * sizeof(float));
+        memset(g, 0, w * sizeof(float));
+        t->touched[t->rows[i]] = 0;
+    }
+    step_rows(s, t, t->rows, n, s->compact, step);
+    t->nrows = 0;
+}
+
+int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t)
+{
+    for (uint32_t i = 0; i < s->ntables; i++) {
+        PS_ASSERT(s->cfg.lazy && s->t[i].nrows == 0);
+    }
+    for (size_t i = 0; i < p->nsegs; i++) {
+        const ps_seg *g = &p->segs[i];
+        step_rows(s, &s->t[g->table], g->slots, g->nkeys, g->values, t);
+    }
+    s->step = t;
+    return 0;
 }
 
 int ps_store_apply(ps_store *s, int64_t t)
@@ -352,6 +419,11 @@ void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, siz
     for (size_t i = 0; i < n; i++) {
         memcpy(out + i * w, t->w + slots[i] * w, w * sizeof(float));
     }
+}
+
+const float *ps_store_rows(const ps_store *s, uint32_t table, uint64_t slot)
+{
+    return s->t[table].w + slot * s->t[table].width;
 }
 
 void ps_store_arrays_get(ps_store *s, uint32_t table, ps_store_arrays *out)

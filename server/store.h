@@ -58,6 +58,10 @@ void ps_store_accumulate(ps_store *s, const ps_push *p, float scale);
 /* Applies the pending gradient as step t (t >= 1) and clears it. Returns 0
  * or PS_ENOMEM (lazy scratch could not grow; nothing was applied). */
 int ps_store_apply(ps_store *s, int64_t t);
+/* Lazy mode with nothing accumulated: applies p alone as step t straight
+ * from its arrays (no pending-gradient pass). Identical to accumulating p
+ * with scale 1 and applying; for ASP/SSP and single-worker BSP. */
+int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t);
 /* Last step applied (0 before the first). */
 int64_t ps_store_step(const ps_store *s);
 
@@ -66,6 +70,10 @@ int64_t ps_store_step(const ps_store *s);
  * off or no step has run). */
 void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n,
                    int averaged, float *out);
+
+/* Rows [slot, slot + n) of table's w, in place: a pull of a contiguous run
+ * is encoded straight from here with no copy. Valid until the next apply. */
+const float *ps_store_rows(const ps_store *s, uint32_t table, uint64_t slot);
 
 /* Raw arrays of one table for checkpoints: w, state[0..nstate), avg (NULL
  * when off), last-update step per row. */

@@ -256,6 +256,19 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
     return 0;
 }
 
+/* Positions p, p+1, ...: the rows sit together in the caller's buffer, so
+ * they move with one memcpy (or none). Dense tables under range sharding. */
+static int is_run(const size_t *pos, size_t n)
+{
+    /* Hash sharding reorders positions, so every one is checked. */
+    for (size_t k = 1; k < n; k++) {
+        if (pos[k] != pos[0] + k) {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
 /* Checks reply r from server s against what pt asked for, then scatters. */
 static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, const ps_reply *r,
                          float *const *params)
@@ -280,6 +293,10 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
         }
         const size_t *pos = pt->pos + (want_seg->slots - pt->slots);
         float *dst = params[want_seg->table];
+        if (is_run(pos, want_seg->nkeys)) {
+            memcpy(dst + pos[0] * width, got->values, got->nvalues * sizeof(float));
+            continue;
+        }
         for (size_t k = 0; k < want_seg->nkeys; k++) {
             memcpy(dst + pos[k] * width, got->values + k * width, width * sizeof(float));
         }
@@ -324,17 +341,28 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
         if (rc) {
             return rc;
         }
-        /* Gather this server's rows in slot order. */
-        size_t off = 0;
+        /* This server's rows in slot order: a run of consecutive rows is
+         * sent from grads in place, scattered rows are gathered. */
+        size_t off = 0, nsegs = 0;
         for (uint32_t t = 0; t < p->ntables; t++) {
+            size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
             size_t width = c->cfg.tables[t].width;
-            for (size_t k = pt->seg_start[t]; k < pt->seg_start[t + 1]; k++) {
-                memcpy(c->vals + off, grads[t] + pt->pos[k] * width, width * sizeof(float));
-                off += width;
+            if (n == 0) {
+                continue;
             }
+            const float *vals = c->vals + off;
+            if (is_run(pt->pos + a, n)) {
+                vals = grads[t] + pt->pos[a] * width;
+            } else {
+                for (size_t k = a; k < a + n; k++) {
+                    memcpy(c->vals + off, grads[t] + pt->pos[k] * width, width * sizeof(float));
+                    off += width;
+                }
+            }
+            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
+                                        .values = vals, .nvalues = n * width};
         }
-        ps_push m = {.clock = clock, .worker = c->cfg.worker,
-                     .nsegs = part_segs(c, pt, p->ntables, c->vals), .segs = c->segs};
+        ps_push m = {.clock = clock, .worker = c->cfg.worker, .nsegs = nsegs, .segs = c->segs};
         if ((rc = ps_codec_encode_push(c->codec, &m, &c->out)) ||
             (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_PUSH, &c->out))) {
             return rc;

@@ -11,18 +11,32 @@ SMALL=(--dataset fashion-mnist --model logreg --train-limit 2000 --test-limit 50
     --lr 0.01 --quiet)
 
 # 1. Servers x workers: Adam through push/pull learns (loss falls below a bound).
+# Sharding must not change the arithmetic: with w workers, 1, 2 and 3 servers
+# give the same final loss to the last printed digit.
+declare -A loss_of
 for s in 1 2 3; do
     for w in 1 2 3 4; do
         name="learn_s${s}_w${w}"
         run_np "$name" $((s + w)) train "${SMALL[@]}" --servers "$s" --steps 60
         acc=$(final_field test_acc)
         loss=$(final_field test_loss)
+        loss_of[$s,$w]=$loss
         if [ "$RC" -eq 0 ] && ge "$acc" 0.70 && ge 0.95 "$loss"; then
             pass "$name (acc $acc, loss $loss)"
         else
             fail "$name" "rc=$RC acc=$acc loss=$loss (want acc >= 0.70, loss <= 0.95)"
         fi
     done
+done
+
+for w in 1 2 3 4; do
+    if [ -n "${loss_of[1,$w]}" ] && [ "${loss_of[1,$w]}" = "${loss_of[2,$w]}" ] &&
+        [ "${loss_of[1,$w]}" = "${loss_of[3,$w]}" ]; then
+        pass "sharding_invariant_w$w (loss ${loss_of[1,$w]} on 1, 2 and 3 servers)"
+    else
+        LOG=
+        fail "sharding_invariant_w$w" "losses ${loss_of[1,$w]} / ${loss_of[2,$w]} / ${loss_of[3,$w]}"
+    fi
 done
 
 # 2. BSP is bitwise reproducible whatever the arrival order: random delays

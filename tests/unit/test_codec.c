@@ -405,6 +405,89 @@ static void test_codec_accepts_hand_built_push(void **state)
     ps_codec_destroy(&c);
 }
 
+
+/* A segment sent as a run (fields 4 and 5) instead of slot deltas. */
+static void put_run_seg(wbuf *w, uint32_t table, uint64_t first, uint64_t count,
+                        const uint64_t *delta, size_t nd, const float *val, size_t nv)
+{
+    wbuf s = {.n = 0}, packed = {.n = 0};
+    put_field_varint(&s, 1, table);
+    for (size_t i = 0; i < nd; i++) {
+        put_varint(&packed, delta[i]);
+    }
+    if (nd) {
+        put_field_bytes(&s, 2, packed.b, packed.n);
+    }
+    if (nv) {
+        put_field_bytes(&s, 3, val, nv * sizeof(float));
+    }
+    put_field_varint(&s, 4, first);
+    put_field_varint(&s, 5, count);
+    put_field_bytes(w, 3, s.b, s.n);
+}
+
+static void test_codec_gapless_slots_travel_as_a_run(void **state)
+{
+    (void)state;
+    /* 900 consecutive slots of table 0: a run costs a few bytes, where
+     * deltas would cost one byte per key. */
+    enum { N = 900 };
+    static uint64_t slots[N];
+    static float vals[N];
+    for (size_t i = 0; i < N; i++) {
+        slots[i] = 50 + i;
+        vals[i] = (float)i;
+    }
+    ps_seg seg = {.table = 0, .nkeys = N, .slots = slots, .values = vals, .nvalues = N};
+    ps_push p = {.clock = 1, .worker = 0, .nsegs = 1, .segs = &seg};
+    ps_codec *c = NULL;
+    ps_bytes b = {0};
+    ps_push out;
+    assert_int_equal(ps_codec_create(&c), 0);
+    assert_int_equal(ps_codec_encode_push(c, &p, &b), 0);
+    assert_true(b.len < N * sizeof(float) + 32);
+    assert_int_equal(ps_codec_decode_push(c, &test_lim, 0, b.data, b.len, &out), 0);
+    assert_int_equal(out.segs[0].nkeys, N);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(out.segs[0].slots[i], 50 + i);
+    }
+    assert_memory_equal(out.segs[0].values, vals, sizeof vals);
+    ps_free(b.data);
+    ps_codec_destroy(&c);
+}
+
+static void test_codec_rejects_bad_runs(void **state)
+{
+    (void)state;
+    wbuf w;
+    float v[8] = {0};
+    uint64_t d[1] = {3};
+    /* Last slot of the run 996..999 is the limit - 1: fine; 997..1000 is not. */
+    push_header(&w);
+    put_run_seg(&w, 0, 996, 4, NULL, 0, v, 4);
+    ps_codec *c = NULL;
+    ps_push out;
+    assert_int_equal(ps_codec_create(&c), 0);
+    assert_int_equal(ps_codec_decode_push(c, &test_lim, 0, w.b, w.n, &out), 0);
+    assert_int_equal(out.segs[0].slots[3], 999);
+    ps_codec_destroy(&c);
+    push_header(&w);
+    put_run_seg(&w, 0, 997, 4, NULL, 0, v, 4);
+    expect_push_rejected(&w, 2, (const char *const[]){"rank 2", "run of 4", "passes 1000", NULL});
+    /* A count far past the table must be refused before anything is sized
+     * by it (no 2^60-slot allocation). */
+    push_header(&w);
+    put_run_seg(&w, 0, 0, (uint64_t)1 << 60, NULL, 0, v, 4);
+    expect_push_rejected(&w, 2, (const char *const[]){"run of", NULL});
+    push_header(&w);
+    put_run_seg(&w, 0, UINT64_MAX - 1, 4, NULL, 0, v, 4);
+    expect_push_rejected(&w, 2, (const char *const[]){"passes 1000", NULL});
+    /* A run and deltas together are ambiguous. */
+    push_header(&w);
+    put_run_seg(&w, 0, 10, 2, d, 1, v, 3);
+    expect_push_rejected(&w, 4, (const char *const[]){"both a run and 1 slot deltas", NULL});
+}
+
 static void test_codec_rejects_duplicate_slot(void **state)
 {
     (void)state;
@@ -980,6 +1063,8 @@ int main(void)
         cmocka_unit_test(test_codec_ctrl_round_trips_every_kind),
         cmocka_unit_test(test_codec_push_bytes_match_proto_wire_format),
         cmocka_unit_test(test_codec_accepts_hand_built_push),
+        cmocka_unit_test(test_codec_gapless_slots_travel_as_a_run),
+        cmocka_unit_test(test_codec_rejects_bad_runs),
         cmocka_unit_test(test_codec_rejects_duplicate_slot),
         cmocka_unit_test(test_codec_rejects_unsorted_slots),
         cmocka_unit_test(test_codec_rejects_slot_past_shard),

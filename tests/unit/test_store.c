@@ -606,6 +606,55 @@ static void test_store_check_finite_rejects_nan_and_inf(void **state)
     ps_store_destroy(&s);
 }
 
+
+/* ps_store_apply_push must equal accumulate(scale 1) + apply bit for bit,
+ * for partial pushes (lazy rows), a push of every row (the dense fast path)
+ * and with temporal averaging, over several steps. */
+static void test_store_apply_push_equals_accumulate_apply(void **state)
+{
+    (void)state;
+    static const ps_opt_kind kinds[3] = {PS_OPT_ADAM, PS_OPT_AMSGRAD, PS_OPT_ADAGRAD};
+    for (int k = 0; k < 3; k++) {
+        ps_store_cfg c = make_cfg(two_tables, 2, 0, 1, PS_SHARD_RANGE, kinds[k], 1, 0.9f);
+        ps_store *a = make_store(&c), *b = make_store(&c);
+        uint64_t some[3] = {1, 4, 9}, all[10], bias[1] = {0};
+        float g[30], gb[4];
+        for (int i = 0; i < 10; i++) {
+            all[i] = (uint64_t)i;
+        }
+        for (int step = 1; step <= 5; step++) {
+            for (int i = 0; i < 30; i++) {
+                g[i] = (float)((i * 7 + step * 3) % 11) - 5.0f;
+            }
+            for (int i = 0; i < 4; i++) {
+                gb[i] = 0.25f * (float)(i - step);
+            }
+            /* Odd steps push three rows, even steps every row; the bias
+             * table only on steps 2 and 5. */
+            int full = step % 2 == 0;
+            ps_seg segs[2] = {
+                {.table = 0, .nkeys = full ? 10 : 3, .slots = full ? all : some, .values = g,
+                 .nvalues = full ? 30 : 9},
+                {.table = 1, .nkeys = 1, .slots = bias, .values = gb, .nvalues = 4},
+            };
+            ps_push p = {.clock = step - 1, .nsegs = (step == 2 || step == 5) ? 2 : 1,
+                         .segs = segs};
+            ps_store_accumulate(a, &p, 1.0f);
+            assert_int_equal(ps_store_apply(a, step), 0);
+            assert_int_equal(ps_store_apply_push(b, &p, step), 0);
+            assert_int_equal(ps_store_step(b), step);
+        }
+        for (uint32_t t = 0; t < 2; t++) {
+            snap sn;
+            snap_take(a, t, &sn);
+            assert_same_as_snap(b, t, &sn);
+            snap_free(&sn);
+        }
+        ps_store_destroy(&a);
+        ps_store_destroy(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -622,6 +671,7 @@ int main(void)
         T(test_store_read_averaged_is_bias_corrected),
         T(test_store_lazy_average_matches_dense),
         T(test_store_check_finite_rejects_nan_and_inf),
+        T(test_store_apply_push_equals_accumulate_apply),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
