@@ -69,8 +69,10 @@ static void put_field_bytes(wbuf *w, unsigned field, const void *p, size_t n)
 }
 
 /* Segment: table, packed slot deltas, packed floats. */
-static void put_seg(wbuf *w, unsigned field, uint32_t table, const uint64_t *delta, size_t nd,
-                    const float *val, size_t nv)
+/* A segment as field `field`; with run_count > 0 also a run (fields 4, 5). */
+static void put_seg_run(wbuf *w, unsigned field, uint32_t table, const uint64_t *delta,
+                        size_t nd, const float *val, size_t nv, uint64_t run_first,
+                        uint64_t run_count)
 {
     wbuf s = {.n = 0}, packed = {.n = 0};
     if (table) {
@@ -85,7 +87,17 @@ static void put_seg(wbuf *w, unsigned field, uint32_t table, const uint64_t *del
     if (nv) {
         put_field_bytes(&s, 3, val, nv * sizeof(float)); /* little-endian host */
     }
+    if (run_count) {
+        put_field_varint(&s, 4, run_first);
+        put_field_varint(&s, 5, run_count);
+    }
     put_field_bytes(w, field, s.b, s.n);
+}
+
+static void put_seg(wbuf *w, unsigned field, uint32_t table, const uint64_t *delta, size_t nd,
+                    const float *val, size_t nv)
+{
+    put_seg_run(w, field, table, delta, nd, val, nv, 0, 0);
 }
 
 /* What every successfully decoded message must satisfy; reads every value
@@ -406,24 +418,11 @@ static void test_codec_accepts_hand_built_push(void **state)
 }
 
 
-/* A segment sent as a run (fields 4 and 5) instead of slot deltas. */
+/* A push segment sent as a run instead of (or, wrongly, with) deltas. */
 static void put_run_seg(wbuf *w, uint32_t table, uint64_t first, uint64_t count,
                         const uint64_t *delta, size_t nd, const float *val, size_t nv)
 {
-    wbuf s = {.n = 0}, packed = {.n = 0};
-    put_field_varint(&s, 1, table);
-    for (size_t i = 0; i < nd; i++) {
-        put_varint(&packed, delta[i]);
-    }
-    if (nd) {
-        put_field_bytes(&s, 2, packed.b, packed.n);
-    }
-    if (nv) {
-        put_field_bytes(&s, 3, val, nv * sizeof(float));
-    }
-    put_field_varint(&s, 4, first);
-    put_field_varint(&s, 5, count);
-    put_field_bytes(w, 3, s.b, s.n);
+    put_seg_run(w, 3, table, delta, nd, val, nv, first, count);
 }
 
 static void test_codec_gapless_slots_travel_as_a_run(void **state)
