@@ -150,7 +150,7 @@ for r in results:
             "-", None)
     elif b == "e2e_mlp":
         one = r["workers"] == 1
-        add(f"e2e MLP 1 server + {r['workers']} worker(s)",
+        add(f"e2e MLP 1 server + {r['workers']} worker(s), {r['consistency']}",
             f"{r['samples_per_sec']:.0f} sample/s",
             f"local {r['local_samples_per_sec']:.0f}", r["ratio_vs_local"],
             "overhead <= 15%" if one else "-", r["ps_overhead"] <= 0.15 if one else None)

@@ -83,6 +83,14 @@ run_np asp 4 train "${SMALL[@]}" --servers 1 --steps 100 --lr 0.003 --consistenc
 acc=$(final_field test_acc)
 if [ "$RC" -eq 0 ] && ge "$acc" 0.65; then pass "asp_learns (acc $acc)"; else fail asp "rc=$RC acc=$acc"; fi
 
+# 4b. The MLP (dropout on, 2 hidden layers) learns through the servers too,
+# on 2 servers with hash sharding and temporal averaging.
+run_np mlp_learns 4 train --dataset fashion-mnist --model mlp --hidden 64,32 --train-limit 3000 \
+    --test-limit 500 --batch 32 --steps 200 --servers 2 --shard hash --temporal-averaging 0.9 \
+    --dropout 0.2 --lr 0.003 --quiet
+acc=$(final_field test_acc)
+if [ "$RC" -eq 0 ] && ge "$acc" 0.72; then pass "mlp_learns (acc $acc)"; else fail mlp_learns "rc=$RC acc=$acc (want >= 0.72)"; fi
+
 # 5. A worker that sends a key out of range: the job exits non-zero within
 # seconds, with an error naming that worker's rank (the last worker: rank 2
 # of 4 when rank 3 is the server).
@@ -126,6 +134,12 @@ check_usage usage_unknown_flag 2 "unknown flag --bogus" train "${SMALL[@]}" --bo
 check_usage usage_bad_number 2 "\-\-batch" train "${SMALL[@]}" --batch abc
 check_usage usage_missing_file 2 "nope.svm" train --train /nonexistent/nope.svm \
     --test /nonexistent/nope.svm --model logreg --quiet
+check_usage usage_bad_consistency 2 "\-\-consistency" train "${SMALL[@]}" --consistency sometimes
+check_usage usage_steps_and_epochs 2 "\-\-steps" train "${SMALL[@]}" --steps 5 --epochs 2
+check_usage usage_resume_needs_dir 2 "\-\-resume" train "${SMALL[@]}" --resume
+check_usage usage_no_data 2 "data" train --model logreg --quiet
+check_usage usage_resume_no_checkpoint 2 "no checkpoint to resume" train "${SMALL[@]}" \
+    --checkpoint-dir "$LOGDIR/empty-ckpt" --resume
 
 # Further cases live one file per feature in tests/mpi/cases/*.sh, sourced
 # here so they share run_np, pass, fail and the tally.
