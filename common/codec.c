@@ -236,7 +236,8 @@ static int encode_segs(ps_codec *c, msg_kind kind, size_t nsegs, const ps_seg *s
                 }
                 d[k] = s->slots[k] - s->slots[k - 1];
             }
-            if (s->slots[s->nkeys - 1] - s->slots[0] == s->nkeys - 1 && s->nkeys > 1) {
+            if (s->slots[s->nkeys - 1] - s->slots[0] == s->nkeys - 1 && s->nkeys > 1 &&
+                s->nkeys <= PS_CODEC_MAX_RUN) {
                 /* Ascending with no gaps: two numbers instead of n varints. */
                 e->run_first = s->slots[0];
                 e->run_count = s->nkeys;
@@ -390,6 +391,30 @@ static int check_nonneg(const char *what, int sender, const char *field, int64_t
 
 /* Validates the segments of a push, pull or reply and rebuilds absolute
  * slots into codec arrays; fills c->dseg[0..nsegs). */
+/* Why a segment's run of slots cannot be accepted, or NULL. Checked before
+ * anything is sized by the count, which the message states but does not
+ * pay for in bytes: a push must carry count * width values, and no run may
+ * pass its table or PS_CODEC_MAX_RUN (a ten-byte pull must not make the
+ * server write gigabytes of slots). */
+static const char *run_problem(const Adamps__Segment *e, const ps_codec_limits *lim,
+                               msg_kind kind)
+{
+    if (e->table >= lim->ntables) {
+        return "no such table";
+    }
+    uint64_t limit = lim->tables[e->table].slots, width = lim->tables[e->table].width;
+    if (e->run_count > limit || e->run_first > limit - e->run_count) {
+        return "passes the table";
+    }
+    if (e->run_count > PS_CODEC_MAX_RUN) {
+        return "longer than a message may ask for";
+    }
+    if (kind == MSG_PUSH && e->run_count * width != e->n_values) {
+        return "value count is not count * width";
+    }
+    return NULL;
+}
+
 static int decode_segs(ps_codec *c, msg_kind kind, const ps_codec_limits *lim, int sender,
                        size_t nsegs, Adamps__Segment *const *segs)
 {
@@ -402,8 +427,7 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_codec_limits *lim, i
          * not bounded by the length: it counts only when it fits its table
          * (the loop below rejects it otherwise, before any slot is read). */
         uint64_t n = segs[i]->n_slot_delta;
-        uint32_t t = segs[i]->table;
-        if (t < lim->ntables && segs[i]->run_count <= lim->tables[t].slots) {
+        if (segs[i]->run_count && !run_problem(segs[i], lim, kind)) {
             n += segs[i]->run_count;
         }
         if (n > SIZE_MAX - nkeys) {
@@ -486,10 +510,11 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_codec_limits *lim, i
                 rc = PS_EMSG;
                 goto done;
             }
-            if (e->run_count > limit || e->run_first > limit - e->run_count) {
+            const char *why = run_problem(e, lim, kind);
+            if (why) {
                 PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32 " run of %" PRIu64
-                              " slots from %" PRIu64 " passes %" PRIu64 " slots",
-                       what, sender, i, t, e->run_count, e->run_first, limit);
+                              " slots from %" PRIu64 " (%" PRIu64 " slots, %zu values): %s",
+                       what, sender, i, t, e->run_count, e->run_first, limit, e->n_values, why);
                 rc = PS_EMSG;
                 goto done;
             }

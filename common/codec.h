@@ -16,6 +16,12 @@
 
 typedef struct ps_codec ps_codec;
 
+/* The most slots one segment sends as a run (first, count); longer gapless
+ * ranges go as deltas (one byte per key, paid for in message bytes). Above
+ * an export block (2^22 floats), low enough that a ten-byte message cannot
+ * make the receiver write more than 32 MiB of slots. */
+#define PS_CODEC_MAX_RUN ((uint64_t)1 << 22)
+
 /* A growable byte buffer owned by the caller (data freed with ps_free). */
 typedef struct {
     uint8_t *data;

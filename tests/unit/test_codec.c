@@ -472,7 +472,8 @@ static void test_codec_rejects_bad_runs(void **state)
     ps_codec_destroy(&c);
     push_header(&w);
     put_run_seg(&w, 0, 997, 4, NULL, 0, v, 4);
-    expect_push_rejected(&w, 2, (const char *const[]){"rank 2", "run of 4", "passes 1000", NULL});
+    expect_push_rejected(&w, 2,
+                         (const char *const[]){"rank 2", "run of 4", "passes the table", NULL});
     /* A count far past the table must be refused before anything is sized
      * by it (no 2^60-slot allocation). */
     push_header(&w);
@@ -480,7 +481,15 @@ static void test_codec_rejects_bad_runs(void **state)
     expect_push_rejected(&w, 2, (const char *const[]){"run of", NULL});
     push_header(&w);
     put_run_seg(&w, 0, UINT64_MAX - 1, 4, NULL, 0, v, 4);
-    expect_push_rejected(&w, 2, (const char *const[]){"passes 1000", NULL});
+    expect_push_rejected(&w, 2, (const char *const[]){"passes the table", NULL});
+    /* Within table 2 (2^41 slots) but past what a run may ask for, and a
+     * push whose values do not pay for its run. */
+    push_header(&w);
+    put_run_seg(&w, 2, 0, PS_CODEC_MAX_RUN + 1, NULL, 0, v, 0);
+    expect_push_rejected(&w, 2, (const char *const[]){"longer than a message", NULL});
+    push_header(&w);
+    put_run_seg(&w, 2, 0, 1000, NULL, 0, v, 8);
+    expect_push_rejected(&w, 2, (const char *const[]){"count * width", NULL});
     /* A run and deltas together are ambiguous. */
     push_header(&w);
     put_run_seg(&w, 0, 10, 2, d, 1, v, 3);
