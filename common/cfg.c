@@ -35,6 +35,7 @@ typedef enum {
     F_FEATURES,
     F_TRAIN_LIMIT,
     F_TEST_LIMIT,
+    F_STREAM,
     F_OPTIMIZER,
     F_LR,
     F_BETA1,
@@ -104,6 +105,8 @@ static const flag_spec flags[F_COUNT] = {
     {F_FEATURES, G_DATA, "features", "N", "features", "libsvm feature count; 0 = scan the file"},
     {F_TRAIN_LIMIT, G_DATA, "train-limit", "N", "train_limit", "first N training samples; 0 = all"},
     {F_TEST_LIMIT, G_DATA, "test-limit", "N", "test_limit", "first N test samples; 0 = all"},
+    {F_STREAM, G_DATA, "stream", "on|off|auto", "stream",
+     "read libsvm training data in chunks (auto: parts over 1 GiB)"},
     {F_OPTIMIZER, G_OPTIM, "optimizer", "adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad",
      "optimizer", "update rule"},
     {F_LR, G_OPTIM, "lr", "ALPHA", "lr", "step size, > 0"},
@@ -154,6 +157,7 @@ static const char *const optimizer_names[] = {"adam",    "adamax",  "sgd",   "ne
                                               "adagrad", "rmsprop", "adamw", "amsgrad"};
 static const char *const init_names[] = {"zeros", "normal", "glorot"};
 static const char *const dataset_names[] = {"fashion-mnist"};
+static const char *const stream_names[] = {"off", "on", "auto"};
 
 void ps_cfg_defaults(ps_cfg *cfg)
 {
@@ -198,6 +202,7 @@ void ps_cfg_defaults(ps_cfg *cfg)
     cfg->steps = 0;
     cfg->seed = 1;
     cfg->shuffle = 1;
+    cfg->stream = PS_STREAM_AUTO;
 
     cfg->servers = 0;
     cfg->shard_hash = 0;
@@ -630,6 +635,9 @@ static int apply_flag(ps_cfg *cfg, const flag_spec *f, const char *val, char *er
     case F_TEST_LIMIT:
         rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->test_limit, err, errlen);
         break;
+    case F_STREAM:
+        rc = parse_choice(flag, val, stream_names, 3, &cfg->stream, err, errlen);
+        break;
     case F_OPTIMIZER:
         /* The list mirrors server/optim.h's ps_opt_parse, which common/
          * cannot call; the server parses the name again. */
@@ -1059,6 +1067,9 @@ static void value_text(flag_id id, const ps_cfg *c, char *buf, size_t n)
         break;
     case F_TEST_LIMIT:
         snprintf(buf, n, "%llu", (unsigned long long)c->test_limit);
+        break;
+    case F_STREAM:
+        snprintf(buf, n, "%s", stream_names[c->stream]);
         break;
     case F_OPTIMIZER:
         snprintf(buf, n, "%s", c->optimizer);

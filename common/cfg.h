@@ -17,6 +17,7 @@ typedef enum { PS_CMD_TRAIN = 0, PS_CMD_PREDICT, PS_CMD_SYNTH, PS_CMD_HELP } ps_
 typedef enum { PS_FMT_AUTO = 0, PS_FMT_IDX, PS_FMT_LIBSVM, PS_FMT_SYNTH } ps_format;
 typedef enum { PS_CONS_BSP = 0, PS_CONS_SSP, PS_CONS_ASP } ps_consistency;
 typedef enum { PS_NONFINITE_ABORT = 0, PS_NONFINITE_SKIP } ps_nonfinite;
+typedef enum { PS_STREAM_OFF = 0, PS_STREAM_ON = 1, PS_STREAM_AUTO = 2 } ps_stream_mode;
 
 typedef struct {
     uint64_t rows;      /* rows=  (default 100000) */
@@ -53,6 +54,8 @@ typedef struct {
     uint64_t features;         /* --features N: libsvm feature count (0 = scan) */
     uint64_t train_limit;      /* --train-limit N: use the first N training samples (0 = all) */
     uint64_t test_limit;       /* --test-limit N (0 = all) */
+    int stream;                /* --stream on|off|auto: libsvm training data read in chunks
+                                  instead of loaded (auto: when a worker's part > 1 GiB) */
 
     /* optimizer: names match server/optim.h; kept as text/numbers here
      * because common/ cannot include server/ */

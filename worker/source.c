@@ -95,6 +95,24 @@ static int scan_libsvm(const ps_cfg *cfg, const char *path, ps_source_spec *spec
     return rc == PS_EEOF ? 0 : rc;
 }
 
+int ps_source_is_libsvm(const ps_cfg *cfg)
+{
+    return !cfg->synthetic && !is_idx(cfg);
+}
+
+int ps_source_open_train_stream(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
+                                uint32_t nworkers, ps_libsvm **r, uint64_t *bytes)
+{
+    uint64_t size, begin, end;
+    int rc = ps_libsvm_file_size(cfg->train, &size);
+    if (rc || (rc = ps_partition_bytes(size, nworkers, worker, &begin, &end))) {
+        return rc;
+    }
+    *bytes = end - begin;
+    ps_libsvm_opts o = svm_opts(cfg, spec);
+    return ps_libsvm_open(r, cfg->train, &o, begin, end);
+}
+
 int ps_source_probe(const ps_cfg *cfg, ps_source_spec *spec)
 {
     memset(spec, 0, sizeof *spec);

@@ -28,6 +28,14 @@ int ps_source_load_train(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t
                          uint32_t nworkers, ps_dataset *out);
 /* Loads the whole test set. */
 int ps_source_load_test(const ps_cfg *cfg, const ps_source_spec *spec, ps_dataset *out);
+/* Opens worker's byte range of the libsvm training file for streaming
+ * (the reader then yields its rows in chunks). Only for libsvm sources.
+ * *bytes gets the range's size. The caller closes r with ps_libsvm_close. */
+struct ps_libsvm;
+int ps_source_open_train_stream(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
+                                uint32_t nworkers, struct ps_libsvm **r, uint64_t *bytes);
+/* 1 if cfg's training data is a libsvm file (which can be streamed). */
+int ps_source_is_libsvm(const ps_cfg *cfg);
 /* Writes the whole synthetic set cfg->synth describes as libsvm text to
  * path (adamps synth). Returns 0 or the generator's error (logged). */
 int ps_source_write_synth(const ps_cfg *cfg, const char *path);

@@ -12,8 +12,8 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/metrics.h"
-#include "common/partition.h"
 #include "common/rng.h"
+#include "worker/batcher.h"
 #include "worker/export.h"
 
 #define EVAL_CHUNK 1000
@@ -32,9 +32,8 @@ typedef struct {
     ps_client *client;
     ps_model *model;
     uint32_t ntables;
-    ps_dataset train, test;
-    size_t *order;
-    uint64_t order_epoch; /* the epoch `order` is shuffled for, or UINT64_MAX */
+    ps_batcher *batcher; /* this worker's training batches */
+    ps_dataset test;
     slot slots[2];
     slot eval; /* evaluation's own keys and plan: a batch's must survive it */
     float **params, **grads;
@@ -62,28 +61,6 @@ static int64_t min_version(const ps_cfg *cfg, uint64_t clock)
     }
 }
 
-/* Rows of the training partition that batch `clock` uses: the epoch's
- * shuffled order, cut into batches; the last batch of an epoch may be short
- * (or empty when this worker has fewer rows than the largest partition). */
-static int form_batch(trainer *tr, uint64_t clock, ps_dataset *out)
-{
-    uint64_t epoch = clock / tr->steps_per_epoch, i = clock % tr->steps_per_epoch;
-    size_t n = tr->train.n, b = tr->cfg->batch;
-    if (epoch != tr->order_epoch) {
-        tr->order_epoch = epoch;
-        for (size_t k = 0; k < n; k++) {
-            tr->order[k] = k;
-        }
-        if (tr->cfg->shuffle) {
-            /* Each worker shuffles its own rows with its own stream. */
-            ps_partition_shuffle(tr->order, n, ps_rng_hash(tr->cfg->seed, 0x5eed, tr->wc->client.worker, 0), epoch);
-        }
-    }
-    size_t first = (size_t)i * b < n ? (size_t)i * b : n;
-    size_t count = n - first < b ? n - first : b;
-    return ps_dataset_gather(&tr->train, tr->order + first, count, out);
-}
-
 static int grow_tables(trainer *tr, const ps_keylist *keys, float **bufs, size_t *caps)
 {
     for (uint32_t t = 0; t < tr->ntables; t++) {
@@ -99,7 +76,7 @@ static int grow_tables(trainer *tr, const ps_keylist *keys, float **bufs, size_t
 static int prepare(trainer *tr, uint64_t clock)
 {
     slot *s = &tr->slots[clock % 2];
-    int rc = form_batch(tr, clock, &s->batch);
+    int rc = ps_batcher_get(tr->batcher, clock, tr->steps_per_epoch, &s->batch);
     if (rc) {
         return rc;
     }
@@ -263,7 +240,7 @@ static int eval_and_record(trainer *tr, uint64_t clock)
 
 static int agree_schedule(trainer *tr, ps_comm *workers)
 {
-    uint64_t n = tr->train.n;
+    uint64_t n = ps_batcher_rows(tr->batcher);
     int rc = ps_comm_allreduce_max_u64(workers, &n, 1);
     if (rc) {
         return rc;
@@ -286,15 +263,18 @@ static int setup(trainer *tr)
         return rc;
     }
     tr->ntables = ps_model_ntables(tr->model);
-    if ((rc = ps_source_load_train(tr->cfg, &wc->spec, wc->client.worker, wc->client.nworkers,
-                                   &tr->train))) {
+    if ((rc = ps_batcher_create(&tr->batcher, tr->cfg, &wc->spec, wc->client.worker,
+                                wc->client.nworkers))) {
         return rc;
     }
     if (tr->coordinator && (rc = ps_source_load_test(tr->cfg, &wc->spec, &tr->test))) {
         return rc;
     }
-    if (!(tr->order = ps_malloc((tr->train.n ? tr->train.n : 1) * sizeof *tr->order)) ||
-        !(tr->params = ps_calloc(tr->ntables, sizeof(float *))) ||
+    if (ps_batcher_streamed(tr->batcher) && !tr->cfg->quiet) {
+        PS_LOG(INFO, "worker %u streams its %llu rows of %s in chunks", wc->client.worker,
+               (unsigned long long)ps_batcher_rows(tr->batcher), tr->cfg->train);
+    }
+    if (!(tr->params = ps_calloc(tr->ntables, sizeof(float *))) ||
         !(tr->grads = ps_calloc(tr->ntables, sizeof(float *))) ||
         !(tr->cap_params = ps_calloc(tr->ntables, sizeof(size_t))) ||
         !(tr->cap_grads = ps_calloc(tr->ntables, sizeof(size_t)))) {
@@ -385,8 +365,7 @@ static void teardown(trainer *tr)
     ps_free(tr->grads);
     ps_free(tr->cap_params);
     ps_free(tr->cap_grads);
-    ps_free(tr->order);
-    ps_dataset_fini(&tr->train);
+    ps_batcher_destroy(&tr->batcher);
     ps_dataset_fini(&tr->test);
     ps_metrics_close(&tr->metrics);
     if (tr->clock_log) {
@@ -442,7 +421,7 @@ static int step(trainer *tr, uint64_t clock)
 int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
 {
     trainer tr = {.wc = wc, .cfg = wc->cfg, .world = world,
-                  .coordinator = wc->client.worker == 0, .order_epoch = UINT64_MAX};
+                  .coordinator = wc->client.worker == 0};
     int rc = setup(&tr);
     /* Start-up handshake with the servers: nobody sends before all are ready. */
     if ((rc = ps_comm_agree(world, rc)) || (rc = agree_schedule(&tr, workers))) {

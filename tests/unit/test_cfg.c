@@ -156,6 +156,7 @@ EXPECT(x_hash_bits, c->hash_bits = 18)
 EXPECT(x_features, c->features = 123)
 EXPECT(x_train_limit, c->train_limit = 1000)
 EXPECT(x_test_limit, c->test_limit = 200)
+EXPECT(x_stream, c->stream = PS_STREAM_ON)
 EXPECT(x_optimizer, strcpy(c->optimizer, "amsgrad"))
 EXPECT(x_lr, c->lr = 0.25f)
 EXPECT(x_beta1, c->beta1 = 0.5f)
@@ -208,6 +209,7 @@ static const flag_case flag_cases[] = {
     {"features", "123", B_FILES, x_features},
     {"train-limit", "1000", B_FILES, x_train_limit},
     {"test-limit", "200", B_FILES, x_test_limit},
+    {"stream", "on", B_FILES, x_stream},
     {"optimizer", "amsgrad", B_FILES, x_optimizer},
     {"lr", "0.25", B_FILES, x_lr},
     {"beta1", "0.5", B_FILES, x_beta1},
