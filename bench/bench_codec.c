@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "common/codec.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -32,24 +33,8 @@ typedef struct {
     double memcpy_gb_per_s;
 } row;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double median(double *v)
-{
-    qsort(v, REPS, sizeof *v, cmp_double);
-    return v[REPS / 2];
-}
 
 /* Keeps the compiler from dropping the copies. */
 static volatile uint8_t sink;
@@ -96,21 +81,21 @@ static int measure(ps_codec *c, ps_rng *rng, uint32_t width, unsigned density_pc
         goto cleanup;
     }
     for (int r = 0; r < REPS; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (size_t i = 0; i < inner && rc == 0; i++) {
             rc = ps_codec_encode_push(c, &push, &b);
         }
-        double t1 = now_s();
+        double t1 = bench_now_s();
         for (size_t i = 0; i < inner && rc == 0; i++) {
             rc = ps_codec_decode_push(c, &lim, 0, b.data, b.len, &got);
         }
-        double t2 = now_s();
+        double t2 = bench_now_s();
         for (size_t i = 0; i < inner; i++) {
             memcpy(slots_copy, slots, n * sizeof *slots);
             memcpy(vals_copy, vals, n * width * sizeof *vals);
             sink ^= ((const uint8_t *)slots_copy)[i % (n * sizeof *slots + 1)];
         }
-        double t3 = now_s();
+        double t3 = bench_now_s();
         if (rc) {
             goto cleanup;
         }
@@ -120,7 +105,7 @@ static int measure(ps_codec *c, ps_rng *rng, uint32_t width, unsigned density_pc
     }
     double keys = n ? (double)n : 1.0;
     double payload = keys * (8.0 + 4.0 * width);
-    double te = median(enc), td = median(dec), tc = median(cpy);
+    double te = bench_median(enc, REPS), td = bench_median(dec, REPS), tc = bench_median(cpy, REPS);
     *out = (row){
         .width = width,
         .density_pct = density_pct,

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -28,24 +29,8 @@
 enum { REPS = 7, MLP_STEPS = 20, BATCH = 128, SP_BATCH = 1000, SP_NNZ = 100, SP_STEPS = 20 };
 #define MAXT 16
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static void append_json(const char *path, const char *line)
 {
@@ -192,26 +177,26 @@ static int bench_mlp(const char *json)
     double t_step[NS], t_gemm[NS], t_adam[NS], loss = 0.0;
     for (int s = -MLP_STEPS; s < NS; s++) { /* the first MLP_STEPS warm caches and OpenBLAS */
         uint64_t step = (uint64_t)(s + MLP_STEPS + 1);
-        double t0 = now_s();
+        double t0 = bench_now_s();
         rc = ps_model_forward_backward(m, &b, keys, (const float *const *)ps.p, ps.g, step, &loss);
         if (rc) {
             goto done;
         }
-        double t1 = now_s();
+        double t1 = bench_now_s();
         sgemm_only(dims, 3, BATCH, sa, sw, sg, d0, d1);
-        double t2 = now_s();
+        double t2 = bench_now_s();
         for (uint32_t t = 0; t < ps.nt; t++) {
             float *st[2] = {ps.mom[t], ps.var[t]};
             ps_opt_step(&hp, ps.p[t], st, ps.g[t], ps.len[t], (int64_t)step);
         }
-        double t3 = now_s();
+        double t3 = bench_now_s();
         if (s >= 0) {
             t_step[s] = t1 - t0;
             t_gemm[s] = t2 - t1;
             t_adam[s] = t3 - t2;
         }
     }
-    double ts = median(t_step, NS), tg = median(t_gemm, NS), ta = median(t_adam, NS);
+    double ts = bench_median(t_step, NS), tg = bench_median(t_gemm, NS), ta = bench_median(t_adam, NS);
     double share = (ts - tg) / ts;
     printf("\nMLP 784-1000-1000-10, batch %d, dropout 0.2/0.5, median of %d steps\n", BATCH, NS);
     printf("%-22s %10s %12s %12s %12s %10s\n", "row", "step_ms", "samples/s", "sgemm_ms",
@@ -289,13 +274,13 @@ static int bench_sparse(const char *json)
     }
     double t_keys[REPS], t_grad[REPS], loss = 0.0;
     for (int rep = -1; rep < REPS; rep++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (int s = 0; s < SP_STEPS; s++) {
             if ((rc = ps_model_batch_keys(m, &b, keys))) {
                 goto done;
             }
         }
-        double t1 = now_s();
+        double t1 = bench_now_s();
         for (int s = 0; s < SP_STEPS; s++) {
             rc = ps_model_forward_backward(m, &b, keys, (const float *const *)ps.p, ps.g,
                                            (uint64_t)s + 1, &loss);
@@ -303,13 +288,13 @@ static int bench_sparse(const char *json)
                 goto done;
             }
         }
-        double t2 = now_s();
+        double t2 = bench_now_s();
         if (rep >= 0) {
             t_keys[rep] = (t1 - t0) / SP_STEPS;
             t_grad[rep] = (t2 - t1) / SP_STEPS;
         }
     }
-    double tk = median(t_keys, REPS), tg = median(t_grad, REPS);
+    double tk = bench_median(t_keys, REPS), tg = bench_median(t_grad, REPS);
     printf("\nsparse logreg, 2^20 features, 2 classes, %d nnz/row, batch %d (%zu unique keys), "
            "median of %d x %d\n",
            SP_NNZ, SP_BATCH, keys[0].n, REPS, SP_STEPS);

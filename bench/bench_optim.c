@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/rng.h"
@@ -37,24 +38,8 @@ typedef struct {
 
 static volatile float bench_scale = 1e-30f; /* opaque to the compiler */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double median(double *x, int n)
-{
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
 
 /* The read-modify-write bound: the same arrays and bytes as the rule
  * (nstate state arrays), one multiply-add each, no divide or sqrt. Blocked
@@ -205,23 +190,23 @@ static void run_case(arena *A, ps_opt_kind kind, size_t width, int reps, FILE *j
         if (width) {
             nrows = pick_rows(A, width, 2 * (uint64_t)(rep + 1));
         }
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (width == 0) {
             ps_opt_step(&hp, A->w, st, A->g, A->n, t++);
         } else {
             ps_opt_step_rows(&hp, A->w, st, A->gl, width, A->rows, nrows, t++);
         }
-        double t1 = now_s();
+        double t1 = bench_now_s();
         if (width) {
             nrows = pick_rows(A, width, 2 * (uint64_t)(rep + 1) + 1);
         }
-        double t2 = now_s();
+        double t2 = bench_now_s();
         if (width == 0) {
             rmw_span(A->w, A->s0, A->s1, A->g, A->n, nstate, s);
         } else {
             rmw_rows(A, nstate, width, nrows, s);
         }
-        double t3 = now_s();
+        double t3 = bench_now_s();
         if (rep >= 0) {
             tk[rep] = t1 - t0;
             tb[rep] = t3 - t2;
@@ -233,8 +218,8 @@ static void run_case(arena *A, ps_opt_kind kind, size_t width, int reps, FILE *j
         .width = width,
         .params = A->n,
         .updated = width ? nrows * width : A->n,
-        .kernel_s = median(tk, reps),
-        .bound_s = median(tb, reps),
+        .kernel_s = bench_median(tk, reps),
+        .bound_s = bench_median(tb, reps),
         /* w and each state read and written, g read */
         .bytes_per_param = (double)(4 * (1 + nstate) * 2 + 4),
     };

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_util.h"
 #include "common/comm.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -64,17 +65,7 @@ typedef struct {
     double ps_s, raw_s;              /* median round trip */
 } result;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static int parse_list(const char *arg, uint64_t lo, uint64_t hi, uint64_t *out, int *n)
 {
@@ -284,8 +275,8 @@ static int run_case(ps_comm *comm, const options *o, uint64_t nkeys, uint32_t wi
     }
     if (rc == 0 && rank == WORKER_RANK) {
         *res = (result){.nkeys = nkeys, .width = width, .iters = iters, .req_bytes = sizes[0],
-                        .reply_bytes = sizes[1], .ps_s = median(t_ps, o->reps),
-                        .raw_s = median(t_raw, o->reps)};
+                        .reply_bytes = sizes[1], .ps_s = bench_median(t_ps, o->reps),
+                        .raw_s = bench_median(t_raw, o->reps)};
     }
 done:
     worker_fini(&w);
