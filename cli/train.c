@@ -218,8 +218,13 @@ static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
                                   .nservers = (uint32_t)l.nservers, .shard = shard,
                                   .lazy = cfg->sparse_lazy, .avg_beta = cfg->temporal_averaging,
                                   .seed = cfg->seed};
-        opt_from(cfg, &sc.store.hp);
-        rc = ps_server_run(&sc, comm);
+        rc = opt_from(cfg, &sc.store.hp);
+        if (rc) {
+            PS_LOG(ERROR, "--optimizer %s is not an update rule this server knows",
+                   cfg->optimizer);
+        } else {
+            rc = ps_server_run(&sc, comm);
+        }
     } else {
         ps_worker_cfg wc = {.cfg = cfg, .model = mcfg, .spec = spec, .config_text = header,
                             .resume_clock = resume.clock,

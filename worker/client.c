@@ -222,20 +222,16 @@ int ps_client_plan(ps_client *c, ps_plan *p, const ps_keylist *keys)
     return 0;
 }
 
-/* Fills c->segs with the non-empty segments of part pt (values from vals
- * when given); returns how many. */
-static size_t part_segs(ps_client *c, const plan_part *pt, uint32_t ntables, const float *vals)
+/* Fills c->segs with the non-empty key segments of part pt (no values: a
+ * pull, or what a reply must answer); returns how many. */
+static size_t part_segs(ps_client *c, const plan_part *pt, uint32_t ntables)
 {
-    size_t nsegs = 0, off = 0;
+    size_t nsegs = 0;
     for (uint32_t t = 0; t < ntables; t++) {
         size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
-        if (n == 0) {
-            continue;
+        if (n) {
+            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a};
         }
-        size_t nv = vals ? n * c->cfg.tables[t].width : 0;
-        c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
-                                    .values = vals ? vals + off : NULL, .nvalues = nv};
-        off += nv;
     }
     return nsegs;
 }
@@ -247,7 +243,7 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
         pt->request_id = ++c->next_id;
         ps_pull m = {.request_id = pt->request_id, .min_version = min_version,
                      .worker = c->cfg.worker, .averaged = averaged,
-                     .nsegs = part_segs(c, pt, p->ntables, NULL), .segs = c->segs};
+                     .nsegs = part_segs(c, pt, p->ntables), .segs = c->segs};
         int rc = ps_codec_encode_pull(c->codec, &m, &c->out);
         if (rc || (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_PULL, &c->out))) {
             return rc;
@@ -274,7 +270,7 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
                          float *const *params)
 {
     const plan_part *pt = &p->parts[s];
-    size_t want = part_segs(c, pt, p->ntables, NULL);
+    size_t want = part_segs(c, pt, p->ntables);
     if (r->request_id != pt->request_id || r->nsegs != want) {
         PS_LOG(ERROR, "reply from server rank %d answers request %llu with %zu segments; "
                       "expected request %llu with %zu",

@@ -47,6 +47,7 @@ typedef struct {
     int have_ema;
     ps_metrics *metrics;
     FILE *clock_log;
+    const char *inject; /* ADAMPS_TEST_INJECT, read once; NULL when unset */
 } trainer;
 
 static int64_t min_version(const ps_cfg *cfg, uint64_t clock)
@@ -122,7 +123,7 @@ static void inject_delay(trainer *tr, uint64_t clock)
  * or die at clock N ("crash-at-N") to test resuming. */
 static void inject_fault(trainer *tr, slot *s, uint64_t clock)
 {
-    const char *what = getenv("ADAMPS_TEST_INJECT");
+    const char *what = tr->inject;
     if (!what || tr->wc->client.worker + 1 != tr->wc->client.nworkers) {
         return;
     }
@@ -263,6 +264,7 @@ static int setup(trainer *tr)
         return rc;
     }
     tr->ntables = ps_model_ntables(tr->model);
+    tr->inject = getenv("ADAMPS_TEST_INJECT");
     if ((rc = ps_batcher_create(&tr->batcher, tr->cfg, &wc->spec, wc->client.worker,
                                 wc->client.nworkers))) {
         return rc;
