@@ -1,13 +1,22 @@
-# adamps: one Makefile. `make` builds ./adamps; `make test` runs the unit and
-# MPI tests; `make test SAN=1` the same under AddressSanitizer + UBSan;
-# `make run` trains the default job; `make bench` prints the benchmarks.
-# Every .c under common/ server/ worker/ goes into build/libadamps.a, every
-# tests/unit/test_*.c becomes its own cmocka binary: adding a module or a
-# test needs no edit here.
+# adamps: one Makefile. `make` builds ./adamps; `make test` runs the layer
+# check, the unit and MPI tests; `make test SAN=1` the same under
+# AddressSanitizer + UBSan; `make run` trains the default job; `make bench`
+# prints the benchmarks.
+#
+# Objects are grouped by layer (docs/design.md, "Layers"): COMMON_O (both
+# roles), DATA_O (readers), SERVER_O, WORKER_O, CLI_O. Every .c of a layer
+# directory is picked up, and every tests/unit/test_*.c becomes its own
+# cmocka binary: adding a module or a test needs no edit here. Include paths
+# are granted per file: only common/codec.c and common/fileheader.c see the
+# generated protobuf header and only common/comm*.c see <mpi.h>, so a stray
+# include elsewhere fails to compile.
 
+.DEFAULT_GOAL := all
 CC ?= cc
 PREFIX ?= /usr/local
-PKGS := ompi-c openblas libprotobuf-c zlib
+PKGS := openblas libprotobuf-c zlib jansson
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
 
 ifeq ($(SAN),1)
 BUILD ?= build-san
@@ -36,16 +45,26 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 # -fno-math-errno lets sqrtf vectorise in the optimizer loops; nothing here
 # reads errno after a math call.
 CFLAGS_ALL := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPTFLAGS) -fno-math-errno \
-	$(WARN) $(SANFLAGS) -I. -I$(BUILD)/gen $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
-LDLIBS_ALL := $(PKG_LIBS) -lm -lpthread $(LDLIBS)
+	$(WARN) $(SANFLAGS) -I. $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread $(LDLIBS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 GEN_C := $(BUILD)/gen/adamps.pb-c.c
 GEN_H := $(BUILD)/gen/adamps.pb-c.h
-LIB_SRCS := $(sort $(wildcard common/*.c server/*.c worker/*.c))
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/adamps.pb-c.o
-CLI_SRCS := $(sort $(wildcard cli/*.c))
-CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+COMMON_O := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard common/*.c))) $(BUILD)/gen/adamps.pb-c.o
+DATA_O := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard data/*.c)))
+SERVER_O := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard server/*.c)))
+WORKER_O := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard worker/*.c)))
+CLI_O := $(patsubst %.c,$(BUILD)/%.o,$(filter-out cli/main.c,$(sort $(wildcard cli/*.c))))
+MAIN_O := $(BUILD)/cli/main.o
+LIB_OBJS := $(COMMON_O) $(DATA_O) $(SERVER_O) $(WORKER_O) $(CLI_O)
+
+# Per-file include grants (see the top of this file).
+PROTO_USERS := $(BUILD)/common/codec.o $(BUILD)/common/fileheader.o
+MPI_USERS := $(filter $(BUILD)/common/comm%.o,$(COMMON_O))
+$(PROTO_USERS): EXTRA_CFLAGS += -I$(BUILD)/gen
+$(MPI_USERS): EXTRA_CFLAGS += $(MPI_CFLAGS)
+$(PROTO_USERS): | $(GEN_H)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
@@ -65,7 +84,7 @@ else
 Q := @
 endif
 
-.PHONY: all run test unit mpitest bench fuzz clean install deps check-deps
+.PHONY: all run test unit mpitest bench fuzz clean install deps check-deps check-layers
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -75,30 +94,28 @@ $(GEN_C) $(GEN_H): proto/adamps.proto
 
 $(BUILD)/gen/adamps.pb-c.o: $(GEN_C)
 	@echo "  CC     $<"
-	$(Q)$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -c $< -o $@
+	$(Q)$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -I$(BUILD)/gen -c $< -o $@
 
-# Every object may include the generated header (through codec only, but
-# make cannot know), so generation comes first.
-$(BUILD)/%.o: %.c | $(GEN_H)
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC     $<"
-	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(EXTRA_CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	@echo "  AR     $@"
 	$(Q)ar rcs $@ $^
 
-$(BIN): $(CLI_OBJS) $(LIB)
+$(BIN): $(MAIN_O) $(LIB)
 	@echo "  LD     $@"
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS_ALL)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(MAIN_O) $(LIB) $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(GEN_H)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  TEST   $@"
 	$(Q)$(CC) $(CFLAGS_ALL) -DUNIT_TESTING $(LDFLAGS_ALL) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
-$(BUILD)/bench/%: bench/%.c $(LIB) | $(GEN_H)
+$(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  BENCH  $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
@@ -115,6 +132,9 @@ unit: $(UNIT_BINS)
 
 mpitest: $(BIN)
 	@BIN=./$(BIN) SAN=$(SAN) tests/mpi/run.sh
+
+check-layers:
+	@tests/check_layers.sh
 
 test: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(UNIT_BINS)
@@ -142,4 +162,4 @@ install: $(BIN)
 clean:
 	rm -rf build build-san build-debug build-fuzz build-* adamps
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(UNIT_BINS:=.d) $(BENCH_BINS:=.d)
+-include $(LIB_OBJS:.o=.d) $(MAIN_O:.o=.d) $(UNIT_BINS:=.d) $(BENCH_BINS:=.d)

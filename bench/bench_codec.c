@@ -60,8 +60,8 @@ static int measure(ps_codec *c, ps_rng *rng, uint32_t width, unsigned density_pc
     for (size_t i = 0; i < n * width; i++) {
         vals[i] = ps_rng_unit_float(ps_rng_next(rng)) - 0.5f;
     }
-    const ps_codec_table table = {.width = width, .slots = RANGE};
-    const ps_codec_limits lim = {.tables = &table, .ntables = 1, .nworkers = 1};
+    const ps_msg_table table = {.width = width, .slots = RANGE};
+    const ps_msg_limits lim = {.tables = &table, .ntables = 1, .nworkers = 1};
     ps_seg seg = {.table = 0, .nkeys = n, .slots = slots, .values = vals, .nvalues = n * width};
     ps_push push = {.clock = 1, .worker = 0, .nsegs = 1, .segs = &seg}, got;
 

@@ -4,7 +4,7 @@
 #ifndef PS_CLI_H
 #define PS_CLI_H
 
-#include "common/cfg.h"
+#include "cli/cfg.h"
 
 int ps_cli_train(ps_cfg *cfg, int *argc, char ***argv);
 int ps_cli_predict(const ps_cfg *cfg);

@@ -3,7 +3,7 @@
 
 #include "cli/cli.h"
 #include "common/err.h"
-#include "worker/source.h"
+#include "data/source.h"
 
 int ps_cli_synth(const ps_cfg *cfg)
 {

@@ -10,10 +10,10 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "common/roles.h"
+#include "cli/roles.h"
 #include "server/server.h"
 #include "worker/model.h"
-#include "worker/source.h"
+#include "data/source.h"
 #include "worker/train.h"
 
 #define EVAL_BATCH 1000

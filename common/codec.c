@@ -344,7 +344,7 @@ static const uint8_t empty_buf[1];
 
 /* Starts a decode: checks the arguments that are our callers' business, not
  * the peer's, and resets the arena. */
-static int decode_begin(ps_codec *c, const char *what, const ps_codec_limits *lim, int need_lim,
+static int decode_begin(ps_codec *c, const char *what, const ps_msg_limits *lim, int need_lim,
                         const void *buf, size_t len)
 {
     if ((need_lim && (!lim || (lim->ntables && !lim->tables))) || (len && !buf)) {
@@ -396,7 +396,7 @@ static int check_nonneg(const char *what, int sender, const char *field, int64_t
  * pay for in bytes: a push must carry count * width values, and no run may
  * pass its table or PS_CODEC_MAX_RUN (a ten-byte pull must not make the
  * server write gigabytes of slots). */
-static const char *run_problem(const Adamps__Segment *e, const ps_codec_limits *lim,
+static const char *run_problem(const Adamps__Segment *e, const ps_msg_limits *lim,
                                msg_kind kind)
 {
     if (e->table >= lim->ntables) {
@@ -415,7 +415,7 @@ static const char *run_problem(const Adamps__Segment *e, const ps_codec_limits *
     return NULL;
 }
 
-static int decode_segs(ps_codec *c, msg_kind kind, const ps_codec_limits *lim, int sender,
+static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int sender,
                        size_t nsegs, Adamps__Segment *const *segs)
 {
     const char *what = kind_names[kind];
@@ -584,7 +584,7 @@ done:
     return rc;
 }
 
-int ps_codec_decode_push(ps_codec *c, const ps_codec_limits *lim, int sender, const void *buf,
+int ps_codec_decode_push(ps_codec *c, const ps_msg_limits *lim, int sender, const void *buf,
                          size_t len, ps_push *out)
 {
     Adamps__Push *m = NULL;
@@ -612,7 +612,7 @@ done:
     return rc;
 }
 
-int ps_codec_decode_pull(ps_codec *c, const ps_codec_limits *lim, int sender, const void *buf,
+int ps_codec_decode_pull(ps_codec *c, const ps_msg_limits *lim, int sender, const void *buf,
                          size_t len, ps_pull *out)
 {
     Adamps__Pull *m = NULL;
@@ -643,7 +643,7 @@ done:
     return rc;
 }
 
-int ps_codec_decode_reply(ps_codec *c, const ps_codec_limits *lim, int sender, const void *buf,
+int ps_codec_decode_reply(ps_codec *c, const ps_msg_limits *lim, int sender, const void *buf,
                           size_t len, ps_reply *out)
 {
     Adamps__PullReply *m = NULL;
@@ -670,7 +670,7 @@ done:
     return rc;
 }
 
-int ps_codec_decode_ctrl(ps_codec *c, const ps_codec_limits *lim, int sender, const void *buf,
+int ps_codec_decode_ctrl(ps_codec *c, const ps_msg_limits *lim, int sender, const void *buf,
                          size_t len, ps_ctrl *out)
 {
     Adamps__Control *m = NULL;

@@ -223,9 +223,8 @@ int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg)
     /* Reserve room first so that failing later cannot lose the buffer: the
      * pool must be able to take back every buffer in flight. */
     size_t total = c->ninflight + c->npool + 1;
-    if ((rc = ps_grow((void **)&c->inflight, &c->cap_inflight, c->ninflight + 1,
-                      sizeof *c->inflight)) ||
-        (rc = ps_grow((void **)&c->pool, &c->cap_pool, total, sizeof *c->pool))) {
+    if ((rc = PS_GROW(c->inflight, c->cap_inflight, c->ninflight + 1)) ||
+        (rc = PS_GROW(c->pool, c->cap_pool, total))) {
         return rc;
     }
     send_slot *s = &c->inflight[c->ninflight];
@@ -245,7 +244,7 @@ int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg)
     return 0;
 }
 
-int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_msg *out)
+int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_comm_msg *out)
 {
     int rc = ps_comm_progress(c);
     if (rc) {

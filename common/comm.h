@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/codec.h"
+#include "common/mem.h"
 
 typedef struct ps_comm ps_comm;
 
@@ -29,7 +29,7 @@ typedef struct {
     int tag;
     const uint8_t *data; /* valid until the next ps_comm_recv on this comm */
     size_t len;
-} ps_msg;
+} ps_comm_msg;
 
 /* Initialises MPI (once per process) and returns the world communicator.
  * Collective over MPI_COMM_WORLD. Destroy with ps_comm_destroy. */
@@ -51,7 +51,7 @@ void ps_comm_abort(ps_comm *c, int code) __attribute__((noreturn));
 int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg);
 /* Receives the next message matching src/tag (PS_ANY for either). With
  * wait = 0 returns PS_EEOF at once when none is ready. */
-int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_msg *out);
+int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_comm_msg *out);
 /* Advances sends in flight and recycles their buffers. */
 int ps_comm_progress(ps_comm *c);
 /* Bytes sent and received so far by this rank (point-to-point). */

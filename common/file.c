@@ -8,21 +8,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "common/codec.h"
-#include "common/codec_header.h"
+#include "common/afile.h"
+#include "common/fileheader.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
 
 #define PREFIX_BYTES 8
-
-struct ps_file_atomic {
-    int fd;
-    int failed; /* a write failed and was logged; commit must not rename */
-    char *path;
-    char *tmp;
-    char *dir; /* for the directory fsync; kept so commit allocates nothing */
-};
 
 struct ps_file_reader {
     int fd;
@@ -53,40 +45,6 @@ static uLong crc_update(uLong crc, const void *buf, size_t len)
     return crc;
 }
 
-/* Directory of path, for fsync after rename: "a/b" -> "a", "b" -> ".",
- * "/b" -> "/". */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        return ps_strdup(".");
-    }
-    size_t n = slash == path ? 1 : (size_t)(slash - path);
-    char *d = ps_malloc(n + 1);
-    if (d) {
-        memcpy(d, path, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
-int ps_file_write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return PS_EIO;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Returns the bytes read (short only at end of file), or -1 with errno. */
 static ssize_t read_full(int fd, void *buf, size_t len)
 {
@@ -108,132 +66,12 @@ static ssize_t read_full(int fd, void *buf, size_t len)
     return (ssize_t)got;
 }
 
-static void atomic_free(ps_file_atomic *f)
-{
-    ps_free(f->dir);
-    ps_free(f->tmp);
-    ps_free(f->path);
-    ps_free(f);
-}
-
-int ps_file_open_atomic(ps_file_atomic **out, const char *path)
-{
-    int rc = 0;
-    *out = NULL;
-    ps_file_atomic *f = ps_calloc(1, sizeof *f);
-    if (!f) {
-        rc = PS_ENOMEM;
-        goto fail_alloc;
-    }
-    f->fd = -1;
-    size_t n = strlen(path) + 32;
-    f->path = ps_strdup(path);
-    f->tmp = ps_malloc(n);
-    f->dir = dir_of(path);
-    if (!f->path || !f->tmp || !f->dir) {
-        rc = PS_ENOMEM;
-        goto fail_open;
-    }
-    snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (f->fd < 0) {
-        PS_LOG(ERROR, "%s: cannot create temp file %s: %s", path, f->tmp, strerror(errno));
-        rc = PS_EIO;
-        goto fail_open;
-    }
-    *out = f;
-    return 0;
-
-fail_open:
-    atomic_free(f);
-fail_alloc:
-    return rc;
-}
-
-int ps_file_write(ps_file_atomic *f, const void *buf, size_t len)
-{
-    if (f->failed) {
-        return PS_EIO;
-    }
-    if (ps_file_write_all(f->fd, buf, len) != 0) {
-        PS_LOG(ERROR, "%s: write to temp file %s failed: %s", f->path, f->tmp, strerror(errno));
-        f->failed = 1;
-        return PS_EIO;
-    }
-    return 0;
-}
-
-void ps_file_abort(ps_file_atomic **pf)
-{
-    ps_file_atomic *f = pf ? *pf : NULL;
-    if (!f) {
-        return;
-    }
-    if (f->fd >= 0) {
-        close(f->fd);
-        unlink(f->tmp);
-    }
-    atomic_free(f);
-    *pf = NULL;
-}
-
-int ps_file_commit(ps_file_atomic **pf)
-{
-    int rc = 0;
-    ps_file_atomic *f = *pf;
-    if (f->failed) {
-        rc = PS_EIO;
-        goto fail_sync;
-    }
-    /* The data must be on disk before the rename makes it visible, or a
-     * crash can leave an empty file under the final name. */
-    if (fsync(f->fd) != 0) {
-        PS_LOG(ERROR, "%s: fsync of temp file %s failed: %s", f->path, f->tmp, strerror(errno));
-        rc = PS_EIO;
-        goto fail_sync;
-    }
-    int fd = f->fd;
-    f->fd = -1;
-    if (close(fd) != 0) {
-        PS_LOG(ERROR, "%s: close of temp file %s failed: %s", f->path, f->tmp, strerror(errno));
-        rc = PS_EIO;
-        goto fail_close;
-    }
-    if (rename(f->tmp, f->path) != 0) {
-        PS_LOG(ERROR, "%s: rename from %s failed: %s", f->path, f->tmp, strerror(errno));
-        rc = PS_EIO;
-        goto fail_close;
-    }
-    /* Makes the rename itself durable. The new file is already in place, so
-     * a failure here is reported but nothing is removed. */
-    int dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL)) {
-        PS_LOG(ERROR, "%s: fsync of directory %s failed: %s", f->path, f->dir, strerror(errno));
-        rc = PS_EIO;
-    }
-    if (dfd >= 0) {
-        close(dfd);
-    }
-    goto done;
-
-fail_close:
-    unlink(f->tmp);
-    goto done;
-fail_sync:
-    close(f->fd);
-    unlink(f->tmp);
-done:
-    atomic_free(f);
-    *pf = NULL;
-    return rc;
-}
-
 int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *const *parts,
                          const size_t *part_len, size_t nparts)
 {
     int rc = 0;
     ps_bytes hb = {0};
-    ps_file_atomic *f = NULL;
+    ps_afile *f = NULL;
 
     ps_file_header hh = *h;
     hh.format_version = PS_FILE_FORMAT_VERSION;
@@ -245,7 +83,7 @@ int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *
     }
     hh.crc32 = (uint32_t)crc;
 
-    rc = ps_codec_encode_header(&hh, &hb);
+    rc = ps_fileheader_encode(&hh, &hb);
     if (rc) {
         goto fail_encode;
     }
@@ -261,22 +99,22 @@ int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *
         prefix[4 + i] = (unsigned char)(hb.len >> (8 * i));
     }
 
-    rc = ps_file_open_atomic(&f, path);
+    rc = ps_afile_open(&f, path);
     if (rc) {
         goto fail_encode;
     }
-    rc = ps_file_write(f, prefix, sizeof prefix);
+    rc = ps_afile_write(f, prefix, sizeof prefix);
     if (!rc) {
-        rc = ps_file_write(f, hb.data, hb.len);
+        rc = ps_afile_write(f, hb.data, hb.len);
     }
     for (size_t i = 0; !rc && i < nparts; i++) {
-        rc = ps_file_write(f, parts[i], part_len[i]);
+        rc = ps_afile_write(f, parts[i], part_len[i]);
     }
     if (rc) {
-        ps_file_abort(&f);
+        ps_afile_abort(&f);
         goto fail_encode;
     }
-    rc = ps_file_commit(&f);
+    rc = ps_afile_commit(&f);
 
 fail_encode:
     ps_free(hb.data);
@@ -379,7 +217,7 @@ int ps_file_open(ps_file_reader **out, const char *path, ps_file_header *h)
         rc = PS_EIO;
         goto fail_open;
     }
-    rc = ps_codec_decode_header(path, hbuf, hlen, h);
+    rc = ps_fileheader_decode(path, hbuf, hlen, h);
     if (rc) {
         goto fail_open;
     }

@@ -85,29 +85,4 @@ int ps_file_read_payload(ps_file_reader *r, void *buf, size_t len);
 /* Closes and frees the reader. Accepts NULL and *r == NULL; sets *r = NULL. */
 void ps_file_close(ps_file_reader **r);
 
-/* Low-level atomic writer, also used for files without our header (.npy):
- * bytes go to `path.tmp.<pid>` until ps_file_commit renames them over path. */
-typedef struct ps_file_atomic ps_file_atomic;
-
-/* Creates `path.tmp.<pid>`. Returns 0 and a new writer in *out; PS_ENOMEM;
- * PS_EIO (logged with the path and strerror). */
-int ps_file_open_atomic(ps_file_atomic **out, const char *path);
-/* Appends len bytes. Returns 0 or PS_EIO (logged). A failure is sticky:
- * later writes and the commit return PS_EIO without logging again. */
-int ps_file_write(ps_file_atomic *f, const void *buf, size_t len);
-/* fsyncs the temp file, renames it over path, fsyncs the directory, frees
- * the writer and sets *f = NULL. Returns 0 or PS_EIO (logged). If the
- * failure came before the rename, the temp file is removed and path keeps
- * its old content; if only the directory fsync failed, the new, complete
- * file is already at path but the rename may not survive a crash. */
-int ps_file_commit(ps_file_atomic **f);
-/* Removes the temp file and frees the writer. Accepts NULL and *f == NULL. */
-void ps_file_abort(ps_file_atomic **f);
-
-/* Writes all len bytes of buf to the open descriptor fd, retrying short
- * writes and EINTR. Returns 0, or PS_EIO with errno still set by write(2);
- * it does not log, since only the caller knows the path. Used by this
- * module and by common/metrics.c. Thread-safe on distinct descriptors. */
-int ps_file_write_all(int fd, const void *buf, size_t len);
-
 #endif

@@ -5,6 +5,7 @@
 #define PS_MEM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     void *(*malloc_fn)(size_t size);
@@ -30,5 +31,16 @@ char *ps_strdup(const char *s);
 /* align is a power of two >= sizeof(void *); free with ps_aligned_free. */
 void *ps_aligned_alloc(size_t align, size_t size);
 void ps_aligned_free(void *ptr);
+
+/* A growable byte buffer owned by the caller (data freed with ps_free). */
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} ps_bytes;
+
+/* Grows array lvalue arr (capacity lvalue cap) to hold need elements:
+ * ps_grow with the element size taken from the array. */
+#define PS_GROW(arr, cap, need) ps_grow((void **)&(arr), &(cap), (need), sizeof *(arr))
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "common/codec.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -20,7 +21,7 @@ typedef struct {
     ps_comm *comm;
     ps_store *store;
     ps_codec *codec;
-    ps_codec_limits lim;
+    ps_msg_limits lim;
     int64_t version;   /* clocks pushed by every worker */
     int64_t *pushed;   /* per worker: pushes received */
     held_msg *held;    /* BSP: per worker, its push for clock `version` if early */
@@ -36,7 +37,7 @@ typedef struct {
     ps_seg *segs;      /* reply segments scratch, one per table */
 } server;
 
-static int copy_msg(held_msg *h, const ps_msg *m)
+static int copy_msg(held_msg *h, const ps_comm_msg *m)
 {
     int rc = ps_grow((void **)&h->bytes.data, &h->bytes.cap, m->len ? m->len : 1, 1);
     if (rc) {
@@ -195,7 +196,7 @@ static int bsp_advance(server *s, const ps_push *p)
     return 0;
 }
 
-static int on_push(server *s, const ps_msg *m)
+static int on_push(server *s, const ps_comm_msg *m)
 {
     ps_push p;
     int rc = ps_codec_decode_push(s->codec, &s->lim, m->src, m->data, m->len, &p);
@@ -256,7 +257,7 @@ static int on_push(server *s, const ps_msg *m)
     return answer_waiting(s);
 }
 
-static int on_pull(server *s, const ps_msg *m)
+static int on_pull(server *s, const ps_comm_msg *m)
 {
     ps_pull p;
     int rc = ps_codec_decode_pull(s->codec, &s->lim, m->src, m->data, m->len, &p);
@@ -267,7 +268,7 @@ static int on_pull(server *s, const ps_msg *m)
         return answer_pull(s, &p, m->src);
     }
     size_t old_cap = s->cap_pulls;
-    if ((rc = ps_grow((void **)&s->pulls, &s->cap_pulls, s->npulls + 1, sizeof *s->pulls))) {
+    if ((rc = PS_GROW(s->pulls, s->cap_pulls, s->npulls + 1))) {
         return rc;
     }
     /* New slots start empty; slots past npulls keep recycled buffers. */
@@ -280,7 +281,7 @@ static int on_pull(server *s, const ps_msg *m)
     return 0;
 }
 
-static int on_ctrl(server *s, const ps_msg *m)
+static int on_ctrl(server *s, const ps_comm_msg *m)
 {
     ps_ctrl c;
     int rc = ps_codec_decode_ctrl(s->codec, &s->lim, m->src, m->data, m->len, &c);
@@ -349,12 +350,12 @@ int ps_server_run(const ps_server_cfg *cfg, ps_comm *comm)
     if ((rc = ps_comm_agree(comm, rc))) {
         goto done;
     }
-    s.lim = (ps_codec_limits){.tables = ps_store_limits(s.store),
+    s.lim = (ps_msg_limits){.tables = ps_store_limits(s.store),
                               .ntables = cfg->store.ntables,
                               .nworkers = cfg->nworkers};
     rc = 0;
     while (rc == 0 && s.ndone < cfg->nworkers) {
-        ps_msg m;
+        ps_comm_msg m;
         if ((rc = ps_comm_recv(comm, PS_ANY, PS_ANY, 1, &m))) {
             break;
         }

@@ -30,7 +30,7 @@ struct ps_store {
     ps_store_cfg cfg;
     uint32_t ntables;
     store_table *t;
-    ps_codec_table *limits;
+    ps_msg_table *limits;
     int nstate;
     int64_t step;
     float *compact; /* lazy: gathered gradients of touched rows */
@@ -120,7 +120,7 @@ int ps_store_create(ps_store **out, const ps_store_cfg *cfg)
         if ((rc = table_init(&s->t[i], cfg, i, s->nstate))) {
             goto fail_tables;
         }
-        s->limits[i] = (ps_codec_table){.width = s->t[i].width, .slots = s->t[i].nslots};
+        s->limits[i] = (ps_msg_table){.width = s->t[i].width, .slots = s->t[i].nslots};
     }
     *out = s;
     return 0;
@@ -154,7 +154,7 @@ void ps_store_destroy(ps_store **sp)
     *sp = NULL;
 }
 
-const ps_codec_table *ps_store_limits(const ps_store *s)
+const ps_msg_table *ps_store_limits(const ps_store *s)
 {
     return s->limits;
 }

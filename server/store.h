@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/codec.h"
+#include "common/msg.h"
 #include "common/shard.h"
 #include "common/table.h"
 #include "server/optim.h"
@@ -41,7 +41,7 @@ int ps_store_create(ps_store **out, const ps_store_cfg *cfg);
 void ps_store_destroy(ps_store **s);
 
 /* Per-table {width, slots on this server}, for validating messages. */
-const ps_codec_table *ps_store_limits(const ps_store *s);
+const ps_msg_table *ps_store_limits(const ps_store *s);
 uint32_t ps_store_ntables(const ps_store *s);
 const ps_shard *ps_store_shard(const ps_store *s, uint32_t table);
 const ps_table_desc *ps_store_table(const ps_store *s, uint32_t table);

@@ -1,10 +1,10 @@
 #include "worker/batcher.h"
 
 #include "common/err.h"
-#include "common/libsvm.h"
+#include "data/libsvm.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "common/partition.h"
+#include "data/partition.h"
 #include "common/rng.h"
 
 #define STREAM_AUTO_BYTES ((uint64_t)1 << 30)
@@ -27,7 +27,7 @@ struct ps_batcher {
  * stream and, streamed, each chunk too. */
 static int shuffle(ps_batcher *b, size_t n, uint64_t chunk, uint64_t epoch)
 {
-    int rc = ps_grow((void **)&b->order, &b->cap_order, n ? n : 1, sizeof *b->order);
+    int rc = PS_GROW(b->order, b->cap_order, n ? n : 1);
     if (rc) {
         return rc;
     }

@@ -16,9 +16,9 @@
 
 #include <stdint.h>
 
-#include "common/cfg.h"
-#include "common/data.h"
-#include "worker/source.h"
+#include "cli/cfg.h"
+#include "data/dataset.h"
+#include "data/source.h"
 
 typedef struct ps_batcher ps_batcher;
 

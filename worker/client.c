@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/codec.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -32,8 +33,8 @@ struct ps_client {
     ps_comm *comm;
     ps_codec *codec;
     ps_shard *shards; /* per table */
-    ps_codec_table *limits;
-    ps_codec_limits lim;
+    ps_msg_table *limits;
+    ps_msg_limits lim;
     int *server_of_rank; /* comm rank -> server index or -1 */
     ps_seg *segs;
     float *vals;
@@ -66,10 +67,10 @@ int ps_client_create(ps_client **out, const ps_client_cfg *cfg, ps_comm *comm)
             goto fail;
         }
         /* Replies carry values only; slots bound the row count of a segment. */
-        c->limits[t] = (ps_codec_table){.width = cfg->tables[t].width,
+        c->limits[t] = (ps_msg_table){.width = cfg->tables[t].width,
                                         .slots = cfg->tables[t].rows};
     }
-    c->lim = (ps_codec_limits){.tables = c->limits, .ntables = cfg->ntables,
+    c->lim = (ps_msg_limits){.tables = c->limits, .ntables = cfg->ntables,
                                .nworkers = cfg->nworkers};
     for (int r = 0; r < size; r++) {
         c->server_of_rank[r] = -1;
@@ -143,8 +144,8 @@ void ps_plan_destroy(ps_plan **pp)
 
 static int part_append(plan_part *pt, uint64_t slot, size_t pos)
 {
-    int rc = ps_grow((void **)&pt->slots, &pt->cap_slots, pt->n + 1, sizeof *pt->slots);
-    if (rc || (rc = ps_grow((void **)&pt->pos, &pt->cap_pos, pt->n + 1, sizeof *pt->pos))) {
+    int rc = PS_GROW(pt->slots, pt->cap_slots, pt->n + 1);
+    if (rc || (rc = PS_GROW(pt->pos, pt->cap_pos, pt->n + 1))) {
         return rc;
     }
     pt->slots[pt->n] = slot;
@@ -166,7 +167,7 @@ static int sort_run(ps_client *c, plan_part *pt, size_t from)
     if (n < 2) {
         return 0;
     }
-    int rc = ps_grow((void **)&c->pairs, &c->cap_pairs, n, sizeof *c->pairs);
+    int rc = PS_GROW(c->pairs, c->cap_pairs, n);
     if (rc) {
         return rc;
     }
@@ -306,7 +307,7 @@ int ps_client_pull_wait(ps_client *c, ps_plan *p, float *const *params)
      * messages between two ranks overtake), so the next reply from each
      * server belongs to the oldest pull in flight: this one. */
     for (uint32_t got = 0; got < p->nservers; got++) {
-        ps_msg m;
+        ps_comm_msg m;
         ps_reply r;
         int rc = ps_comm_recv(c->comm, PS_ANY, PS_TAG_REPLY, 1, &m);
         if (rc) {
@@ -388,7 +389,7 @@ int ps_client_checkpoint(ps_client *c, int64_t clock)
 {
     int rc = send_ctrl_all(c, PS_CTRL_CHECKPOINT, clock);
     for (uint32_t got = 0; rc == 0 && got < c->cfg.nservers; got++) {
-        ps_msg m;
+        ps_comm_msg m;
         ps_ctrl r;
         if ((rc = ps_comm_recv(c->comm, PS_ANY, PS_TAG_CTRL, 1, &m)) ||
             (rc = ps_codec_decode_ctrl(c->codec, &c->lim, m.src, m.data, m.len, &r))) {

@@ -6,11 +6,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/afile.h"
 #include "common/err.h"
 #include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "common/npy.h"
+#include "data/npy.h"
 
 #define BLOCK_FLOATS (1u << 22) /* 16 MiB of values per pull */
 
@@ -136,12 +137,12 @@ static int write_json(const ps_model *m, const char *dir, const char *config_tex
     put_json_string(f, config_text);
     fprintf(f, "\n}\n");
     fclose(f);
-    ps_file_atomic *af = NULL;
-    int rc = ps_file_open_atomic(&af, path);
-    if (rc == 0 && (rc = ps_file_write(af, text, len)) == 0) {
-        rc = ps_file_commit(&af);
+    ps_afile *af = NULL;
+    int rc = ps_afile_open(&af, path);
+    if (rc == 0 && (rc = ps_afile_write(af, text, len)) == 0) {
+        rc = ps_afile_commit(&af);
     }
-    ps_file_abort(&af);
+    ps_afile_abort(&af);
     free(text); /* open_memstream allocates with malloc, not ps_malloc */
     return rc;
 }

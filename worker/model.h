@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/data.h"
+#include "data/dataset.h"
 #include "common/table.h"
 
 #define PS_MODEL_MAX_HIDDEN 8

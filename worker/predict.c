@@ -7,12 +7,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/afile.h"
 #include "common/err.h"
 #include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "common/npy.h"
-#include "worker/source.h"
+#include "data/npy.h"
+#include "data/source.h"
 
 #define MAX_TABLES (2 * (PS_MODEL_MAX_HIDDEN + 1))
 /* model.json is a few KB (the config line is the longest part); anything
@@ -817,21 +818,21 @@ static int load_test(const ps_predictor *p, const ps_cfg *cfg, ps_dataset *ds, c
 
 static int write_classes(const char *path, const int32_t *classes, size_t n)
 {
-    ps_file_atomic *f = NULL;
+    ps_afile *f = NULL;
     char buf[8192];
     size_t o = 0;
-    int rc = ps_file_open_atomic(&f, path);
+    int rc = ps_afile_open(&f, path);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         o += (size_t)snprintf(buf + o, sizeof buf - o, "%d\n", (int)classes[i]);
         if (sizeof buf - o < 16 || i + 1 == n) {
-            rc = ps_file_write(f, buf, o);
+            rc = ps_afile_write(f, buf, o);
             o = 0;
         }
     }
     if (rc == 0) {
-        rc = ps_file_commit(&f);
+        rc = ps_afile_commit(&f);
     }
-    ps_file_abort(&f);
+    ps_afile_abort(&f);
     return rc;
 }
 

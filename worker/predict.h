@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/cfg.h"
-#include "common/data.h"
+#include "cli/cfg.h"
+#include "data/dataset.h"
 #include "worker/model.h"
 
 /* Samples scored per forward pass (and per parameter gather). */

@@ -11,7 +11,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "common/metrics.h"
+#include "worker/metrics.h"
 #include "common/rng.h"
 #include "worker/batcher.h"
 #include "worker/export.h"

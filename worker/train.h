@@ -7,11 +7,11 @@
 #ifndef PS_TRAIN_H
 #define PS_TRAIN_H
 
-#include "common/cfg.h"
+#include "cli/cfg.h"
 #include "common/comm.h"
 #include "worker/client.h"
 #include "worker/model.h"
-#include "worker/source.h"
+#include "data/source.h"
 
 typedef struct {
     const ps_cfg *cfg;

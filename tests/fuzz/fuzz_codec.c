@@ -16,13 +16,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Widths 0 and 1 and a table whose slots reach 2^63, to hit the edges of the
  * value count and slot range checks. */
-static const ps_codec_table tables[4] = {
+static const ps_msg_table tables[4] = {
     {.width = 1, .slots = 1000},
     {.width = 3, .slots = 64},
     {.width = 0, .slots = 5},
     {.width = 2, .slots = (uint64_t)1 << 63},
 };
-static const ps_codec_limits lim = {.tables = tables, .ntables = 4, .nworkers = 3};
+static const ps_msg_limits lim = {.tables = tables, .ntables = 4, .nworkers = 3};
 
 static ps_codec *dec, *enc;
 static ps_bytes bytes;
@@ -42,7 +42,7 @@ static void check_segs(const ps_seg *s, size_t nsegs, int slots, int values)
         for (size_t j = 0; j < i; j++) {
             CHECK(s[j].table != s[i].table);
         }
-        const ps_codec_table *t = &tables[s[i].table];
+        const ps_msg_table *t = &tables[s[i].table];
         for (size_t k = 0; slots && k < s[i].nkeys; k++) {
             CHECK(s[i].slots[k] < t->slots);
             CHECK(k == 0 || s[i].slots[k] > s[i].slots[k - 1]);

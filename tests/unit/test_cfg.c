@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "common/cfg.h"
+#include "cli/cfg.h"
 #include "common/err.h"
 #include "tests/unit/ps_test.h"
 

@@ -24,13 +24,13 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static const ps_codec_table test_tables[4] = {
+static const ps_msg_table test_tables[4] = {
     {.width = 1, .slots = 1000},
     {.width = 4, .slots = 50},
     {.width = 10, .slots = (uint64_t)1 << 41},
     {.width = 3, .slots = 7},
 };
-static const ps_codec_limits test_lim = {.tables = test_tables, .ntables = 4, .nworkers = 5};
+static const ps_msg_limits test_lim = {.tables = test_tables, .ntables = 4, .nworkers = 5};
 
 /* Rejection tests log on purpose; keep their output quiet. */
 static void quiet(int on)
@@ -102,7 +102,7 @@ static void put_seg(wbuf *w, unsigned field, uint32_t table, const uint64_t *del
 
 /* What every successfully decoded message must satisfy; reads every value
  * so the sanitizers see any bad pointer. */
-static void check_segs_valid(const ps_codec_limits *lim, const ps_seg *segs, size_t nsegs,
+static void check_segs_valid(const ps_msg_limits *lim, const ps_seg *segs, size_t nsegs,
                              int with_slots, int with_values)
 {
     for (size_t i = 0; i < nsegs; i++) {
@@ -111,7 +111,7 @@ static void check_segs_valid(const ps_codec_limits *lim, const ps_seg *segs, siz
         for (size_t j = 0; j < i; j++) {
             assert_true(segs[j].table != s->table);
         }
-        const ps_codec_table *t = &lim->tables[s->table];
+        const ps_msg_table *t = &lim->tables[s->table];
         if (with_slots) {
             for (size_t k = 0; k < s->nkeys; k++) {
                 assert_true(s->slots[k] < t->slots);
@@ -328,7 +328,7 @@ static void test_codec_ctrl_round_trips_every_kind(void **state)
         ps_ctrl out;
         assert_int_equal(ps_codec_encode_ctrl(c, &in, &b), 0);
         /* Limits are optional for control messages. */
-        const ps_codec_limits *lim = k % 2 ? NULL : &test_lim;
+        const ps_msg_limits *lim = k % 2 ? NULL : &test_lim;
         assert_int_equal(ps_codec_decode_ctrl(c, lim, 1, b.data, b.len, &out), 0);
         assert_int_equal(out.kind, k);
         assert_int_equal(out.worker, k);
@@ -630,8 +630,8 @@ static void test_codec_rejects_value_count_mismatch(void **state)
 static void test_codec_rejects_missing_values_for_wide_table(void **state)
 {
     (void)state;
-    static const ps_codec_table wide[1] = {{.width = UINT32_MAX, .slots = UINT64_MAX}};
-    const ps_codec_limits lim = {.tables = wide, .ntables = 1, .nworkers = 1};
+    static const ps_msg_table wide[1] = {{.width = UINT32_MAX, .slots = UINT64_MAX}};
+    const ps_msg_limits lim = {.tables = wide, .ntables = 1, .nworkers = 1};
     wbuf w = {.n = 0};
     uint64_t d[3] = {0, 1, 1};
     ps_codec *c = NULL;
@@ -897,8 +897,8 @@ static void test_codec_delta_encoding_costs_at_most_two_bytes_per_key(void **sta
 {
     (void)state;
     enum { RANGE = 1000000 };
-    static const ps_codec_table t[1] = {{.width = 1, .slots = RANGE}};
-    const ps_codec_limits lim = {.tables = t, .ntables = 1, .nworkers = 1};
+    static const ps_msg_table t[1] = {{.width = 1, .slots = RANGE}};
+    const ps_msg_limits lim = {.tables = t, .ntables = 1, .nworkers = 1};
     ps_rng rng;
     ps_rng_seed(&rng, 7);
     uint64_t *slots = ps_malloc(RANGE / 5 * sizeof *slots);
@@ -935,8 +935,8 @@ static void test_codec_steady_state_allocates_nothing(void **state)
 {
     (void)state;
     enum { N = 3000 };
-    static const ps_codec_table t[1] = {{.width = 4, .slots = 100000}};
-    const ps_codec_limits lim = {.tables = t, .ntables = 1, .nworkers = 1};
+    static const ps_msg_table t[1] = {{.width = 4, .slots = 100000}};
+    const ps_msg_limits lim = {.tables = t, .ntables = 1, .nworkers = 1};
     uint64_t *slots = ps_malloc(N * sizeof *slots);
     float *vals = ps_malloc(4 * N * sizeof *vals);
     assert_non_null(slots);
@@ -1018,8 +1018,8 @@ static void test_codec_decode_survives_oom(void **state)
 {
     (void)state;
     enum { N = 1500 };
-    static const ps_codec_table t[2] = {{.width = 2, .slots = 10000}, {.width = 1, .slots = 10}};
-    const ps_codec_limits lim = {.tables = t, .ntables = 2, .nworkers = 1};
+    static const ps_msg_table t[2] = {{.width = 2, .slots = 10000}, {.width = 1, .slots = 10}};
+    const ps_msg_limits lim = {.tables = t, .ntables = 2, .nworkers = 1};
     uint64_t slots[N], few[2] = {3, 4};
     float vals[2 * N];
     for (size_t k = 0; k < N; k++) {

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
-#include "common/fhash.h"
+#include "data/fhash.h"
 #include "common/mem.h"
 #include "common/rng.h"
 #include "tests/unit/ps_test.h"

@@ -17,7 +17,8 @@
 #include <cmocka.h>
 
 #include "common/codec.h"
-#include "common/codec_header.h"
+#include "common/fileheader.h"
+#include "common/afile.h"
 #include "common/err.h"
 #include "common/file.h"
 #include "common/mem.h"
@@ -126,7 +127,7 @@ static void test_file_round_trip_keeps_header_and_payload(void **state)
     assert_memory_equal(raw + 8 + hlen, "abcdefgh", 8);
 }
 
-/* ps_file_write_all (shared with common/metrics.c) writes every byte, and a
+/* ps_afile_write_all (shared with common/metrics.c) writes every byte, and a
  * failed write is PS_EIO with errno left for the caller's message. */
 static void test_file_write_all_writes_everything_or_eio(void **state)
 {
@@ -140,13 +141,13 @@ static void test_file_write_all_writes_everything_or_eio(void **state)
     }
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
-    assert_int_equal(ps_file_write_all(fd, src, N), 0);
-    assert_int_equal(ps_file_write_all(fd, src, 0), 0);
+    assert_int_equal(ps_afile_write_all(fd, src, N), 0);
+    assert_int_equal(ps_afile_write_all(fd, src, 0), 0);
     assert_int_equal(close(fd), 0);
     assert_int_equal(ps_test_read_file(path, back, N + 1), N);
     assert_memory_equal(back, src, N);
     errno = 0;
-    assert_int_equal(ps_file_write_all(-1, src, 1), PS_EIO);
+    assert_int_equal(ps_afile_write_all(-1, src, 1), PS_EIO);
     assert_int_equal(errno, EBADF);
     test_free(back);
     test_free(src);
@@ -302,7 +303,7 @@ static void write_with_version(const char *path, uint32_t version)
     h.payload_bytes = 3;
     h.crc32 = 0x352441C2u; /* CRC-32 of "abc" */
     ps_bytes hb = {0};
-    assert_int_equal(ps_codec_encode_header(&h, &hb), 0);
+    assert_int_equal(ps_fileheader_encode(&h, &hb), 0);
     unsigned char raw[4096];
     memcpy(raw, "APS1", 4);
     for (int i = 0; i < 4; i++) {
@@ -368,7 +369,7 @@ static void test_file_encode_rejects_unterminated_kind(void **state)
     ps_file_header h = {0};
     memset(h.kind, 'x', sizeof h.kind);
     ps_bytes hb = {0};
-    assert_int_equal(ps_codec_encode_header(&h, &hb), PS_EINVAL);
+    assert_int_equal(ps_fileheader_encode(&h, &hb), PS_EINVAL);
     ps_free(hb.data);
     char path[128];
     path_in(path, sizeof path, "never.aps");
@@ -480,13 +481,13 @@ static void test_file_atomic_writer_abort_leaves_nothing(void **state)
     char path[128], tmp[192];
     path_in(path, sizeof path, "abort.bin");
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    ps_file_atomic *f;
-    assert_int_equal(ps_file_open_atomic(&f, path), 0);
+    ps_afile *f;
+    assert_int_equal(ps_afile_open(&f, path), 0);
     assert_int_equal(access(tmp, F_OK), 0);
-    assert_int_equal(ps_file_write(f, "xyz", 3), 0);
-    ps_file_abort(&f);
+    assert_int_equal(ps_afile_write(f, "xyz", 3), 0);
+    ps_afile_abort(&f);
     assert_null(f);
-    ps_file_abort(&f);
+    ps_afile_abort(&f);
     assert_int_equal(access(tmp, F_OK), -1);
     assert_int_equal(access(path, F_OK), -1);
 }

@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 
-#include "common/data.h"
+#include "data/dataset.h"
 #include "common/err.h"
-#include "common/idx.h"
+#include "data/idx.h"
 #include "common/mem.h"
 #include "tests/unit/ps_test.h"
 

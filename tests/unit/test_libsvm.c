@@ -14,12 +14,12 @@
 
 #include <cmocka.h>
 
-#include "common/data.h"
+#include "data/dataset.h"
 #include "common/err.h"
-#include "common/fhash.h"
-#include "common/libsvm.h"
+#include "data/fhash.h"
+#include "data/libsvm.h"
 #include "common/mem.h"
-#include "common/partition.h"
+#include "data/partition.h"
 #include "tests/unit/ps_test.h"
 
 static char tmpdir[64];

@@ -68,14 +68,14 @@ static void test_mem_grow_doubles_and_preserves_contents(void **state)
     (void)state;
     int *a = NULL;
     size_t cap = 0;
-    assert_int_equal(ps_grow((void **)&a, &cap, 5, sizeof *a), 0);
+    assert_int_equal(PS_GROW(a, cap, 5), 0);
     assert_int_equal(cap, 16); /* first growth: 16 elements */
     for (int i = 0; i < 16; i++) {
         a[i] = i * 7;
     }
-    assert_int_equal(ps_grow((void **)&a, &cap, 17, sizeof *a), 0);
+    assert_int_equal(PS_GROW(a, cap, 17), 0);
     assert_int_equal(cap, 32);
-    assert_int_equal(ps_grow((void **)&a, &cap, 100, sizeof *a), 0);
+    assert_int_equal(PS_GROW(a, cap, 100), 0);
     assert_int_equal(cap, 128); /* 32 -> 64 -> 128 */
     for (int i = 0; i < 16; i++) {
         assert_int_equal(a[i], i * 7);
@@ -84,7 +84,7 @@ static void test_mem_grow_doubles_and_preserves_contents(void **state)
     /* Enough room already: no allocation at all. */
     int *before = a;
     ps_test_fail_alloc(0);
-    assert_int_equal(ps_grow((void **)&a, &cap, 128, sizeof *a), 0);
+    assert_int_equal(PS_GROW(a, cap, 128), 0);
     assert_int_equal(ps_test_nalloc, 0);
     assert_ptr_equal(a, before);
     ps_test_fail_alloc(-1);
@@ -94,7 +94,7 @@ static void test_mem_grow_doubles_and_preserves_contents(void **state)
     size_t dcap = 3;
     d = ps_malloc(3 * sizeof *d);
     assert_non_null(d);
-    assert_int_equal(ps_grow((void **)&d, &dcap, 4, sizeof *d), 0);
+    assert_int_equal(PS_GROW(d, dcap, 4), 0);
     assert_int_equal(dcap, 6);
     ps_free(d);
 }
@@ -104,13 +104,13 @@ static void test_mem_grow_failure_leaves_array_unchanged(void **state)
     (void)state;
     int *a = NULL;
     size_t cap = 0;
-    assert_int_equal(ps_grow((void **)&a, &cap, 16, sizeof *a), 0);
+    assert_int_equal(PS_GROW(a, cap, 16), 0);
     for (int i = 0; i < 16; i++) {
         a[i] = 100 + i;
     }
     int *before = a;
     ps_test_fail_alloc(0);
-    assert_int_equal(ps_grow((void **)&a, &cap, 17, sizeof *a), PS_ENOMEM);
+    assert_int_equal(PS_GROW(a, cap, 17), PS_ENOMEM);
     assert_ptr_equal(a, before);
     assert_int_equal(cap, 16);
     for (int i = 0; i < 16; i++) {
@@ -118,7 +118,7 @@ static void test_mem_grow_failure_leaves_array_unchanged(void **state)
     }
     /* Sizes that overflow fail without asking the allocator. */
     ps_test_fail_alloc(0);
-    assert_int_equal(ps_grow((void **)&a, &cap, SIZE_MAX, sizeof *a), PS_ENOMEM);
+    assert_int_equal(PS_GROW(a, cap, SIZE_MAX), PS_ENOMEM);
     assert_int_equal(ps_grow((void **)&a, &cap, SIZE_MAX / 4, 64), PS_ENOMEM);
     assert_int_equal(ps_test_nalloc, 0);
     assert_ptr_equal(a, before);

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
-#include "common/metrics.h"
+#include "worker/metrics.h"
 #include "tests/unit/ps_test.h"
 
 static char dir[64];

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
-#include "common/npy.h"
+#include "data/npy.h"
 #include "tests/unit/ps_test.h"
 
 static char dir[64];

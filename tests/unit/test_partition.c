@@ -9,7 +9,7 @@
 
 #include "common/err.h"
 #include "common/mem.h"
-#include "common/partition.h"
+#include "data/partition.h"
 #include "tests/unit/ps_test.h"
 
 static const size_t sizes[] = {0, 1, 2, 7, 8, 9, 100, 1001, 60000};

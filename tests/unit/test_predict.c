@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 
-#include "common/cfg.h"
+#include "cli/cfg.h"
 #include "common/err.h"
-#include "common/npy.h"
+#include "data/npy.h"
 #include "worker/model.h"
 #include "worker/predict.h"
 #include "tests/unit/ps_test.h"

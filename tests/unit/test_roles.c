@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
-#include "common/roles.h"
+#include "cli/roles.h"
 
 static int count(const int *v, int n)
 {

@@ -15,11 +15,11 @@
 
 #include <cmocka.h>
 
-#include "common/data.h"
+#include "data/dataset.h"
 #include "common/err.h"
-#include "common/libsvm.h"
+#include "data/libsvm.h"
 #include "common/mem.h"
-#include "common/synth.h"
+#include "data/synth.h"
 #include "tests/unit/ps_test.h"
 
 static char tmpdir[64];

@@ -1,4 +1,4 @@
-#include "common/libsvm.h"
+#include "data/libsvm.h"
 
 #include <errno.h>
 #include <float.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
-#include "common/fhash.h"
+#include "data/fhash.h"
 #include "common/log.h"
 #include "common/mem.h"
 

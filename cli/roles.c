@@ -1,4 +1,4 @@
-#include "common/roles.h"
+#include "cli/roles.h"
 
 #include <string.h>
 

@@ -1,22 +1,22 @@
-/* Codec layer, file part: encodes and decodes the FileHeader message that
+/* File header: encodes and decodes the FileHeader message that
  * starts every file adamps writes (proto/adamps.proto), to and from the plain
  * ps_file_header struct of common/file.h. Like common/codec.c, it is one of
  * the only files that include the protobuf-c generated code; common/file.c
  * frames the bytes (magic, length, payload, CRC) and knows no protobuf.
  * Pure functions, thread-safe. */
-#ifndef PS_CODEC_HEADER_H
-#define PS_CODEC_HEADER_H
+#ifndef PS_FILEHEADER_H
+#define PS_FILEHEADER_H
 
 #include <stddef.h>
 
-#include "common/codec.h"
+#include "common/mem.h"
 #include "common/file.h"
 
 /* Overwrites out (growing out->data with ps_grow) with the encoding of h and
  * sets out->len. All of h is written as is, format_version, payload_bytes
  * and crc32 included. Returns 0; PS_EINVAL (logged) when kind or a table
  * name is not NUL-terminated inside its array; PS_ENOMEM. */
-int ps_codec_encode_header(const ps_file_header *h, ps_bytes *out);
+int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out);
 
 /* Decodes len bytes at buf into out, which must be zeroed or finalised; on
  * success the caller releases it with ps_file_header_fini. `what` names the
@@ -24,6 +24,6 @@ int ps_codec_encode_header(const ps_file_header *h, ps_bytes *out);
  * kind fits in 16 and each table name in 32 bytes with their NUL. Returns 0; PS_ECKPT (logged, out left zeroed);
  * PS_ENOMEM. Does not check the format version: the caller does, so it can
  * name the versions it knows. */
-int ps_codec_decode_header(const char *what, const void *buf, size_t len, ps_file_header *out);
+int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_header *out);
 
 #endif

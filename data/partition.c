@@ -1,4 +1,4 @@
-#include "common/partition.h"
+#include "data/partition.h"
 
 #include "common/err.h"
 #include "common/log.h"

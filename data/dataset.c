@@ -1,4 +1,4 @@
-#include "common/data.h"
+#include "data/dataset.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-#include "common/fhash.h"
+#include "data/fhash.h"
 
 #include "common/err.h"
 #include "common/log.h"

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "common/data.h"
+#include "data/dataset.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "tests/unit/ps_test.h"

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/data.h"
+#include "data/dataset.h"
 
 typedef struct {
     /* Feature space. dim > 0: an index >= dim (after zero-basing) is an

@@ -1,4 +1,4 @@
-#include "common/idx.h"
+#include "data/idx.h"
 
 #include <errno.h>
 #include <string.h>

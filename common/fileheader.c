@@ -1,6 +1,6 @@
 /* FileHeader <-> ps_file_header. Part of the codec layer: one of the only
  * files that include the generated protobuf-c code (see codec_header.h). */
-#include "common/codec_header.h"
+#include "common/fileheader.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +41,7 @@ static void pb_free(void *data, void *p)
     X(format_version)                                                                              \
     X(payload_bytes) X(crc32) X(clock) X(rank) X(nservers) X(nworkers) X(shard_mode) X(step)
 
-int ps_codec_encode_header(const ps_file_header *h, ps_bytes *out)
+int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
 {
     int rc = 0;
     Adamps__TableInfo *infos = NULL;
@@ -102,7 +102,7 @@ done:
     return rc;
 }
 
-int ps_codec_decode_header(const char *what, const void *buf, size_t len, ps_file_header *out)
+int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_header *out)
 {
     int rc = 0;
     pb_alloc_state st = {0};

@@ -7,8 +7,8 @@
 
 #include <stdint.h>
 
-#include "common/cfg.h"
-#include "common/data.h"
+#include "cli/cfg.h"
+#include "data/dataset.h"
 
 typedef struct {
     uint64_t dim;      /* features (sparse: the key space) */

@@ -1,4 +1,4 @@
-#include "common/npy.h"
+#include "data/npy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/afile.h"
 #include "common/err.h"
 #include "common/file.h"
 #include "common/log.h"
@@ -25,7 +26,7 @@
 #define NPY_MAX_HEADER (1u << 20)
 
 struct ps_npy_writer {
-    ps_file_atomic *f;
+    ps_afile *f;
     char *path;
     uint64_t want; /* floats the shape promises */
     uint64_t have;
@@ -105,11 +106,11 @@ int ps_npy_open(ps_npy_writer **out, const char *path, const uint64_t *shape, in
         goto fail_path;
     }
     w->want = count;
-    rc = ps_file_open_atomic(&w->f, path);
+    rc = ps_afile_open(&w->f, path);
     if (rc) {
         goto fail_path;
     }
-    rc = ps_file_write(w->f, header, hlen);
+    rc = ps_afile_write(w->f, header, hlen);
     if (rc) {
         goto fail_write;
     }
@@ -117,7 +118,7 @@ int ps_npy_open(ps_npy_writer **out, const char *path, const uint64_t *shape, in
     return 0;
 
 fail_write:
-    ps_file_abort(&w->f);
+    ps_afile_abort(&w->f);
 fail_path:
     writer_free(w);
 fail_alloc:
@@ -131,7 +132,7 @@ int ps_npy_append(ps_npy_writer *w, const float *data, size_t n)
                w->path, n, w->have, w->want);
         return PS_EINVAL;
     }
-    int rc = ps_file_write(w->f, data, n * sizeof *data);
+    int rc = ps_afile_write(w->f, data, n * sizeof *data);
     if (!rc) {
         w->have += n;
     }
@@ -141,7 +142,7 @@ int ps_npy_append(ps_npy_writer *w, const float *data, size_t n)
 void ps_npy_abort(ps_npy_writer **pw)
 {
     if (pw && *pw) {
-        ps_file_abort(&(*pw)->f);
+        ps_afile_abort(&(*pw)->f);
         writer_free(*pw);
         *pw = NULL;
     }
@@ -155,10 +156,10 @@ int ps_npy_close(ps_npy_writer **pw)
         PS_LOG(ERROR, "%s: closed after %" PRIu64 " floats, the shape needs %" PRIu64
                       "; not written",
                w->path, w->have, w->want);
-        ps_file_abort(&w->f);
+        ps_afile_abort(&w->f);
         rc = PS_EINVAL;
     } else {
-        rc = ps_file_commit(&w->f);
+        rc = ps_afile_commit(&w->f);
     }
     writer_free(w);
     *pw = NULL;

@@ -1,4 +1,4 @@
-#include "common/cfg.h"
+#include "cli/cfg.h"
 
 #include <errno.h>
 #include <float.h>

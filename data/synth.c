@@ -1,4 +1,4 @@
-#include "common/synth.h"
+#include "data/synth.h"
 
 #include <errno.h>
 #include <inttypes.h>

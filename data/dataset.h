@@ -3,8 +3,8 @@
  * a ps_dataset owns the arrays behind one. Readers: common/idx.h (IDX,
  * gzipped or not), common/libsvm.h (streamed by byte range), common/synth.h
  * (planted sparse model). */
-#ifndef PS_DATA_H
-#define PS_DATA_H
+#ifndef PS_DATASET_H
+#define PS_DATASET_H
 
 #include <stddef.h>
 #include <stdint.h>

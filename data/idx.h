@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/data.h"
+#include "data/dataset.h"
 
 /* Classes of MNIST and Fashion-MNIST; ps_idx_load's default. */
 #define PS_IDX_NCLASSES 10u

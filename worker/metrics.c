@@ -1,4 +1,4 @@
-#include "common/metrics.h"
+#include "worker/metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/afile.h"
 #include "common/err.h"
 #include "common/file.h"
 #include "common/log.h"
@@ -270,7 +271,7 @@ int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n)
     if (rc) {
         goto done;
     }
-    if (ps_file_write_all(m->fd, m->line, m->len) != 0) {
+    if (ps_afile_write_all(m->fd, m->line, m->len) != 0) {
         PS_LOG(ERROR, "%s: metrics write failed: %s", m->path, strerror(errno));
         rc = PS_EIO;
     }

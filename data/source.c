@@ -1,14 +1,14 @@
-#include "worker/source.h"
+#include "data/source.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "common/err.h"
-#include "common/idx.h"
-#include "common/libsvm.h"
+#include "data/idx.h"
+#include "data/libsvm.h"
 #include "common/log.h"
-#include "common/partition.h"
-#include "common/synth.h"
+#include "data/partition.h"
+#include "data/synth.h"
 
 void ps_source_paths(const ps_cfg *cfg, char *train_img, char *train_lbl, char *test_img,
                      char *test_lbl, size_t len)

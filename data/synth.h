@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/data.h"
+#include "data/dataset.h"
 
 typedef struct {
     uint64_t n;         /* rows */
