@@ -84,7 +84,7 @@ else
 Q := @
 endif
 
-.PHONY: all run test unit mpitest bench fuzz clean install deps check-deps check-layers
+.PHONY: all run test test-slurm unit mpitest bench fuzz clean install deps check-deps check-layers
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -141,6 +141,12 @@ test: check-deps
 	@tests/run_unit.sh $(UNIT_BINS)
 	@BIN=./$(BIN) SAN=$(SAN) tests/mpi/run.sh
 	@tests/test_plot.sh
+
+# deploy/adamps.sbatch on a real one-node Slurm cluster started for the test.
+test-slurm: check-deps
+	@deploy/install-deps.sh --slurm --check >/dev/null 2>&1 || deploy/install-deps.sh --slurm
+	@$(MAKE) --no-print-directory $(BIN)
+	@BIN=$(CURDIR)/$(BIN) tests/slurm/run.sh
 
 run: check-deps
 	@$(MAKE) --no-print-directory $(BIN)

@@ -3,7 +3,21 @@
 # Idempotent: installs only what is missing. Uses sudo only when not root.
 #   deploy/install-deps.sh          install what is missing
 #   deploy/install-deps.sh --check  exit 1 if anything is missing, install nothing
+#   deploy/install-deps.sh --slurm  also slurm-wlm and munge (`make test-slurm`)
 set -eu
+
+check=0
+slurm=0
+for a in "$@"; do
+    case $a in
+    --check) check=1 ;;
+    --slurm) slurm=1 ;;
+    *)
+        echo "install-deps: unknown option $a (expected --check, --slurm)" >&2
+        exit 2
+        ;;
+    esac
+done
 
 PKGS=(
     build-essential pkg-config
@@ -18,6 +32,10 @@ PKGS=(
 )
 # Optional extras: the golden-vector generator (torch) and the fuzzer runtime
 # are only needed to regenerate test vectors and for `make fuzz`.
+# A one-node Slurm cluster for `make test-slurm`.
+if [ "$slurm" = 1 ]; then
+    PKGS+=(slurm-wlm munge)
+fi
 if [ "${ADAMPS_DEV_DEPS:-0}" = 1 ]; then
     PKGS+=(python3-torch clang libclang-rt-14-dev)
 fi
@@ -29,7 +47,7 @@ for p in "${PKGS[@]}"; do
     fi
 done
 
-if [ "${1:-}" = "--check" ]; then
+if [ "$check" = 1 ]; then
     if [ ${#missing[@]} -ne 0 ]; then
         echo "missing packages: ${missing[*]}" >&2
         exit 1
