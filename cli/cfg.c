@@ -10,210 +10,269 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "common/shard.h"
+#include "common/log.h"
+#include "common/table.h"
 
-/* One table describes every flag: the parser uses it to know whether a flag
- * takes a value, --help prints it, and ps_cfg_format walks it, so a flag
- * cannot be parsed without being documented and echoed. */
+/* One row per flag: its field in ps_cfg, how its text becomes the field's
+ * value and back, its default as text and its help. Defaults are parsed
+ * by the row's own parser, so the parser, --help, the run header and the
+ * (key, value) pairs cannot disagree about a flag. */
 typedef enum { G_MODEL, G_DATA, G_OPTIM, G_SCHEDULE, G_CLUSTER, G_OUTPUT, G_COUNT } flag_group;
-
-typedef enum {
-    F_MODEL,
-    F_HIDDEN,
-    F_DROPOUT_INPUT,
-    F_DROPOUT,
-    F_L2,
-    F_INIT,
-    F_DATASET,
-    F_DATA_DIR,
-    F_TRAIN,
-    F_TEST,
-    F_FORMAT,
-    F_ZERO_BASED,
-    F_SYNTHETIC,
-    F_HASH_BITS,
-    F_FEATURES,
-    F_TRAIN_LIMIT,
-    F_TEST_LIMIT,
-    F_STREAM,
-    F_OPTIMIZER,
-    F_LR,
-    F_BETA1,
-    F_BETA2,
-    F_EPS,
-    F_NO_BIAS_CORRECTION,
-    F_LR_SCHEDULE,
-    F_MOMENTUM,
-    F_WEIGHT_DECAY,
-    F_TEMPORAL_AVERAGING,
-    F_SPARSE_UPDATE,
-    F_BATCH,
-    F_EPOCHS,
-    F_STEPS,
-    F_SEED,
-    F_SHUFFLE,
-    F_SERVERS,
-    F_SHARD,
-    F_CONSISTENCY,
-    F_NONFINITE,
-    F_INJECT_DELAY_MS,
-    F_EVAL_EVERY,
-    F_METRICS,
-    F_SAVE_MODEL,
-    F_CHECKPOINT_DIR,
-    F_CHECKPOINT_EVERY,
-    F_RESUME,
-    F_QUIET,
-    F_LOG_FORMAT,
-    F_PROGRESS_EVERY,
-    F_CLOCK_LOG,
-    F_OUT,
-    F_COUNT
-} flag_id;
+typedef enum { T_BOOL, T_UINT, T_FLOAT, T_DOUBLE, T_TEXT, T_CHOICE, T_CUSTOM } flag_type;
+/* Where a default comes from: the row, the optimizer (ps_opt_defaults) or
+ * the model kind. */
+typedef enum { DEP_NONE, DEP_RULE, DEP_MODEL } flag_dep;
 
 typedef struct {
-    flag_id id;
+    double lo, hi; /* hi may be INFINITY */
+    int lo_open, hi_open;
+} real_range;
+
+static const real_range R_NONNEG = {0.0, INFINITY, 0, 1};
+static const real_range R_POS = {0.0, INFINITY, 1, 1};
+static const real_range R_UNIT = {0.0, 1.0, 0, 1}; /* [0, 1) */
+
+/* The words of a choice: a list indexed by value, or the owner's parser
+ * and namer over values 0..count-1. */
+typedef struct {
+    const char *const *names;
+    int count;
+    int (*parse)(const char *text, int *out);
+    const char *(*name)(int value);
+} choice;
+
+/* Values no type above describes: the whole cfg in, the text out. */
+typedef struct {
+    int (*parse)(ps_cfg *cfg, const char *text, char *err, size_t errlen);
+    void (*format)(const ps_cfg *cfg, char *buf, size_t n);
+} custom_ops;
+
+typedef struct {
+    const char *name; /* --name; NULL: no flag of its own */
+    const char *key;  /* key in the run header */
     flag_group group;
-    const char *name;    /* without the leading -- */
-    const char *metavar; /* NULL: a boolean flag, takes no value */
-    const char *key;     /* key in ps_cfg_format */
-    const char *help;
-} flag_spec;
+    flag_type type;
+    size_t off, size;    /* the field in ps_cfg */
+    const char *metavar; /* NULL: the choices' words, or none (bool) */
+    const char *def;     /* the default as flag text ("" = unset); NULL with dep */
+    const char *help;    /* NULL: not listed by --help */
+    unsigned cmds;       /* commands whose argv it is parsed for (CMD bits); 0 = all */
+    uint64_t lo, hi;     /* T_UINT bounds */
+    const real_range *range;
+    const char *word; /* T_UINT: the word for 0; T_CHOICE: for -1 */
+    const choice *choices;
+    const custom_ops *ops;
+    flag_dep dep;
+    unsigned reads;              /* DEP_RULE: the PS_OPT_READS_* bit of the field */
+    const char *const *by_model; /* DEP_MODEL: the default text per ps_model_kind */
+} row;
 
-static const char *const group_names[G_COUNT] = {"model", "data", "optimizer",
-                                                 "schedule", "cluster", "output"};
+#define CMD(c) (1u << (c))
+#define AT(m) .off = offsetof(ps_cfg, m), .size = sizeof(((ps_cfg *)0)->m)
+#define FLAG(n, k, g, m) .name = n, .key = k, .group = g, AT(m)
+#define BOOL .type = T_BOOL
+#define TEXT .type = T_TEXT
+#define UINT(l, h) .type = T_UINT, .lo = (l), .hi = (h)
+#define FLOAT(r) .type = T_FLOAT, .range = &(r)
+#define DOUBLE(r) .type = T_DOUBLE, .range = &(r)
+#define CHOICE(c) .type = T_CHOICE, .choices = &(c)
+#define CUSTOM(o) .type = T_CUSTOM, .ops = &(o)
+#define PER_RULE(bit) .dep = DEP_RULE, .reads = (bit)
+#define PER_MODEL(logreg, mlp)                                                                     \
+    .dep = DEP_MODEL, .by_model = (const char *const[PS_MODEL_NKINDS])                             \
+    {                                                                                              \
+        [PS_MODEL_LOGREG] = (logreg), [PS_MODEL_MLP] = (mlp)                                       \
+    }
+#define LIST(a)                                                                                    \
+    {                                                                                              \
+        (a), (int)(sizeof(a) / sizeof((a)[0])), NULL, NULL                                         \
+    }
 
-static const flag_spec flags[F_COUNT] = {
-    {F_MODEL, G_MODEL, "model", "logreg|mlp", "model",
-     "model kind; for predict: the DIR written by --save-model"},
-    {F_HIDDEN, G_MODEL, "hidden", "N,N,..", "hidden", "mlp hidden layer widths, at most 8"},
-    {F_DROPOUT_INPUT, G_MODEL, "dropout-input", "P", "dropout_input", "input dropout, in [0, 1)"},
-    {F_DROPOUT, G_MODEL, "dropout", "P", "dropout", "hidden dropout, in [0, 1)"},
-    {F_L2, G_MODEL, "l2", "LAMBDA", "l2", "L2 penalty in the loss, >= 0"},
-    {F_INIT, G_MODEL, "init", "zeros|normal|glorot", "init",
-     "weight initialisation; auto = the model's own"},
-    {F_DATASET, G_DATA, "dataset", "fashion-mnist", "dataset",
-     "named IDX data set under --data-dir"},
-    {F_DATA_DIR, G_DATA, "data-dir", "DIR", "data_dir", "where --dataset files live"},
-    {F_TRAIN, G_DATA, "train", "FILE", "train", "training file (needs --test)"},
-    {F_TEST, G_DATA, "test", "FILE", "test", "evaluation file (train), input file (predict)"},
-    {F_FORMAT, G_DATA, "format", "idx|libsvm", "format", "file format; auto = from the name"},
-    {F_ZERO_BASED, G_DATA, "zero-based", NULL, "zero_based", "libsvm feature ids start at 0"},
-    {F_SYNTHETIC, G_DATA, "synthetic", "rows=N,features=N,nnz=N,classes=N[,zipf=X,noise=X,test=N]",
-     "synthetic", "planted sparse model instead of files"},
-    {F_HASH_BITS, G_DATA, "hash-bits", "B", "hash_bits", "hash features to 2^B rows, 1..40; 0 = off"},
-    {F_FEATURES, G_DATA, "features", "N", "features", "libsvm feature count; 0 = scan the file"},
-    {F_TRAIN_LIMIT, G_DATA, "train-limit", "N", "train_limit", "first N training samples; 0 = all"},
-    {F_TEST_LIMIT, G_DATA, "test-limit", "N", "test_limit", "first N test samples; 0 = all"},
-    {F_STREAM, G_DATA, "stream", "on|off|auto", "stream",
-     "read libsvm training data in chunks (auto: parts over 1 GiB)"},
-    {F_OPTIMIZER, G_OPTIM, "optimizer", "adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad",
-     "optimizer", "update rule"},
-    {F_LR, G_OPTIM, "lr", "ALPHA", "lr", "step size, > 0"},
-    {F_BETA1, G_OPTIM, "beta1", "B", "beta1", "first moment decay, in [0, 1)"},
-    {F_BETA2, G_OPTIM, "beta2", "B", "beta2", "second moment decay, in [0, 1)"},
-    {F_EPS, G_OPTIM, "eps", "E", "eps", "denominator guard, >= 0"},
-    {F_NO_BIAS_CORRECTION, G_OPTIM, "no-bias-correction", NULL, "bias_correction",
-     "use raw m and v (paper section 6.4)"},
-    {F_LR_SCHEDULE, G_OPTIM, "lr-schedule", "const|invsqrt", "lr_schedule",
-     "invsqrt: alpha / sqrt(t)"},
-    {F_MOMENTUM, G_OPTIM, "momentum", "MU", "momentum", "nesterov momentum, in [0, 1)"},
-    {F_WEIGHT_DECAY, G_OPTIM, "weight-decay", "WD", "weight_decay", "adamw decoupled decay, >= 0"},
-    {F_TEMPORAL_AVERAGING, G_OPTIM, "temporal-averaging", "BETA", "temporal_averaging",
-     "average parameters (section 7.2), in [0, 1); 0 = off"},
-    {F_SPARSE_UPDATE, G_OPTIM, "sparse-update", "lazy|dense", "sparse_update",
-     "lazy: only pushed rows step; dense: exact Adam"},
-    {F_BATCH, G_SCHEDULE, "batch", "N", "batch", "minibatch per worker, >= 1"},
-    {F_EPOCHS, G_SCHEDULE, "epochs", "E", "epochs", "passes over the data, > 0"},
-    {F_STEPS, G_SCHEDULE, "steps", "N", "steps", "clocks to run instead of --epochs; 0 = from epochs"},
-    {F_SEED, G_SCHEDULE, "seed", "N", "seed", "seed for init, shuffle and dropout"},
-    {F_SHUFFLE, G_SCHEDULE, "shuffle", "on|off", "shuffle", "reshuffle every epoch"},
-    {F_SERVERS, G_CLUSTER, "servers", "S", "servers", "server ranks, >= 1; auto = one per node"},
-    {F_SHARD, G_CLUSTER, "shard", "range|hash", "shard", "how rows map to servers"},
-    {F_CONSISTENCY, G_CLUSTER, "consistency", "bsp|ssp:K|asp", "consistency",
-     "synchronisation; K >= 0 is the staleness bound"},
-    {F_NONFINITE, G_CLUSTER, "nonfinite", "abort|skip", "nonfinite",
-     "what a NaN/inf gradient does"},
-    {F_INJECT_DELAY_MS, G_CLUSTER, "inject-delay-ms", "X", "inject_delay_ms",
-     "testing: random sleep up to X ms per step"},
-    {F_EVAL_EVERY, G_OUTPUT, "eval-every", "N", "eval_every", "evaluate every N steps; 0 = per epoch"},
-    {F_METRICS, G_OUTPUT, "metrics", "FILE", "metrics", "JSON lines, one per evaluation"},
-    {F_SAVE_MODEL, G_OUTPUT, "save-model", "DIR", "save_model", "write the model as .npy files"},
-    {F_CHECKPOINT_DIR, G_OUTPUT, "checkpoint-dir", "D", "checkpoint_dir", "checkpoint directory"},
-    {F_CHECKPOINT_EVERY, G_OUTPUT, "checkpoint-every", "K", "checkpoint_every",
-     "checkpoint every K clocks (needs --checkpoint-dir); 0 = off"},
-    {F_RESUME, G_OUTPUT, "resume", NULL, "resume",
-     "continue from the last checkpoint (needs --checkpoint-dir)"},
-    {F_QUIET, G_OUTPUT, "quiet", NULL, "quiet", "warnings and errors only"},
-    {F_LOG_FORMAT, G_OUTPUT, "log-format", "text|json", "log_format", "log line format"},
-    {F_PROGRESS_EVERY, G_OUTPUT, "progress-every", "SECONDS", "progress_every",
-     "progress line interval, >= 0; 0 = none"},
-    {F_CLOCK_LOG, G_OUTPUT, "clock-log", "FILE", "clock_log",
-     "testing: workers append 'worker clock' lines"},
-    {F_OUT, G_OUTPUT, "out", "FILE", "out", "predict: class per line; synth: libsvm file"},
+/* An owner's parser and namer as the int a choice row stores, so the words
+ * live only with the owner (server/optim.c, worker/model.c, ...). */
+#define OWNER_CHOICE(id, type, parse_fn, name_fn, count)                                           \
+    static int id##_parse(const char *text, int *out)                                              \
+    {                                                                                              \
+        type v;                                                                                    \
+        int rc = parse_fn(text, &v);                                                               \
+        if (rc == 0) {                                                                             \
+            *out = (int)v;                                                                         \
+        }                                                                                          \
+        return rc;                                                                                 \
+    }                                                                                              \
+    static const char *id##_name(int v)                                                            \
+    {                                                                                              \
+        return name_fn((type)v);                                                                   \
+    }                                                                                              \
+    static const choice id##_choice = {NULL, (count), id##_parse, id##_name}
+
+OWNER_CHOICE(opt, ps_opt_kind, ps_opt_parse, ps_opt_name, PS_OPT_COUNT_);
+OWNER_CHOICE(model, ps_model_kind, ps_model_parse_kind, ps_model_kind_name, PS_MODEL_NKINDS);
+OWNER_CHOICE(shard, ps_shard_mode, ps_shard_parse_mode, ps_shard_mode_name, PS_SHARD_HASH + 1);
+OWNER_CHOICE(init, ps_init_kind, ps_init_parse, ps_init_name, PS_INIT_GLOROT + 1);
+
+static const char *const cmd_names[] = {[PS_CMD_TRAIN] = "train",
+                                        [PS_CMD_PREDICT] = "predict",
+                                        [PS_CMD_SYNTH] = "synth",
+                                        [PS_CMD_HELP] = "help"};
+static const char *const dataset_names[] = {"fashion-mnist"};
+static const char *const format_names[] = {
+    [PS_FMT_AUTO] = "auto", [PS_FMT_IDX] = "idx", [PS_FMT_LIBSVM] = "libsvm"};
+static const char *const stream_names[] = {
+    [PS_STREAM_OFF] = "off", [PS_STREAM_ON] = "on", [PS_STREAM_AUTO] = "auto"};
+static const char *const schedule_names[] = {[PS_LR_CONST] = "const", [PS_LR_INVSQRT] = "invsqrt"};
+static const char *const sparse_names[] = {"dense", "lazy"};
+static const char *const onoff_names[] = {"off", "on"};
+static const char *const nonfinite_names[] = {"abort", "skip"};
+static const char *const log_names[] = {"text", "json"};
+static const choice cmd_choice = LIST(cmd_names), dataset_choice = LIST(dataset_names),
+                    format_choice = LIST(format_names), stream_choice = LIST(stream_names),
+                    schedule_choice = LIST(schedule_names), sparse_choice = LIST(sparse_names),
+                    onoff_choice = LIST(onoff_names), nonfinite_choice = LIST(nonfinite_names),
+                    log_choice = LIST(log_names);
+
+static int parse_hidden(ps_cfg *cfg, const char *text, char *err, size_t errlen);
+static void format_hidden(const ps_cfg *cfg, char *buf, size_t n);
+static int parse_synthetic(ps_cfg *cfg, const char *text, char *err, size_t errlen);
+static void format_synthetic(const ps_cfg *cfg, char *buf, size_t n);
+static int parse_consistency(ps_cfg *cfg, const char *text, char *err, size_t errlen);
+static void format_consistency(const ps_cfg *cfg, char *buf, size_t n);
+static const custom_ops hidden_ops = {parse_hidden, format_hidden};
+static const custom_ops synthetic_ops = {parse_synthetic, format_synthetic};
+static const custom_ops consistency_ops = {parse_consistency, format_consistency};
+
+static const row flags[] = {
+    {.key = "cmd", AT(cmd), CHOICE(cmd_choice), .def = "train"},
+
+    {FLAG("model", "model", G_MODEL, model), CHOICE(model_choice), .def = "mlp",
+     .cmds = CMD(PS_CMD_TRAIN) | CMD(PS_CMD_SYNTH),
+     .help = "model kind; for predict: the DIR written by --save-model"},
+    {FLAG("hidden", "hidden", G_MODEL, hidden), CUSTOM(hidden_ops), .metavar = "N,N,..",
+     .def = "1000,1000", .help = "mlp hidden layer widths, at most 8"},
+    {FLAG("dropout-input", "dropout_input", G_MODEL, dropout_input), FLOAT(R_UNIT), .metavar = "P",
+     PER_MODEL("0", "0.2"), .help = "input dropout, in [0, 1)"},
+    {FLAG("dropout", "dropout", G_MODEL, dropout), FLOAT(R_UNIT), .metavar = "P",
+     PER_MODEL("0", "0.5"), .help = "hidden dropout, in [0, 1)"},
+    {FLAG("l2", "l2", G_MODEL, l2), FLOAT(R_NONNEG), .metavar = "LAMBDA", .def = "0",
+     .help = "L2 penalty in the loss, >= 0"},
+    {FLAG("init", "init", G_MODEL, init), CHOICE(init_choice), .word = "auto", .def = "auto",
+     .help = "weight initialisation; auto = the model's own"},
+
+    {FLAG("dataset", "dataset", G_DATA, dataset), TEXT, .choices = &dataset_choice, .def = "",
+     .help = "named IDX data set under --data-dir"},
+    {FLAG("data-dir", "data_dir", G_DATA, data_dir), TEXT, .metavar = "DIR",
+     .def = "/usr/share/datasets/fashion-mnist", .help = "where --dataset files live"},
+    {FLAG("train", "train", G_DATA, train), TEXT, .metavar = "FILE", .def = "",
+     .help = "training file (needs --test)"},
+    {FLAG("test", "test", G_DATA, test), TEXT, .metavar = "FILE", .def = "",
+     .help = "evaluation file (train), input file (predict)"},
+    {FLAG("format", "format", G_DATA, format), CHOICE(format_choice), .def = "auto",
+     .help = "file format; auto = from the name"},
+    {FLAG("zero-based", "zero_based", G_DATA, zero_based), BOOL, .def = "0",
+     .help = "libsvm feature ids start at 0"},
+    {FLAG("synthetic", "synthetic", G_DATA, synthetic), CUSTOM(synthetic_ops),
+     .metavar = "rows=N,features=N,nnz=N,classes=N[,zipf=X,noise=X,test=N]", .def = "off",
+     .help = "planted sparse model instead of files"},
+    {FLAG("hash-bits", "hash_bits", G_DATA, hash_bits), UINT(1, 40), .word = "off", .metavar = "B",
+     .def = "off", .help = "hash features to 2^B rows, 1..40"},
+    {FLAG("features", "features", G_DATA, features), UINT(0, UINT64_MAX), .metavar = "N",
+     .def = "0", .help = "libsvm feature count; 0 = scan the file"},
+    {FLAG("train-limit", "train_limit", G_DATA, train_limit), UINT(0, UINT64_MAX), .metavar = "N",
+     .def = "0", .help = "first N training samples; 0 = all"},
+    {FLAG("test-limit", "test_limit", G_DATA, test_limit), UINT(0, UINT64_MAX), .metavar = "N",
+     .def = "0", .help = "first N test samples; 0 = all"},
+    {FLAG("stream", "stream", G_DATA, stream), CHOICE(stream_choice), .def = "auto",
+     .help = "read libsvm training data in chunks (auto: parts over 1 GiB)"},
+
+    {FLAG("optimizer", "optimizer", G_OPTIM, opt.kind), CHOICE(opt_choice), .def = "adam",
+     .help = "update rule"},
+    {FLAG("lr", "lr", G_OPTIM, opt.lr), FLOAT(R_POS), .metavar = "ALPHA", PER_RULE(PS_OPT_READS_LR),
+     .help = "step size, > 0"},
+    {FLAG("beta1", "beta1", G_OPTIM, opt.beta1), FLOAT(R_UNIT), .metavar = "B",
+     PER_RULE(PS_OPT_READS_BETA1), .help = "first moment decay, in [0, 1)"},
+    {FLAG("beta2", "beta2", G_OPTIM, opt.beta2), FLOAT(R_UNIT), .metavar = "B",
+     PER_RULE(PS_OPT_READS_BETA2), .help = "second moment decay, in [0, 1)"},
+    {FLAG("eps", "eps", G_OPTIM, opt.eps), FLOAT(R_NONNEG), .metavar = "E",
+     PER_RULE(PS_OPT_READS_EPS), .help = "denominator guard, > 0"},
+    {FLAG("no-bias-correction", "bias_correction", G_OPTIM, opt.bias_correction), BOOL, .def = "1",
+     .help = "use raw m and v (paper section 6.4)"},
+    {FLAG("lr-schedule", "lr_schedule", G_OPTIM, opt.schedule), CHOICE(schedule_choice),
+     .def = "const", .help = "invsqrt: alpha / sqrt(t)"},
+    {FLAG("momentum", "momentum", G_OPTIM, opt.momentum), FLOAT(R_UNIT), .metavar = "MU",
+     PER_RULE(PS_OPT_READS_MOMENTUM), .help = "nesterov momentum, in [0, 1)"},
+    {FLAG("weight-decay", "weight_decay", G_OPTIM, opt.weight_decay), FLOAT(R_NONNEG),
+     .metavar = "WD", PER_RULE(PS_OPT_READS_WEIGHT_DECAY), .help = "adamw decoupled decay, >= 0"},
+    {FLAG("temporal-averaging", "temporal_averaging", G_OPTIM, temporal_averaging), FLOAT(R_UNIT),
+     .metavar = "BETA", .def = "0", .help = "average parameters (section 7.2), in [0, 1); 0 = off"},
+    {FLAG("sparse-update", "sparse_update", G_OPTIM, sparse_lazy), CHOICE(sparse_choice),
+     .def = "lazy", .help = "lazy: only pushed rows step; dense: exact Adam"},
+
+    {FLAG("batch", "batch", G_SCHEDULE, batch), UINT(1, UINT32_MAX), .metavar = "N", .def = "128",
+     .help = "minibatch per worker, >= 1"},
+    {FLAG("epochs", "epochs", G_SCHEDULE, epochs), DOUBLE(R_POS), .metavar = "E", .def = "3",
+     .help = "passes over the data, > 0"},
+    {FLAG("steps", "steps", G_SCHEDULE, steps), UINT(1, UINT64_MAX), .word = "auto", .metavar = "N",
+     .def = "auto", .help = "clocks to run instead of --epochs; auto = from epochs"},
+    {FLAG("seed", "seed", G_SCHEDULE, seed), UINT(0, UINT64_MAX), .metavar = "N", .def = "1",
+     .help = "seed for init, shuffle and dropout"},
+    {FLAG("shuffle", "shuffle", G_SCHEDULE, shuffle), CHOICE(onoff_choice), .def = "on",
+     .help = "reshuffle every epoch"},
+
+    {FLAG("servers", "servers", G_CLUSTER, servers), UINT(1, INT_MAX), .word = "auto",
+     .metavar = "S", .def = "auto", .help = "server ranks, >= 1; auto = one per node"},
+    {FLAG("shard", "shard", G_CLUSTER, shard), CHOICE(shard_choice), .def = "range",
+     .help = "how rows map to servers"},
+    {FLAG("consistency", "consistency", G_CLUSTER, sync), CUSTOM(consistency_ops),
+     .metavar = "bsp|ssp:K|asp", .def = "bsp",
+     .help = "synchronisation; K >= 0 is the staleness bound"},
+    {FLAG("nonfinite", "nonfinite", G_CLUSTER, nonfinite_skip), CHOICE(nonfinite_choice),
+     .def = "abort", .help = "what a NaN/inf gradient does"},
+    {FLAG("inject-delay-ms", "inject_delay_ms", G_CLUSTER, delay_ms), DOUBLE(R_NONNEG),
+     .metavar = "X", .def = "0", .help = "testing: random sleep up to X ms per step"},
+
+    {FLAG("eval-every", "eval_every", G_OUTPUT, eval_every), UINT(0, UINT64_MAX), .metavar = "N",
+     .def = "0", .help = "evaluate every N steps; 0 = per epoch"},
+    {FLAG("metrics", "metrics", G_OUTPUT, metrics), TEXT, .metavar = "FILE", .def = "",
+     .help = "JSON lines, one per evaluation"},
+    {FLAG("save-model", "save_model", G_OUTPUT, save_model), TEXT, .metavar = "DIR", .def = "",
+     .help = "write the model as .npy files"},
+    {FLAG("checkpoint-dir", "checkpoint_dir", G_OUTPUT, ckpt_dir), TEXT, .metavar = "D", .def = "",
+     .help = "checkpoint directory"},
+    {FLAG("checkpoint-every", "checkpoint_every", G_OUTPUT, ckpt_every), UINT(0, UINT64_MAX),
+     .metavar = "K", .def = "0",
+     .help = "checkpoint every K clocks (needs --checkpoint-dir); 0 = off"},
+    {FLAG("resume", "resume", G_OUTPUT, resume), BOOL, .def = "0",
+     .help = "continue from the last checkpoint (needs --checkpoint-dir)"},
+    {FLAG("quiet", "quiet", G_OUTPUT, quiet), BOOL, .def = "0", .help = "warnings and errors only"},
+    {FLAG("log-format", "log_format", G_OUTPUT, log_json), CHOICE(log_choice), .def = "text",
+     .help = "log line format"},
+    {FLAG("progress-every", "progress_every", G_OUTPUT, progress_secs), DOUBLE(R_NONNEG),
+     .metavar = "SECONDS", .def = "5", .help = "progress line interval, >= 0; 0 = none"},
+    {FLAG("clock-log", "clock_log", G_OUTPUT, clock_log), TEXT, .metavar = "FILE", .def = "",
+     .help = "testing: workers append 'worker clock' lines"},
+    {FLAG("out", "out", G_OUTPUT, out), TEXT, .metavar = "FILE", .def = "",
+     .help = "predict: class per line; synth: libsvm file"},
+    /* predict's --model: listed under the train row's help. */
+    {FLAG("model", "model_dir", G_OUTPUT, model_dir), TEXT, .metavar = "DIR", .def = "",
+     .cmds = CMD(PS_CMD_PREDICT)},
 };
 
-static const char *const optimizer_names[] = {"adam",    "adamax",  "sgd",   "nesterov",
-                                              "adagrad", "rmsprop", "adamw", "amsgrad"};
-static const char *const init_names[] = {"zeros", "normal", "glorot"};
-static const char *const dataset_names[] = {"fashion-mnist"};
-static const char *const stream_names[] = {"off", "on", "auto"};
+#define NFLAGS (sizeof flags / sizeof flags[0])
 
-void ps_cfg_defaults(ps_cfg *cfg)
-{
-    /* Zeroed first so unused path bytes and padding are deterministic:
-     * tests compare whole configs. */
-    memset(cfg, 0, sizeof *cfg);
-    cfg->cmd = PS_CMD_TRAIN;
+/* --synthetic's keys, rows of their own (the name is the label in messages). */
+static const row synth_keys[] = {
+    {FLAG("synthetic rows", "rows", G_DATA, synth.n), UINT(1, UINT64_MAX), .def = "100000"},
+    {FLAG("synthetic features", "features", G_DATA, synth.nfeatures), UINT(1, UINT64_MAX),
+     .def = "1048576"},
+    {FLAG("synthetic nnz", "nnz", G_DATA, synth.nnz), UINT(1, UINT32_MAX), .def = "20"},
+    {FLAG("synthetic classes", "classes", G_DATA, synth.nclasses), UINT(2, UINT32_MAX), .def = "2"},
+    {FLAG("synthetic zipf", "zipf", G_DATA, synth.zipf_s), DOUBLE(R_NONNEG), .def = "1.1"},
+    {FLAG("synthetic noise", "noise", G_DATA, synth.noise), DOUBLE(R_NONNEG), .def = "0.1"},
+    /* Last: its default, rows / 10, follows the rows given. */
+    {FLAG("synthetic test", "test", G_DATA, synth_test), UINT(0, UINT64_MAX)},
+};
 
-    cfg->model = 1;
-    cfg->nhidden = 2;
-    cfg->hidden[0] = 1000;
-    cfg->hidden[1] = 1000;
-    cfg->dropout_input = 0.2f;
-    cfg->dropout = 0.5f;
-    cfg->l2 = 0.0f;
-    cfg->init = -1;
-
-    strcpy(cfg->data_dir, "/usr/share/datasets/fashion-mnist");
-    cfg->format = PS_FMT_AUTO;
-    cfg->synth.rows = 100000;
-    cfg->synth.features = (uint64_t)1 << 20;
-    cfg->synth.nnz = 20;
-    cfg->synth.classes = 2;
-    cfg->synth.zipf = 1.1;
-    cfg->synth.noise = 0.1;
-    cfg->synth.test_rows = cfg->synth.rows / 10;
-
-    strcpy(cfg->optimizer, "adam");
-    cfg->lr = 0.001f;
-    cfg->beta1 = 0.9f;
-    cfg->beta2 = 0.999f;
-    cfg->eps = 1e-8f;
-    cfg->bias_correction = 1;
-    strcpy(cfg->lr_schedule, "const");
-    cfg->momentum = 0.9f;
-    cfg->weight_decay = 0.01f;
-    cfg->temporal_averaging = 0.0f;
-    cfg->sparse_lazy = 1;
-
-    cfg->batch = 128;
-    cfg->epochs = 3.0;
-    cfg->steps = 0;
-    cfg->seed = 1;
-    cfg->shuffle = 1;
-    cfg->stream = PS_STREAM_AUTO;
-
-    cfg->servers = 0;
-    cfg->shard_hash = 0;
-    cfg->consistency = PS_CONS_BSP;
-    cfg->staleness = 0;
-    cfg->nonfinite = PS_NONFINITE_ABORT;
-    cfg->delay_ms = 0.0;
-
-    cfg->eval_every = 0;
-    cfg->progress_secs = 5.0;
-}
+#define NSYNTH (sizeof synth_keys / sizeof synth_keys[0])
 
 static int set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -232,50 +291,23 @@ static int set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* Strict unsigned integer: decimal digits only (no sign, no blanks, no
  * 0x), the whole text consumed, within [lo, hi]. */
-static int parse_uint(const char *flag, const char *text, uint64_t lo, uint64_t hi, uint64_t *out,
+static int parse_uint(const char *label, const char *text, uint64_t lo, uint64_t hi, uint64_t *out,
                       char *err, size_t errlen)
 {
     int rc = 0;
     const char *kind = lo >= 1 ? "a positive integer" : "a non-negative integer";
-    if (text[0] < '0' || text[0] > '9') {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", flag, text, kind);
-        goto done;
-    }
     char *end = NULL;
     errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (*end != '\0') {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", flag, text, kind);
-    } else if (lo >= 1 && v == 0) {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", flag, text, kind);
+    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
+    if (!end || *end != '\0' || (lo >= 1 && v == 0)) {
+        rc = set_err(err, errlen, "%s: '%s' is not %s", label, text, kind);
     } else if (errno == ERANGE || v < lo || v > hi) {
-        rc = set_err(err, errlen, "%s: '%s' is out of range [%llu, %llu]", flag, text,
+        rc = set_err(err, errlen, "%s: '%s' is out of range [%llu, %llu]", label, text,
                      (unsigned long long)lo, (unsigned long long)hi);
     } else {
         *out = v;
     }
-done:
     return rc;
-}
-
-/* Range of a real-valued flag: lo and hi may be -INFINITY/INFINITY. */
-typedef struct {
-    double lo, hi;
-    int lo_open, hi_open;
-} real_range;
-
-static const real_range R_NONNEG = {0.0, INFINITY, 0, 1};
-static const real_range R_POS = {0.0, INFINITY, 1, 1};
-static const real_range R_UNIT = {0.0, 1.0, 0, 1}; /* [0, 1) */
-
-static void describe_range(const real_range *r, char *buf, size_t n)
-{
-    if (isinf(r->hi)) {
-        snprintf(buf, n, "%s %g", r->lo_open ? ">" : ">=", r->lo);
-    } else {
-        snprintf(buf, n, "in %c%g, %g%c", r->lo_open ? '(' : '[', r->lo, r->hi,
-                 r->hi_open ? ')' : ']');
-    }
 }
 
 static int in_range(const real_range *r, double v)
@@ -289,51 +321,62 @@ static int in_range(const real_range *r, double v)
  * the value is checked after rounding to float, so what is stored (a float
  * field) is what was checked: --beta2 0.999999999 rounds to 1 and is
  * rejected rather than silently breaking Adam. */
-static int parse_real(const char *flag, const char *text, const real_range *r, int as_float,
+static int parse_real(const char *label, const char *text, const real_range *r, int as_float,
                       double *out, char *err, size_t errlen)
 {
     int rc = 0;
     char *end = NULL;
-    char what[64];
-    describe_range(r, what, sizeof what);
     /* strtod skips leading blanks; a flag value with them is a typo. */
-    if (text[0] == '\0' || text[0] == ' ' || text[0] == '\t') {
-        rc = set_err(err, errlen, "%s: '%s' is not a number", flag, text);
-        goto done;
-    }
-    errno = 0;
-    double v = strtod(text, &end);
-    if (*end != '\0') {
-        rc = set_err(err, errlen, "%s: '%s' is not a number", flag, text);
-        goto done;
-    }
-    if (!isfinite(v)) {
-        rc = set_err(err, errlen, "%s: '%s' is not a finite number", flag, text);
-        goto done;
-    }
-    if (as_float) {
-        if (fabs(v) > FLT_MAX) {
-            rc = set_err(err, errlen, "%s: '%s' does not fit in a float", flag, text);
-            goto done;
+    double v = text[0] == '\0' || text[0] == ' ' || text[0] == '\t' ? 0 : strtod(text, &end);
+    if (!end || *end != '\0') {
+        rc = set_err(err, errlen, "%s: '%s' is not a number", label, text);
+    } else if (!isfinite(v)) {
+        rc = set_err(err, errlen, "%s: '%s' is not a finite number", label, text);
+    } else if (as_float && fabs(v) > FLT_MAX) {
+        rc = set_err(err, errlen, "%s: '%s' does not fit in a float", label, text);
+    } else {
+        v = as_float ? (double)(float)v : v;
+        if (!in_range(r, v)) {
+            char what[64];
+            if (isinf(r->hi)) {
+                snprintf(what, sizeof what, "%s %g", r->lo_open ? ">" : ">=", r->lo);
+            } else {
+                snprintf(what, sizeof what, "in %c%g, %g%c", r->lo_open ? '(' : '[', r->lo, r->hi,
+                         r->hi_open ? ')' : ']');
+            }
+            rc = set_err(err, errlen, "%s: '%s' is not %s", label, text, what);
+        } else {
+            *out = v;
         }
-        v = (double)(float)v;
     }
-    if (!in_range(r, v)) {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", flag, text, what);
-        goto done;
-    }
-    *out = v;
-done:
     return rc;
 }
 
-static int parse_float(const char *flag, const char *text, const real_range *r, float *out,
-                       char *err, size_t errlen)
+/* Shortest %g text that reads back to the same value, so the run header
+ * says lr=0.001 and not lr=0.00100000005, yet loses nothing. */
+static void fmt_real(char *buf, size_t n, double v, int as_float)
 {
-    double v = 0.0;
-    int rc = parse_real(flag, text, r, 1, &v, err, errlen);
-    if (rc == 0) {
-        *out = (float)v;
+    for (int p = 6; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, v);
+        if (as_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) {
+            break;
+        }
+    }
+}
+
+static int copy_text(const char *label, const char *text, char *dst, size_t cap, char *err,
+                     size_t errlen)
+{
+    int rc = 0;
+    size_t n = strlen(text);
+    if (n == 0) {
+        rc = set_err(err, errlen, "%s: empty value", label);
+    } else if (n >= cap) {
+        rc = set_err(err, errlen, "%s: '%.40s...' is longer than %zu bytes", label, text, cap - 1);
+    } else {
+        /* The tail is zeroed too, so configs compare with memcmp. */
+        memset(dst, 0, cap);
+        memcpy(dst, text, n);
     }
     return rc;
 }
@@ -350,69 +393,169 @@ static int find_name(const char *text, const char *const *names, size_t n)
     return found;
 }
 
-/* Picks one of names; on failure the message lists the choices. */
-static int parse_choice(const char *flag, const char *text, const char *const *names, size_t n,
-                        int *out, char *err, size_t errlen)
+static const char *choice_name(const choice *c, int v)
 {
-    int rc = 0;
-    int i = find_name(text, names, n);
-    if (i < 0) {
-        char list[256] = "";
-        size_t used = 0;
-        for (size_t k = 0; k < n && used < sizeof list; k++) {
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "",
-                                     names[k]);
-        }
-        rc = set_err(err, errlen, "%s: unknown value '%s' (expected one of: %s)", flag, text, list);
+    if (v < 0 || v >= c->count) {
+        return "?";
+    }
+    return c->names ? c->names[v] : c->name(v);
+}
+
+static int choice_parse(const choice *c, const char *text, int *out)
+{
+    if (!c->names) {
+        return c->parse(text, out);
+    }
+    int i = find_name(text, c->names, (size_t)c->count);
+    *out = i >= 0 ? i : *out;
+    return i >= 0 ? 0 : PS_EINVAL;
+}
+
+/* f's words joined by sep (its `word` first), for --help and messages. */
+static void choice_list(const row *f, const char *sep, char *buf, size_t n)
+{
+    size_t used = (size_t)snprintf(buf, n, "%s", f->word && f->type == T_CHOICE ? f->word : "");
+    for (int v = 0; v < f->choices->count && used < n; v++) {
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? sep : "",
+                                 choice_name(f->choices, v));
+    }
+}
+
+static void store_uint(void *p, size_t size, uint64_t v)
+{
+    if (size == sizeof(uint32_t)) {
+        *(uint32_t *)p = (uint32_t)v;
     } else {
-        *out = i;
+        PS_ASSERT(size == sizeof(uint64_t));
+        *(uint64_t *)p = v;
+    }
+}
+
+static uint64_t load_uint(const void *p, size_t size)
+{
+    return size == sizeof(uint32_t) ? *(const uint32_t *)p : *(const uint64_t *)p;
+}
+
+/* Stores text, a value as the flag takes it, into f's field. */
+static int parse_value(ps_cfg *cfg, const row *f, const char *text, char *err, size_t errlen)
+{
+    char lab[48];
+    snprintf(lab, sizeof lab, "%s%s", f->name ? "--" : "", f->name ? f->name : f->key);
+    void *p = (char *)cfg + f->off;
+    int rc = 0;
+    int v = 0;
+    uint64_t u = 0;
+    double d = 0.0;
+    switch (f->type) {
+    case T_BOOL:
+        if (strcmp(text, "0") != 0 && strcmp(text, "1") != 0) {
+            rc = set_err(err, errlen, "%s: '%s' is not 0 or 1", lab, text);
+        } else {
+            *(int *)p = text[0] == '1';
+        }
+        break;
+    case T_UINT:
+        if (!f->word || strcmp(text, f->word) != 0) {
+            rc = parse_uint(lab, text, f->lo, f->hi, &u, err, errlen);
+        }
+        if (rc == 0) {
+            store_uint(p, f->size, u);
+        }
+        break;
+    case T_FLOAT:
+    case T_DOUBLE:
+        rc = parse_real(lab, text, f->range, f->type == T_FLOAT, &d, err, errlen);
+        if (rc == 0 && f->type == T_FLOAT) {
+            *(float *)p = (float)d;
+        } else if (rc == 0) {
+            *(double *)p = d;
+        }
+        break;
+    case T_TEXT:
+    case T_CHOICE:
+        if (f->type == T_CHOICE && f->word && strcmp(text, f->word) == 0) {
+            v = -1;
+        } else if (f->choices && choice_parse(f->choices, text, &v) != 0) {
+            char list[256];
+            choice_list(f, ", ", list, sizeof list);
+            rc = set_err(err, errlen, "%s: unknown value '%s' (expected one of: %s)", lab, text,
+                         list);
+        }
+        if (rc == 0 && f->type == T_TEXT) {
+            rc = copy_text(lab, text, p, f->size, err, errlen);
+        } else if (rc == 0) {
+            PS_ASSERT(f->size == sizeof(int)); /* an enum or an int */
+            *(int *)p = v;
+        }
+        break;
+    case T_CUSTOM:
+        rc = f->ops->parse(cfg, text, err, errlen);
+        break;
     }
     return rc;
 }
 
-static int copy_text(const char *flag, const char *text, char *dst, size_t cap, char *err,
-                     size_t errlen)
+/* f's value in cfg as the flag would spell it ("" for an unset path). */
+static void format_value(const ps_cfg *cfg, const row *f, char *buf, size_t n)
 {
-    int rc = 0;
-    size_t n = strlen(text);
-    if (n == 0) {
-        rc = set_err(err, errlen, "%s: empty value", flag);
-    } else if (n >= cap) {
-        rc = set_err(err, errlen, "%s: '%.40s...' is longer than %zu bytes", flag, text, cap - 1);
-    } else {
-        memcpy(dst, text, n + 1);
+    const void *p = (const char *)cfg + f->off;
+    uint64_t u = 0;
+    int v = 0;
+    switch (f->type) {
+    case T_BOOL:
+        snprintf(buf, n, "%d", *(const int *)p);
+        break;
+    case T_UINT:
+        u = load_uint(p, f->size);
+        if (u == 0 && f->word) {
+            snprintf(buf, n, "%s", f->word);
+        } else {
+            snprintf(buf, n, "%llu", (unsigned long long)u);
+        }
+        break;
+    case T_FLOAT:
+        fmt_real(buf, n, *(const float *)p, 1);
+        break;
+    case T_DOUBLE:
+        fmt_real(buf, n, *(const double *)p, 0);
+        break;
+    case T_TEXT:
+        snprintf(buf, n, "%s", (const char *)p);
+        break;
+    case T_CHOICE:
+        v = *(const int *)p;
+        snprintf(buf, n, "%s", v == -1 && f->word ? f->word : choice_name(f->choices, v));
+        break;
+    case T_CUSTOM:
+        f->ops->format(cfg, buf, n);
+        break;
     }
-    return rc;
 }
 
 /* "1000,1000": 1..8 positive widths; "" means no hidden layer (logreg). */
-static int parse_hidden(const char *text, ps_cfg *cfg, char *err, size_t errlen)
+static int parse_hidden(ps_cfg *cfg, const char *text, char *err, size_t errlen)
 {
     int rc = 0;
     uint32_t n = 0;
-    uint32_t widths[PS_CFG_MAX_HIDDEN];
+    uint32_t widths[PS_MODEL_MAX_HIDDEN];
     const char *p = text;
     while (*p != '\0' && rc == 0) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char item[24];
         uint64_t w = 0;
-        if (n == PS_CFG_MAX_HIDDEN) {
+        if (n == PS_MODEL_MAX_HIDDEN) {
             rc = set_err(err, errlen, "--hidden: '%s' has more than %d layers", text,
-                         PS_CFG_MAX_HIDDEN);
-            break;
-        }
-        if (len == 0 || len >= sizeof item) {
+                         PS_MODEL_MAX_HIDDEN);
+        } else if (len == 0 || len >= sizeof item) {
             rc = set_err(err, errlen, "--hidden: '%s' is not a list of positive integers", text);
-            break;
-        }
-        memcpy(item, p, len);
-        item[len] = '\0';
-        rc = parse_uint("--hidden", item, 1, INT32_MAX, &w, err, errlen);
-        if (rc == 0) {
+        } else {
+            memcpy(item, p, len);
+            item[len] = '\0';
+            rc = parse_uint("--hidden", item, 1, INT32_MAX, &w, err, errlen);
             widths[n++] = (uint32_t)w;
             /* A trailing comma leaves an empty last item: reject it too. */
-            if (comma && comma[1] == '\0') {
+            if (rc == 0 && comma && comma[1] == '\0') {
                 rc = set_err(err, errlen, "--hidden: '%s' ends with a comma", text);
             }
             p = comma ? comma + 1 : p + len;
@@ -426,120 +569,103 @@ static int parse_hidden(const char *text, ps_cfg *cfg, char *err, size_t errlen)
     return rc;
 }
 
-/* "rows=N,features=N,nnz=N,classes=N,zipf=X,noise=X,test=N": keys may be
- * omitted (their defaults stay); test defaults to rows/10. */
-static int parse_synthetic(const char *text, ps_cfg *cfg, char *err, size_t errlen)
+static void format_hidden(const ps_cfg *cfg, char *buf, size_t n)
 {
-    static const char *const keys[] = {"rows", "features", "nnz", "classes",
-                                       "zipf", "noise",    "test"};
-    enum { K_ROWS, K_FEATURES, K_NNZ, K_CLASSES, K_ZIPF, K_NOISE, K_TEST, K_COUNT };
+    size_t used = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < cfg->nhidden && i < PS_MODEL_MAX_HIDDEN && used < n; i++) {
+        used += (size_t)snprintf(buf + used, n - used, "%s%u", i ? "," : "", cfg->hidden[i]);
+    }
+}
+
+/* "rows=N,features=N,nnz=N,classes=N,zipf=X,noise=X,test=N": keys may be
+ * omitted (they take their defaults; test defaults to rows/10); "off" is no
+ * synthetic data, with the defaults kept for the synth command. */
+static int parse_synthetic(ps_cfg *cfg, const char *text, char *err, size_t errlen)
+{
     int rc = 0;
-    int seen[K_COUNT] = {0};
-    ps_synth_opts s = cfg->synth;
-    const char *p = text;
+    unsigned char seen[NSYNTH] = {0};
+    for (size_t k = 0; k + 1 < NSYNTH && rc == 0; k++) {
+        rc = parse_value(cfg, &synth_keys[k], synth_keys[k].def, err, errlen);
+    }
+    int off = strcmp(text, "off") == 0;
+    const char *p = off ? "" : text;
     while (*p != '\0' && rc == 0) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         char item[64];
+        char *eq = NULL;
         if (len == 0 || len >= sizeof item) {
             rc = set_err(err, errlen, "--synthetic: '%s' is not a list of key=value", text);
             break;
         }
         memcpy(item, p, len);
         item[len] = '\0';
-        char *eq = strchr(item, '=');
-        if (!eq) {
+        if (!(eq = strchr(item, '='))) {
             rc = set_err(err, errlen, "--synthetic: '%s' is not key=value", item);
             break;
         }
         *eq = '\0';
-        const char *val = eq + 1;
-        int k = find_name(item, keys, K_COUNT);
-        if (k < 0) {
+        size_t k = 0;
+        while (k < NSYNTH && strcmp(item, synth_keys[k].key) != 0) {
+            k++;
+        }
+        if (k == NSYNTH) {
             rc = set_err(err, errlen,
                          "--synthetic: unknown key '%s' (known: rows, features, nnz, classes, "
                          "zipf, noise, test)",
                          item);
-            break;
-        }
-        if (seen[k]) {
+        } else if (seen[k]) {
             rc = set_err(err, errlen, "--synthetic: key '%s' given twice", item);
-            break;
-        }
-        seen[k] = 1;
-        char label[40];
-        snprintf(label, sizeof label, "--synthetic %s", keys[k]);
-        uint64_t u = 0;
-        double d = 0.0;
-        switch (k) {
-        case K_ROWS:
-            rc = parse_uint(label, val, 1, UINT64_MAX, &s.rows, err, errlen);
-            break;
-        case K_FEATURES:
-            rc = parse_uint(label, val, 1, UINT64_MAX, &s.features, err, errlen);
-            break;
-        case K_NNZ:
-            rc = parse_uint(label, val, 1, UINT32_MAX, &u, err, errlen);
-            s.nnz = (uint32_t)u;
-            break;
-        case K_CLASSES:
-            rc = parse_uint(label, val, 2, UINT32_MAX, &u, err, errlen);
-            s.classes = (uint32_t)u;
-            break;
-        case K_ZIPF:
-            rc = parse_real(label, val, &R_NONNEG, 0, &d, err, errlen);
-            s.zipf = d;
-            break;
-        case K_NOISE:
-            rc = parse_real(label, val, &R_NONNEG, 0, &d, err, errlen);
-            s.noise = d;
-            break;
-        default:
-            rc = parse_uint(label, val, 0, UINT64_MAX, &s.test_rows, err, errlen);
-            break;
-        }
-        if (rc == 0 && comma && comma[1] == '\0') {
+        } else if ((rc = parse_value(cfg, &synth_keys[k], eq + 1, err, errlen)) == 0 && comma &&
+                   comma[1] == '\0') {
             rc = set_err(err, errlen, "--synthetic: '%s' ends with a comma", text);
+        } else {
+            seen[k] = 1;
         }
         p = comma ? comma + 1 : p + len;
     }
-    if (rc == 0 && !seen[K_TEST]) {
-        s.test_rows = s.rows / 10;
+    if (!seen[NSYNTH - 1]) {
+        cfg->synth_test = cfg->synth.n / 10;
     }
-    if (rc == 0 && s.nnz > s.features) {
-        rc = set_err(err, errlen, "--synthetic: nnz=%u exceeds features=%llu", s.nnz,
-                     (unsigned long long)s.features);
+    if (rc == 0 && cfg->synth.nnz > cfg->synth.nfeatures) {
+        rc = set_err(err, errlen, "--synthetic: nnz=%u exceeds features=%llu", cfg->synth.nnz,
+                     (unsigned long long)cfg->synth.nfeatures);
     }
     /* Test rows are held out of rows, so some must be left to train on. */
-    if (rc == 0 && s.test_rows >= s.rows) {
+    if (rc == 0 && cfg->synth_test >= cfg->synth.n) {
         rc = set_err(err, errlen, "--synthetic: test=%llu leaves no training rows of rows=%llu",
-                     (unsigned long long)s.test_rows, (unsigned long long)s.rows);
+                     (unsigned long long)cfg->synth_test, (unsigned long long)cfg->synth.n);
     }
-    if (rc == 0) {
-        cfg->synth = s;
-        cfg->synthetic = 1;
-        cfg->format = PS_FMT_SYNTH;
-    }
+    cfg->synthetic = rc == 0 && !off;
     return rc;
 }
 
-static int parse_consistency(const char *text, ps_cfg *cfg, char *err, size_t errlen)
+static void format_synthetic(const ps_cfg *cfg, char *buf, size_t n)
+{
+    size_t used = (size_t)snprintf(buf, n, "%s", cfg->synthetic ? "" : "off");
+    for (size_t k = 0; k < NSYNTH && cfg->synthetic && used < n; k++) {
+        char val[32];
+        format_value(cfg, &synth_keys[k], val, sizeof val);
+        used +=
+            (size_t)snprintf(buf + used, n - used, "%s%s=%s", k ? "," : "", synth_keys[k].key, val);
+    }
+}
+
+static int parse_consistency(ps_cfg *cfg, const char *text, char *err, size_t errlen)
 {
     int rc = 0;
     uint64_t k = 0;
-    if (strcmp(text, "bsp") == 0) {
-        cfg->consistency = PS_CONS_BSP;
-        cfg->staleness = 0;
-    } else if (strcmp(text, "asp") == 0) {
-        cfg->consistency = PS_CONS_ASP;
+    if (strcmp(text, "bsp") == 0 || strcmp(text, "asp") == 0) {
+        cfg->sync = text[0] == 'b' ? PS_SYNC_BSP : PS_SYNC_ASP;
         cfg->staleness = 0;
     } else if (strncmp(text, "ssp:", 4) == 0) {
         rc = parse_uint("--consistency ssp:K", text + 4, 0, INT_MAX, &k, err, errlen);
         if (rc == 0) {
             /* ssp:0 behaves like bsp but stays SSP: the server's code path
              * and the run header say what the user asked for. */
-            cfg->consistency = PS_CONS_SSP;
-            cfg->staleness = (int)k;
+            cfg->sync = PS_SYNC_SSP;
+            cfg->staleness = (uint32_t)k;
         }
     } else if (strcmp(text, "ssp") == 0) {
         rc = set_err(err, errlen, "--consistency: 'ssp' needs a staleness bound, e.g. ssp:2");
@@ -550,288 +676,144 @@ static int parse_consistency(const char *text, ps_cfg *cfg, char *err, size_t er
     return rc;
 }
 
-/* Stores one flag's value. val is NULL for boolean flags. */
-static int apply_flag(ps_cfg *cfg, const flag_spec *f, const char *val, char *err, size_t errlen)
+static void format_consistency(const ps_cfg *cfg, char *buf, size_t n)
 {
-    static const char *const model_names[] = {"logreg", "mlp"};
-    static const char *const format_names[] = {"idx", "libsvm"};
-    static const char *const schedule_names[] = {"const", "invsqrt"};
-    static const char *const sparse_names[] = {"dense", "lazy"};
-    static const char *const onoff_names[] = {"off", "on"};
-    static const char *const nonfinite_names[] = {"abort", "skip"};
-    static const char *const log_names[] = {"text", "json"};
-    char flag[48];
-    snprintf(flag, sizeof flag, "--%s", f->name);
-    int rc = 0;
-    int i = 0;
-    uint64_t u = 0;
-    double d = 0.0;
-    ps_shard_mode mode = PS_SHARD_RANGE;
-
-    switch (f->id) {
-    case F_MODEL:
-        if (cfg->cmd == PS_CMD_PREDICT) {
-            rc = copy_text(flag, val, cfg->model_dir, sizeof cfg->model_dir, err, errlen);
-        } else {
-            rc = parse_choice(flag, val, model_names, 2, &cfg->model, err, errlen);
-        }
-        break;
-    case F_HIDDEN:
-        rc = parse_hidden(val, cfg, err, errlen);
-        break;
-    case F_DROPOUT_INPUT:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->dropout_input, err, errlen);
-        break;
-    case F_DROPOUT:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->dropout, err, errlen);
-        break;
-    case F_L2:
-        rc = parse_float(flag, val, &R_NONNEG, &cfg->l2, err, errlen);
-        break;
-    case F_INIT:
-        if (strcmp(val, "auto") == 0) {
-            cfg->init = -1;
-        } else {
-            rc = parse_choice(flag, val, init_names, 3, &cfg->init, err, errlen);
-        }
-        break;
-    case F_DATASET:
-        if (find_name(val, dataset_names, 1) < 0) {
-            rc = set_err(err, errlen, "--dataset: unknown data set '%s' (known: fashion-mnist)",
-                         val);
-        } else {
-            rc = copy_text(flag, val, cfg->dataset, sizeof cfg->dataset, err, errlen);
-        }
-        break;
-    case F_DATA_DIR:
-        rc = copy_text(flag, val, cfg->data_dir, sizeof cfg->data_dir, err, errlen);
-        break;
-    case F_TRAIN:
-        rc = copy_text(flag, val, cfg->train, sizeof cfg->train, err, errlen);
-        break;
-    case F_TEST:
-        rc = copy_text(flag, val, cfg->test, sizeof cfg->test, err, errlen);
-        break;
-    case F_FORMAT:
-        rc = parse_choice(flag, val, format_names, 2, &i, err, errlen);
-        cfg->format = i == 0 ? PS_FMT_IDX : PS_FMT_LIBSVM;
-        break;
-    case F_ZERO_BASED:
-        cfg->zero_based = 1;
-        break;
-    case F_SYNTHETIC:
-        rc = parse_synthetic(val, cfg, err, errlen);
-        break;
-    case F_HASH_BITS:
-        rc = parse_uint(flag, val, 1, 40, &u, err, errlen);
-        cfg->hash_bits = (uint32_t)u;
-        break;
-    case F_FEATURES:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->features, err, errlen);
-        break;
-    case F_TRAIN_LIMIT:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->train_limit, err, errlen);
-        break;
-    case F_TEST_LIMIT:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->test_limit, err, errlen);
-        break;
-    case F_STREAM:
-        rc = parse_choice(flag, val, stream_names, 3, &cfg->stream, err, errlen);
-        break;
-    case F_OPTIMIZER:
-        /* The list mirrors server/optim.h's ps_opt_parse, which common/
-         * cannot call; the server parses the name again. */
-        rc = parse_choice(flag, val, optimizer_names, 8, &i, err, errlen);
-        if (rc == 0) {
-            strcpy(cfg->optimizer, optimizer_names[i]);
-        }
-        break;
-    case F_LR:
-        rc = parse_float(flag, val, &R_POS, &cfg->lr, err, errlen);
-        break;
-    case F_BETA1:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->beta1, err, errlen);
-        break;
-    case F_BETA2:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->beta2, err, errlen);
-        break;
-    case F_EPS:
-        rc = parse_float(flag, val, &R_NONNEG, &cfg->eps, err, errlen);
-        break;
-    case F_NO_BIAS_CORRECTION:
-        cfg->bias_correction = 0;
-        break;
-    case F_LR_SCHEDULE:
-        rc = parse_choice(flag, val, schedule_names, 2, &i, err, errlen);
-        if (rc == 0) {
-            strcpy(cfg->lr_schedule, schedule_names[i]);
-        }
-        break;
-    case F_MOMENTUM:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->momentum, err, errlen);
-        break;
-    case F_WEIGHT_DECAY:
-        rc = parse_float(flag, val, &R_NONNEG, &cfg->weight_decay, err, errlen);
-        break;
-    case F_TEMPORAL_AVERAGING:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->temporal_averaging, err, errlen);
-        break;
-    case F_SPARSE_UPDATE:
-        rc = parse_choice(flag, val, sparse_names, 2, &cfg->sparse_lazy, err, errlen);
-        break;
-    case F_BATCH:
-        rc = parse_uint(flag, val, 1, UINT32_MAX, &u, err, errlen);
-        cfg->batch = (uint32_t)u;
-        break;
-    case F_EPOCHS:
-        rc = parse_real(flag, val, &R_POS, 0, &cfg->epochs, err, errlen);
-        break;
-    case F_STEPS:
-        rc = parse_uint(flag, val, 1, UINT64_MAX, &cfg->steps, err, errlen);
-        break;
-    case F_SEED:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->seed, err, errlen);
-        break;
-    case F_SHUFFLE:
-        rc = parse_choice(flag, val, onoff_names, 2, &cfg->shuffle, err, errlen);
-        break;
-    case F_SERVERS:
-        rc = parse_uint(flag, val, 1, INT_MAX, &u, err, errlen);
-        cfg->servers = (int)u;
-        break;
-    case F_SHARD:
-        if (ps_shard_parse_mode(val, &mode) != 0) {
-            rc = set_err(err, errlen, "--shard: unknown value '%s' (expected one of: range, hash)",
-                         val);
-        } else {
-            cfg->shard_hash = mode == PS_SHARD_HASH;
-        }
-        break;
-    case F_CONSISTENCY:
-        rc = parse_consistency(val, cfg, err, errlen);
-        break;
-    case F_NONFINITE:
-        rc = parse_choice(flag, val, nonfinite_names, 2, &i, err, errlen);
-        cfg->nonfinite = i == 0 ? PS_NONFINITE_ABORT : PS_NONFINITE_SKIP;
-        break;
-    case F_INJECT_DELAY_MS:
-        rc = parse_real(flag, val, &R_NONNEG, 0, &cfg->delay_ms, err, errlen);
-        break;
-    case F_EVAL_EVERY:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->eval_every, err, errlen);
-        break;
-    case F_METRICS:
-        rc = copy_text(flag, val, cfg->metrics, sizeof cfg->metrics, err, errlen);
-        break;
-    case F_SAVE_MODEL:
-        rc = copy_text(flag, val, cfg->save_model, sizeof cfg->save_model, err, errlen);
-        break;
-    case F_CHECKPOINT_DIR:
-        rc = copy_text(flag, val, cfg->ckpt_dir, sizeof cfg->ckpt_dir, err, errlen);
-        break;
-    case F_CHECKPOINT_EVERY:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->ckpt_every, err, errlen);
-        break;
-    case F_RESUME:
-        cfg->resume = 1;
-        break;
-    case F_QUIET:
-        cfg->quiet = 1;
-        break;
-    case F_LOG_FORMAT:
-        rc = parse_choice(flag, val, log_names, 2, &cfg->log_json, err, errlen);
-        break;
-    case F_PROGRESS_EVERY:
-        rc = parse_real(flag, val, &R_NONNEG, 0, &d, err, errlen);
-        if (rc == 0) {
-            cfg->progress_secs = d;
-        }
-        break;
-    case F_CLOCK_LOG:
-        rc = copy_text(flag, val, cfg->clock_log, sizeof cfg->clock_log, err, errlen);
-        break;
-    case F_OUT:
-        rc = copy_text(flag, val, cfg->out, sizeof cfg->out, err, errlen);
-        break;
-    default:
-        rc = set_err(err, errlen, "--%s: not handled (bug)", f->name);
-        break;
+    if (cfg->sync == PS_SYNC_SSP) {
+        snprintf(buf, n, "ssp:%u", cfg->staleness);
+    } else {
+        snprintf(buf, n, "%s", cfg->sync == PS_SYNC_ASP ? "asp" : "bsp");
     }
-    return rc;
 }
 
-static const flag_spec *find_flag(const char *name, size_t len)
+static const row *find_key(const char *key)
 {
-    const flag_spec *found = NULL;
-    for (size_t i = 0; i < F_COUNT && !found; i++) {
-        if (strlen(flags[i].name) == len && strncmp(flags[i].name, name, len) == 0) {
-            found = &flags[i];
+    for (size_t i = 0; i < NFLAGS; i++) {
+        if (strcmp(flags[i].key, key) == 0) {
+            return &flags[i];
         }
     }
-    return found;
+    return NULL;
 }
 
-/* Combinations no single flag can judge. seen[] marks flags given. */
+/* 1 if the flag with header key `key` was on the command line. */
+static int given(const unsigned char *seen, const char *key)
+{
+    const row *f = find_key(key);
+    PS_ASSERT(f != NULL);
+    return seen[f - flags];
+}
+
+/* The per-model and per-optimizer defaults of the flags not given (seen
+ * NULL: none given). */
+static void resolve_defaults(ps_cfg *cfg, const unsigned char *seen)
+{
+    ps_opt_hp hp;
+    ps_opt_defaults(&hp, cfg->opt.kind);
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const row *f = &flags[i];
+        if (seen && seen[i]) {
+            continue;
+        }
+        if (f->dep == DEP_RULE) {
+            /* The field sits in cfg->opt at the offset it has in hp. */
+            size_t at = f->off - offsetof(ps_cfg, opt);
+            PS_ASSERT(f->off >= offsetof(ps_cfg, opt) && at + f->size <= sizeof hp);
+            memcpy((char *)cfg + f->off, (const char *)&hp + at, f->size);
+        } else if (f->dep == DEP_MODEL) {
+            int rc = parse_value(cfg, f, f->by_model[cfg->model], NULL, 0);
+            PS_ASSERT(rc == 0);
+        }
+    }
+}
+
+void ps_cfg_defaults(ps_cfg *cfg)
+{
+    /* Zeroed first so unused path bytes and padding are deterministic:
+     * tests compare whole configs. */
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NFLAGS; i++) {
+        if (flags[i].dep == DEP_NONE && flags[i].def && flags[i].def[0] != '\0') {
+            int rc = parse_value(cfg, &flags[i], flags[i].def, NULL, 0);
+            PS_ASSERT(rc == 0);
+        }
+    }
+    resolve_defaults(cfg, NULL);
+}
+
+/* Combinations no single flag can judge. seen[] marks the rows given. */
 static int check_combinations(ps_cfg *cfg, const unsigned char *seen, char *err, size_t errlen)
 {
     int rc = 0;
     const char *sources[3];
     int nsources = 0;
-    if (seen[F_DATASET]) {
+    int synthetic = given(seen, "synthetic") && cfg->synthetic;
+    int train = cfg->cmd == PS_CMD_TRAIN, predict = cfg->cmd == PS_CMD_PREDICT;
+    const char *rule = ps_opt_name(cfg->opt.kind);
+    char eps[32];
+    fmt_real(eps, sizeof eps, cfg->opt.eps, 1);
+    if (given(seen, "dataset")) {
         sources[nsources++] = "--dataset";
     }
-    if (seen[F_TRAIN]) {
+    if (given(seen, "train")) {
         sources[nsources++] = "--train";
     }
-    if (seen[F_SYNTHETIC]) {
+    if (synthetic) {
         sources[nsources++] = "--synthetic";
     }
 
-    if (seen[F_EPOCHS] && seen[F_STEPS]) {
+    if (given(seen, "epochs") && given(seen, "steps")) {
         rc = set_err(err, errlen, "--epochs and --steps are exclusive: give one");
-    } else if (seen[F_CHECKPOINT_EVERY] && cfg->ckpt_every > 0 && !seen[F_CHECKPOINT_DIR]) {
+    } else if (given(seen, "checkpoint_every") && cfg->ckpt_every > 0 &&
+               !given(seen, "checkpoint_dir")) {
         rc = set_err(err, errlen, "--checkpoint-every needs --checkpoint-dir");
-    } else if (seen[F_RESUME] && !seen[F_CHECKPOINT_DIR]) {
+    } else if (given(seen, "resume") && !given(seen, "checkpoint_dir")) {
         rc = set_err(err, errlen, "--resume needs --checkpoint-dir");
-    } else if (cfg->model == 1 && cfg->nhidden == 0 && cfg->cmd != PS_CMD_PREDICT) {
+    } else if (cfg->model == PS_MODEL_MLP && cfg->nhidden == 0 && !predict) {
         rc = set_err(err, errlen,
                      "--hidden: an mlp needs at least one hidden layer (--model logreg has none)");
     } else if (nsources > 1) {
         rc = set_err(err, errlen, "%s and %s are exclusive: give one data source", sources[0],
                      sources[1]);
-    } else if (seen[F_DATASET] && seen[F_FORMAT] && cfg->format != PS_FMT_IDX) {
+    } else if (given(seen, "dataset") && given(seen, "format") && cfg->format == PS_FMT_LIBSVM) {
         rc = set_err(err, errlen, "--format: fashion-mnist is an IDX data set, not libsvm");
-    } else if (seen[F_SYNTHETIC] && seen[F_FORMAT]) {
+    } else if (synthetic && given(seen, "format")) {
         rc = set_err(err, errlen, "--format does not apply to --synthetic");
-    } else if (cfg->cmd == PS_CMD_TRAIN && seen[F_TEST] && !seen[F_TRAIN]) {
+    } else if (train && given(seen, "test") && !given(seen, "train")) {
         rc = set_err(err, errlen,
                      "--test goes with --train (--dataset and --synthetic bring their own test "
                      "data)");
-    } else if (cfg->cmd == PS_CMD_TRAIN && nsources == 0) {
+    } else if (train && nsources == 0) {
         rc = set_err(err, errlen,
                      "train needs a data source: --dataset NAME, --train FILE --test FILE or "
                      "--synthetic SPEC");
-    } else if (cfg->cmd == PS_CMD_TRAIN && seen[F_TRAIN] && !seen[F_TEST]) {
+    } else if (train && given(seen, "train") && !given(seen, "test")) {
         rc = set_err(err, errlen,
                      "--train needs --test FILE too: evaluation needs held-out data (only "
                      "--dataset and --synthetic bring their own)");
-    } else if (cfg->cmd == PS_CMD_PREDICT && !seen[F_MODEL]) {
+    } else if (train && (ps_opt_reads(cfg->opt.kind) & PS_OPT_READS_EPS) && !(cfg->opt.eps > 0)) {
+        rc = set_err(err, errlen,
+                     "--eps %s: --optimizer %s divides by sqrt(v) + eps, so eps must be > 0 "
+                     "(adamax has no eps)",
+                     eps, rule);
+    } else if (train && cfg->opt.kind == PS_OPT_SGD && given(seen, "momentum")) {
+        rc = set_err(err, errlen,
+                     "--momentum: --optimizer sgd is plain SGD and has no momentum; use "
+                     "--optimizer nesterov");
+    } else if (predict && !given(seen, "model_dir")) {
         rc = set_err(err, errlen, "predict needs --model DIR (a directory from --save-model)");
-    } else if (cfg->cmd == PS_CMD_PREDICT && !seen[F_TEST] && !seen[F_DATASET]) {
+    } else if (predict && !given(seen, "test") && !given(seen, "dataset")) {
         rc = set_err(err, errlen, "predict needs --test FILE or --dataset NAME");
-    } else if (cfg->cmd == PS_CMD_PREDICT && seen[F_TEST] && seen[F_DATASET]) {
+    } else if (predict && given(seen, "test") && given(seen, "dataset")) {
         rc = set_err(err, errlen, "--test and --dataset are exclusive: give one data source");
-    } else if (cfg->cmd == PS_CMD_SYNTH && !seen[F_OUT]) {
+    } else if (cfg->cmd == PS_CMD_SYNTH && !given(seen, "out")) {
         rc = set_err(err, errlen, "synth needs --out FILE");
     }
 
-    if (rc == 0 && seen[F_DATASET]) {
+    if (rc == 0 && given(seen, "dataset")) {
         cfg->format = PS_FMT_IDX;
     }
     if (rc == 0 && cfg->cmd == PS_CMD_SYNTH) {
-        /* synth writes the generator's data, so the spec always applies. */
-        cfg->synthetic = 1;
-        cfg->format = PS_FMT_SYNTH;
+        cfg->synthetic = 1; /* synth writes the generator's data */
     }
     return rc;
 }
@@ -839,15 +821,11 @@ static int check_combinations(ps_cfg *cfg, const unsigned char *seen, char *err,
 static int parse_command(ps_cfg *cfg, const char *word, char *err, size_t errlen)
 {
     int rc = 0;
-    if (strcmp(word, "train") == 0) {
-        cfg->cmd = PS_CMD_TRAIN;
-    } else if (strcmp(word, "predict") == 0) {
-        cfg->cmd = PS_CMD_PREDICT;
-    } else if (strcmp(word, "synth") == 0) {
-        cfg->cmd = PS_CMD_SYNTH;
-    } else if (strcmp(word, "help") == 0 || strcmp(word, "--help") == 0 ||
-               strcmp(word, "-h") == 0) {
+    int cmd = 0;
+    if (strcmp(word, "--help") == 0 || strcmp(word, "-h") == 0) {
         cfg->cmd = PS_CMD_HELP;
+    } else if (choice_parse(&cmd_choice, word, &cmd) == 0) {
+        cfg->cmd = (ps_cmd)cmd;
     } else if (strncmp(word, "--", 2) == 0) {
         rc = set_err(err, errlen, "%s before the command: say adamps train|predict|synth %s ...",
                      word, word);
@@ -860,10 +838,32 @@ static int parse_command(ps_cfg *cfg, const char *word, char *err, size_t errlen
     return rc;
 }
 
+/* The row flag `name` (len bytes) stands for under command cmd, or NULL. */
+static const row *find_flag(ps_cmd cmd, const char *name, size_t len)
+{
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const row *f = &flags[i];
+        if (f->name && strlen(f->name) == len && strncmp(f->name, name, len) == 0 &&
+            (f->cmds == 0 || (f->cmds & CMD(cmd)))) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+static void metavar(const row *f, char *buf, size_t n)
+{
+    if (f->metavar || !f->choices) {
+        snprintf(buf, n, "%s", f->metavar ? f->metavar : "");
+    } else {
+        choice_list(f, "|", buf, n);
+    }
+}
+
 int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     int rc = 0;
-    unsigned char seen[F_COUNT] = {0};
+    unsigned char seen[NFLAGS] = {0};
     ps_cfg_defaults(cfg);
     if (err && errlen > 0) {
         err[0] = '\0';
@@ -889,13 +889,16 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const flag_spec *f = find_flag(name, len);
+        const row *f = find_flag(cfg->cmd, name, len);
         if (!f) {
             rc = set_err(err, errlen, "unknown flag --%.*s (see adamps --help)", (int)len, name);
             goto done;
         }
-        const char *val = NULL;
-        if (!f->metavar) {
+        /* A boolean flag given flips its default. */
+        const char *val = strcmp(f->def ? f->def : "", "1") == 0 ? "0" : "1";
+        char mv[256];
+        metavar(f, mv, sizeof mv);
+        if (f->type == T_BOOL) {
             if (eq) {
                 rc = set_err(err, errlen, "--%s takes no value (got '%s')", f->name, eq + 1);
                 goto done;
@@ -903,7 +906,7 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
         } else if (eq) {
             val = eq + 1;
         } else if (i + 1 >= argc) {
-            rc = set_err(err, errlen, "--%s needs a value: --%s %s", f->name, f->name, f->metavar);
+            rc = set_err(err, errlen, "--%s needs a value: --%s %s", f->name, f->name, mv);
             goto done;
         } else {
             val = argv[++i];
@@ -913,279 +916,99 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
                 goto done;
             }
         }
-        rc = apply_flag(cfg, f, val, err, errlen);
-        if (rc != 0) {
+        if ((rc = parse_value(cfg, f, val, err, errlen)) != 0) {
             goto done;
         }
-        seen[f->id] = 1;
+        seen[f - flags] = 1;
     }
+    resolve_defaults(cfg, seen);
     rc = check_combinations(cfg, seen, err, errlen);
 done:
     return rc;
 }
 
-int ps_cfg_check_world(const ps_cfg *cfg, int world_size, int nservers, char *err, size_t errlen)
+int ps_cfg_warning(const ps_cfg *cfg, char *buf, size_t len)
 {
-    int rc = 0;
-    int n = cfg->servers > 0 ? cfg->servers : nservers;
-    if (n < 1) {
-        rc = set_err(err, errlen, "--servers: %d servers; need at least 1", n);
-    } else if (n >= world_size) {
-        if (cfg->servers > 0) {
-            rc = set_err(err, errlen,
-                         "--servers %d leaves no worker: the job has %d ranks (need at least "
-                         "servers + 1)",
-                         n, world_size);
-        } else {
-            rc = set_err(err, errlen,
-                         "--servers (one per node: %d) leaves no worker: the job has %d ranks "
-                         "(need at least servers + 1; give --servers)",
-                         n, world_size);
-        }
-    }
-    return rc;
+    int any = cfg->cmd == PS_CMD_TRAIN && cfg->opt.kind == PS_OPT_ADAGRAD &&
+              cfg->opt.schedule == PS_LR_INVSQRT;
+    snprintf(buf, len, "%s",
+             any ? "--lr-schedule invsqrt with --optimizer adagrad: AdaGrad already shrinks its "
+                   "steps as 1/sqrt(sum of g^2), so they shrink twice over"
+                 : "");
+    return any;
 }
 
-static int has_suffix(const char *s, size_t n, const char *suffix)
+/* What --help says a flag defaults to: the value, or each optimizer's or
+ * model's, from the same sources ps_cfg_defaults reads. */
+static void default_text(const row *f, const ps_cfg *d, char *buf, size_t n)
 {
-    size_t k = strlen(suffix);
-    return n >= k && strncmp(s + n - k, suffix, k) == 0;
-}
-
-ps_format ps_cfg_guess_format(const char *path)
-{
-    ps_format f = PS_FMT_LIBSVM;
-    if (path) {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        size_t n = strlen(base);
-        if (has_suffix(base, n, ".gz")) {
-            n -= 3;
+    size_t used = 0;
+    if (f->type == T_BOOL) {
+        snprintf(buf, n, "off"); /* off unless given */
+    } else if (f->dep == DEP_RULE) {
+        used = (size_t)snprintf(buf, n, "per optimizer:");
+        for (int k = 0; k < PS_OPT_COUNT_ && used < n; k++) {
+            ps_opt_hp hp;
+            char v[32];
+            float x;
+            if (!(ps_opt_reads((ps_opt_kind)k) & f->reads)) {
+                continue;
+            }
+            ps_opt_defaults(&hp, (ps_opt_kind)k);
+            memcpy(&x, (const char *)&hp + (f->off - offsetof(ps_cfg, opt)), sizeof x);
+            fmt_real(v, sizeof v, x, 1);
+            used +=
+                (size_t)snprintf(buf + used, n - used, " %s %s,", ps_opt_name((ps_opt_kind)k), v);
         }
-        if (strstr(base, ".idx") || has_suffix(base, n, "-ubyte") ||
-            has_suffix(base, n, ".ubyte")) {
-            f = PS_FMT_IDX;
-        }
-    }
-    return f;
-}
-
-/* Shortest %g text that reads back to the same value, so the run header
- * says lr=0.001 and not lr=0.00100000005, yet loses nothing. */
-static void fmt_float(char *buf, size_t n, float v)
-{
-    for (int p = 6; p <= 9; p++) {
-        snprintf(buf, n, "%.*g", p, (double)v);
-        if (strtof(buf, NULL) == v) {
-            break;
+        buf[used < n ? used - 1 : n - 1] = '\0'; /* the last comma */
+    } else if (f->dep == DEP_MODEL) {
+        snprintf(buf, n, "per model: %s %s, %s %s", ps_model_kind_name(PS_MODEL_LOGREG),
+                 f->by_model[PS_MODEL_LOGREG], ps_model_kind_name(PS_MODEL_MLP),
+                 f->by_model[PS_MODEL_MLP]);
+    } else {
+        format_value(d, f, buf, n);
+        if (buf[0] == '\0') {
+            snprintf(buf, n, "none");
         }
     }
 }
 
-static void fmt_double(char *buf, size_t n, double v)
+/* "  --flag METAVAR   help (default: text)", the text wrapped at 100
+ * columns under the help column. */
+static void print_flag(FILE *out, const row *f, const ps_cfg *d)
 {
-    for (int p = 6; p <= 17; p++) {
-        snprintf(buf, n, "%.*g", p, v);
-        if (strtod(buf, NULL) == v) {
-            break;
-        }
+    char left[300], mv[256], def[512];
+    metavar(f, mv, sizeof mv);
+    default_text(f, d, def, sizeof def);
+    snprintf(left, sizeof left, "--%s%s%s", f->name, mv[0] ? " " : "", mv);
+    /* A long metavar gets its own line so the help column stays. */
+    if (strlen(left) > 28) {
+        fprintf(out, "  %s\n", left);
+        left[0] = '\0';
     }
-}
-
-static void fmt_synth(char *buf, size_t n, const ps_synth_opts *s)
-{
-    char zipf[32], noise[32];
-    fmt_double(zipf, sizeof zipf, s->zipf);
-    fmt_double(noise, sizeof noise, s->noise);
-    snprintf(buf, n, "rows=%llu,features=%llu,nnz=%u,classes=%u,zipf=%s,noise=%s,test=%llu",
-             (unsigned long long)s->rows, (unsigned long long)s->features, s->nnz, s->classes,
-             zipf, noise, (unsigned long long)s->test_rows);
-}
-
-/* The value of flag id's field(s) in c, as the flag would spell it (paths
- * may be empty). Used for the --help defaults and for ps_cfg_format. */
-static void value_text(flag_id id, const ps_cfg *c, char *buf, size_t n)
-{
-    static const char *const format_text[] = {"auto", "idx", "libsvm", "synth"};
-    switch (id) {
-    case F_MODEL:
-        snprintf(buf, n, "%s", c->model == 0 ? "logreg" : "mlp");
-        break;
-    case F_HIDDEN: {
-        size_t used = 0;
-        buf[0] = '\0';
-        for (uint32_t i = 0; i < c->nhidden && i < PS_CFG_MAX_HIDDEN && used < n; i++) {
-            used += (size_t)snprintf(buf + used, n - used, "%s%u", i ? "," : "", c->hidden[i]);
+    /* Lists of per-optimizer values wrap between their items. */
+    int col = fprintf(out, "  %-28s %s (default: ", left, f->help);
+    for (char *item = def, *next; item; item = next) {
+        if ((next = strstr(item, ", "))) {
+            *next = '\0';
+            next += 2;
         }
-        break;
+        if (item != def && col + 2 + (int)strlen(item) > 99) {
+            col = fprintf(out, ",\n%31s", "") - 2;
+        } else if (item != def) {
+            col += fprintf(out, ", ");
+        }
+        col += fprintf(out, "%s", item);
     }
-    case F_DROPOUT_INPUT:
-        fmt_float(buf, n, c->dropout_input);
-        break;
-    case F_DROPOUT:
-        fmt_float(buf, n, c->dropout);
-        break;
-    case F_L2:
-        fmt_float(buf, n, c->l2);
-        break;
-    case F_INIT:
-        snprintf(buf, n, "%s", c->init >= 0 && c->init < 3 ? init_names[c->init] : "auto");
-        break;
-    case F_DATASET:
-        snprintf(buf, n, "%s", c->dataset);
-        break;
-    case F_DATA_DIR:
-        snprintf(buf, n, "%s", c->data_dir);
-        break;
-    case F_TRAIN:
-        snprintf(buf, n, "%s", c->train);
-        break;
-    case F_TEST:
-        snprintf(buf, n, "%s", c->test);
-        break;
-    case F_FORMAT:
-        snprintf(buf, n, "%s", (unsigned)c->format < 4 ? format_text[c->format] : "?");
-        break;
-    case F_ZERO_BASED:
-        snprintf(buf, n, "%d", c->zero_based);
-        break;
-    case F_SYNTHETIC:
-        if (c->synthetic) {
-            fmt_synth(buf, n, &c->synth);
-        } else {
-            snprintf(buf, n, "off");
-        }
-        break;
-    case F_HASH_BITS:
-        snprintf(buf, n, "%u", c->hash_bits);
-        break;
-    case F_FEATURES:
-        snprintf(buf, n, "%llu", (unsigned long long)c->features);
-        break;
-    case F_TRAIN_LIMIT:
-        snprintf(buf, n, "%llu", (unsigned long long)c->train_limit);
-        break;
-    case F_TEST_LIMIT:
-        snprintf(buf, n, "%llu", (unsigned long long)c->test_limit);
-        break;
-    case F_STREAM:
-        snprintf(buf, n, "%s", stream_names[c->stream]);
-        break;
-    case F_OPTIMIZER:
-        snprintf(buf, n, "%s", c->optimizer);
-        break;
-    case F_LR:
-        fmt_float(buf, n, c->lr);
-        break;
-    case F_BETA1:
-        fmt_float(buf, n, c->beta1);
-        break;
-    case F_BETA2:
-        fmt_float(buf, n, c->beta2);
-        break;
-    case F_EPS:
-        fmt_float(buf, n, c->eps);
-        break;
-    case F_NO_BIAS_CORRECTION:
-        snprintf(buf, n, "%d", c->bias_correction);
-        break;
-    case F_LR_SCHEDULE:
-        snprintf(buf, n, "%s", c->lr_schedule);
-        break;
-    case F_MOMENTUM:
-        fmt_float(buf, n, c->momentum);
-        break;
-    case F_WEIGHT_DECAY:
-        fmt_float(buf, n, c->weight_decay);
-        break;
-    case F_TEMPORAL_AVERAGING:
-        fmt_float(buf, n, c->temporal_averaging);
-        break;
-    case F_SPARSE_UPDATE:
-        snprintf(buf, n, "%s", c->sparse_lazy ? "lazy" : "dense");
-        break;
-    case F_BATCH:
-        snprintf(buf, n, "%u", c->batch);
-        break;
-    case F_EPOCHS:
-        fmt_double(buf, n, c->epochs);
-        break;
-    case F_STEPS:
-        snprintf(buf, n, "%llu", (unsigned long long)c->steps);
-        break;
-    case F_SEED:
-        snprintf(buf, n, "%llu", (unsigned long long)c->seed);
-        break;
-    case F_SHUFFLE:
-        snprintf(buf, n, "%s", c->shuffle ? "on" : "off");
-        break;
-    case F_SERVERS:
-        if (c->servers > 0) {
-            snprintf(buf, n, "%d", c->servers);
-        } else {
-            snprintf(buf, n, "auto");
-        }
-        break;
-    case F_SHARD:
-        snprintf(buf, n, "%s", c->shard_hash ? "hash" : "range");
-        break;
-    case F_CONSISTENCY:
-        if (c->consistency == PS_CONS_SSP) {
-            snprintf(buf, n, "ssp:%d", c->staleness);
-        } else {
-            snprintf(buf, n, "%s", c->consistency == PS_CONS_ASP ? "asp" : "bsp");
-        }
-        break;
-    case F_NONFINITE:
-        snprintf(buf, n, "%s", c->nonfinite == PS_NONFINITE_SKIP ? "skip" : "abort");
-        break;
-    case F_INJECT_DELAY_MS:
-        fmt_double(buf, n, c->delay_ms);
-        break;
-    case F_EVAL_EVERY:
-        snprintf(buf, n, "%llu", (unsigned long long)c->eval_every);
-        break;
-    case F_METRICS:
-        snprintf(buf, n, "%s", c->metrics);
-        break;
-    case F_SAVE_MODEL:
-        snprintf(buf, n, "%s", c->save_model);
-        break;
-    case F_CHECKPOINT_DIR:
-        snprintf(buf, n, "%s", c->ckpt_dir);
-        break;
-    case F_CHECKPOINT_EVERY:
-        snprintf(buf, n, "%llu", (unsigned long long)c->ckpt_every);
-        break;
-    case F_RESUME:
-        snprintf(buf, n, "%d", c->resume);
-        break;
-    case F_QUIET:
-        snprintf(buf, n, "%d", c->quiet);
-        break;
-    case F_LOG_FORMAT:
-        snprintf(buf, n, "%s", c->log_json ? "json" : "text");
-        break;
-    case F_PROGRESS_EVERY:
-        fmt_double(buf, n, c->progress_secs);
-        break;
-    case F_CLOCK_LOG:
-        snprintf(buf, n, "%s", c->clock_log);
-        break;
-    case F_OUT:
-        snprintf(buf, n, "%s", c->out);
-        break;
-    default:
-        snprintf(buf, n, "?");
-        break;
-    }
+    fprintf(out, ")\n");
 }
 
 void ps_cfg_usage(void *f)
 {
+    static const char *const group_names[G_COUNT] = {"model",    "data",    "optimizer",
+                                                     "schedule", "cluster", "output"};
     FILE *out = f;
     ps_cfg d;
-    char val[PS_CFG_PATH + 64];
     ps_cfg_defaults(&d);
     fprintf(out, "usage: adamps COMMAND [--flag value | --flag=value] ...\n"
                  "\n"
@@ -1199,26 +1022,10 @@ void ps_cfg_usage(void *f)
                  "  help      print this text (also --help, -h)\n");
     for (int g = 0; g < G_COUNT; g++) {
         fprintf(out, "\n%s:\n", group_names[g]);
-        for (int i = 0; i < F_COUNT; i++) {
-            const flag_spec *s = &flags[i];
-            if ((int)s->group != g) {
-                continue;
+        for (size_t i = 0; i < NFLAGS; i++) {
+            if (flags[i].help && (int)flags[i].group == g) {
+                print_flag(out, &flags[i], &d);
             }
-            char left[96];
-            snprintf(left, sizeof left, "--%s%s%s", s->name, s->metavar ? " " : "",
-                     s->metavar ? s->metavar : "");
-            /* A long metavar gets its own line so the help column stays. */
-            if (strlen(left) > 28) {
-                fprintf(out, "  %s\n", left);
-                left[0] = '\0';
-            }
-            if (!s->metavar) {
-                /* Boolean flags are off unless given. */
-                fprintf(out, "  %-28s %s (default: off)\n", left, s->help);
-                continue;
-            }
-            value_text(s->id, &d, val, sizeof val);
-            fprintf(out, "  %-28s %s (default: %s)\n", left, s->help, val[0] ? val : "none");
         }
     }
     fprintf(out, "\nexamples:\n"
@@ -1230,6 +1037,37 @@ void ps_cfg_usage(void *f)
                  "  ./adamps predict --model model --dataset fashion-mnist --out classes.txt\n"
                  "  ./adamps synth --synthetic rows=10000,features=65536,nnz=10,classes=2 "
                  "--out data.svm\n");
+}
+
+size_t ps_cfg_count(void)
+{
+    return NFLAGS;
+}
+
+const char *ps_cfg_pair(const ps_cfg *cfg, size_t i, const char **flag, char *val, size_t len)
+{
+    PS_ASSERT(i < NFLAGS);
+    if (flag) {
+        *flag = flags[i].name;
+    }
+    format_value(cfg, &flags[i], val, len);
+    return flags[i].key;
+}
+
+int ps_cfg_set(ps_cfg *cfg, const char *key, const char *text, char *err, size_t errlen)
+{
+    const row *f = find_key(key);
+    if (err && errlen > 0) {
+        err[0] = '\0';
+    }
+    if (!f) {
+        return set_err(err, errlen, "unknown configuration key '%s'", key);
+    }
+    if (text[0] == '\0' && f->def && f->def[0] == '\0') {
+        memset((char *)cfg + f->off, 0, f->size);
+        return 0;
+    }
+    return parse_value(cfg, f, text, err, errlen);
 }
 
 /* snprintf-style appender: counts what it could not store, so the caller
@@ -1249,13 +1087,6 @@ static void append_char(appender *a, char ch)
     a->pos++;
 }
 
-static void append_str(appender *a, const char *s)
-{
-    for (; *s; s++) {
-        append_char(a, *s);
-    }
-}
-
 /* Values with blanks, quotes or nothing at all are quoted, so the header
  * still splits on spaces. */
 static void append_pair(appender *a, const char *key, const char *val)
@@ -1267,36 +1098,34 @@ static void append_pair(appender *a, const char *key, const char *val)
     if (a->pos > 0) {
         append_char(a, ' ');
     }
-    append_str(a, key);
+    for (const char *p = key; *p; p++) {
+        append_char(a, *p);
+    }
     append_char(a, '=');
-    if (!quote) {
-        append_str(a, val);
-    } else {
+    if (quote) {
         append_char(a, '"');
-        for (const char *p = val; *p; p++) {
-            if (*p == '"' || *p == '\\') {
-                append_char(a, '\\');
-            }
-            append_char(a, (unsigned char)*p < 0x20 ? '?' : *p);
+    }
+    for (const char *p = val; *p; p++) {
+        if (quote && (*p == '"' || *p == '\\')) {
+            append_char(a, '\\');
         }
+        append_char(a, (unsigned char)*p < 0x20 ? '?' : *p);
+    }
+    if (quote) {
         append_char(a, '"');
     }
 }
 
 int ps_cfg_format(const ps_cfg *cfg, char *buf, size_t len)
 {
-    static const char *const cmd_names[] = {"train", "predict", "synth", "help"};
     appender a = {buf, len, 0};
     char val[PS_CFG_PATH + 64];
     if (buf && len > 0) {
         buf[0] = '\0';
     }
-    append_pair(&a, "cmd", (unsigned)cfg->cmd < 4 ? cmd_names[cfg->cmd] : "?");
-    for (int i = 0; i < F_COUNT; i++) {
-        value_text(flags[i].id, cfg, val, sizeof val);
+    for (size_t i = 0; i < NFLAGS; i++) {
+        format_value(cfg, &flags[i], val, sizeof val);
         append_pair(&a, flags[i].key, val);
     }
-    /* Not a flag of its own: predict's --model DIR. */
-    append_pair(&a, "model_dir", cfg->model_dir);
     return a.pos > INT_MAX ? INT_MAX : (int)a.pos;
 }

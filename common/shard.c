@@ -131,3 +131,14 @@ int ps_shard_parse_mode(const char *text, ps_shard_mode *out)
     }
     return 0;
 }
+
+const char *ps_shard_mode_name(ps_shard_mode mode)
+{
+    switch (mode) {
+    case PS_SHARD_RANGE:
+        return "range";
+    case PS_SHARD_HASH:
+        return "hash";
+    }
+    return "?";
+}
