@@ -1,85 +1,30 @@
 #include "cli/cfg.h"
 
-#include <errno.h>
-#include <float.h>
 #include <limits.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "cli/cfg_internal.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/table.h"
 
-/* One row per flag: its field in ps_cfg, how its text becomes the field's
- * value and back, its default as text and its help. Defaults are parsed
- * by the row's own parser, so the parser, --help, the run header and the
- * (key, value) pairs cannot disagree about a flag. */
-typedef enum { G_MODEL, G_DATA, G_OPTIM, G_SCHEDULE, G_CLUSTER, G_OUTPUT, G_COUNT } flag_group;
-typedef enum { T_BOOL, T_UINT, T_FLOAT, T_DOUBLE, T_TEXT, T_CHOICE, T_CUSTOM } flag_type;
-/* Where a default comes from: the row, the optimizer (ps_opt_defaults) or
- * the model kind. */
-typedef enum { DEP_NONE, DEP_RULE, DEP_MODEL } flag_dep;
-
-typedef struct {
-    double lo, hi; /* hi may be INFINITY */
-    int lo_open, hi_open;
-} real_range;
-
-static const real_range R_NONNEG = {0.0, INFINITY, 0, 1};
-static const real_range R_POS = {0.0, INFINITY, 1, 1};
-static const real_range R_UNIT = {0.0, 1.0, 0, 1}; /* [0, 1) */
-
-/* The words of a choice: a list indexed by value, or the owner's parser
- * and namer over values 0..count-1. */
-typedef struct {
-    const char *const *names;
-    int count;
-    int (*parse)(const char *text, int *out);
-    const char *(*name)(int value);
-} choice;
-
-/* Values no type above describes: the whole cfg in, the text out. */
-typedef struct {
-    int (*parse)(ps_cfg *cfg, const char *text, char *err, size_t errlen);
-    void (*format)(const ps_cfg *cfg, char *buf, size_t n);
-} custom_ops;
-
-typedef struct {
-    const char *name; /* --name; NULL: no flag of its own */
-    const char *key;  /* key in the run header */
-    flag_group group;
-    flag_type type;
-    size_t off, size;    /* the field in ps_cfg */
-    const char *metavar; /* NULL: the choices' words, or none (bool) */
-    const char *def;     /* the default as flag text ("" = unset); NULL with dep */
-    const char *help;    /* NULL: not listed by --help */
-    unsigned cmds;       /* commands whose argv it is parsed for (CMD bits); 0 = all */
-    uint64_t lo, hi;     /* T_UINT bounds */
-    const real_range *range;
-    const char *word; /* T_UINT: the word for 0; T_CHOICE: for -1 */
-    const choice *choices;
-    const custom_ops *ops;
-    flag_dep dep;
-    unsigned reads;              /* DEP_RULE: the PS_OPT_READS_* bit of the field */
-    const char *const *by_model; /* DEP_MODEL: the default text per ps_model_kind */
-} row;
-
+/* One row per flag (cli/cfg_internal.h): its field in ps_cfg, how its text
+ * becomes the value and back, its default as text and its help. Defaults
+ * go through the row's own parser, so the parser, --help, the run header
+ * and the (key, value) pairs cannot disagree about a flag. */
 #define CMD(c) (1u << (c))
 #define AT(m) .off = offsetof(ps_cfg, m), .size = sizeof(((ps_cfg *)0)->m)
-#define FLAG(n, k, g, m) .name = n, .key = k, .group = g, AT(m)
-#define BOOL .type = T_BOOL
-#define TEXT .type = T_TEXT
-#define UINT(l, h) .type = T_UINT, .lo = (l), .hi = (h)
-#define FLOAT(r) .type = T_FLOAT, .range = &(r)
-#define DOUBLE(r) .type = T_DOUBLE, .range = &(r)
-#define CHOICE(c) .type = T_CHOICE, .choices = &(c)
-#define CUSTOM(o) .type = T_CUSTOM, .ops = &(o)
-#define PER_RULE(bit) .dep = DEP_RULE, .reads = (bit)
+#define FLAG(n, k, g, m) .name = n, .key = k, .group = PS_CFG_G_##g, AT(m)
+#define BOOL .type = PS_CFG_BOOL
+#define TEXT .type = PS_CFG_TEXT
+#define UINT(l, h) .type = PS_CFG_UINT, .lo = (l), .hi = (h)
+#define REAL(r) .type = PS_CFG_REAL, .range = &ps_cfg_##r
+#define CHOICE(c) .type = PS_CFG_CHOICE, .choices = &(c)
+#define CUSTOM(o) .type = PS_CFG_CUSTOM, .ops = &(o)
+#define PER_RULE(bit) .dep = PS_CFG_PER_RULE, .reads = (bit)
 #define PER_MODEL(logreg, mlp)                                                                     \
-    .dep = DEP_MODEL, .by_model = (const char *const[PS_MODEL_NKINDS])                             \
+    .dep = PS_CFG_PER_MODEL, .by_model = (const char *const[PS_MODEL_NKINDS])                      \
     {                                                                                              \
         [PS_MODEL_LOGREG] = (logreg), [PS_MODEL_MLP] = (mlp)                                       \
     }
@@ -104,7 +49,7 @@ typedef struct {
     {                                                                                              \
         return name_fn((type)v);                                                                   \
     }                                                                                              \
-    static const choice id##_choice = {NULL, (count), id##_parse, id##_name}
+    static const ps_cfg_choice id##_choice = {NULL, (count), id##_parse, id##_name}
 
 OWNER_CHOICE(opt, ps_opt_kind, ps_opt_parse, ps_opt_name, PS_OPT_COUNT_);
 OWNER_CHOICE(model, ps_model_kind, ps_model_parse_kind, ps_model_kind_name, PS_MODEL_NKINDS);
@@ -125,567 +70,147 @@ static const char *const sparse_names[] = {"dense", "lazy"};
 static const char *const onoff_names[] = {"off", "on"};
 static const char *const nonfinite_names[] = {"abort", "skip"};
 static const char *const log_names[] = {"text", "json"};
-static const choice cmd_choice = LIST(cmd_names), dataset_choice = LIST(dataset_names),
-                    format_choice = LIST(format_names), stream_choice = LIST(stream_names),
-                    schedule_choice = LIST(schedule_names), sparse_choice = LIST(sparse_names),
-                    onoff_choice = LIST(onoff_names), nonfinite_choice = LIST(nonfinite_names),
-                    log_choice = LIST(log_names);
+static const ps_cfg_choice cmd_choice = LIST(cmd_names), dataset_choice = LIST(dataset_names),
+                           format_choice = LIST(format_names), stream_choice = LIST(stream_names),
+                           schedule_choice = LIST(schedule_names),
+                           sparse_choice = LIST(sparse_names), onoff_choice = LIST(onoff_names),
+                           nonfinite_choice = LIST(nonfinite_names), log_choice = LIST(log_names);
 
-static int parse_hidden(ps_cfg *cfg, const char *text, char *err, size_t errlen);
-static void format_hidden(const ps_cfg *cfg, char *buf, size_t n);
-static int parse_synthetic(ps_cfg *cfg, const char *text, char *err, size_t errlen);
-static void format_synthetic(const ps_cfg *cfg, char *buf, size_t n);
-static int parse_consistency(ps_cfg *cfg, const char *text, char *err, size_t errlen);
-static void format_consistency(const ps_cfg *cfg, char *buf, size_t n);
-static const custom_ops hidden_ops = {parse_hidden, format_hidden};
-static const custom_ops synthetic_ops = {parse_synthetic, format_synthetic};
-static const custom_ops consistency_ops = {parse_consistency, format_consistency};
-
-static const row flags[] = {
+static const ps_cfg_row flags[] = {
     {.key = "cmd", AT(cmd), CHOICE(cmd_choice), .def = "train"},
 
-    {FLAG("model", "model", G_MODEL, model), CHOICE(model_choice), .def = "mlp",
+    {FLAG("model", "model", MODEL, model), CHOICE(model_choice), .def = "mlp",
      .cmds = CMD(PS_CMD_TRAIN) | CMD(PS_CMD_SYNTH),
      .help = "model kind; for predict: the DIR written by --save-model"},
-    {FLAG("hidden", "hidden", G_MODEL, hidden), CUSTOM(hidden_ops), .metavar = "N,N,..",
+    {FLAG("hidden", "hidden", MODEL, hidden), CUSTOM(ps_cfg_hidden), .metavar = "N,N,..",
      .def = "1000,1000", .help = "mlp hidden layer widths, at most 8"},
-    {FLAG("dropout-input", "dropout_input", G_MODEL, dropout_input), FLOAT(R_UNIT), .metavar = "P",
+    {FLAG("dropout-input", "dropout_input", MODEL, dropout_input), REAL(unit), .metavar = "P",
      PER_MODEL("0", "0.2"), .help = "input dropout, in [0, 1)"},
-    {FLAG("dropout", "dropout", G_MODEL, dropout), FLOAT(R_UNIT), .metavar = "P",
-     PER_MODEL("0", "0.5"), .help = "hidden dropout, in [0, 1)"},
-    {FLAG("l2", "l2", G_MODEL, l2), FLOAT(R_NONNEG), .metavar = "LAMBDA", .def = "0",
+    {FLAG("dropout", "dropout", MODEL, dropout), REAL(unit), .metavar = "P", PER_MODEL("0", "0.5"),
+     .help = "hidden dropout, in [0, 1)"},
+    {FLAG("l2", "l2", MODEL, l2), REAL(nonneg), .metavar = "LAMBDA", .def = "0",
      .help = "L2 penalty in the loss, >= 0"},
-    {FLAG("init", "init", G_MODEL, init), CHOICE(init_choice), .word = "auto", .def = "auto",
+    {FLAG("init", "init", MODEL, init), CHOICE(init_choice), .word = "auto", .def = "auto",
      .help = "weight initialisation; auto = the model's own"},
 
-    {FLAG("dataset", "dataset", G_DATA, dataset), TEXT, .choices = &dataset_choice, .def = "",
+    {FLAG("dataset", "dataset", DATA, dataset), TEXT, .choices = &dataset_choice, .def = "",
      .help = "named IDX data set under --data-dir"},
-    {FLAG("data-dir", "data_dir", G_DATA, data_dir), TEXT, .metavar = "DIR",
+    {FLAG("data-dir", "data_dir", DATA, data_dir), TEXT, .metavar = "DIR",
      .def = "/usr/share/datasets/fashion-mnist", .help = "where --dataset files live"},
-    {FLAG("train", "train", G_DATA, train), TEXT, .metavar = "FILE", .def = "",
+    {FLAG("train", "train", DATA, train), TEXT, .metavar = "FILE", .def = "",
      .help = "training file (needs --test)"},
-    {FLAG("test", "test", G_DATA, test), TEXT, .metavar = "FILE", .def = "",
+    {FLAG("test", "test", DATA, test), TEXT, .metavar = "FILE", .def = "",
      .help = "evaluation file (train), input file (predict)"},
-    {FLAG("format", "format", G_DATA, format), CHOICE(format_choice), .def = "auto",
+    {FLAG("format", "format", DATA, format), CHOICE(format_choice), .def = "auto",
      .help = "file format; auto = from the name"},
-    {FLAG("zero-based", "zero_based", G_DATA, zero_based), BOOL, .def = "0",
+    {FLAG("zero-based", "zero_based", DATA, zero_based), BOOL, .def = "0",
      .help = "libsvm feature ids start at 0"},
-    {FLAG("synthetic", "synthetic", G_DATA, synthetic), CUSTOM(synthetic_ops),
+    {FLAG("synthetic", "synthetic", DATA, synthetic), CUSTOM(ps_cfg_synthetic),
      .metavar = "rows=N,features=N,nnz=N,classes=N[,zipf=X,noise=X,test=N]", .def = "off",
      .help = "planted sparse model instead of files"},
-    {FLAG("hash-bits", "hash_bits", G_DATA, hash_bits), UINT(1, 40), .word = "off", .metavar = "B",
+    {FLAG("hash-bits", "hash_bits", DATA, hash_bits), UINT(1, 40), .word = "off", .metavar = "B",
      .def = "off", .help = "hash features to 2^B rows, 1..40"},
-    {FLAG("features", "features", G_DATA, features), UINT(0, UINT64_MAX), .metavar = "N",
-     .def = "0", .help = "libsvm feature count; 0 = scan the file"},
-    {FLAG("train-limit", "train_limit", G_DATA, train_limit), UINT(0, UINT64_MAX), .metavar = "N",
+    {FLAG("features", "features", DATA, features), UINT(0, UINT64_MAX), .metavar = "N", .def = "0",
+     .help = "libsvm feature count; 0 = scan the file"},
+    {FLAG("train-limit", "train_limit", DATA, train_limit), UINT(0, UINT64_MAX), .metavar = "N",
      .def = "0", .help = "first N training samples; 0 = all"},
-    {FLAG("test-limit", "test_limit", G_DATA, test_limit), UINT(0, UINT64_MAX), .metavar = "N",
+    {FLAG("test-limit", "test_limit", DATA, test_limit), UINT(0, UINT64_MAX), .metavar = "N",
      .def = "0", .help = "first N test samples; 0 = all"},
-    {FLAG("stream", "stream", G_DATA, stream), CHOICE(stream_choice), .def = "auto",
+    {FLAG("stream", "stream", DATA, stream), CHOICE(stream_choice), .def = "auto",
      .help = "read libsvm training data in chunks (auto: parts over 1 GiB)"},
 
-    {FLAG("optimizer", "optimizer", G_OPTIM, opt.kind), CHOICE(opt_choice), .def = "adam",
+    {FLAG("optimizer", "optimizer", OPTIM, opt.kind), CHOICE(opt_choice), .def = "adam",
      .help = "update rule"},
-    {FLAG("lr", "lr", G_OPTIM, opt.lr), FLOAT(R_POS), .metavar = "ALPHA", PER_RULE(PS_OPT_READS_LR),
+    {FLAG("lr", "lr", OPTIM, opt.lr), REAL(pos), .metavar = "ALPHA", PER_RULE(PS_OPT_READS_LR),
      .help = "step size, > 0"},
-    {FLAG("beta1", "beta1", G_OPTIM, opt.beta1), FLOAT(R_UNIT), .metavar = "B",
+    {FLAG("beta1", "beta1", OPTIM, opt.beta1), REAL(unit), .metavar = "B",
      PER_RULE(PS_OPT_READS_BETA1), .help = "first moment decay, in [0, 1)"},
-    {FLAG("beta2", "beta2", G_OPTIM, opt.beta2), FLOAT(R_UNIT), .metavar = "B",
+    {FLAG("beta2", "beta2", OPTIM, opt.beta2), REAL(unit), .metavar = "B",
      PER_RULE(PS_OPT_READS_BETA2), .help = "second moment decay, in [0, 1)"},
-    {FLAG("eps", "eps", G_OPTIM, opt.eps), FLOAT(R_NONNEG), .metavar = "E",
-     PER_RULE(PS_OPT_READS_EPS), .help = "denominator guard, > 0"},
-    {FLAG("no-bias-correction", "bias_correction", G_OPTIM, opt.bias_correction), BOOL, .def = "1",
+    {FLAG("eps", "eps", OPTIM, opt.eps), REAL(nonneg), .metavar = "E", PER_RULE(PS_OPT_READS_EPS),
+     .help = "denominator guard, > 0"},
+    {FLAG("no-bias-correction", "bias_correction", OPTIM, opt.bias_correction), BOOL, .def = "1",
      .help = "use raw m and v (paper section 6.4)"},
-    {FLAG("lr-schedule", "lr_schedule", G_OPTIM, opt.schedule), CHOICE(schedule_choice),
+    {FLAG("lr-schedule", "lr_schedule", OPTIM, opt.schedule), CHOICE(schedule_choice),
      .def = "const", .help = "invsqrt: alpha / sqrt(t)"},
-    {FLAG("momentum", "momentum", G_OPTIM, opt.momentum), FLOAT(R_UNIT), .metavar = "MU",
+    {FLAG("momentum", "momentum", OPTIM, opt.momentum), REAL(unit), .metavar = "MU",
      PER_RULE(PS_OPT_READS_MOMENTUM), .help = "nesterov momentum, in [0, 1)"},
-    {FLAG("weight-decay", "weight_decay", G_OPTIM, opt.weight_decay), FLOAT(R_NONNEG),
-     .metavar = "WD", PER_RULE(PS_OPT_READS_WEIGHT_DECAY), .help = "adamw decoupled decay, >= 0"},
-    {FLAG("temporal-averaging", "temporal_averaging", G_OPTIM, temporal_averaging), FLOAT(R_UNIT),
+    {FLAG("weight-decay", "weight_decay", OPTIM, opt.weight_decay), REAL(nonneg), .metavar = "WD",
+     PER_RULE(PS_OPT_READS_WEIGHT_DECAY), .help = "adamw decoupled decay, >= 0"},
+    {FLAG("temporal-averaging", "temporal_averaging", OPTIM, temporal_averaging), REAL(unit),
      .metavar = "BETA", .def = "0", .help = "average parameters (section 7.2), in [0, 1); 0 = off"},
-    {FLAG("sparse-update", "sparse_update", G_OPTIM, sparse_lazy), CHOICE(sparse_choice),
+    {FLAG("sparse-update", "sparse_update", OPTIM, sparse_lazy), CHOICE(sparse_choice),
      .def = "lazy", .help = "lazy: only pushed rows step; dense: exact Adam"},
 
-    {FLAG("batch", "batch", G_SCHEDULE, batch), UINT(1, UINT32_MAX), .metavar = "N", .def = "128",
+    {FLAG("batch", "batch", SCHEDULE, batch), UINT(1, UINT32_MAX), .metavar = "N", .def = "128",
      .help = "minibatch per worker, >= 1"},
-    {FLAG("epochs", "epochs", G_SCHEDULE, epochs), DOUBLE(R_POS), .metavar = "E", .def = "3",
+    {FLAG("epochs", "epochs", SCHEDULE, epochs), REAL(pos), .metavar = "E", .def = "3",
      .help = "passes over the data, > 0"},
-    {FLAG("steps", "steps", G_SCHEDULE, steps), UINT(1, UINT64_MAX), .word = "auto", .metavar = "N",
+    {FLAG("steps", "steps", SCHEDULE, steps), UINT(1, UINT64_MAX), .word = "auto", .metavar = "N",
      .def = "auto", .help = "clocks to run instead of --epochs; auto = from epochs"},
-    {FLAG("seed", "seed", G_SCHEDULE, seed), UINT(0, UINT64_MAX), .metavar = "N", .def = "1",
+    {FLAG("seed", "seed", SCHEDULE, seed), UINT(0, UINT64_MAX), .metavar = "N", .def = "1",
      .help = "seed for init, shuffle and dropout"},
-    {FLAG("shuffle", "shuffle", G_SCHEDULE, shuffle), CHOICE(onoff_choice), .def = "on",
+    {FLAG("shuffle", "shuffle", SCHEDULE, shuffle), CHOICE(onoff_choice), .def = "on",
      .help = "reshuffle every epoch"},
 
-    {FLAG("servers", "servers", G_CLUSTER, servers), UINT(1, INT_MAX), .word = "auto",
-     .metavar = "S", .def = "auto", .help = "server ranks, >= 1; auto = one per node"},
-    {FLAG("shard", "shard", G_CLUSTER, shard), CHOICE(shard_choice), .def = "range",
+    {FLAG("servers", "servers", CLUSTER, servers), UINT(1, INT_MAX), .word = "auto", .metavar = "S",
+     .def = "auto", .help = "server ranks, >= 1; auto = one per node"},
+    {FLAG("shard", "shard", CLUSTER, shard), CHOICE(shard_choice), .def = "range",
      .help = "how rows map to servers"},
-    {FLAG("consistency", "consistency", G_CLUSTER, sync), CUSTOM(consistency_ops),
+    {FLAG("consistency", "consistency", CLUSTER, sync), CUSTOM(ps_cfg_consistency),
      .metavar = "bsp|ssp:K|asp", .def = "bsp",
      .help = "synchronisation; K >= 0 is the staleness bound"},
-    {FLAG("nonfinite", "nonfinite", G_CLUSTER, nonfinite_skip), CHOICE(nonfinite_choice),
+    {FLAG("nonfinite", "nonfinite", CLUSTER, nonfinite_skip), CHOICE(nonfinite_choice),
      .def = "abort", .help = "what a NaN/inf gradient does"},
-    {FLAG("inject-delay-ms", "inject_delay_ms", G_CLUSTER, delay_ms), DOUBLE(R_NONNEG),
-     .metavar = "X", .def = "0", .help = "testing: random sleep up to X ms per step"},
+    {FLAG("inject-delay-ms", "inject_delay_ms", CLUSTER, delay_ms), REAL(nonneg), .metavar = "X",
+     .def = "0", .help = "testing: random sleep up to X ms per step"},
 
-    {FLAG("eval-every", "eval_every", G_OUTPUT, eval_every), UINT(0, UINT64_MAX), .metavar = "N",
+    {FLAG("eval-every", "eval_every", OUTPUT, eval_every), UINT(0, UINT64_MAX), .metavar = "N",
      .def = "0", .help = "evaluate every N steps; 0 = per epoch"},
-    {FLAG("metrics", "metrics", G_OUTPUT, metrics), TEXT, .metavar = "FILE", .def = "",
+    {FLAG("metrics", "metrics", OUTPUT, metrics), TEXT, .metavar = "FILE", .def = "",
      .help = "JSON lines, one per evaluation"},
-    {FLAG("save-model", "save_model", G_OUTPUT, save_model), TEXT, .metavar = "DIR", .def = "",
+    {FLAG("save-model", "save_model", OUTPUT, save_model), TEXT, .metavar = "DIR", .def = "",
      .help = "write the model as .npy files"},
-    {FLAG("checkpoint-dir", "checkpoint_dir", G_OUTPUT, ckpt_dir), TEXT, .metavar = "D", .def = "",
+    {FLAG("checkpoint-dir", "checkpoint_dir", OUTPUT, ckpt_dir), TEXT, .metavar = "D", .def = "",
      .help = "checkpoint directory"},
-    {FLAG("checkpoint-every", "checkpoint_every", G_OUTPUT, ckpt_every), UINT(0, UINT64_MAX),
+    {FLAG("checkpoint-every", "checkpoint_every", OUTPUT, ckpt_every), UINT(0, UINT64_MAX),
      .metavar = "K", .def = "0",
      .help = "checkpoint every K clocks (needs --checkpoint-dir); 0 = off"},
-    {FLAG("resume", "resume", G_OUTPUT, resume), BOOL, .def = "0",
+    {FLAG("resume", "resume", OUTPUT, resume), BOOL, .def = "0",
      .help = "continue from the last checkpoint (needs --checkpoint-dir)"},
-    {FLAG("quiet", "quiet", G_OUTPUT, quiet), BOOL, .def = "0", .help = "warnings and errors only"},
-    {FLAG("log-format", "log_format", G_OUTPUT, log_json), CHOICE(log_choice), .def = "text",
+    {FLAG("quiet", "quiet", OUTPUT, quiet), BOOL, .def = "0", .help = "warnings and errors only"},
+    {FLAG("log-format", "log_format", OUTPUT, log_json), CHOICE(log_choice), .def = "text",
      .help = "log line format"},
-    {FLAG("progress-every", "progress_every", G_OUTPUT, progress_secs), DOUBLE(R_NONNEG),
+    {FLAG("progress-every", "progress_every", OUTPUT, progress_secs), REAL(nonneg),
      .metavar = "SECONDS", .def = "5", .help = "progress line interval, >= 0; 0 = none"},
-    {FLAG("clock-log", "clock_log", G_OUTPUT, clock_log), TEXT, .metavar = "FILE", .def = "",
+    {FLAG("clock-log", "clock_log", OUTPUT, clock_log), TEXT, .metavar = "FILE", .def = "",
      .help = "testing: workers append 'worker clock' lines"},
-    {FLAG("out", "out", G_OUTPUT, out), TEXT, .metavar = "FILE", .def = "",
+    {FLAG("out", "out", OUTPUT, out), TEXT, .metavar = "FILE", .def = "",
      .help = "predict: class per line; synth: libsvm file"},
     /* predict's --model: listed under the train row's help. */
-    {FLAG("model", "model_dir", G_OUTPUT, model_dir), TEXT, .metavar = "DIR", .def = "",
+    {FLAG("model", "model_dir", OUTPUT, model_dir), TEXT, .metavar = "DIR", .def = "",
      .cmds = CMD(PS_CMD_PREDICT)},
 };
 
 #define NFLAGS (sizeof flags / sizeof flags[0])
 
 /* --synthetic's keys, rows of their own (the name is the label in messages). */
-static const row synth_keys[] = {
-    {FLAG("synthetic rows", "rows", G_DATA, synth.n), UINT(1, UINT64_MAX), .def = "100000"},
-    {FLAG("synthetic features", "features", G_DATA, synth.nfeatures), UINT(1, UINT64_MAX),
+const ps_cfg_row ps_cfg_synth_keys[] = {
+    {FLAG("synthetic rows", "rows", DATA, synth.n), UINT(1, UINT64_MAX), .def = "100000"},
+    {FLAG("synthetic features", "features", DATA, synth.nfeatures), UINT(1, UINT64_MAX),
      .def = "1048576"},
-    {FLAG("synthetic nnz", "nnz", G_DATA, synth.nnz), UINT(1, UINT32_MAX), .def = "20"},
-    {FLAG("synthetic classes", "classes", G_DATA, synth.nclasses), UINT(2, UINT32_MAX), .def = "2"},
-    {FLAG("synthetic zipf", "zipf", G_DATA, synth.zipf_s), DOUBLE(R_NONNEG), .def = "1.1"},
-    {FLAG("synthetic noise", "noise", G_DATA, synth.noise), DOUBLE(R_NONNEG), .def = "0.1"},
+    {FLAG("synthetic nnz", "nnz", DATA, synth.nnz), UINT(1, UINT32_MAX), .def = "20"},
+    {FLAG("synthetic classes", "classes", DATA, synth.nclasses), UINT(2, UINT32_MAX), .def = "2"},
+    {FLAG("synthetic zipf", "zipf", DATA, synth.zipf_s), REAL(nonneg), .def = "1.1"},
+    {FLAG("synthetic noise", "noise", DATA, synth.noise), REAL(nonneg), .def = "0.1"},
     /* Last: its default, rows / 10, follows the rows given. */
-    {FLAG("synthetic test", "test", G_DATA, synth_test), UINT(0, UINT64_MAX)},
+    {FLAG("synthetic test", "test", DATA, synth_test), UINT(0, UINT64_MAX)},
 };
 
-#define NSYNTH (sizeof synth_keys / sizeof synth_keys[0])
+_Static_assert(sizeof ps_cfg_synth_keys / sizeof ps_cfg_synth_keys[0] == PS_CFG_NSYNTH,
+               "PS_CFG_NSYNTH counts the rows");
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Always returns PS_ECONFIG so callers can write `rc = set_err(...)`. */
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return PS_ECONFIG;
-}
-
-/* Strict unsigned integer: decimal digits only (no sign, no blanks, no
- * 0x), the whole text consumed, within [lo, hi]. */
-static int parse_uint(const char *label, const char *text, uint64_t lo, uint64_t hi, uint64_t *out,
-                      char *err, size_t errlen)
-{
-    int rc = 0;
-    const char *kind = lo >= 1 ? "a positive integer" : "a non-negative integer";
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = text[0] >= '0' && text[0] <= '9' ? strtoull(text, &end, 10) : 0;
-    if (!end || *end != '\0' || (lo >= 1 && v == 0)) {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", label, text, kind);
-    } else if (errno == ERANGE || v < lo || v > hi) {
-        rc = set_err(err, errlen, "%s: '%s' is out of range [%llu, %llu]", label, text,
-                     (unsigned long long)lo, (unsigned long long)hi);
-    } else {
-        *out = v;
-    }
-    return rc;
-}
-
-static int in_range(const real_range *r, double v)
-{
-    int ok_lo = r->lo_open ? v > r->lo : v >= r->lo;
-    int ok_hi = r->hi_open ? v < r->hi : v <= r->hi;
-    return ok_lo && ok_hi;
-}
-
-/* Strict real: strtod over the whole text, finite, inside r. With as_float
- * the value is checked after rounding to float, so what is stored (a float
- * field) is what was checked: --beta2 0.999999999 rounds to 1 and is
- * rejected rather than silently breaking Adam. */
-static int parse_real(const char *label, const char *text, const real_range *r, int as_float,
-                      double *out, char *err, size_t errlen)
-{
-    int rc = 0;
-    char *end = NULL;
-    /* strtod skips leading blanks; a flag value with them is a typo. */
-    double v = text[0] == '\0' || text[0] == ' ' || text[0] == '\t' ? 0 : strtod(text, &end);
-    if (!end || *end != '\0') {
-        rc = set_err(err, errlen, "%s: '%s' is not a number", label, text);
-    } else if (!isfinite(v)) {
-        rc = set_err(err, errlen, "%s: '%s' is not a finite number", label, text);
-    } else if (as_float && fabs(v) > FLT_MAX) {
-        rc = set_err(err, errlen, "%s: '%s' does not fit in a float", label, text);
-    } else {
-        v = as_float ? (double)(float)v : v;
-        if (!in_range(r, v)) {
-            char what[64];
-            if (isinf(r->hi)) {
-                snprintf(what, sizeof what, "%s %g", r->lo_open ? ">" : ">=", r->lo);
-            } else {
-                snprintf(what, sizeof what, "in %c%g, %g%c", r->lo_open ? '(' : '[', r->lo, r->hi,
-                         r->hi_open ? ')' : ']');
-            }
-            rc = set_err(err, errlen, "%s: '%s' is not %s", label, text, what);
-        } else {
-            *out = v;
-        }
-    }
-    return rc;
-}
-
-/* Shortest %g text that reads back to the same value, so the run header
- * says lr=0.001 and not lr=0.00100000005, yet loses nothing. */
-static void fmt_real(char *buf, size_t n, double v, int as_float)
-{
-    for (int p = 6; p <= 17; p++) {
-        snprintf(buf, n, "%.*g", p, v);
-        if (as_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) {
-            break;
-        }
-    }
-}
-
-static int copy_text(const char *label, const char *text, char *dst, size_t cap, char *err,
-                     size_t errlen)
-{
-    int rc = 0;
-    size_t n = strlen(text);
-    if (n == 0) {
-        rc = set_err(err, errlen, "%s: empty value", label);
-    } else if (n >= cap) {
-        rc = set_err(err, errlen, "%s: '%.40s...' is longer than %zu bytes", label, text, cap - 1);
-    } else {
-        /* The tail is zeroed too, so configs compare with memcmp. */
-        memset(dst, 0, cap);
-        memcpy(dst, text, n);
-    }
-    return rc;
-}
-
-/* Index of text in names, or -1. */
-static int find_name(const char *text, const char *const *names, size_t n)
-{
-    int found = -1;
-    for (size_t i = 0; i < n && found < 0; i++) {
-        if (strcmp(text, names[i]) == 0) {
-            found = (int)i;
-        }
-    }
-    return found;
-}
-
-static const char *choice_name(const choice *c, int v)
-{
-    if (v < 0 || v >= c->count) {
-        return "?";
-    }
-    return c->names ? c->names[v] : c->name(v);
-}
-
-static int choice_parse(const choice *c, const char *text, int *out)
-{
-    if (!c->names) {
-        return c->parse(text, out);
-    }
-    int i = find_name(text, c->names, (size_t)c->count);
-    *out = i >= 0 ? i : *out;
-    return i >= 0 ? 0 : PS_EINVAL;
-}
-
-/* f's words joined by sep (its `word` first), for --help and messages. */
-static void choice_list(const row *f, const char *sep, char *buf, size_t n)
-{
-    size_t used = (size_t)snprintf(buf, n, "%s", f->word && f->type == T_CHOICE ? f->word : "");
-    for (int v = 0; v < f->choices->count && used < n; v++) {
-        used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? sep : "",
-                                 choice_name(f->choices, v));
-    }
-}
-
-static void store_uint(void *p, size_t size, uint64_t v)
-{
-    if (size == sizeof(uint32_t)) {
-        *(uint32_t *)p = (uint32_t)v;
-    } else {
-        PS_ASSERT(size == sizeof(uint64_t));
-        *(uint64_t *)p = v;
-    }
-}
-
-static uint64_t load_uint(const void *p, size_t size)
-{
-    return size == sizeof(uint32_t) ? *(const uint32_t *)p : *(const uint64_t *)p;
-}
-
-/* Stores text, a value as the flag takes it, into f's field. */
-static int parse_value(ps_cfg *cfg, const row *f, const char *text, char *err, size_t errlen)
-{
-    char lab[48];
-    snprintf(lab, sizeof lab, "%s%s", f->name ? "--" : "", f->name ? f->name : f->key);
-    void *p = (char *)cfg + f->off;
-    int rc = 0;
-    int v = 0;
-    uint64_t u = 0;
-    double d = 0.0;
-    switch (f->type) {
-    case T_BOOL:
-        if (strcmp(text, "0") != 0 && strcmp(text, "1") != 0) {
-            rc = set_err(err, errlen, "%s: '%s' is not 0 or 1", lab, text);
-        } else {
-            *(int *)p = text[0] == '1';
-        }
-        break;
-    case T_UINT:
-        if (!f->word || strcmp(text, f->word) != 0) {
-            rc = parse_uint(lab, text, f->lo, f->hi, &u, err, errlen);
-        }
-        if (rc == 0) {
-            store_uint(p, f->size, u);
-        }
-        break;
-    case T_FLOAT:
-    case T_DOUBLE:
-        rc = parse_real(lab, text, f->range, f->type == T_FLOAT, &d, err, errlen);
-        if (rc == 0 && f->type == T_FLOAT) {
-            *(float *)p = (float)d;
-        } else if (rc == 0) {
-            *(double *)p = d;
-        }
-        break;
-    case T_TEXT:
-    case T_CHOICE:
-        if (f->type == T_CHOICE && f->word && strcmp(text, f->word) == 0) {
-            v = -1;
-        } else if (f->choices && choice_parse(f->choices, text, &v) != 0) {
-            char list[256];
-            choice_list(f, ", ", list, sizeof list);
-            rc = set_err(err, errlen, "%s: unknown value '%s' (expected one of: %s)", lab, text,
-                         list);
-        }
-        if (rc == 0 && f->type == T_TEXT) {
-            rc = copy_text(lab, text, p, f->size, err, errlen);
-        } else if (rc == 0) {
-            PS_ASSERT(f->size == sizeof(int)); /* an enum or an int */
-            *(int *)p = v;
-        }
-        break;
-    case T_CUSTOM:
-        rc = f->ops->parse(cfg, text, err, errlen);
-        break;
-    }
-    return rc;
-}
-
-/* f's value in cfg as the flag would spell it ("" for an unset path). */
-static void format_value(const ps_cfg *cfg, const row *f, char *buf, size_t n)
-{
-    const void *p = (const char *)cfg + f->off;
-    uint64_t u = 0;
-    int v = 0;
-    switch (f->type) {
-    case T_BOOL:
-        snprintf(buf, n, "%d", *(const int *)p);
-        break;
-    case T_UINT:
-        u = load_uint(p, f->size);
-        if (u == 0 && f->word) {
-            snprintf(buf, n, "%s", f->word);
-        } else {
-            snprintf(buf, n, "%llu", (unsigned long long)u);
-        }
-        break;
-    case T_FLOAT:
-        fmt_real(buf, n, *(const float *)p, 1);
-        break;
-    case T_DOUBLE:
-        fmt_real(buf, n, *(const double *)p, 0);
-        break;
-    case T_TEXT:
-        snprintf(buf, n, "%s", (const char *)p);
-        break;
-    case T_CHOICE:
-        v = *(const int *)p;
-        snprintf(buf, n, "%s", v == -1 && f->word ? f->word : choice_name(f->choices, v));
-        break;
-    case T_CUSTOM:
-        f->ops->format(cfg, buf, n);
-        break;
-    }
-}
-
-/* "1000,1000": 1..8 positive widths; "" means no hidden layer (logreg). */
-static int parse_hidden(ps_cfg *cfg, const char *text, char *err, size_t errlen)
-{
-    int rc = 0;
-    uint32_t n = 0;
-    uint32_t widths[PS_MODEL_MAX_HIDDEN];
-    const char *p = text;
-    while (*p != '\0' && rc == 0) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char item[24];
-        uint64_t w = 0;
-        if (n == PS_MODEL_MAX_HIDDEN) {
-            rc = set_err(err, errlen, "--hidden: '%s' has more than %d layers", text,
-                         PS_MODEL_MAX_HIDDEN);
-        } else if (len == 0 || len >= sizeof item) {
-            rc = set_err(err, errlen, "--hidden: '%s' is not a list of positive integers", text);
-        } else {
-            memcpy(item, p, len);
-            item[len] = '\0';
-            rc = parse_uint("--hidden", item, 1, INT32_MAX, &w, err, errlen);
-            widths[n++] = (uint32_t)w;
-            /* A trailing comma leaves an empty last item: reject it too. */
-            if (rc == 0 && comma && comma[1] == '\0') {
-                rc = set_err(err, errlen, "--hidden: '%s' ends with a comma", text);
-            }
-            p = comma ? comma + 1 : p + len;
-        }
-    }
-    if (rc == 0) {
-        cfg->nhidden = n;
-        memset(cfg->hidden, 0, sizeof cfg->hidden);
-        memcpy(cfg->hidden, widths, n * sizeof widths[0]);
-    }
-    return rc;
-}
-
-static void format_hidden(const ps_cfg *cfg, char *buf, size_t n)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (uint32_t i = 0; i < cfg->nhidden && i < PS_MODEL_MAX_HIDDEN && used < n; i++) {
-        used += (size_t)snprintf(buf + used, n - used, "%s%u", i ? "," : "", cfg->hidden[i]);
-    }
-}
-
-/* "rows=N,features=N,nnz=N,classes=N,zipf=X,noise=X,test=N": keys may be
- * omitted (they take their defaults; test defaults to rows/10); "off" is no
- * synthetic data, with the defaults kept for the synth command. */
-static int parse_synthetic(ps_cfg *cfg, const char *text, char *err, size_t errlen)
-{
-    int rc = 0;
-    unsigned char seen[NSYNTH] = {0};
-    for (size_t k = 0; k + 1 < NSYNTH && rc == 0; k++) {
-        rc = parse_value(cfg, &synth_keys[k], synth_keys[k].def, err, errlen);
-    }
-    int off = strcmp(text, "off") == 0;
-    const char *p = off ? "" : text;
-    while (*p != '\0' && rc == 0) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char item[64];
-        char *eq = NULL;
-        if (len == 0 || len >= sizeof item) {
-            rc = set_err(err, errlen, "--synthetic: '%s' is not a list of key=value", text);
-            break;
-        }
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (!(eq = strchr(item, '='))) {
-            rc = set_err(err, errlen, "--synthetic: '%s' is not key=value", item);
-            break;
-        }
-        *eq = '\0';
-        size_t k = 0;
-        while (k < NSYNTH && strcmp(item, synth_keys[k].key) != 0) {
-            k++;
-        }
-        if (k == NSYNTH) {
-            rc = set_err(err, errlen,
-                         "--synthetic: unknown key '%s' (known: rows, features, nnz, classes, "
-                         "zipf, noise, test)",
-                         item);
-        } else if (seen[k]) {
-            rc = set_err(err, errlen, "--synthetic: key '%s' given twice", item);
-        } else if ((rc = parse_value(cfg, &synth_keys[k], eq + 1, err, errlen)) == 0 && comma &&
-                   comma[1] == '\0') {
-            rc = set_err(err, errlen, "--synthetic: '%s' ends with a comma", text);
-        } else {
-            seen[k] = 1;
-        }
-        p = comma ? comma + 1 : p + len;
-    }
-    if (!seen[NSYNTH - 1]) {
-        cfg->synth_test = cfg->synth.n / 10;
-    }
-    if (rc == 0 && cfg->synth.nnz > cfg->synth.nfeatures) {
-        rc = set_err(err, errlen, "--synthetic: nnz=%u exceeds features=%llu", cfg->synth.nnz,
-                     (unsigned long long)cfg->synth.nfeatures);
-    }
-    /* Test rows are held out of rows, so some must be left to train on. */
-    if (rc == 0 && cfg->synth_test >= cfg->synth.n) {
-        rc = set_err(err, errlen, "--synthetic: test=%llu leaves no training rows of rows=%llu",
-                     (unsigned long long)cfg->synth_test, (unsigned long long)cfg->synth.n);
-    }
-    cfg->synthetic = rc == 0 && !off;
-    return rc;
-}
-
-static void format_synthetic(const ps_cfg *cfg, char *buf, size_t n)
-{
-    size_t used = (size_t)snprintf(buf, n, "%s", cfg->synthetic ? "" : "off");
-    for (size_t k = 0; k < NSYNTH && cfg->synthetic && used < n; k++) {
-        char val[32];
-        format_value(cfg, &synth_keys[k], val, sizeof val);
-        used +=
-            (size_t)snprintf(buf + used, n - used, "%s%s=%s", k ? "," : "", synth_keys[k].key, val);
-    }
-}
-
-static int parse_consistency(ps_cfg *cfg, const char *text, char *err, size_t errlen)
-{
-    int rc = 0;
-    uint64_t k = 0;
-    if (strcmp(text, "bsp") == 0 || strcmp(text, "asp") == 0) {
-        cfg->sync = text[0] == 'b' ? PS_SYNC_BSP : PS_SYNC_ASP;
-        cfg->staleness = 0;
-    } else if (strncmp(text, "ssp:", 4) == 0) {
-        rc = parse_uint("--consistency ssp:K", text + 4, 0, INT_MAX, &k, err, errlen);
-        if (rc == 0) {
-            /* ssp:0 behaves like bsp but stays SSP: the server's code path
-             * and the run header say what the user asked for. */
-            cfg->sync = PS_SYNC_SSP;
-            cfg->staleness = (uint32_t)k;
-        }
-    } else if (strcmp(text, "ssp") == 0) {
-        rc = set_err(err, errlen, "--consistency: 'ssp' needs a staleness bound, e.g. ssp:2");
-    } else {
-        rc = set_err(err, errlen,
-                     "--consistency: unknown value '%s' (expected one of: bsp, ssp:K, asp)", text);
-    }
-    return rc;
-}
-
-static void format_consistency(const ps_cfg *cfg, char *buf, size_t n)
-{
-    if (cfg->sync == PS_SYNC_SSP) {
-        snprintf(buf, n, "ssp:%u", cfg->staleness);
-    } else {
-        snprintf(buf, n, "%s", cfg->sync == PS_SYNC_ASP ? "asp" : "bsp");
-    }
-}
-
-static const row *find_key(const char *key)
+static const ps_cfg_row *find_key(const char *key)
 {
     for (size_t i = 0; i < NFLAGS; i++) {
         if (strcmp(flags[i].key, key) == 0) {
@@ -698,7 +223,7 @@ static const row *find_key(const char *key)
 /* 1 if the flag with header key `key` was on the command line. */
 static int given(const unsigned char *seen, const char *key)
 {
-    const row *f = find_key(key);
+    const ps_cfg_row *f = find_key(key);
     PS_ASSERT(f != NULL);
     return seen[f - flags];
 }
@@ -710,17 +235,17 @@ static void resolve_defaults(ps_cfg *cfg, const unsigned char *seen)
     ps_opt_hp hp;
     ps_opt_defaults(&hp, cfg->opt.kind);
     for (size_t i = 0; i < NFLAGS; i++) {
-        const row *f = &flags[i];
+        const ps_cfg_row *f = &flags[i];
         if (seen && seen[i]) {
             continue;
         }
-        if (f->dep == DEP_RULE) {
+        if (f->dep == PS_CFG_PER_RULE) {
             /* The field sits in cfg->opt at the offset it has in hp. */
             size_t at = f->off - offsetof(ps_cfg, opt);
             PS_ASSERT(f->off >= offsetof(ps_cfg, opt) && at + f->size <= sizeof hp);
             memcpy((char *)cfg + f->off, (const char *)&hp + at, f->size);
-        } else if (f->dep == DEP_MODEL) {
-            int rc = parse_value(cfg, f, f->by_model[cfg->model], NULL, 0);
+        } else if (f->dep == PS_CFG_PER_MODEL) {
+            int rc = ps_cfg_parse_value(cfg, f, f->by_model[cfg->model], NULL, 0);
             PS_ASSERT(rc == 0);
         }
     }
@@ -732,83 +257,99 @@ void ps_cfg_defaults(ps_cfg *cfg)
      * tests compare whole configs. */
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < NFLAGS; i++) {
-        if (flags[i].dep == DEP_NONE && flags[i].def && flags[i].def[0] != '\0') {
-            int rc = parse_value(cfg, &flags[i], flags[i].def, NULL, 0);
+        if (flags[i].dep == PS_CFG_FIXED && flags[i].def && flags[i].def[0] != '\0') {
+            int rc = ps_cfg_parse_value(cfg, &flags[i], flags[i].def, NULL, 0);
             PS_ASSERT(rc == 0);
         }
     }
     resolve_defaults(cfg, NULL);
 }
 
+/* "Given a, b must (need 1) or must not (need 0) be given too", for the
+ * commands in cmds (0: all); a NULL: always. The first broken rule is the
+ * message. */
+static const struct {
+    unsigned cmds;
+    const char *a, *b;
+    int need;
+    const char *why;
+} rules[] = {
+    {0, "epochs", "steps", 0, "--epochs and --steps are exclusive: give one"},
+    {0, "resume", "checkpoint_dir", 1, "--resume needs --checkpoint-dir"},
+    {0, "synthetic", "format", 0, "--format does not apply to --synthetic"},
+    {CMD(PS_CMD_TRAIN), "test", "train", 1,
+     "--test goes with --train (--dataset and --synthetic bring their own test data)"},
+    {CMD(PS_CMD_TRAIN), "train", "test", 1,
+     "--train needs --test FILE too: evaluation needs held-out data (only --dataset and "
+     "--synthetic bring their own)"},
+    {CMD(PS_CMD_PREDICT), NULL, "model_dir", 1,
+     "predict needs --model DIR (a directory from --save-model)"},
+    {CMD(PS_CMD_PREDICT), "test", "dataset", 0,
+     "--test and --dataset are exclusive: give one data source"},
+    {CMD(PS_CMD_SYNTH), NULL, "out", 1, "synth needs --out FILE"},
+};
+
+/* The first rule cfg breaks, or NULL. */
+static const char *broken_rule(const ps_cfg *cfg, const unsigned char *seen)
+{
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        if ((rules[i].cmds == 0 || (rules[i].cmds & CMD(cfg->cmd))) &&
+            (!rules[i].a || given(seen, rules[i].a)) && given(seen, rules[i].b) != rules[i].need) {
+            return rules[i].why;
+        }
+    }
+    return NULL;
+}
+
 /* Combinations no single flag can judge. seen[] marks the rows given. */
 static int check_combinations(ps_cfg *cfg, const unsigned char *seen, char *err, size_t errlen)
 {
     int rc = 0;
+    const char *why = broken_rule(cfg, seen);
     const char *sources[3];
     int nsources = 0;
-    int synthetic = given(seen, "synthetic") && cfg->synthetic;
     int train = cfg->cmd == PS_CMD_TRAIN, predict = cfg->cmd == PS_CMD_PREDICT;
-    const char *rule = ps_opt_name(cfg->opt.kind);
     char eps[32];
-    fmt_real(eps, sizeof eps, cfg->opt.eps, 1);
+    ps_cfg_format_real(eps, sizeof eps, cfg->opt.eps, 1);
     if (given(seen, "dataset")) {
         sources[nsources++] = "--dataset";
     }
     if (given(seen, "train")) {
         sources[nsources++] = "--train";
     }
-    if (synthetic) {
+    if (given(seen, "synthetic") && cfg->synthetic) {
         sources[nsources++] = "--synthetic";
     }
-
-    if (given(seen, "epochs") && given(seen, "steps")) {
-        rc = set_err(err, errlen, "--epochs and --steps are exclusive: give one");
+    if (why) {
+        rc = ps_cfg_err(err, errlen, "%s", why);
     } else if (given(seen, "checkpoint_every") && cfg->ckpt_every > 0 &&
                !given(seen, "checkpoint_dir")) {
-        rc = set_err(err, errlen, "--checkpoint-every needs --checkpoint-dir");
-    } else if (given(seen, "resume") && !given(seen, "checkpoint_dir")) {
-        rc = set_err(err, errlen, "--resume needs --checkpoint-dir");
+        rc = ps_cfg_err(err, errlen, "--checkpoint-every needs --checkpoint-dir");
     } else if (cfg->model == PS_MODEL_MLP && cfg->nhidden == 0 && !predict) {
-        rc = set_err(err, errlen,
-                     "--hidden: an mlp needs at least one hidden layer (--model logreg has none)");
+        rc = ps_cfg_err(
+            err, errlen,
+            "--hidden: an mlp needs at least one hidden layer (--model logreg has none)");
     } else if (nsources > 1) {
-        rc = set_err(err, errlen, "%s and %s are exclusive: give one data source", sources[0],
-                     sources[1]);
+        rc = ps_cfg_err(err, errlen, "%s and %s are exclusive: give one data source", sources[0],
+                        sources[1]);
     } else if (given(seen, "dataset") && given(seen, "format") && cfg->format == PS_FMT_LIBSVM) {
-        rc = set_err(err, errlen, "--format: fashion-mnist is an IDX data set, not libsvm");
-    } else if (synthetic && given(seen, "format")) {
-        rc = set_err(err, errlen, "--format does not apply to --synthetic");
-    } else if (train && given(seen, "test") && !given(seen, "train")) {
-        rc = set_err(err, errlen,
-                     "--test goes with --train (--dataset and --synthetic bring their own test "
-                     "data)");
+        rc = ps_cfg_err(err, errlen, "--format: fashion-mnist is an IDX data set, not libsvm");
     } else if (train && nsources == 0) {
-        rc = set_err(err, errlen,
-                     "train needs a data source: --dataset NAME, --train FILE --test FILE or "
-                     "--synthetic SPEC");
-    } else if (train && given(seen, "train") && !given(seen, "test")) {
-        rc = set_err(err, errlen,
-                     "--train needs --test FILE too: evaluation needs held-out data (only "
-                     "--dataset and --synthetic bring their own)");
-    } else if (train && (ps_opt_reads(cfg->opt.kind) & PS_OPT_READS_EPS) && !(cfg->opt.eps > 0)) {
-        rc = set_err(err, errlen,
-                     "--eps %s: --optimizer %s divides by sqrt(v) + eps, so eps must be > 0 "
-                     "(adamax has no eps)",
-                     eps, rule);
-    } else if (train && cfg->opt.kind == PS_OPT_SGD && given(seen, "momentum")) {
-        rc = set_err(err, errlen,
-                     "--momentum: --optimizer sgd is plain SGD and has no momentum; use "
-                     "--optimizer nesterov");
-    } else if (predict && !given(seen, "model_dir")) {
-        rc = set_err(err, errlen, "predict needs --model DIR (a directory from --save-model)");
+        rc = ps_cfg_err(err, errlen,
+                        "train needs a data source: --dataset NAME, --train FILE --test FILE or "
+                        "--synthetic SPEC");
     } else if (predict && !given(seen, "test") && !given(seen, "dataset")) {
-        rc = set_err(err, errlen, "predict needs --test FILE or --dataset NAME");
-    } else if (predict && given(seen, "test") && given(seen, "dataset")) {
-        rc = set_err(err, errlen, "--test and --dataset are exclusive: give one data source");
-    } else if (cfg->cmd == PS_CMD_SYNTH && !given(seen, "out")) {
-        rc = set_err(err, errlen, "synth needs --out FILE");
+        rc = ps_cfg_err(err, errlen, "predict needs --test FILE or --dataset NAME");
+    } else if (train && (ps_opt_reads(cfg->opt.kind) & PS_OPT_READS_EPS) && !(cfg->opt.eps > 0)) {
+        rc = ps_cfg_err(err, errlen,
+                        "--eps %s: --optimizer %s divides by sqrt(v) + eps, so eps must be > 0 "
+                        "(adamax has no eps)",
+                        eps, ps_opt_name(cfg->opt.kind));
+    } else if (train && cfg->opt.kind == PS_OPT_SGD && given(seen, "momentum")) {
+        rc = ps_cfg_err(err, errlen,
+                        "--momentum: --optimizer sgd is plain SGD and has no momentum; use "
+                        "--optimizer nesterov");
     }
-
     if (rc == 0 && given(seen, "dataset")) {
         cfg->format = PS_FMT_IDX;
     }
@@ -824,25 +365,25 @@ static int parse_command(ps_cfg *cfg, const char *word, char *err, size_t errlen
     int cmd = 0;
     if (strcmp(word, "--help") == 0 || strcmp(word, "-h") == 0) {
         cfg->cmd = PS_CMD_HELP;
-    } else if (choice_parse(&cmd_choice, word, &cmd) == 0) {
+    } else if (ps_cfg_choice_parse(&cmd_choice, word, &cmd) == 0) {
         cfg->cmd = (ps_cmd)cmd;
     } else if (strncmp(word, "--", 2) == 0) {
-        rc = set_err(err, errlen, "%s before the command: say adamps train|predict|synth %s ...",
-                     word, word);
+        rc = ps_cfg_err(err, errlen, "%s before the command: say adamps train|predict|synth %s ...",
+                        word, word);
     } else {
-        rc = set_err(err, errlen,
-                     "unknown command '%s' (expected train, predict, synth or help; see adamps "
-                     "--help)",
-                     word);
+        rc = ps_cfg_err(err, errlen,
+                        "unknown command '%s' (expected train, predict, synth or help; see adamps "
+                        "--help)",
+                        word);
     }
     return rc;
 }
 
 /* The row flag `name` (len bytes) stands for under command cmd, or NULL. */
-static const row *find_flag(ps_cmd cmd, const char *name, size_t len)
+static const ps_cfg_row *find_flag(ps_cmd cmd, const char *name, size_t len)
 {
     for (size_t i = 0; i < NFLAGS; i++) {
-        const row *f = &flags[i];
+        const ps_cfg_row *f = &flags[i];
         if (f->name && strlen(f->name) == len && strncmp(f->name, name, len) == 0 &&
             (f->cmds == 0 || (f->cmds & CMD(cmd)))) {
             return f;
@@ -851,12 +392,12 @@ static const row *find_flag(ps_cmd cmd, const char *name, size_t len)
     return NULL;
 }
 
-static void metavar(const row *f, char *buf, size_t n)
+static void metavar(const ps_cfg_row *f, char *buf, size_t n)
 {
     if (f->metavar || !f->choices) {
         snprintf(buf, n, "%s", f->metavar ? f->metavar : "");
     } else {
-        choice_list(f, "|", buf, n);
+        ps_cfg_choice_list(f, "|", buf, n);
     }
 }
 
@@ -869,7 +410,7 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
         err[0] = '\0';
     }
     if (argc < 2 || !argv || !argv[1]) {
-        rc = set_err(err, errlen, "missing command: adamps train|predict|synth|help [--flags]");
+        rc = ps_cfg_err(err, errlen, "missing command: adamps train|predict|synth|help [--flags]");
         goto done;
     }
     rc = parse_command(cfg, argv[1], err, errlen);
@@ -883,40 +424,40 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
             goto done;
         }
         if (strncmp(arg, "--", 2) != 0) {
-            rc = set_err(err, errlen, "unexpected argument '%s' (flags are --name value)", arg);
+            rc = ps_cfg_err(err, errlen, "unexpected argument '%s' (flags are --name value)", arg);
             goto done;
         }
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const row *f = find_flag(cfg->cmd, name, len);
+        const ps_cfg_row *f = find_flag(cfg->cmd, name, len);
         if (!f) {
-            rc = set_err(err, errlen, "unknown flag --%.*s (see adamps --help)", (int)len, name);
+            rc = ps_cfg_err(err, errlen, "unknown flag --%.*s (see adamps --help)", (int)len, name);
             goto done;
         }
         /* A boolean flag given flips its default. */
         const char *val = strcmp(f->def ? f->def : "", "1") == 0 ? "0" : "1";
         char mv[256];
         metavar(f, mv, sizeof mv);
-        if (f->type == T_BOOL) {
+        if (f->type == PS_CFG_BOOL) {
             if (eq) {
-                rc = set_err(err, errlen, "--%s takes no value (got '%s')", f->name, eq + 1);
+                rc = ps_cfg_err(err, errlen, "--%s takes no value (got '%s')", f->name, eq + 1);
                 goto done;
             }
         } else if (eq) {
             val = eq + 1;
         } else if (i + 1 >= argc) {
-            rc = set_err(err, errlen, "--%s needs a value: --%s %s", f->name, f->name, mv);
+            rc = ps_cfg_err(err, errlen, "--%s needs a value: --%s %s", f->name, f->name, mv);
             goto done;
         } else {
             val = argv[++i];
             /* `--train --test x` would otherwise read "--test" as a path. */
             if (strncmp(val, "--", 2) == 0) {
-                rc = set_err(err, errlen, "--%s needs a value (got flag '%s')", f->name, val);
+                rc = ps_cfg_err(err, errlen, "--%s needs a value (got flag '%s')", f->name, val);
                 goto done;
             }
         }
-        if ((rc = parse_value(cfg, f, val, err, errlen)) != 0) {
+        if ((rc = ps_cfg_parse_value(cfg, f, val, err, errlen)) != 0) {
             goto done;
         }
         seen[f - flags] = 1;
@@ -940,12 +481,12 @@ int ps_cfg_warning(const ps_cfg *cfg, char *buf, size_t len)
 
 /* What --help says a flag defaults to: the value, or each optimizer's or
  * model's, from the same sources ps_cfg_defaults reads. */
-static void default_text(const row *f, const ps_cfg *d, char *buf, size_t n)
+static void default_text(const ps_cfg_row *f, const ps_cfg *d, char *buf, size_t n)
 {
     size_t used = 0;
-    if (f->type == T_BOOL) {
+    if (f->type == PS_CFG_BOOL) {
         snprintf(buf, n, "off"); /* off unless given */
-    } else if (f->dep == DEP_RULE) {
+    } else if (f->dep == PS_CFG_PER_RULE) {
         used = (size_t)snprintf(buf, n, "per optimizer:");
         for (int k = 0; k < PS_OPT_COUNT_ && used < n; k++) {
             ps_opt_hp hp;
@@ -956,17 +497,17 @@ static void default_text(const row *f, const ps_cfg *d, char *buf, size_t n)
             }
             ps_opt_defaults(&hp, (ps_opt_kind)k);
             memcpy(&x, (const char *)&hp + (f->off - offsetof(ps_cfg, opt)), sizeof x);
-            fmt_real(v, sizeof v, x, 1);
+            ps_cfg_format_real(v, sizeof v, x, 1);
             used +=
                 (size_t)snprintf(buf + used, n - used, " %s %s,", ps_opt_name((ps_opt_kind)k), v);
         }
         buf[used < n ? used - 1 : n - 1] = '\0'; /* the last comma */
-    } else if (f->dep == DEP_MODEL) {
+    } else if (f->dep == PS_CFG_PER_MODEL) {
         snprintf(buf, n, "per model: %s %s, %s %s", ps_model_kind_name(PS_MODEL_LOGREG),
                  f->by_model[PS_MODEL_LOGREG], ps_model_kind_name(PS_MODEL_MLP),
                  f->by_model[PS_MODEL_MLP]);
     } else {
-        format_value(d, f, buf, n);
+        ps_cfg_format_value(d, f, buf, n);
         if (buf[0] == '\0') {
             snprintf(buf, n, "none");
         }
@@ -975,7 +516,7 @@ static void default_text(const row *f, const ps_cfg *d, char *buf, size_t n)
 
 /* "  --flag METAVAR   help (default: text)", the text wrapped at 100
  * columns under the help column. */
-static void print_flag(FILE *out, const row *f, const ps_cfg *d)
+static void print_flag(FILE *out, const ps_cfg_row *f, const ps_cfg *d)
 {
     char left[300], mv[256], def[512];
     metavar(f, mv, sizeof mv);
@@ -1005,8 +546,8 @@ static void print_flag(FILE *out, const row *f, const ps_cfg *d)
 
 void ps_cfg_usage(void *f)
 {
-    static const char *const group_names[G_COUNT] = {"model",    "data",    "optimizer",
-                                                     "schedule", "cluster", "output"};
+    static const char *const group_names[PS_CFG_G_COUNT] = {"model",    "data",    "optimizer",
+                                                            "schedule", "cluster", "output"};
     FILE *out = f;
     ps_cfg d;
     ps_cfg_defaults(&d);
@@ -1020,7 +561,7 @@ void ps_cfg_usage(void *f)
                  "  predict   classify --test FILE with a saved model: --model DIR\n"
                  "  synth     write a synthetic libsvm data set to --out FILE\n"
                  "  help      print this text (also --help, -h)\n");
-    for (int g = 0; g < G_COUNT; g++) {
+    for (int g = 0; g < PS_CFG_G_COUNT; g++) {
         fprintf(out, "\n%s:\n", group_names[g]);
         for (size_t i = 0; i < NFLAGS; i++) {
             if (flags[i].help && (int)flags[i].group == g) {
@@ -1050,82 +591,59 @@ const char *ps_cfg_pair(const ps_cfg *cfg, size_t i, const char **flag, char *va
     if (flag) {
         *flag = flags[i].name;
     }
-    format_value(cfg, &flags[i], val, len);
+    ps_cfg_format_value(cfg, &flags[i], val, len);
     return flags[i].key;
 }
 
 int ps_cfg_set(ps_cfg *cfg, const char *key, const char *text, char *err, size_t errlen)
 {
-    const row *f = find_key(key);
+    const ps_cfg_row *f = find_key(key);
     if (err && errlen > 0) {
         err[0] = '\0';
     }
     if (!f) {
-        return set_err(err, errlen, "unknown configuration key '%s'", key);
+        return ps_cfg_err(err, errlen, "unknown configuration key '%s'", key);
     }
     if (text[0] == '\0' && f->def && f->def[0] == '\0') {
         memset((char *)cfg + f->off, 0, f->size);
         return 0;
     }
-    return parse_value(cfg, f, text, err, errlen);
+    return ps_cfg_parse_value(cfg, f, text, err, errlen);
 }
 
-/* snprintf-style appender: counts what it could not store, so the caller
- * learns the size it needs. */
-typedef struct {
-    char *buf;
-    size_t len;
-    size_t pos;
-} appender;
-
-static void append_char(appender *a, char ch)
+/* snprintf-style: counts what it could not store, so the caller learns the
+ * size it needs. */
+static void put(char *buf, size_t len, size_t *pos, const char *s, size_t n)
 {
-    if (a->pos + 1 < a->len) {
-        a->buf[a->pos] = ch;
-        a->buf[a->pos + 1] = '\0';
-    }
-    a->pos++;
-}
-
-/* Values with blanks, quotes or nothing at all are quoted, so the header
- * still splits on spaces. */
-static void append_pair(appender *a, const char *key, const char *val)
-{
-    int quote = val[0] == '\0';
-    for (const char *p = val; *p && !quote; p++) {
-        quote = *p == ' ' || *p == '"' || *p == '\\' || (unsigned char)*p < 0x20;
-    }
-    if (a->pos > 0) {
-        append_char(a, ' ');
-    }
-    for (const char *p = key; *p; p++) {
-        append_char(a, *p);
-    }
-    append_char(a, '=');
-    if (quote) {
-        append_char(a, '"');
-    }
-    for (const char *p = val; *p; p++) {
-        if (quote && (*p == '"' || *p == '\\')) {
-            append_char(a, '\\');
+    for (size_t i = 0; i < n; i++, (*pos)++) {
+        if (*pos + 1 < len) {
+            buf[*pos] = s[i];
+            buf[*pos + 1] = '\0';
         }
-        append_char(a, (unsigned char)*p < 0x20 ? '?' : *p);
-    }
-    if (quote) {
-        append_char(a, '"');
     }
 }
 
 int ps_cfg_format(const ps_cfg *cfg, char *buf, size_t len)
 {
-    appender a = {buf, len, 0};
+    size_t pos = 0;
     char val[PS_CFG_PATH + 64];
     if (buf && len > 0) {
         buf[0] = '\0';
     }
     for (size_t i = 0; i < NFLAGS; i++) {
-        format_value(cfg, &flags[i], val, sizeof val);
-        append_pair(&a, flags[i].key, val);
+        ps_cfg_format_value(cfg, &flags[i], val, sizeof val);
+        /* Values with blanks, quotes or nothing at all are quoted, so the
+         * header still splits on spaces. */
+        int quote = val[0] == '\0' || strpbrk(val, " \"\\") != NULL;
+        put(buf, len, &pos, " ", i ? 1 : 0);
+        put(buf, len, &pos, flags[i].key, strlen(flags[i].key));
+        put(buf, len, &pos, "=\"", quote ? 2 : 1);
+        for (char *p = val; *p; p++) {
+            put(buf, len, &pos, "\\", quote && (*p == '"' || *p == '\\'));
+            *p = (unsigned char)*p < 0x20 ? '?' : *p;
+            put(buf, len, &pos, p, 1);
+        }
+        put(buf, len, &pos, "\"", quote);
     }
-    return a.pos > INT_MAX ? INT_MAX : (int)a.pos;
+    return pos > INT_MAX ? INT_MAX : (int)pos;
 }

@@ -134,11 +134,6 @@ int ps_shard_parse_mode(const char *text, ps_shard_mode *out)
 
 const char *ps_shard_mode_name(ps_shard_mode mode)
 {
-    switch (mode) {
-    case PS_SHARD_RANGE:
-        return "range";
-    case PS_SHARD_HASH:
-        return "hash";
-    }
-    return "?";
+    static const char *const names[] = {[PS_SHARD_RANGE] = "range", [PS_SHARD_HASH] = "hash"};
+    return (unsigned)mode < sizeof names / sizeof names[0] ? names[mode] : "?";
 }
