@@ -51,6 +51,7 @@
     }                                                                                              \
     static const ps_cfg_choice id##_choice = {NULL, (count), id##_parse, id##_name}
 
+/* The counts are each owner's last value + 1. */
 OWNER_CHOICE(opt, ps_opt_kind, ps_opt_parse, ps_opt_name, PS_OPT_COUNT_);
 OWNER_CHOICE(model, ps_model_kind, ps_model_parse_kind, ps_model_kind_name, PS_MODEL_NKINDS);
 OWNER_CHOICE(shard, ps_shard_mode, ps_shard_parse_mode, ps_shard_mode_name, PS_SHARD_HASH + 1);

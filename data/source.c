@@ -79,7 +79,8 @@ static ps_libsvm_opts svm_opts(const ps_source_cfg *cfg, const ps_source_spec *s
 }
 
 /* One streaming pass: the largest feature id and class, and the line count. */
-static int scan_libsvm(const ps_source_cfg *cfg, const char *path, ps_source_spec *spec, uint64_t *n)
+static int scan_libsvm(const ps_source_cfg *cfg, const char *path, ps_source_spec *spec,
+                       uint64_t *n)
 {
     ps_libsvm_opts o = svm_opts(cfg, NULL);
     ps_libsvm *r = NULL;
@@ -101,8 +102,8 @@ int ps_source_is_libsvm(const ps_source_cfg *cfg)
     return cfg->format != PS_FMT_SYNTH && !is_idx(cfg);
 }
 
-int ps_source_open_train_stream(const ps_source_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
-                                uint32_t nworkers, ps_libsvm **r, uint64_t *bytes)
+int ps_source_open_train_stream(const ps_source_cfg *cfg, const ps_source_spec *spec,
+                                uint32_t worker, uint32_t nworkers, ps_libsvm **r, uint64_t *bytes)
 {
     uint64_t size, begin, end;
     int rc = ps_libsvm_file_size(cfg->train, &size);

@@ -20,7 +20,7 @@ typedef enum { PS_FMT_AUTO = 0, PS_FMT_IDX, PS_FMT_LIBSVM, PS_FMT_SYNTH } ps_for
 /* Strings are borrowed (the caller keeps them alive while the config is in
  * use) and never NULL; "" means not given. */
 typedef struct {
-    const char *dataset;  /* a named IDX set under data_dir ("fashion-mnist"), or "" */
+    const char *dataset; /* a named IDX set under data_dir ("fashion-mnist"), or "" */
     const char *data_dir;
     const char *train;    /* training file, without a dataset */
     const char *test;     /* test file, without a dataset */
@@ -35,10 +35,10 @@ typedef struct {
 } ps_source_cfg;
 
 typedef struct {
-    uint64_t dim;      /* features (sparse: the key space) */
+    uint64_t dim; /* features (sparse: the key space) */
     uint32_t nclasses;
     int32_t sparse;
-    uint64_t ntrain;   /* training samples (libsvm: lines, 0 if unknown) */
+    uint64_t ntrain; /* training samples (libsvm: lines, 0 if unknown) */
     uint64_t ntest;
 } ps_source_spec;
 

@@ -25,8 +25,8 @@ typedef struct ps_batcher ps_batcher;
 typedef enum { PS_STREAM_OFF = 0, PS_STREAM_ON = 1, PS_STREAM_AUTO = 2 } ps_stream_mode;
 
 typedef struct {
-    uint32_t batch;        /* rows per batch, >= 1 */
-    int shuffle;           /* 1: a new order every epoch; 0: file order */
+    uint32_t batch; /* rows per batch, >= 1 */
+    int shuffle;    /* 1: a new order every epoch; 0: file order */
     uint64_t seed;
     ps_stream_mode stream; /* only libsvm sources stream; the others are held */
 } ps_batcher_cfg;

@@ -45,8 +45,8 @@ struct ps_model {
     uint32_t *hist; /* RADIX_SIZE counters */
 };
 
-static const char *const kind_names[PS_MODEL_NKINDS] = {[PS_MODEL_LOGREG] = "logreg",
-                                                         [PS_MODEL_MLP] = "mlp"};
+static const char *const kind_names[PS_MODEL_NKINDS] = {
+    [PS_MODEL_LOGREG] = "logreg", [PS_MODEL_MLP] = "mlp"};
 
 int ps_model_parse_kind(const char *text, ps_model_kind *out)
 {

@@ -855,8 +855,7 @@ int ps_predict_run(const ps_predict_cfg *cfg, ps_predict_result *res)
         PS_LOG(INFO,
                "adamps predict: %s model from %s (%" PRIu64 " inputs, %u classes); %zu "
                "samples from %s",
-               ps_model_kind_name(mc->kind), cfg->model_dir, mc->in_dim,
-               mc->nclasses, n, name);
+               ps_model_kind_name(mc->kind), cfg->model_dir, mc->in_dim, mc->nclasses, n, name);
     }
     if (!(classes = ps_malloc(n * sizeof *classes))) {
         rc = PS_ENOMEM;

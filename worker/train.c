@@ -151,8 +151,7 @@ static int evaluate(trainer *tr, int64_t version, double *loss, double *acc)
         int rc = ps_model_batch_keys(tr->model, &b, s->keys);
         if (rc || (rc = ps_client_plan(tr->client, s->plan, s->keys)) ||
             (rc = grow_tables(tr, s->keys, tr->params, tr->cap_params)) ||
-            (rc = ps_client_pull_start(tr->client, s->plan, version,
-                                       tr->wc->averaged)) ||
+            (rc = ps_client_pull_start(tr->client, s->plan, version, tr->wc->averaged)) ||
             (rc = ps_client_pull_wait(tr->client, s->plan, tr->params))) {
             return rc;
         }
@@ -177,7 +176,8 @@ static void progress(trainer *tr, uint64_t clock, int force)
         return;
     }
     double el = now - tr->t0;
-    double samples = (double)(clock - tr->start_clock) * tr->wc->batcher.batch * tr->wc->client.nworkers;
+    double samples =
+        (double)(clock - tr->start_clock) * tr->wc->batcher.batch * tr->wc->client.nworkers;
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
     double eta = clock > tr->start_clock
@@ -200,8 +200,8 @@ static int eval_and_record(trainer *tr, uint64_t clock)
     }
     double el = ps_comm_time() - tr->t0;
     double samples = (double)clock * tr->wc->batcher.batch * tr->wc->client.nworkers;
-    double rate = (double)(clock - tr->start_clock) * tr->wc->batcher.batch * tr->wc->client.nworkers /
-                  (el > 0 ? el : 1);
+    double rate = (double)(clock - tr->start_clock) * tr->wc->batcher.batch *
+                  tr->wc->client.nworkers / (el > 0 ? el : 1);
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
     if (!tr->wc->quiet) {
