@@ -136,7 +136,7 @@ mpitest: $(BIN)
 check-layers:
 	@tests/check_layers.sh
 
-test: check-deps
+test: check-deps check-layers
 	@$(MAKE) --no-print-directory $(BIN) $(UNIT_BINS)
 	@tests/run_unit.sh $(UNIT_BINS)
 	@BIN=./$(BIN) SAN=$(SAN) tests/mpi/run.sh

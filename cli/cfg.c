@@ -1,837 +1,361 @@
 #include "cli/cfg.h"
 
-#include <errno.h>
-#include <float.h>
 #include <limits.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "cli/cfg_internal.h"
 #include "common/err.h"
-#include "common/shard.h"
+#include "common/log.h"
+#include "common/table.h"
 
-/* One table describes every flag: the parser uses it to know whether a flag
- * takes a value, --help prints it, and ps_cfg_format walks it, so a flag
- * cannot be parsed without being documented and echoed. */
-typedef enum { G_MODEL, G_DATA, G_OPTIM, G_SCHEDULE, G_CLUSTER, G_OUTPUT, G_COUNT } flag_group;
+/* One row per flag (cli/cfg_internal.h): its field in ps_cfg, how its text
+ * becomes the value and back, its default as text and its help. Defaults
+ * go through the row's own parser, so the parser, --help, the run header
+ * and the (key, value) pairs cannot disagree about a flag. */
+#define CMD(c) (1u << (c))
+#define AT(m) .off = offsetof(ps_cfg, m), .size = sizeof(((ps_cfg *)0)->m)
+#define FLAG(n, k, g, m) .name = n, .key = k, .group = PS_CFG_G_##g, AT(m)
+#define BOOL .type = PS_CFG_BOOL
+#define TEXT .type = PS_CFG_TEXT
+#define UINT(l, h) .type = PS_CFG_UINT, .lo = (l), .hi = (h)
+#define REAL(r) .type = PS_CFG_REAL, .range = &ps_cfg_##r
+#define CHOICE(c) .type = PS_CFG_CHOICE, .choices = &(c)
+#define CUSTOM(o) .type = PS_CFG_CUSTOM, .ops = &(o)
+#define PER_RULE(bit) .dep = PS_CFG_PER_RULE, .reads = (bit)
+#define PER_MODEL(logreg, mlp)                                                                     \
+    .dep = PS_CFG_PER_MODEL, .by_model = (const char *const[PS_MODEL_NKINDS])                      \
+    {                                                                                              \
+        [PS_MODEL_LOGREG] = (logreg), [PS_MODEL_MLP] = (mlp)                                       \
+    }
+#define LIST(a)                                                                                    \
+    {                                                                                              \
+        (a), (int)(sizeof(a) / sizeof((a)[0])), NULL, NULL                                         \
+    }
 
-typedef enum {
-    F_MODEL,
-    F_HIDDEN,
-    F_DROPOUT_INPUT,
-    F_DROPOUT,
-    F_L2,
-    F_INIT,
-    F_DATASET,
-    F_DATA_DIR,
-    F_TRAIN,
-    F_TEST,
-    F_FORMAT,
-    F_ZERO_BASED,
-    F_SYNTHETIC,
-    F_HASH_BITS,
-    F_FEATURES,
-    F_TRAIN_LIMIT,
-    F_TEST_LIMIT,
-    F_STREAM,
-    F_OPTIMIZER,
-    F_LR,
-    F_BETA1,
-    F_BETA2,
-    F_EPS,
-    F_NO_BIAS_CORRECTION,
-    F_LR_SCHEDULE,
-    F_MOMENTUM,
-    F_WEIGHT_DECAY,
-    F_TEMPORAL_AVERAGING,
-    F_SPARSE_UPDATE,
-    F_BATCH,
-    F_EPOCHS,
-    F_STEPS,
-    F_SEED,
-    F_SHUFFLE,
-    F_SERVERS,
-    F_SHARD,
-    F_CONSISTENCY,
-    F_NONFINITE,
-    F_INJECT_DELAY_MS,
-    F_EVAL_EVERY,
-    F_METRICS,
-    F_SAVE_MODEL,
-    F_CHECKPOINT_DIR,
-    F_CHECKPOINT_EVERY,
-    F_RESUME,
-    F_QUIET,
-    F_LOG_FORMAT,
-    F_PROGRESS_EVERY,
-    F_CLOCK_LOG,
-    F_OUT,
-    F_COUNT
-} flag_id;
+/* An owner's parser and namer as the int a choice row stores, so the words
+ * live only with the owner (server/optim.c, worker/model.c, ...). */
+#define OWNER_CHOICE(id, type, parse_fn, name_fn, count)                                           \
+    static int id##_parse(const char *text, int *out)                                              \
+    {                                                                                              \
+        type v;                                                                                    \
+        int rc = parse_fn(text, &v);                                                               \
+        if (rc == 0) {                                                                             \
+            *out = (int)v;                                                                         \
+        }                                                                                          \
+        return rc;                                                                                 \
+    }                                                                                              \
+    static const char *id##_name(int v)                                                            \
+    {                                                                                              \
+        return name_fn((type)v);                                                                   \
+    }                                                                                              \
+    static const ps_cfg_choice id##_choice = {NULL, (count), id##_parse, id##_name}
 
-typedef struct {
-    flag_id id;
-    flag_group group;
-    const char *name;    /* without the leading -- */
-    const char *metavar; /* NULL: a boolean flag, takes no value */
-    const char *key;     /* key in ps_cfg_format */
-    const char *help;
-} flag_spec;
+/* The counts are each owner's last value + 1. */
+OWNER_CHOICE(opt, ps_opt_kind, ps_opt_parse, ps_opt_name, PS_OPT_COUNT_);
+OWNER_CHOICE(model, ps_model_kind, ps_model_parse_kind, ps_model_kind_name, PS_MODEL_NKINDS);
+OWNER_CHOICE(shard, ps_shard_mode, ps_shard_parse_mode, ps_shard_mode_name, PS_SHARD_HASH + 1);
+OWNER_CHOICE(init, ps_init_kind, ps_init_parse, ps_init_name, PS_INIT_GLOROT + 1);
 
-static const char *const group_names[G_COUNT] = {"model", "data", "optimizer",
-                                                 "schedule", "cluster", "output"};
+static const char *const cmd_names[] = {[PS_CMD_TRAIN] = "train",
+                                        [PS_CMD_PREDICT] = "predict",
+                                        [PS_CMD_SYNTH] = "synth",
+                                        [PS_CMD_HELP] = "help"};
+static const char *const dataset_names[] = {"fashion-mnist"};
+static const char *const format_names[] = {
+    [PS_FMT_AUTO] = "auto", [PS_FMT_IDX] = "idx", [PS_FMT_LIBSVM] = "libsvm"};
+static const char *const stream_names[] = {
+    [PS_STREAM_OFF] = "off", [PS_STREAM_ON] = "on", [PS_STREAM_AUTO] = "auto"};
+static const char *const schedule_names[] = {[PS_LR_CONST] = "const", [PS_LR_INVSQRT] = "invsqrt"};
+static const char *const sparse_names[] = {"dense", "lazy"};
+static const char *const onoff_names[] = {"off", "on"};
+static const char *const nonfinite_names[] = {"abort", "skip"};
+static const char *const log_names[] = {"text", "json"};
+static const ps_cfg_choice cmd_choice = LIST(cmd_names), dataset_choice = LIST(dataset_names),
+                           format_choice = LIST(format_names), stream_choice = LIST(stream_names),
+                           schedule_choice = LIST(schedule_names),
+                           sparse_choice = LIST(sparse_names), onoff_choice = LIST(onoff_names),
+                           nonfinite_choice = LIST(nonfinite_names), log_choice = LIST(log_names);
 
-static const flag_spec flags[F_COUNT] = {
-    {F_MODEL, G_MODEL, "model", "logreg|mlp", "model",
-     "model kind; for predict: the DIR written by --save-model"},
-    {F_HIDDEN, G_MODEL, "hidden", "N,N,..", "hidden", "mlp hidden layer widths, at most 8"},
-    {F_DROPOUT_INPUT, G_MODEL, "dropout-input", "P", "dropout_input", "input dropout, in [0, 1)"},
-    {F_DROPOUT, G_MODEL, "dropout", "P", "dropout", "hidden dropout, in [0, 1)"},
-    {F_L2, G_MODEL, "l2", "LAMBDA", "l2", "L2 penalty in the loss, >= 0"},
-    {F_INIT, G_MODEL, "init", "zeros|normal|glorot", "init",
-     "weight initialisation; auto = the model's own"},
-    {F_DATASET, G_DATA, "dataset", "fashion-mnist", "dataset",
-     "named IDX data set under --data-dir"},
-    {F_DATA_DIR, G_DATA, "data-dir", "DIR", "data_dir", "where --dataset files live"},
-    {F_TRAIN, G_DATA, "train", "FILE", "train", "training file (needs --test)"},
-    {F_TEST, G_DATA, "test", "FILE", "test", "evaluation file (train), input file (predict)"},
-    {F_FORMAT, G_DATA, "format", "idx|libsvm", "format", "file format; auto = from the name"},
-    {F_ZERO_BASED, G_DATA, "zero-based", NULL, "zero_based", "libsvm feature ids start at 0"},
-    {F_SYNTHETIC, G_DATA, "synthetic", "rows=N,features=N,nnz=N,classes=N[,zipf=X,noise=X,test=N]",
-     "synthetic", "planted sparse model instead of files"},
-    {F_HASH_BITS, G_DATA, "hash-bits", "B", "hash_bits", "hash features to 2^B rows, 1..40; 0 = off"},
-    {F_FEATURES, G_DATA, "features", "N", "features", "libsvm feature count; 0 = scan the file"},
-    {F_TRAIN_LIMIT, G_DATA, "train-limit", "N", "train_limit", "first N training samples; 0 = all"},
-    {F_TEST_LIMIT, G_DATA, "test-limit", "N", "test_limit", "first N test samples; 0 = all"},
-    {F_STREAM, G_DATA, "stream", "on|off|auto", "stream",
-     "read libsvm training data in chunks (auto: parts over 1 GiB)"},
-    {F_OPTIMIZER, G_OPTIM, "optimizer", "adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad",
-     "optimizer", "update rule"},
-    {F_LR, G_OPTIM, "lr", "ALPHA", "lr", "step size, > 0"},
-    {F_BETA1, G_OPTIM, "beta1", "B", "beta1", "first moment decay, in [0, 1)"},
-    {F_BETA2, G_OPTIM, "beta2", "B", "beta2", "second moment decay, in [0, 1)"},
-    {F_EPS, G_OPTIM, "eps", "E", "eps", "denominator guard, >= 0"},
-    {F_NO_BIAS_CORRECTION, G_OPTIM, "no-bias-correction", NULL, "bias_correction",
-     "use raw m and v (paper section 6.4)"},
-    {F_LR_SCHEDULE, G_OPTIM, "lr-schedule", "const|invsqrt", "lr_schedule",
-     "invsqrt: alpha / sqrt(t)"},
-    {F_MOMENTUM, G_OPTIM, "momentum", "MU", "momentum", "nesterov momentum, in [0, 1)"},
-    {F_WEIGHT_DECAY, G_OPTIM, "weight-decay", "WD", "weight_decay", "adamw decoupled decay, >= 0"},
-    {F_TEMPORAL_AVERAGING, G_OPTIM, "temporal-averaging", "BETA", "temporal_averaging",
-     "average parameters (section 7.2), in [0, 1); 0 = off"},
-    {F_SPARSE_UPDATE, G_OPTIM, "sparse-update", "lazy|dense", "sparse_update",
-     "lazy: only pushed rows step; dense: exact Adam"},
-    {F_BATCH, G_SCHEDULE, "batch", "N", "batch", "minibatch per worker, >= 1"},
-    {F_EPOCHS, G_SCHEDULE, "epochs", "E", "epochs", "passes over the data, > 0"},
-    {F_STEPS, G_SCHEDULE, "steps", "N", "steps", "clocks to run instead of --epochs; 0 = from epochs"},
-    {F_SEED, G_SCHEDULE, "seed", "N", "seed", "seed for init, shuffle and dropout"},
-    {F_SHUFFLE, G_SCHEDULE, "shuffle", "on|off", "shuffle", "reshuffle every epoch"},
-    {F_SERVERS, G_CLUSTER, "servers", "S", "servers", "server ranks, >= 1; auto = one per node"},
-    {F_SHARD, G_CLUSTER, "shard", "range|hash", "shard", "how rows map to servers"},
-    {F_CONSISTENCY, G_CLUSTER, "consistency", "bsp|ssp:K|asp", "consistency",
-     "synchronisation; K >= 0 is the staleness bound"},
-    {F_NONFINITE, G_CLUSTER, "nonfinite", "abort|skip", "nonfinite",
-     "what a NaN/inf gradient does"},
-    {F_INJECT_DELAY_MS, G_CLUSTER, "inject-delay-ms", "X", "inject_delay_ms",
-     "testing: random sleep up to X ms per step"},
-    {F_EVAL_EVERY, G_OUTPUT, "eval-every", "N", "eval_every", "evaluate every N steps; 0 = per epoch"},
-    {F_METRICS, G_OUTPUT, "metrics", "FILE", "metrics", "JSON lines, one per evaluation"},
-    {F_SAVE_MODEL, G_OUTPUT, "save-model", "DIR", "save_model", "write the model as .npy files"},
-    {F_CHECKPOINT_DIR, G_OUTPUT, "checkpoint-dir", "D", "checkpoint_dir", "checkpoint directory"},
-    {F_CHECKPOINT_EVERY, G_OUTPUT, "checkpoint-every", "K", "checkpoint_every",
-     "checkpoint every K clocks (needs --checkpoint-dir); 0 = off"},
-    {F_RESUME, G_OUTPUT, "resume", NULL, "resume",
-     "continue from the last checkpoint (needs --checkpoint-dir)"},
-    {F_QUIET, G_OUTPUT, "quiet", NULL, "quiet", "warnings and errors only"},
-    {F_LOG_FORMAT, G_OUTPUT, "log-format", "text|json", "log_format", "log line format"},
-    {F_PROGRESS_EVERY, G_OUTPUT, "progress-every", "SECONDS", "progress_every",
-     "progress line interval, >= 0; 0 = none"},
-    {F_CLOCK_LOG, G_OUTPUT, "clock-log", "FILE", "clock_log",
-     "testing: workers append 'worker clock' lines"},
-    {F_OUT, G_OUTPUT, "out", "FILE", "out", "predict: class per line; synth: libsvm file"},
+static const ps_cfg_row flags[] = {
+    {.key = "cmd", AT(cmd), CHOICE(cmd_choice), .def = "train"},
+
+    {FLAG("model", "model", MODEL, model), CHOICE(model_choice), .def = "mlp",
+     .cmds = CMD(PS_CMD_TRAIN) | CMD(PS_CMD_SYNTH),
+     .help = "model kind; for predict: the DIR written by --save-model"},
+    {FLAG("hidden", "hidden", MODEL, hidden), CUSTOM(ps_cfg_hidden), .metavar = "N,N,..",
+     .def = "1000,1000", .help = "mlp hidden layer widths, at most 8"},
+    {FLAG("dropout-input", "dropout_input", MODEL, dropout_input), REAL(unit), .metavar = "P",
+     PER_MODEL("0", "0.2"), .help = "input dropout, in [0, 1)"},
+    {FLAG("dropout", "dropout", MODEL, dropout), REAL(unit), .metavar = "P", PER_MODEL("0", "0.5"),
+     .help = "hidden dropout, in [0, 1)"},
+    {FLAG("l2", "l2", MODEL, l2), REAL(nonneg), .metavar = "LAMBDA", .def = "0",
+     .help = "L2 penalty in the loss, >= 0"},
+    {FLAG("init", "init", MODEL, init), CHOICE(init_choice), .word = "auto", .def = "auto",
+     .help = "weight initialisation; auto = the model's own"},
+
+    {FLAG("dataset", "dataset", DATA, dataset), TEXT, .choices = &dataset_choice, .def = "",
+     .help = "named IDX data set under --data-dir"},
+    {FLAG("data-dir", "data_dir", DATA, data_dir), TEXT, .metavar = "DIR",
+     .def = "/usr/share/datasets/fashion-mnist", .help = "where --dataset files live"},
+    {FLAG("train", "train", DATA, train), TEXT, .metavar = "FILE", .def = "",
+     .help = "training file (needs --test)"},
+    {FLAG("test", "test", DATA, test), TEXT, .metavar = "FILE", .def = "",
+     .help = "evaluation file (train), input file (predict)"},
+    {FLAG("format", "format", DATA, format), CHOICE(format_choice), .def = "auto",
+     .help = "file format; auto = from the name"},
+    {FLAG("zero-based", "zero_based", DATA, zero_based), BOOL, .def = "0",
+     .help = "libsvm feature ids start at 0"},
+    {FLAG("synthetic", "synthetic", DATA, synthetic), CUSTOM(ps_cfg_synthetic),
+     .metavar = "rows=N,features=N,nnz=N,classes=N[,zipf=X,noise=X,test=N]", .def = "off",
+     .help = "planted sparse model instead of files"},
+    {FLAG("hash-bits", "hash_bits", DATA, hash_bits), UINT(1, 40), .word = "off", .metavar = "B",
+     .def = "off", .help = "hash features to 2^B rows, 1..40"},
+    {FLAG("features", "features", DATA, features), UINT(0, UINT64_MAX), .metavar = "N", .def = "0",
+     .help = "libsvm feature count; 0 = scan the file"},
+    {FLAG("train-limit", "train_limit", DATA, train_limit), UINT(0, UINT64_MAX), .metavar = "N",
+     .def = "0", .help = "first N training samples; 0 = all"},
+    {FLAG("test-limit", "test_limit", DATA, test_limit), UINT(0, UINT64_MAX), .metavar = "N",
+     .def = "0", .help = "first N test samples; 0 = all"},
+    {FLAG("stream", "stream", DATA, stream), CHOICE(stream_choice), .def = "auto",
+     .help = "read libsvm training data in chunks (auto: parts over 1 GiB)"},
+
+    {FLAG("optimizer", "optimizer", OPTIM, opt.kind), CHOICE(opt_choice), .def = "adam",
+     .help = "update rule"},
+    {FLAG("lr", "lr", OPTIM, opt.lr), REAL(pos), .metavar = "ALPHA", PER_RULE(PS_OPT_READS_LR),
+     .help = "step size, > 0"},
+    {FLAG("beta1", "beta1", OPTIM, opt.beta1), REAL(unit), .metavar = "B",
+     PER_RULE(PS_OPT_READS_BETA1), .help = "first moment decay, in [0, 1)"},
+    {FLAG("beta2", "beta2", OPTIM, opt.beta2), REAL(unit), .metavar = "B",
+     PER_RULE(PS_OPT_READS_BETA2), .help = "second moment decay, in [0, 1)"},
+    {FLAG("eps", "eps", OPTIM, opt.eps), REAL(nonneg), .metavar = "E", PER_RULE(PS_OPT_READS_EPS),
+     .help = "denominator guard, > 0"},
+    {FLAG("no-bias-correction", "bias_correction", OPTIM, opt.bias_correction), BOOL, .def = "1",
+     .help = "use raw m and v (paper section 6.4)"},
+    {FLAG("lr-schedule", "lr_schedule", OPTIM, opt.schedule), CHOICE(schedule_choice),
+     .def = "const", .help = "invsqrt: alpha / sqrt(t)"},
+    {FLAG("momentum", "momentum", OPTIM, opt.momentum), REAL(unit), .metavar = "MU",
+     PER_RULE(PS_OPT_READS_MOMENTUM), .help = "nesterov momentum, in [0, 1)"},
+    {FLAG("weight-decay", "weight_decay", OPTIM, opt.weight_decay), REAL(nonneg), .metavar = "WD",
+     PER_RULE(PS_OPT_READS_WEIGHT_DECAY), .help = "adamw decoupled decay, >= 0"},
+    {FLAG("temporal-averaging", "temporal_averaging", OPTIM, temporal_averaging), REAL(unit),
+     .metavar = "BETA", .def = "0", .help = "average parameters (section 7.2), in [0, 1); 0 = off"},
+    {FLAG("sparse-update", "sparse_update", OPTIM, sparse_lazy), CHOICE(sparse_choice),
+     .def = "lazy", .help = "lazy: only pushed rows step; dense: exact Adam"},
+
+    {FLAG("batch", "batch", SCHEDULE, batch), UINT(1, UINT32_MAX), .metavar = "N", .def = "128",
+     .help = "minibatch per worker, >= 1"},
+    {FLAG("epochs", "epochs", SCHEDULE, epochs), REAL(pos), .metavar = "E", .def = "3",
+     .help = "passes over the data, > 0"},
+    {FLAG("steps", "steps", SCHEDULE, steps), UINT(1, UINT64_MAX), .word = "auto", .metavar = "N",
+     .def = "auto", .help = "clocks to run instead of --epochs; auto = from epochs"},
+    {FLAG("seed", "seed", SCHEDULE, seed), UINT(0, UINT64_MAX), .metavar = "N", .def = "1",
+     .help = "seed for init, shuffle and dropout"},
+    {FLAG("shuffle", "shuffle", SCHEDULE, shuffle), CHOICE(onoff_choice), .def = "on",
+     .help = "reshuffle every epoch"},
+
+    {FLAG("servers", "servers", CLUSTER, servers), UINT(1, INT_MAX), .word = "auto", .metavar = "S",
+     .def = "auto", .help = "server ranks, >= 1; auto = one per node"},
+    {FLAG("shard", "shard", CLUSTER, shard), CHOICE(shard_choice), .def = "range",
+     .help = "how rows map to servers"},
+    {FLAG("consistency", "consistency", CLUSTER, sync), CUSTOM(ps_cfg_consistency),
+     .metavar = "bsp|ssp:K|asp", .def = "bsp",
+     .help = "synchronisation; K >= 0 is the staleness bound"},
+    {FLAG("nonfinite", "nonfinite", CLUSTER, nonfinite_skip), CHOICE(nonfinite_choice),
+     .def = "abort", .help = "what a NaN/inf gradient does"},
+    {FLAG("inject-delay-ms", "inject_delay_ms", CLUSTER, delay_ms), REAL(nonneg), .metavar = "X",
+     .def = "0", .help = "testing: random sleep up to X ms per step"},
+
+    {FLAG("eval-every", "eval_every", OUTPUT, eval_every), UINT(0, UINT64_MAX), .metavar = "N",
+     .def = "0", .help = "evaluate every N steps; 0 = per epoch"},
+    {FLAG("metrics", "metrics", OUTPUT, metrics), TEXT, .metavar = "FILE", .def = "",
+     .help = "JSON lines, one per evaluation"},
+    {FLAG("save-model", "save_model", OUTPUT, save_model), TEXT, .metavar = "DIR", .def = "",
+     .help = "write the model as .npy files"},
+    {FLAG("checkpoint-dir", "checkpoint_dir", OUTPUT, ckpt_dir), TEXT, .metavar = "D", .def = "",
+     .help = "checkpoint directory"},
+    {FLAG("checkpoint-every", "checkpoint_every", OUTPUT, ckpt_every), UINT(0, UINT64_MAX),
+     .metavar = "K", .def = "0",
+     .help = "checkpoint every K clocks (needs --checkpoint-dir); 0 = off"},
+    {FLAG("resume", "resume", OUTPUT, resume), BOOL, .def = "0",
+     .help = "continue from the last checkpoint (needs --checkpoint-dir)"},
+    {FLAG("quiet", "quiet", OUTPUT, quiet), BOOL, .def = "0", .help = "warnings and errors only"},
+    {FLAG("log-format", "log_format", OUTPUT, log_json), CHOICE(log_choice), .def = "text",
+     .help = "log line format"},
+    {FLAG("progress-every", "progress_every", OUTPUT, progress_secs), REAL(nonneg),
+     .metavar = "SECONDS", .def = "5", .help = "progress line interval, >= 0; 0 = none"},
+    {FLAG("clock-log", "clock_log", OUTPUT, clock_log), TEXT, .metavar = "FILE", .def = "",
+     .help = "testing: workers append 'worker clock' lines"},
+    {FLAG("out", "out", OUTPUT, out), TEXT, .metavar = "FILE", .def = "",
+     .help = "predict: class per line; synth: libsvm file"},
+    /* predict's --model: listed under the train row's help. */
+    {FLAG("model", "model_dir", OUTPUT, model_dir), TEXT, .metavar = "DIR", .def = "",
+     .cmds = CMD(PS_CMD_PREDICT)},
 };
 
-static const char *const optimizer_names[] = {"adam",    "adamax",  "sgd",   "nesterov",
-                                              "adagrad", "rmsprop", "adamw", "amsgrad"};
-static const char *const init_names[] = {"zeros", "normal", "glorot"};
-static const char *const dataset_names[] = {"fashion-mnist"};
-static const char *const stream_names[] = {"off", "on", "auto"};
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+/* --synthetic's keys, rows of their own (the name is the label in messages). */
+const ps_cfg_row ps_cfg_synth_keys[] = {
+    {FLAG("synthetic rows", "rows", DATA, synth.n), UINT(1, UINT64_MAX), .def = "100000"},
+    {FLAG("synthetic features", "features", DATA, synth.nfeatures), UINT(1, UINT64_MAX),
+     .def = "1048576"},
+    {FLAG("synthetic nnz", "nnz", DATA, synth.nnz), UINT(1, UINT32_MAX), .def = "20"},
+    {FLAG("synthetic classes", "classes", DATA, synth.nclasses), UINT(2, UINT32_MAX), .def = "2"},
+    {FLAG("synthetic zipf", "zipf", DATA, synth.zipf_s), REAL(nonneg), .def = "1.1"},
+    {FLAG("synthetic noise", "noise", DATA, synth.noise), REAL(nonneg), .def = "0.1"},
+    /* Last: its default, rows / 10, follows the rows given. */
+    {FLAG("synthetic test", "test", DATA, synth_test), UINT(0, UINT64_MAX)},
+};
+
+_Static_assert(sizeof ps_cfg_synth_keys / sizeof ps_cfg_synth_keys[0] == PS_CFG_NSYNTH,
+               "PS_CFG_NSYNTH counts the rows");
+
+static const ps_cfg_row *find_key(const char *key)
+{
+    for (size_t i = 0; i < NFLAGS; i++) {
+        if (strcmp(flags[i].key, key) == 0) {
+            return &flags[i];
+        }
+    }
+    return NULL;
+}
+
+/* 1 if the flag with header key `key` was on the command line. */
+static int given(const unsigned char *seen, const char *key)
+{
+    const ps_cfg_row *f = find_key(key);
+    PS_ASSERT(f != NULL);
+    return seen[f - flags];
+}
+
+/* The per-model and per-optimizer defaults of the flags not given (seen
+ * NULL: none given). */
+static void resolve_defaults(ps_cfg *cfg, const unsigned char *seen)
+{
+    ps_opt_hp hp;
+    ps_opt_defaults(&hp, cfg->opt.kind);
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const ps_cfg_row *f = &flags[i];
+        if (seen && seen[i]) {
+            continue;
+        }
+        if (f->dep == PS_CFG_PER_RULE) {
+            /* The field sits in cfg->opt at the offset it has in hp. */
+            size_t at = f->off - offsetof(ps_cfg, opt);
+            PS_ASSERT(f->off >= offsetof(ps_cfg, opt) && at + f->size <= sizeof hp);
+            memcpy((char *)cfg + f->off, (const char *)&hp + at, f->size);
+        } else if (f->dep == PS_CFG_PER_MODEL) {
+            int rc = ps_cfg_parse_value(cfg, f, f->by_model[cfg->model], NULL, 0);
+            PS_ASSERT(rc == 0);
+        }
+    }
+}
 
 void ps_cfg_defaults(ps_cfg *cfg)
 {
     /* Zeroed first so unused path bytes and padding are deterministic:
      * tests compare whole configs. */
     memset(cfg, 0, sizeof *cfg);
-    cfg->cmd = PS_CMD_TRAIN;
-
-    cfg->model = 1;
-    cfg->nhidden = 2;
-    cfg->hidden[0] = 1000;
-    cfg->hidden[1] = 1000;
-    cfg->dropout_input = 0.2f;
-    cfg->dropout = 0.5f;
-    cfg->l2 = 0.0f;
-    cfg->init = -1;
-
-    strcpy(cfg->data_dir, "/usr/share/datasets/fashion-mnist");
-    cfg->format = PS_FMT_AUTO;
-    cfg->synth.rows = 100000;
-    cfg->synth.features = (uint64_t)1 << 20;
-    cfg->synth.nnz = 20;
-    cfg->synth.classes = 2;
-    cfg->synth.zipf = 1.1;
-    cfg->synth.noise = 0.1;
-    cfg->synth.test_rows = cfg->synth.rows / 10;
-
-    strcpy(cfg->optimizer, "adam");
-    cfg->lr = 0.001f;
-    cfg->beta1 = 0.9f;
-    cfg->beta2 = 0.999f;
-    cfg->eps = 1e-8f;
-    cfg->bias_correction = 1;
-    strcpy(cfg->lr_schedule, "const");
-    cfg->momentum = 0.9f;
-    cfg->weight_decay = 0.01f;
-    cfg->temporal_averaging = 0.0f;
-    cfg->sparse_lazy = 1;
-
-    cfg->batch = 128;
-    cfg->epochs = 3.0;
-    cfg->steps = 0;
-    cfg->seed = 1;
-    cfg->shuffle = 1;
-    cfg->stream = PS_STREAM_AUTO;
-
-    cfg->servers = 0;
-    cfg->shard_hash = 0;
-    cfg->consistency = PS_CONS_BSP;
-    cfg->staleness = 0;
-    cfg->nonfinite = PS_NONFINITE_ABORT;
-    cfg->delay_ms = 0.0;
-
-    cfg->eval_every = 0;
-    cfg->progress_secs = 5.0;
+    for (size_t i = 0; i < NFLAGS; i++) {
+        if (flags[i].dep == PS_CFG_FIXED && flags[i].def && flags[i].def[0] != '\0') {
+            int rc = ps_cfg_parse_value(cfg, &flags[i], flags[i].def, NULL, 0);
+            PS_ASSERT(rc == 0);
+        }
+    }
+    resolve_defaults(cfg, NULL);
 }
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* "Given a, b must (need 1) or must not (need 0) be given too", for the
+ * commands in cmds (0: all); a NULL: always. The first broken rule is the
+ * message. */
+static const struct {
+    unsigned cmds;
+    const char *a, *b;
+    int need;
+    const char *why;
+} rules[] = {
+    {0, "epochs", "steps", 0, "--epochs and --steps are exclusive: give one"},
+    {0, "resume", "checkpoint_dir", 1, "--resume needs --checkpoint-dir"},
+    {0, "synthetic", "format", 0, "--format does not apply to --synthetic"},
+    {CMD(PS_CMD_TRAIN), "test", "train", 1,
+     "--test goes with --train (--dataset and --synthetic bring their own test data)"},
+    {CMD(PS_CMD_TRAIN), "train", "test", 1,
+     "--train needs --test FILE too: evaluation needs held-out data (only --dataset and "
+     "--synthetic bring their own)"},
+    {CMD(PS_CMD_PREDICT), NULL, "model_dir", 1,
+     "predict needs --model DIR (a directory from --save-model)"},
+    {CMD(PS_CMD_PREDICT), "test", "dataset", 0,
+     "--test and --dataset are exclusive: give one data source"},
+    {CMD(PS_CMD_SYNTH), NULL, "out", 1, "synth needs --out FILE"},
+};
 
-/* Always returns PS_ECONFIG so callers can write `rc = set_err(...)`. */
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
+/* The first rule cfg breaks, or NULL. */
+static const char *broken_rule(const ps_cfg *cfg, const unsigned char *seen)
 {
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        if ((rules[i].cmds == 0 || (rules[i].cmds & CMD(cfg->cmd))) &&
+            (!rules[i].a || given(seen, rules[i].a)) && given(seen, rules[i].b) != rules[i].need) {
+            return rules[i].why;
+        }
     }
-    return PS_ECONFIG;
+    return NULL;
 }
 
-/* Strict unsigned integer: decimal digits only (no sign, no blanks, no
- * 0x), the whole text consumed, within [lo, hi]. */
-static int parse_uint(const char *flag, const char *text, uint64_t lo, uint64_t hi, uint64_t *out,
-                      char *err, size_t errlen)
-{
-    int rc = 0;
-    const char *kind = lo >= 1 ? "a positive integer" : "a non-negative integer";
-    if (text[0] < '0' || text[0] > '9') {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", flag, text, kind);
-        goto done;
-    }
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (*end != '\0') {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", flag, text, kind);
-    } else if (lo >= 1 && v == 0) {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", flag, text, kind);
-    } else if (errno == ERANGE || v < lo || v > hi) {
-        rc = set_err(err, errlen, "%s: '%s' is out of range [%llu, %llu]", flag, text,
-                     (unsigned long long)lo, (unsigned long long)hi);
-    } else {
-        *out = v;
-    }
-done:
-    return rc;
-}
-
-/* Range of a real-valued flag: lo and hi may be -INFINITY/INFINITY. */
-typedef struct {
-    double lo, hi;
-    int lo_open, hi_open;
-} real_range;
-
-static const real_range R_NONNEG = {0.0, INFINITY, 0, 1};
-static const real_range R_POS = {0.0, INFINITY, 1, 1};
-static const real_range R_UNIT = {0.0, 1.0, 0, 1}; /* [0, 1) */
-
-static void describe_range(const real_range *r, char *buf, size_t n)
-{
-    if (isinf(r->hi)) {
-        snprintf(buf, n, "%s %g", r->lo_open ? ">" : ">=", r->lo);
-    } else {
-        snprintf(buf, n, "in %c%g, %g%c", r->lo_open ? '(' : '[', r->lo, r->hi,
-                 r->hi_open ? ')' : ']');
-    }
-}
-
-static int in_range(const real_range *r, double v)
-{
-    int ok_lo = r->lo_open ? v > r->lo : v >= r->lo;
-    int ok_hi = r->hi_open ? v < r->hi : v <= r->hi;
-    return ok_lo && ok_hi;
-}
-
-/* Strict real: strtod over the whole text, finite, inside r. With as_float
- * the value is checked after rounding to float, so what is stored (a float
- * field) is what was checked: --beta2 0.999999999 rounds to 1 and is
- * rejected rather than silently breaking Adam. */
-static int parse_real(const char *flag, const char *text, const real_range *r, int as_float,
-                      double *out, char *err, size_t errlen)
-{
-    int rc = 0;
-    char *end = NULL;
-    char what[64];
-    describe_range(r, what, sizeof what);
-    /* strtod skips leading blanks; a flag value with them is a typo. */
-    if (text[0] == '\0' || text[0] == ' ' || text[0] == '\t') {
-        rc = set_err(err, errlen, "%s: '%s' is not a number", flag, text);
-        goto done;
-    }
-    errno = 0;
-    double v = strtod(text, &end);
-    if (*end != '\0') {
-        rc = set_err(err, errlen, "%s: '%s' is not a number", flag, text);
-        goto done;
-    }
-    if (!isfinite(v)) {
-        rc = set_err(err, errlen, "%s: '%s' is not a finite number", flag, text);
-        goto done;
-    }
-    if (as_float) {
-        if (fabs(v) > FLT_MAX) {
-            rc = set_err(err, errlen, "%s: '%s' does not fit in a float", flag, text);
-            goto done;
-        }
-        v = (double)(float)v;
-    }
-    if (!in_range(r, v)) {
-        rc = set_err(err, errlen, "%s: '%s' is not %s", flag, text, what);
-        goto done;
-    }
-    *out = v;
-done:
-    return rc;
-}
-
-static int parse_float(const char *flag, const char *text, const real_range *r, float *out,
-                       char *err, size_t errlen)
-{
-    double v = 0.0;
-    int rc = parse_real(flag, text, r, 1, &v, err, errlen);
-    if (rc == 0) {
-        *out = (float)v;
-    }
-    return rc;
-}
-
-/* Index of text in names, or -1. */
-static int find_name(const char *text, const char *const *names, size_t n)
-{
-    int found = -1;
-    for (size_t i = 0; i < n && found < 0; i++) {
-        if (strcmp(text, names[i]) == 0) {
-            found = (int)i;
-        }
-    }
-    return found;
-}
-
-/* Picks one of names; on failure the message lists the choices. */
-static int parse_choice(const char *flag, const char *text, const char *const *names, size_t n,
-                        int *out, char *err, size_t errlen)
-{
-    int rc = 0;
-    int i = find_name(text, names, n);
-    if (i < 0) {
-        char list[256] = "";
-        size_t used = 0;
-        for (size_t k = 0; k < n && used < sizeof list; k++) {
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "",
-                                     names[k]);
-        }
-        rc = set_err(err, errlen, "%s: unknown value '%s' (expected one of: %s)", flag, text, list);
-    } else {
-        *out = i;
-    }
-    return rc;
-}
-
-static int copy_text(const char *flag, const char *text, char *dst, size_t cap, char *err,
-                     size_t errlen)
-{
-    int rc = 0;
-    size_t n = strlen(text);
-    if (n == 0) {
-        rc = set_err(err, errlen, "%s: empty value", flag);
-    } else if (n >= cap) {
-        rc = set_err(err, errlen, "%s: '%.40s...' is longer than %zu bytes", flag, text, cap - 1);
-    } else {
-        memcpy(dst, text, n + 1);
-    }
-    return rc;
-}
-
-/* "1000,1000": 1..8 positive widths; "" means no hidden layer (logreg). */
-static int parse_hidden(const char *text, ps_cfg *cfg, char *err, size_t errlen)
-{
-    int rc = 0;
-    uint32_t n = 0;
-    uint32_t widths[PS_CFG_MAX_HIDDEN];
-    const char *p = text;
-    while (*p != '\0' && rc == 0) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char item[24];
-        uint64_t w = 0;
-        if (n == PS_CFG_MAX_HIDDEN) {
-            rc = set_err(err, errlen, "--hidden: '%s' has more than %d layers", text,
-                         PS_CFG_MAX_HIDDEN);
-            break;
-        }
-        if (len == 0 || len >= sizeof item) {
-            rc = set_err(err, errlen, "--hidden: '%s' is not a list of positive integers", text);
-            break;
-        }
-        memcpy(item, p, len);
-        item[len] = '\0';
-        rc = parse_uint("--hidden", item, 1, INT32_MAX, &w, err, errlen);
-        if (rc == 0) {
-            widths[n++] = (uint32_t)w;
-            /* A trailing comma leaves an empty last item: reject it too. */
-            if (comma && comma[1] == '\0') {
-                rc = set_err(err, errlen, "--hidden: '%s' ends with a comma", text);
-            }
-            p = comma ? comma + 1 : p + len;
-        }
-    }
-    if (rc == 0) {
-        cfg->nhidden = n;
-        memset(cfg->hidden, 0, sizeof cfg->hidden);
-        memcpy(cfg->hidden, widths, n * sizeof widths[0]);
-    }
-    return rc;
-}
-
-/* "rows=N,features=N,nnz=N,classes=N,zipf=X,noise=X,test=N": keys may be
- * omitted (their defaults stay); test defaults to rows/10. */
-static int parse_synthetic(const char *text, ps_cfg *cfg, char *err, size_t errlen)
-{
-    static const char *const keys[] = {"rows", "features", "nnz", "classes",
-                                       "zipf", "noise",    "test"};
-    enum { K_ROWS, K_FEATURES, K_NNZ, K_CLASSES, K_ZIPF, K_NOISE, K_TEST, K_COUNT };
-    int rc = 0;
-    int seen[K_COUNT] = {0};
-    ps_synth_opts s = cfg->synth;
-    const char *p = text;
-    while (*p != '\0' && rc == 0) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char item[64];
-        if (len == 0 || len >= sizeof item) {
-            rc = set_err(err, errlen, "--synthetic: '%s' is not a list of key=value", text);
-            break;
-        }
-        memcpy(item, p, len);
-        item[len] = '\0';
-        char *eq = strchr(item, '=');
-        if (!eq) {
-            rc = set_err(err, errlen, "--synthetic: '%s' is not key=value", item);
-            break;
-        }
-        *eq = '\0';
-        const char *val = eq + 1;
-        int k = find_name(item, keys, K_COUNT);
-        if (k < 0) {
-            rc = set_err(err, errlen,
-                         "--synthetic: unknown key '%s' (known: rows, features, nnz, classes, "
-                         "zipf, noise, test)",
-                         item);
-            break;
-        }
-        if (seen[k]) {
-            rc = set_err(err, errlen, "--synthetic: key '%s' given twice", item);
-            break;
-        }
-        seen[k] = 1;
-        char label[40];
-        snprintf(label, sizeof label, "--synthetic %s", keys[k]);
-        uint64_t u = 0;
-        double d = 0.0;
-        switch (k) {
-        case K_ROWS:
-            rc = parse_uint(label, val, 1, UINT64_MAX, &s.rows, err, errlen);
-            break;
-        case K_FEATURES:
-            rc = parse_uint(label, val, 1, UINT64_MAX, &s.features, err, errlen);
-            break;
-        case K_NNZ:
-            rc = parse_uint(label, val, 1, UINT32_MAX, &u, err, errlen);
-            s.nnz = (uint32_t)u;
-            break;
-        case K_CLASSES:
-            rc = parse_uint(label, val, 2, UINT32_MAX, &u, err, errlen);
-            s.classes = (uint32_t)u;
-            break;
-        case K_ZIPF:
-            rc = parse_real(label, val, &R_NONNEG, 0, &d, err, errlen);
-            s.zipf = d;
-            break;
-        case K_NOISE:
-            rc = parse_real(label, val, &R_NONNEG, 0, &d, err, errlen);
-            s.noise = d;
-            break;
-        default:
-            rc = parse_uint(label, val, 0, UINT64_MAX, &s.test_rows, err, errlen);
-            break;
-        }
-        if (rc == 0 && comma && comma[1] == '\0') {
-            rc = set_err(err, errlen, "--synthetic: '%s' ends with a comma", text);
-        }
-        p = comma ? comma + 1 : p + len;
-    }
-    if (rc == 0 && !seen[K_TEST]) {
-        s.test_rows = s.rows / 10;
-    }
-    if (rc == 0 && s.nnz > s.features) {
-        rc = set_err(err, errlen, "--synthetic: nnz=%u exceeds features=%llu", s.nnz,
-                     (unsigned long long)s.features);
-    }
-    /* Test rows are held out of rows, so some must be left to train on. */
-    if (rc == 0 && s.test_rows >= s.rows) {
-        rc = set_err(err, errlen, "--synthetic: test=%llu leaves no training rows of rows=%llu",
-                     (unsigned long long)s.test_rows, (unsigned long long)s.rows);
-    }
-    if (rc == 0) {
-        cfg->synth = s;
-        cfg->synthetic = 1;
-        cfg->format = PS_FMT_SYNTH;
-    }
-    return rc;
-}
-
-static int parse_consistency(const char *text, ps_cfg *cfg, char *err, size_t errlen)
-{
-    int rc = 0;
-    uint64_t k = 0;
-    if (strcmp(text, "bsp") == 0) {
-        cfg->consistency = PS_CONS_BSP;
-        cfg->staleness = 0;
-    } else if (strcmp(text, "asp") == 0) {
-        cfg->consistency = PS_CONS_ASP;
-        cfg->staleness = 0;
-    } else if (strncmp(text, "ssp:", 4) == 0) {
-        rc = parse_uint("--consistency ssp:K", text + 4, 0, INT_MAX, &k, err, errlen);
-        if (rc == 0) {
-            /* ssp:0 behaves like bsp but stays SSP: the server's code path
-             * and the run header say what the user asked for. */
-            cfg->consistency = PS_CONS_SSP;
-            cfg->staleness = (int)k;
-        }
-    } else if (strcmp(text, "ssp") == 0) {
-        rc = set_err(err, errlen, "--consistency: 'ssp' needs a staleness bound, e.g. ssp:2");
-    } else {
-        rc = set_err(err, errlen,
-                     "--consistency: unknown value '%s' (expected one of: bsp, ssp:K, asp)", text);
-    }
-    return rc;
-}
-
-/* Stores one flag's value. val is NULL for boolean flags. */
-static int apply_flag(ps_cfg *cfg, const flag_spec *f, const char *val, char *err, size_t errlen)
-{
-    static const char *const model_names[] = {"logreg", "mlp"};
-    static const char *const format_names[] = {"idx", "libsvm"};
-    static const char *const schedule_names[] = {"const", "invsqrt"};
-    static const char *const sparse_names[] = {"dense", "lazy"};
-    static const char *const onoff_names[] = {"off", "on"};
-    static const char *const nonfinite_names[] = {"abort", "skip"};
-    static const char *const log_names[] = {"text", "json"};
-    char flag[48];
-    snprintf(flag, sizeof flag, "--%s", f->name);
-    int rc = 0;
-    int i = 0;
-    uint64_t u = 0;
-    double d = 0.0;
-    ps_shard_mode mode = PS_SHARD_RANGE;
-
-    switch (f->id) {
-    case F_MODEL:
-        if (cfg->cmd == PS_CMD_PREDICT) {
-            rc = copy_text(flag, val, cfg->model_dir, sizeof cfg->model_dir, err, errlen);
-        } else {
-            rc = parse_choice(flag, val, model_names, 2, &cfg->model, err, errlen);
-        }
-        break;
-    case F_HIDDEN:
-        rc = parse_hidden(val, cfg, err, errlen);
-        break;
-    case F_DROPOUT_INPUT:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->dropout_input, err, errlen);
-        break;
-    case F_DROPOUT:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->dropout, err, errlen);
-        break;
-    case F_L2:
-        rc = parse_float(flag, val, &R_NONNEG, &cfg->l2, err, errlen);
-        break;
-    case F_INIT:
-        if (strcmp(val, "auto") == 0) {
-            cfg->init = -1;
-        } else {
-            rc = parse_choice(flag, val, init_names, 3, &cfg->init, err, errlen);
-        }
-        break;
-    case F_DATASET:
-        if (find_name(val, dataset_names, 1) < 0) {
-            rc = set_err(err, errlen, "--dataset: unknown data set '%s' (known: fashion-mnist)",
-                         val);
-        } else {
-            rc = copy_text(flag, val, cfg->dataset, sizeof cfg->dataset, err, errlen);
-        }
-        break;
-    case F_DATA_DIR:
-        rc = copy_text(flag, val, cfg->data_dir, sizeof cfg->data_dir, err, errlen);
-        break;
-    case F_TRAIN:
-        rc = copy_text(flag, val, cfg->train, sizeof cfg->train, err, errlen);
-        break;
-    case F_TEST:
-        rc = copy_text(flag, val, cfg->test, sizeof cfg->test, err, errlen);
-        break;
-    case F_FORMAT:
-        rc = parse_choice(flag, val, format_names, 2, &i, err, errlen);
-        cfg->format = i == 0 ? PS_FMT_IDX : PS_FMT_LIBSVM;
-        break;
-    case F_ZERO_BASED:
-        cfg->zero_based = 1;
-        break;
-    case F_SYNTHETIC:
-        rc = parse_synthetic(val, cfg, err, errlen);
-        break;
-    case F_HASH_BITS:
-        rc = parse_uint(flag, val, 1, 40, &u, err, errlen);
-        cfg->hash_bits = (uint32_t)u;
-        break;
-    case F_FEATURES:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->features, err, errlen);
-        break;
-    case F_TRAIN_LIMIT:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->train_limit, err, errlen);
-        break;
-    case F_TEST_LIMIT:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->test_limit, err, errlen);
-        break;
-    case F_STREAM:
-        rc = parse_choice(flag, val, stream_names, 3, &cfg->stream, err, errlen);
-        break;
-    case F_OPTIMIZER:
-        /* The list mirrors server/optim.h's ps_opt_parse, which common/
-         * cannot call; the server parses the name again. */
-        rc = parse_choice(flag, val, optimizer_names, 8, &i, err, errlen);
-        if (rc == 0) {
-            strcpy(cfg->optimizer, optimizer_names[i]);
-        }
-        break;
-    case F_LR:
-        rc = parse_float(flag, val, &R_POS, &cfg->lr, err, errlen);
-        break;
-    case F_BETA1:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->beta1, err, errlen);
-        break;
-    case F_BETA2:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->beta2, err, errlen);
-        break;
-    case F_EPS:
-        rc = parse_float(flag, val, &R_NONNEG, &cfg->eps, err, errlen);
-        break;
-    case F_NO_BIAS_CORRECTION:
-        cfg->bias_correction = 0;
-        break;
-    case F_LR_SCHEDULE:
-        rc = parse_choice(flag, val, schedule_names, 2, &i, err, errlen);
-        if (rc == 0) {
-            strcpy(cfg->lr_schedule, schedule_names[i]);
-        }
-        break;
-    case F_MOMENTUM:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->momentum, err, errlen);
-        break;
-    case F_WEIGHT_DECAY:
-        rc = parse_float(flag, val, &R_NONNEG, &cfg->weight_decay, err, errlen);
-        break;
-    case F_TEMPORAL_AVERAGING:
-        rc = parse_float(flag, val, &R_UNIT, &cfg->temporal_averaging, err, errlen);
-        break;
-    case F_SPARSE_UPDATE:
-        rc = parse_choice(flag, val, sparse_names, 2, &cfg->sparse_lazy, err, errlen);
-        break;
-    case F_BATCH:
-        rc = parse_uint(flag, val, 1, UINT32_MAX, &u, err, errlen);
-        cfg->batch = (uint32_t)u;
-        break;
-    case F_EPOCHS:
-        rc = parse_real(flag, val, &R_POS, 0, &cfg->epochs, err, errlen);
-        break;
-    case F_STEPS:
-        rc = parse_uint(flag, val, 1, UINT64_MAX, &cfg->steps, err, errlen);
-        break;
-    case F_SEED:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->seed, err, errlen);
-        break;
-    case F_SHUFFLE:
-        rc = parse_choice(flag, val, onoff_names, 2, &cfg->shuffle, err, errlen);
-        break;
-    case F_SERVERS:
-        rc = parse_uint(flag, val, 1, INT_MAX, &u, err, errlen);
-        cfg->servers = (int)u;
-        break;
-    case F_SHARD:
-        if (ps_shard_parse_mode(val, &mode) != 0) {
-            rc = set_err(err, errlen, "--shard: unknown value '%s' (expected one of: range, hash)",
-                         val);
-        } else {
-            cfg->shard_hash = mode == PS_SHARD_HASH;
-        }
-        break;
-    case F_CONSISTENCY:
-        rc = parse_consistency(val, cfg, err, errlen);
-        break;
-    case F_NONFINITE:
-        rc = parse_choice(flag, val, nonfinite_names, 2, &i, err, errlen);
-        cfg->nonfinite = i == 0 ? PS_NONFINITE_ABORT : PS_NONFINITE_SKIP;
-        break;
-    case F_INJECT_DELAY_MS:
-        rc = parse_real(flag, val, &R_NONNEG, 0, &cfg->delay_ms, err, errlen);
-        break;
-    case F_EVAL_EVERY:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->eval_every, err, errlen);
-        break;
-    case F_METRICS:
-        rc = copy_text(flag, val, cfg->metrics, sizeof cfg->metrics, err, errlen);
-        break;
-    case F_SAVE_MODEL:
-        rc = copy_text(flag, val, cfg->save_model, sizeof cfg->save_model, err, errlen);
-        break;
-    case F_CHECKPOINT_DIR:
-        rc = copy_text(flag, val, cfg->ckpt_dir, sizeof cfg->ckpt_dir, err, errlen);
-        break;
-    case F_CHECKPOINT_EVERY:
-        rc = parse_uint(flag, val, 0, UINT64_MAX, &cfg->ckpt_every, err, errlen);
-        break;
-    case F_RESUME:
-        cfg->resume = 1;
-        break;
-    case F_QUIET:
-        cfg->quiet = 1;
-        break;
-    case F_LOG_FORMAT:
-        rc = parse_choice(flag, val, log_names, 2, &cfg->log_json, err, errlen);
-        break;
-    case F_PROGRESS_EVERY:
-        rc = parse_real(flag, val, &R_NONNEG, 0, &d, err, errlen);
-        if (rc == 0) {
-            cfg->progress_secs = d;
-        }
-        break;
-    case F_CLOCK_LOG:
-        rc = copy_text(flag, val, cfg->clock_log, sizeof cfg->clock_log, err, errlen);
-        break;
-    case F_OUT:
-        rc = copy_text(flag, val, cfg->out, sizeof cfg->out, err, errlen);
-        break;
-    default:
-        rc = set_err(err, errlen, "--%s: not handled (bug)", f->name);
-        break;
-    }
-    return rc;
-}
-
-static const flag_spec *find_flag(const char *name, size_t len)
-{
-    const flag_spec *found = NULL;
-    for (size_t i = 0; i < F_COUNT && !found; i++) {
-        if (strlen(flags[i].name) == len && strncmp(flags[i].name, name, len) == 0) {
-            found = &flags[i];
-        }
-    }
-    return found;
-}
-
-/* Combinations no single flag can judge. seen[] marks flags given. */
+/* Combinations no single flag can judge. seen[] marks the rows given. */
 static int check_combinations(ps_cfg *cfg, const unsigned char *seen, char *err, size_t errlen)
 {
     int rc = 0;
+    const char *why = broken_rule(cfg, seen);
     const char *sources[3];
     int nsources = 0;
-    if (seen[F_DATASET]) {
+    int train = cfg->cmd == PS_CMD_TRAIN, predict = cfg->cmd == PS_CMD_PREDICT;
+    char eps[32];
+    ps_cfg_format_real(eps, sizeof eps, cfg->opt.eps, 1);
+    if (given(seen, "dataset")) {
         sources[nsources++] = "--dataset";
     }
-    if (seen[F_TRAIN]) {
+    if (given(seen, "train")) {
         sources[nsources++] = "--train";
     }
-    if (seen[F_SYNTHETIC]) {
+    if (given(seen, "synthetic") && cfg->synthetic) {
         sources[nsources++] = "--synthetic";
     }
-
-    if (seen[F_EPOCHS] && seen[F_STEPS]) {
-        rc = set_err(err, errlen, "--epochs and --steps are exclusive: give one");
-    } else if (seen[F_CHECKPOINT_EVERY] && cfg->ckpt_every > 0 && !seen[F_CHECKPOINT_DIR]) {
-        rc = set_err(err, errlen, "--checkpoint-every needs --checkpoint-dir");
-    } else if (seen[F_RESUME] && !seen[F_CHECKPOINT_DIR]) {
-        rc = set_err(err, errlen, "--resume needs --checkpoint-dir");
-    } else if (cfg->model == 1 && cfg->nhidden == 0 && cfg->cmd != PS_CMD_PREDICT) {
-        rc = set_err(err, errlen,
-                     "--hidden: an mlp needs at least one hidden layer (--model logreg has none)");
+    if (why) {
+        rc = ps_cfg_err(err, errlen, "%s", why);
+    } else if (given(seen, "checkpoint_every") && cfg->ckpt_every > 0 &&
+               !given(seen, "checkpoint_dir")) {
+        rc = ps_cfg_err(err, errlen, "--checkpoint-every needs --checkpoint-dir");
+    } else if (cfg->model == PS_MODEL_MLP && cfg->nhidden == 0 && !predict) {
+        rc = ps_cfg_err(
+            err, errlen,
+            "--hidden: an mlp needs at least one hidden layer (--model logreg has none)");
     } else if (nsources > 1) {
-        rc = set_err(err, errlen, "%s and %s are exclusive: give one data source", sources[0],
-                     sources[1]);
-    } else if (seen[F_DATASET] && seen[F_FORMAT] && cfg->format != PS_FMT_IDX) {
-        rc = set_err(err, errlen, "--format: fashion-mnist is an IDX data set, not libsvm");
-    } else if (seen[F_SYNTHETIC] && seen[F_FORMAT]) {
-        rc = set_err(err, errlen, "--format does not apply to --synthetic");
-    } else if (cfg->cmd == PS_CMD_TRAIN && seen[F_TEST] && !seen[F_TRAIN]) {
-        rc = set_err(err, errlen,
-                     "--test goes with --train (--dataset and --synthetic bring their own test "
-                     "data)");
-    } else if (cfg->cmd == PS_CMD_TRAIN && nsources == 0) {
-        rc = set_err(err, errlen,
-                     "train needs a data source: --dataset NAME, --train FILE --test FILE or "
-                     "--synthetic SPEC");
-    } else if (cfg->cmd == PS_CMD_TRAIN && seen[F_TRAIN] && !seen[F_TEST]) {
-        rc = set_err(err, errlen,
-                     "--train needs --test FILE too: evaluation needs held-out data (only "
-                     "--dataset and --synthetic bring their own)");
-    } else if (cfg->cmd == PS_CMD_PREDICT && !seen[F_MODEL]) {
-        rc = set_err(err, errlen, "predict needs --model DIR (a directory from --save-model)");
-    } else if (cfg->cmd == PS_CMD_PREDICT && !seen[F_TEST] && !seen[F_DATASET]) {
-        rc = set_err(err, errlen, "predict needs --test FILE or --dataset NAME");
-    } else if (cfg->cmd == PS_CMD_PREDICT && seen[F_TEST] && seen[F_DATASET]) {
-        rc = set_err(err, errlen, "--test and --dataset are exclusive: give one data source");
-    } else if (cfg->cmd == PS_CMD_SYNTH && !seen[F_OUT]) {
-        rc = set_err(err, errlen, "synth needs --out FILE");
+        rc = ps_cfg_err(err, errlen, "%s and %s are exclusive: give one data source", sources[0],
+                        sources[1]);
+    } else if (given(seen, "dataset") && given(seen, "format") && cfg->format == PS_FMT_LIBSVM) {
+        rc = ps_cfg_err(err, errlen, "--format: fashion-mnist is an IDX data set, not libsvm");
+    } else if (train && nsources == 0) {
+        rc = ps_cfg_err(err, errlen,
+                        "train needs a data source: --dataset NAME, --train FILE --test FILE or "
+                        "--synthetic SPEC");
+    } else if (predict && !given(seen, "test") && !given(seen, "dataset")) {
+        rc = ps_cfg_err(err, errlen, "predict needs --test FILE or --dataset NAME");
+    } else if (train && (ps_opt_reads(cfg->opt.kind) & PS_OPT_READS_EPS) && !(cfg->opt.eps > 0)) {
+        rc = ps_cfg_err(err, errlen,
+                        "--eps %s: --optimizer %s divides by sqrt(v) + eps, so eps must be > 0 "
+                        "(adamax has no eps)",
+                        eps, ps_opt_name(cfg->opt.kind));
+    } else if (train && cfg->opt.kind == PS_OPT_SGD && given(seen, "momentum")) {
+        rc = ps_cfg_err(err, errlen,
+                        "--momentum: --optimizer sgd is plain SGD and has no momentum; use "
+                        "--optimizer nesterov");
     }
-
-    if (rc == 0 && seen[F_DATASET]) {
+    if (rc == 0 && given(seen, "dataset")) {
         cfg->format = PS_FMT_IDX;
     }
     if (rc == 0 && cfg->cmd == PS_CMD_SYNTH) {
-        /* synth writes the generator's data, so the spec always applies. */
-        cfg->synthetic = 1;
-        cfg->format = PS_FMT_SYNTH;
+        cfg->synthetic = 1; /* synth writes the generator's data */
     }
     return rc;
 }
@@ -839,37 +363,55 @@ static int check_combinations(ps_cfg *cfg, const unsigned char *seen, char *err,
 static int parse_command(ps_cfg *cfg, const char *word, char *err, size_t errlen)
 {
     int rc = 0;
-    if (strcmp(word, "train") == 0) {
-        cfg->cmd = PS_CMD_TRAIN;
-    } else if (strcmp(word, "predict") == 0) {
-        cfg->cmd = PS_CMD_PREDICT;
-    } else if (strcmp(word, "synth") == 0) {
-        cfg->cmd = PS_CMD_SYNTH;
-    } else if (strcmp(word, "help") == 0 || strcmp(word, "--help") == 0 ||
-               strcmp(word, "-h") == 0) {
+    int cmd = 0;
+    if (strcmp(word, "--help") == 0 || strcmp(word, "-h") == 0) {
         cfg->cmd = PS_CMD_HELP;
+    } else if (ps_cfg_choice_parse(&cmd_choice, word, &cmd) == 0) {
+        cfg->cmd = (ps_cmd)cmd;
     } else if (strncmp(word, "--", 2) == 0) {
-        rc = set_err(err, errlen, "%s before the command: say adamps train|predict|synth %s ...",
-                     word, word);
+        rc = ps_cfg_err(err, errlen, "%s before the command: say adamps train|predict|synth %s ...",
+                        word, word);
     } else {
-        rc = set_err(err, errlen,
-                     "unknown command '%s' (expected train, predict, synth or help; see adamps "
-                     "--help)",
-                     word);
+        rc = ps_cfg_err(err, errlen,
+                        "unknown command '%s' (expected train, predict, synth or help; see adamps "
+                        "--help)",
+                        word);
     }
     return rc;
+}
+
+/* The row flag `name` (len bytes) stands for under command cmd, or NULL. */
+static const ps_cfg_row *find_flag(ps_cmd cmd, const char *name, size_t len)
+{
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const ps_cfg_row *f = &flags[i];
+        if (f->name && strlen(f->name) == len && strncmp(f->name, name, len) == 0 &&
+            (f->cmds == 0 || (f->cmds & CMD(cmd)))) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+static void metavar(const ps_cfg_row *f, char *buf, size_t n)
+{
+    if (f->metavar || !f->choices) {
+        snprintf(buf, n, "%s", f->metavar ? f->metavar : "");
+    } else {
+        ps_cfg_choice_list(f, "|", buf, n);
+    }
 }
 
 int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     int rc = 0;
-    unsigned char seen[F_COUNT] = {0};
+    unsigned char seen[NFLAGS] = {0};
     ps_cfg_defaults(cfg);
     if (err && errlen > 0) {
         err[0] = '\0';
     }
     if (argc < 2 || !argv || !argv[1]) {
-        rc = set_err(err, errlen, "missing command: adamps train|predict|synth|help [--flags]");
+        rc = ps_cfg_err(err, errlen, "missing command: adamps train|predict|synth|help [--flags]");
         goto done;
     }
     rc = parse_command(cfg, argv[1], err, errlen);
@@ -883,309 +425,132 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
             goto done;
         }
         if (strncmp(arg, "--", 2) != 0) {
-            rc = set_err(err, errlen, "unexpected argument '%s' (flags are --name value)", arg);
+            rc = ps_cfg_err(err, errlen, "unexpected argument '%s' (flags are --name value)", arg);
             goto done;
         }
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const flag_spec *f = find_flag(name, len);
+        const ps_cfg_row *f = find_flag(cfg->cmd, name, len);
         if (!f) {
-            rc = set_err(err, errlen, "unknown flag --%.*s (see adamps --help)", (int)len, name);
+            rc = ps_cfg_err(err, errlen, "unknown flag --%.*s (see adamps --help)", (int)len, name);
             goto done;
         }
-        const char *val = NULL;
-        if (!f->metavar) {
+        /* A boolean flag given flips its default. */
+        const char *val = strcmp(f->def ? f->def : "", "1") == 0 ? "0" : "1";
+        char mv[256];
+        metavar(f, mv, sizeof mv);
+        if (f->type == PS_CFG_BOOL) {
             if (eq) {
-                rc = set_err(err, errlen, "--%s takes no value (got '%s')", f->name, eq + 1);
+                rc = ps_cfg_err(err, errlen, "--%s takes no value (got '%s')", f->name, eq + 1);
                 goto done;
             }
         } else if (eq) {
             val = eq + 1;
         } else if (i + 1 >= argc) {
-            rc = set_err(err, errlen, "--%s needs a value: --%s %s", f->name, f->name, f->metavar);
+            rc = ps_cfg_err(err, errlen, "--%s needs a value: --%s %s", f->name, f->name, mv);
             goto done;
         } else {
             val = argv[++i];
             /* `--train --test x` would otherwise read "--test" as a path. */
             if (strncmp(val, "--", 2) == 0) {
-                rc = set_err(err, errlen, "--%s needs a value (got flag '%s')", f->name, val);
+                rc = ps_cfg_err(err, errlen, "--%s needs a value (got flag '%s')", f->name, val);
                 goto done;
             }
         }
-        rc = apply_flag(cfg, f, val, err, errlen);
-        if (rc != 0) {
+        if ((rc = ps_cfg_parse_value(cfg, f, val, err, errlen)) != 0) {
             goto done;
         }
-        seen[f->id] = 1;
+        seen[f - flags] = 1;
     }
+    resolve_defaults(cfg, seen);
     rc = check_combinations(cfg, seen, err, errlen);
 done:
     return rc;
 }
 
-int ps_cfg_check_world(const ps_cfg *cfg, int world_size, int nservers, char *err, size_t errlen)
+int ps_cfg_warning(const ps_cfg *cfg, char *buf, size_t len)
 {
-    int rc = 0;
-    int n = cfg->servers > 0 ? cfg->servers : nservers;
-    if (n < 1) {
-        rc = set_err(err, errlen, "--servers: %d servers; need at least 1", n);
-    } else if (n >= world_size) {
-        if (cfg->servers > 0) {
-            rc = set_err(err, errlen,
-                         "--servers %d leaves no worker: the job has %d ranks (need at least "
-                         "servers + 1)",
-                         n, world_size);
-        } else {
-            rc = set_err(err, errlen,
-                         "--servers (one per node: %d) leaves no worker: the job has %d ranks "
-                         "(need at least servers + 1; give --servers)",
-                         n, world_size);
-        }
-    }
-    return rc;
+    int any = cfg->cmd == PS_CMD_TRAIN && cfg->opt.kind == PS_OPT_ADAGRAD &&
+              cfg->opt.schedule == PS_LR_INVSQRT;
+    snprintf(buf, len, "%s",
+             any ? "--lr-schedule invsqrt with --optimizer adagrad: AdaGrad already shrinks its "
+                   "steps as 1/sqrt(sum of g^2), so they shrink twice over"
+                 : "");
+    return any;
 }
 
-static int has_suffix(const char *s, size_t n, const char *suffix)
+/* What --help says a flag defaults to: the value, or each optimizer's or
+ * model's, from the same sources ps_cfg_defaults reads. */
+static void default_text(const ps_cfg_row *f, const ps_cfg *d, char *buf, size_t n)
 {
-    size_t k = strlen(suffix);
-    return n >= k && strncmp(s + n - k, suffix, k) == 0;
-}
-
-ps_format ps_cfg_guess_format(const char *path)
-{
-    ps_format f = PS_FMT_LIBSVM;
-    if (path) {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        size_t n = strlen(base);
-        if (has_suffix(base, n, ".gz")) {
-            n -= 3;
+    size_t used = 0;
+    if (f->type == PS_CFG_BOOL) {
+        snprintf(buf, n, "off"); /* off unless given */
+    } else if (f->dep == PS_CFG_PER_RULE) {
+        used = (size_t)snprintf(buf, n, "per optimizer:");
+        for (int k = 0; k < PS_OPT_COUNT_ && used < n; k++) {
+            ps_opt_hp hp;
+            char v[32];
+            float x;
+            if (!(ps_opt_reads((ps_opt_kind)k) & f->reads)) {
+                continue;
+            }
+            ps_opt_defaults(&hp, (ps_opt_kind)k);
+            memcpy(&x, (const char *)&hp + (f->off - offsetof(ps_cfg, opt)), sizeof x);
+            ps_cfg_format_real(v, sizeof v, x, 1);
+            used +=
+                (size_t)snprintf(buf + used, n - used, " %s %s,", ps_opt_name((ps_opt_kind)k), v);
         }
-        if (strstr(base, ".idx") || has_suffix(base, n, "-ubyte") ||
-            has_suffix(base, n, ".ubyte")) {
-            f = PS_FMT_IDX;
-        }
-    }
-    return f;
-}
-
-/* Shortest %g text that reads back to the same value, so the run header
- * says lr=0.001 and not lr=0.00100000005, yet loses nothing. */
-static void fmt_float(char *buf, size_t n, float v)
-{
-    for (int p = 6; p <= 9; p++) {
-        snprintf(buf, n, "%.*g", p, (double)v);
-        if (strtof(buf, NULL) == v) {
-            break;
+        buf[used < n ? used - 1 : n - 1] = '\0'; /* the last comma */
+    } else if (f->dep == PS_CFG_PER_MODEL) {
+        snprintf(buf, n, "per model: %s %s, %s %s", ps_model_kind_name(PS_MODEL_LOGREG),
+                 f->by_model[PS_MODEL_LOGREG], ps_model_kind_name(PS_MODEL_MLP),
+                 f->by_model[PS_MODEL_MLP]);
+    } else {
+        ps_cfg_format_value(d, f, buf, n);
+        if (buf[0] == '\0') {
+            snprintf(buf, n, "none");
         }
     }
 }
 
-static void fmt_double(char *buf, size_t n, double v)
+/* "  --flag METAVAR   help (default: text)", the text wrapped at 100
+ * columns under the help column. */
+static void print_flag(FILE *out, const ps_cfg_row *f, const ps_cfg *d)
 {
-    for (int p = 6; p <= 17; p++) {
-        snprintf(buf, n, "%.*g", p, v);
-        if (strtod(buf, NULL) == v) {
-            break;
-        }
+    char left[300], mv[256], def[512];
+    metavar(f, mv, sizeof mv);
+    default_text(f, d, def, sizeof def);
+    snprintf(left, sizeof left, "--%s%s%s", f->name, mv[0] ? " " : "", mv);
+    /* A long metavar gets its own line so the help column stays. */
+    if (strlen(left) > 28) {
+        fprintf(out, "  %s\n", left);
+        left[0] = '\0';
     }
-}
-
-static void fmt_synth(char *buf, size_t n, const ps_synth_opts *s)
-{
-    char zipf[32], noise[32];
-    fmt_double(zipf, sizeof zipf, s->zipf);
-    fmt_double(noise, sizeof noise, s->noise);
-    snprintf(buf, n, "rows=%llu,features=%llu,nnz=%u,classes=%u,zipf=%s,noise=%s,test=%llu",
-             (unsigned long long)s->rows, (unsigned long long)s->features, s->nnz, s->classes,
-             zipf, noise, (unsigned long long)s->test_rows);
-}
-
-/* The value of flag id's field(s) in c, as the flag would spell it (paths
- * may be empty). Used for the --help defaults and for ps_cfg_format. */
-static void value_text(flag_id id, const ps_cfg *c, char *buf, size_t n)
-{
-    static const char *const format_text[] = {"auto", "idx", "libsvm", "synth"};
-    switch (id) {
-    case F_MODEL:
-        snprintf(buf, n, "%s", c->model == 0 ? "logreg" : "mlp");
-        break;
-    case F_HIDDEN: {
-        size_t used = 0;
-        buf[0] = '\0';
-        for (uint32_t i = 0; i < c->nhidden && i < PS_CFG_MAX_HIDDEN && used < n; i++) {
-            used += (size_t)snprintf(buf + used, n - used, "%s%u", i ? "," : "", c->hidden[i]);
+    /* Lists of per-optimizer values wrap between their items. */
+    int col = fprintf(out, "  %-28s %s (default: ", left, f->help);
+    for (char *item = def, *next; item; item = next) {
+        if ((next = strstr(item, ", "))) {
+            *next = '\0';
+            next += 2;
         }
-        break;
+        if (item != def && col + 2 + (int)strlen(item) > 99) {
+            col = fprintf(out, ",\n%31s", "") - 2;
+        } else if (item != def) {
+            col += fprintf(out, ", ");
+        }
+        col += fprintf(out, "%s", item);
     }
-    case F_DROPOUT_INPUT:
-        fmt_float(buf, n, c->dropout_input);
-        break;
-    case F_DROPOUT:
-        fmt_float(buf, n, c->dropout);
-        break;
-    case F_L2:
-        fmt_float(buf, n, c->l2);
-        break;
-    case F_INIT:
-        snprintf(buf, n, "%s", c->init >= 0 && c->init < 3 ? init_names[c->init] : "auto");
-        break;
-    case F_DATASET:
-        snprintf(buf, n, "%s", c->dataset);
-        break;
-    case F_DATA_DIR:
-        snprintf(buf, n, "%s", c->data_dir);
-        break;
-    case F_TRAIN:
-        snprintf(buf, n, "%s", c->train);
-        break;
-    case F_TEST:
-        snprintf(buf, n, "%s", c->test);
-        break;
-    case F_FORMAT:
-        snprintf(buf, n, "%s", (unsigned)c->format < 4 ? format_text[c->format] : "?");
-        break;
-    case F_ZERO_BASED:
-        snprintf(buf, n, "%d", c->zero_based);
-        break;
-    case F_SYNTHETIC:
-        if (c->synthetic) {
-            fmt_synth(buf, n, &c->synth);
-        } else {
-            snprintf(buf, n, "off");
-        }
-        break;
-    case F_HASH_BITS:
-        snprintf(buf, n, "%u", c->hash_bits);
-        break;
-    case F_FEATURES:
-        snprintf(buf, n, "%llu", (unsigned long long)c->features);
-        break;
-    case F_TRAIN_LIMIT:
-        snprintf(buf, n, "%llu", (unsigned long long)c->train_limit);
-        break;
-    case F_TEST_LIMIT:
-        snprintf(buf, n, "%llu", (unsigned long long)c->test_limit);
-        break;
-    case F_STREAM:
-        snprintf(buf, n, "%s", stream_names[c->stream]);
-        break;
-    case F_OPTIMIZER:
-        snprintf(buf, n, "%s", c->optimizer);
-        break;
-    case F_LR:
-        fmt_float(buf, n, c->lr);
-        break;
-    case F_BETA1:
-        fmt_float(buf, n, c->beta1);
-        break;
-    case F_BETA2:
-        fmt_float(buf, n, c->beta2);
-        break;
-    case F_EPS:
-        fmt_float(buf, n, c->eps);
-        break;
-    case F_NO_BIAS_CORRECTION:
-        snprintf(buf, n, "%d", c->bias_correction);
-        break;
-    case F_LR_SCHEDULE:
-        snprintf(buf, n, "%s", c->lr_schedule);
-        break;
-    case F_MOMENTUM:
-        fmt_float(buf, n, c->momentum);
-        break;
-    case F_WEIGHT_DECAY:
-        fmt_float(buf, n, c->weight_decay);
-        break;
-    case F_TEMPORAL_AVERAGING:
-        fmt_float(buf, n, c->temporal_averaging);
-        break;
-    case F_SPARSE_UPDATE:
-        snprintf(buf, n, "%s", c->sparse_lazy ? "lazy" : "dense");
-        break;
-    case F_BATCH:
-        snprintf(buf, n, "%u", c->batch);
-        break;
-    case F_EPOCHS:
-        fmt_double(buf, n, c->epochs);
-        break;
-    case F_STEPS:
-        snprintf(buf, n, "%llu", (unsigned long long)c->steps);
-        break;
-    case F_SEED:
-        snprintf(buf, n, "%llu", (unsigned long long)c->seed);
-        break;
-    case F_SHUFFLE:
-        snprintf(buf, n, "%s", c->shuffle ? "on" : "off");
-        break;
-    case F_SERVERS:
-        if (c->servers > 0) {
-            snprintf(buf, n, "%d", c->servers);
-        } else {
-            snprintf(buf, n, "auto");
-        }
-        break;
-    case F_SHARD:
-        snprintf(buf, n, "%s", c->shard_hash ? "hash" : "range");
-        break;
-    case F_CONSISTENCY:
-        if (c->consistency == PS_CONS_SSP) {
-            snprintf(buf, n, "ssp:%d", c->staleness);
-        } else {
-            snprintf(buf, n, "%s", c->consistency == PS_CONS_ASP ? "asp" : "bsp");
-        }
-        break;
-    case F_NONFINITE:
-        snprintf(buf, n, "%s", c->nonfinite == PS_NONFINITE_SKIP ? "skip" : "abort");
-        break;
-    case F_INJECT_DELAY_MS:
-        fmt_double(buf, n, c->delay_ms);
-        break;
-    case F_EVAL_EVERY:
-        snprintf(buf, n, "%llu", (unsigned long long)c->eval_every);
-        break;
-    case F_METRICS:
-        snprintf(buf, n, "%s", c->metrics);
-        break;
-    case F_SAVE_MODEL:
-        snprintf(buf, n, "%s", c->save_model);
-        break;
-    case F_CHECKPOINT_DIR:
-        snprintf(buf, n, "%s", c->ckpt_dir);
-        break;
-    case F_CHECKPOINT_EVERY:
-        snprintf(buf, n, "%llu", (unsigned long long)c->ckpt_every);
-        break;
-    case F_RESUME:
-        snprintf(buf, n, "%d", c->resume);
-        break;
-    case F_QUIET:
-        snprintf(buf, n, "%d", c->quiet);
-        break;
-    case F_LOG_FORMAT:
-        snprintf(buf, n, "%s", c->log_json ? "json" : "text");
-        break;
-    case F_PROGRESS_EVERY:
-        fmt_double(buf, n, c->progress_secs);
-        break;
-    case F_CLOCK_LOG:
-        snprintf(buf, n, "%s", c->clock_log);
-        break;
-    case F_OUT:
-        snprintf(buf, n, "%s", c->out);
-        break;
-    default:
-        snprintf(buf, n, "?");
-        break;
-    }
+    fprintf(out, ")\n");
 }
 
 void ps_cfg_usage(void *f)
 {
+    static const char *const group_names[PS_CFG_G_COUNT] = {"model",    "data",    "optimizer",
+                                                            "schedule", "cluster", "output"};
     FILE *out = f;
     ps_cfg d;
-    char val[PS_CFG_PATH + 64];
     ps_cfg_defaults(&d);
     fprintf(out, "usage: adamps COMMAND [--flag value | --flag=value] ...\n"
                  "\n"
@@ -1197,28 +562,12 @@ void ps_cfg_usage(void *f)
                  "  predict   classify --test FILE with a saved model: --model DIR\n"
                  "  synth     write a synthetic libsvm data set to --out FILE\n"
                  "  help      print this text (also --help, -h)\n");
-    for (int g = 0; g < G_COUNT; g++) {
+    for (int g = 0; g < PS_CFG_G_COUNT; g++) {
         fprintf(out, "\n%s:\n", group_names[g]);
-        for (int i = 0; i < F_COUNT; i++) {
-            const flag_spec *s = &flags[i];
-            if ((int)s->group != g) {
-                continue;
+        for (size_t i = 0; i < NFLAGS; i++) {
+            if (flags[i].help && (int)flags[i].group == g) {
+                print_flag(out, &flags[i], &d);
             }
-            char left[96];
-            snprintf(left, sizeof left, "--%s%s%s", s->name, s->metavar ? " " : "",
-                     s->metavar ? s->metavar : "");
-            /* A long metavar gets its own line so the help column stays. */
-            if (strlen(left) > 28) {
-                fprintf(out, "  %s\n", left);
-                left[0] = '\0';
-            }
-            if (!s->metavar) {
-                /* Boolean flags are off unless given. */
-                fprintf(out, "  %-28s %s (default: off)\n", left, s->help);
-                continue;
-            }
-            value_text(s->id, &d, val, sizeof val);
-            fprintf(out, "  %-28s %s (default: %s)\n", left, s->help, val[0] ? val : "none");
         }
     }
     fprintf(out, "\nexamples:\n"
@@ -1232,71 +581,70 @@ void ps_cfg_usage(void *f)
                  "--out data.svm\n");
 }
 
-/* snprintf-style appender: counts what it could not store, so the caller
- * learns the size it needs. */
-typedef struct {
-    char *buf;
-    size_t len;
-    size_t pos;
-} appender;
-
-static void append_char(appender *a, char ch)
+size_t ps_cfg_count(void)
 {
-    if (a->pos + 1 < a->len) {
-        a->buf[a->pos] = ch;
-        a->buf[a->pos + 1] = '\0';
-    }
-    a->pos++;
+    return NFLAGS;
 }
 
-static void append_str(appender *a, const char *s)
+const char *ps_cfg_pair(const ps_cfg *cfg, size_t i, const char **flag, char *val, size_t len)
 {
-    for (; *s; s++) {
-        append_char(a, *s);
+    PS_ASSERT(i < NFLAGS);
+    if (flag) {
+        *flag = flags[i].name;
     }
+    ps_cfg_format_value(cfg, &flags[i], val, len);
+    return flags[i].key;
 }
 
-/* Values with blanks, quotes or nothing at all are quoted, so the header
- * still splits on spaces. */
-static void append_pair(appender *a, const char *key, const char *val)
+int ps_cfg_set(ps_cfg *cfg, const char *key, const char *text, char *err, size_t errlen)
 {
-    int quote = val[0] == '\0';
-    for (const char *p = val; *p && !quote; p++) {
-        quote = *p == ' ' || *p == '"' || *p == '\\' || (unsigned char)*p < 0x20;
+    const ps_cfg_row *f = find_key(key);
+    if (err && errlen > 0) {
+        err[0] = '\0';
     }
-    if (a->pos > 0) {
-        append_char(a, ' ');
+    if (!f) {
+        return ps_cfg_err(err, errlen, "unknown configuration key '%s'", key);
     }
-    append_str(a, key);
-    append_char(a, '=');
-    if (!quote) {
-        append_str(a, val);
-    } else {
-        append_char(a, '"');
-        for (const char *p = val; *p; p++) {
-            if (*p == '"' || *p == '\\') {
-                append_char(a, '\\');
-            }
-            append_char(a, (unsigned char)*p < 0x20 ? '?' : *p);
+    if (text[0] == '\0' && f->def && f->def[0] == '\0') {
+        memset((char *)cfg + f->off, 0, f->size);
+        return 0;
+    }
+    return ps_cfg_parse_value(cfg, f, text, err, errlen);
+}
+
+/* snprintf-style: counts what it could not store, so the caller learns the
+ * size it needs. */
+static void put(char *buf, size_t len, size_t *pos, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++, (*pos)++) {
+        if (*pos + 1 < len) {
+            buf[*pos] = s[i];
+            buf[*pos + 1] = '\0';
         }
-        append_char(a, '"');
     }
 }
 
 int ps_cfg_format(const ps_cfg *cfg, char *buf, size_t len)
 {
-    static const char *const cmd_names[] = {"train", "predict", "synth", "help"};
-    appender a = {buf, len, 0};
+    size_t pos = 0;
     char val[PS_CFG_PATH + 64];
     if (buf && len > 0) {
         buf[0] = '\0';
     }
-    append_pair(&a, "cmd", (unsigned)cfg->cmd < 4 ? cmd_names[cfg->cmd] : "?");
-    for (int i = 0; i < F_COUNT; i++) {
-        value_text(flags[i].id, cfg, val, sizeof val);
-        append_pair(&a, flags[i].key, val);
+    for (size_t i = 0; i < NFLAGS; i++) {
+        ps_cfg_format_value(cfg, &flags[i], val, sizeof val);
+        /* Values with blanks, quotes or nothing at all are quoted, so the
+         * header still splits on spaces. */
+        int quote = val[0] == '\0' || strpbrk(val, " \"\\") != NULL;
+        put(buf, len, &pos, " ", i ? 1 : 0);
+        put(buf, len, &pos, flags[i].key, strlen(flags[i].key));
+        put(buf, len, &pos, "=\"", quote ? 2 : 1);
+        for (char *p = val; *p; p++) {
+            put(buf, len, &pos, "\\", quote && (*p == '"' || *p == '\\'));
+            *p = (unsigned char)*p < 0x20 ? '?' : *p;
+            put(buf, len, &pos, p, 1);
+        }
+        put(buf, len, &pos, "\"", quote);
     }
-    /* Not a flag of its own: predict's --model DIR. */
-    append_pair(&a, "model_dir", cfg->model_dir);
-    return a.pos > INT_MAX ? INT_MAX : (int)a.pos;
+    return pos > INT_MAX ? INT_MAX : (int)pos;
 }

@@ -1,137 +1,142 @@
 /* Configuration: every flag of `adamps train|predict|synth`, parsed from
  * argv into one plain struct that every rank builds identically (all ranks
- * see the same argv under mpirun). Parsing is pure: no MPI, no file access;
- * checks that need the world size (servers < ranks) live in
- * ps_cfg_check_world. Flags are kebab-case long options; `--help` lists each
- * with its default. */
+ * see the same argv under mpirun). One table row per flag (cli/cfg.c) gives
+ * its type, bounds, default and help; parsing, --help, the run header and
+ * the (key, value) pairs all walk it. Values are stored as their owners'
+ * types (ps_opt_hp, ps_model_kind, ps_shard_mode, ps_sync, ...); cli/job.c
+ * turns a ps_cfg into each module's own small config, so nothing below cli/
+ * includes this header. Parsing is pure: no MPI, no file access, no
+ * logging. */
 #ifndef PS_CFG_H
 #define PS_CFG_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define PS_CFG_MAX_HIDDEN 8
+#include "common/shard.h"
+#include "data/source.h"
+#include "data/synth.h"
+#include "server/optim.h"
+#include "server/server.h"
+#include "worker/batcher.h"
+#include "worker/model.h"
+
 #define PS_CFG_PATH 1024
 
 typedef enum { PS_CMD_TRAIN = 0, PS_CMD_PREDICT, PS_CMD_SYNTH, PS_CMD_HELP } ps_cmd;
-typedef enum { PS_FMT_AUTO = 0, PS_FMT_IDX, PS_FMT_LIBSVM, PS_FMT_SYNTH } ps_format;
-typedef enum { PS_CONS_BSP = 0, PS_CONS_SSP, PS_CONS_ASP } ps_consistency;
-typedef enum { PS_NONFINITE_ABORT = 0, PS_NONFINITE_SKIP } ps_nonfinite;
-typedef enum { PS_STREAM_OFF = 0, PS_STREAM_ON = 1, PS_STREAM_AUTO = 2 } ps_stream_mode;
-
-typedef struct {
-    uint64_t rows;      /* rows=  (default 100000) */
-    uint64_t features;  /* features= (default 2^20) */
-    uint32_t nnz;       /* nnz= non-zeros per row (default 20) */
-    uint32_t classes;   /* classes= (default 2) */
-    double zipf;        /* zipf= exponent (default 1.1) */
-    double noise;       /* noise= label noise scale (default 0.1) */
-    uint64_t test_rows; /* test= rows held out for evaluation (default rows/10) */
-} ps_synth_opts;
 
 typedef struct {
     ps_cmd cmd;
 
     /* model */
-    int model;                 /* 0 logreg, 1 mlp (--model logreg|mlp, default mlp) */
-    uint32_t nhidden;          /* --hidden 1000,1000 (default 1000,1000) */
-    uint32_t hidden[PS_CFG_MAX_HIDDEN];
-    float dropout_input;       /* --dropout-input (default 0.2) */
-    float dropout;             /* --dropout (default 0.5) */
-    float l2;                  /* --l2 (default 0) */
-    int init;                  /* --init zeros|normal|glorot; -1 = per-model default */
+    ps_model_kind model; /* --model logreg|mlp */
+    uint32_t nhidden;    /* --hidden 1000,1000 */
+    uint32_t hidden[PS_MODEL_MAX_HIDDEN];
+    float dropout_input; /* --dropout-input (per model) */
+    float dropout;       /* --dropout: hidden units (per model) */
+    float l2;            /* --l2 */
+    int init;            /* --init: -1 = the model's own, else a ps_init_kind */
 
     /* data */
-    char dataset[64];          /* --dataset fashion-mnist (default "" = none) */
-    char data_dir[PS_CFG_PATH];/* --data-dir (default /usr/share/datasets/fashion-mnist) */
-    char train[PS_CFG_PATH];   /* --train FILE */
-    char test[PS_CFG_PATH];    /* --test FILE */
-    ps_format format;          /* --format idx|libsvm (default: guessed from name) */
-    int zero_based;            /* --zero-based */
-    int synthetic;             /* --synthetic rows=..,features=..,nnz=..,classes=.. */
-    ps_synth_opts synth;
-    uint32_t hash_bits;        /* --hash-bits B (0 = off) */
-    uint64_t features;         /* --features N: libsvm feature count (0 = scan) */
-    uint64_t train_limit;      /* --train-limit N: use the first N training samples (0 = all) */
-    uint64_t test_limit;       /* --test-limit N (0 = all) */
-    int stream;                /* --stream on|off|auto: libsvm training data read in chunks
-                                  instead of loaded (auto: when a worker's part > 1 GiB) */
+    char dataset[64];           /* --dataset fashion-mnist ("" = none) */
+    char data_dir[PS_CFG_PATH]; /* --data-dir */
+    char train[PS_CFG_PATH];    /* --train FILE */
+    char test[PS_CFG_PATH];     /* --test FILE */
+    ps_format format;           /* --format: AUTO, IDX or LIBSVM (--dataset sets IDX) */
+    int zero_based;             /* --zero-based */
+    int synthetic;              /* --synthetic given (always for the synth command) */
+    ps_synth_cfg synth;         /* --synthetic's keys; its seed is unused (--seed is) */
+    uint64_t synth_test;        /* --synthetic test=N */
+    uint32_t hash_bits;         /* --hash-bits B (0 = off) */
+    uint64_t features;          /* --features N (0 = scan) */
+    uint64_t train_limit;       /* --train-limit N (0 = all) */
+    uint64_t test_limit;        /* --test-limit N (0 = all) */
+    ps_stream_mode stream;      /* --stream on|off|auto */
 
-    /* optimizer: names match server/optim.h; kept as text/numbers here
-     * because common/ cannot include server/ */
-    char optimizer[16];        /* --optimizer adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad */
-    float lr;                  /* --lr (default 0.001) */
-    float beta1;               /* --beta1 (0.9) */
-    float beta2;               /* --beta2 (0.999) */
-    float eps;                 /* --eps (1e-8) */
-    int bias_correction;       /* --no-bias-correction sets 0 */
-    char lr_schedule[16];      /* --lr-schedule const|invsqrt */
-    float momentum;            /* --momentum (0.9, nesterov) */
-    float weight_decay;        /* --weight-decay (0.01, adamw) */
-    float temporal_averaging;  /* --temporal-averaging BETA (0 = off) */
-    int sparse_lazy;           /* --sparse-update lazy|dense (default lazy) */
+    /* optimizer */
+    ps_opt_hp opt;            /* --optimizer, --lr, --beta1, --beta2, --eps, --momentum,
+                                 --weight-decay (per optimizer unless given),
+                                 --no-bias-correction, --lr-schedule */
+    float temporal_averaging; /* --temporal-averaging BETA (0 = off) */
+    int sparse_lazy;          /* --sparse-update lazy|dense */
 
     /* schedule */
-    uint32_t batch;            /* --batch (default 128): per worker */
-    double epochs;             /* --epochs (default 3) */
-    uint64_t steps;            /* --steps (0 = from epochs) */
-    uint64_t seed;             /* --seed (default 1) */
-    int shuffle;               /* --shuffle on|off (default on) */
+    uint32_t batch; /* --batch: per worker */
+    double epochs;  /* --epochs */
+    uint64_t steps; /* --steps (0 = from epochs) */
+    uint64_t seed;  /* --seed */
+    int shuffle;    /* --shuffle on|off */
 
     /* cluster */
-    int servers;               /* --servers S (0 = one per node) */
-    int shard_hash;            /* --shard range|hash (default range) */
-    ps_consistency consistency;/* --consistency bsp|ssp:K|asp (default bsp) */
-    int staleness;             /* K of ssp:K */
-    ps_nonfinite nonfinite;    /* --nonfinite abort|skip */
-    double delay_ms;           /* --inject-delay-ms X: testing, random sleep up to X per step */
+    uint32_t servers;    /* --servers S (0 = one per node) */
+    ps_shard_mode shard; /* --shard range|hash */
+    ps_sync sync;        /* --consistency bsp|ssp:K|asp */
+    uint32_t staleness;  /* K of ssp:K */
+    int nonfinite_skip;  /* --nonfinite abort|skip */
+    double delay_ms;     /* --inject-delay-ms X: testing */
 
     /* output */
-    uint64_t eval_every;       /* --eval-every N steps (0 = once per epoch) */
-    char metrics[PS_CFG_PATH]; /* --metrics FILE */
+    uint64_t eval_every;          /* --eval-every N steps (0 = once per epoch) */
+    char metrics[PS_CFG_PATH];    /* --metrics FILE */
     char save_model[PS_CFG_PATH]; /* --save-model DIR */
     char ckpt_dir[PS_CFG_PATH];   /* --checkpoint-dir D */
-    uint64_t ckpt_every;       /* --checkpoint-every K clocks (0 = off) */
-    int resume;                /* --resume */
-    int quiet;                 /* --quiet */
-    int log_json;              /* --log-format text|json */
-    double progress_secs;      /* --progress-every SECONDS (default 5) */
-    char clock_log[PS_CFG_PATH]; /* --clock-log FILE: testing, each worker appends "worker clock" lines */
+    uint64_t ckpt_every;          /* --checkpoint-every K clocks (0 = off) */
+    int resume;                   /* --resume */
+    int quiet;                    /* --quiet */
+    int log_json;                 /* --log-format text|json */
+    double progress_secs;         /* --progress-every SECONDS */
+    char clock_log[PS_CFG_PATH];  /* --clock-log FILE: testing */
 
     /* predict */
     char model_dir[PS_CFG_PATH]; /* --model DIR (predict) */
     char out[PS_CFG_PATH];       /* --out FILE (predict: classes; synth: libsvm file) */
 } ps_cfg;
 
-/* Fills cfg with every default. */
+/* Fills cfg with every default: each row's default text through its own
+ * parser, and the per-model and per-optimizer values of the default model
+ * and optimizer. The bytes after a string's NUL and the padding are zero,
+ * so whole configs compare with memcmp. */
 void ps_cfg_defaults(ps_cfg *cfg);
 
 /* Parses argv (argv[0] is the program, argv[1] the command: train, predict,
  * synth, help). cfg starts from ps_cfg_defaults, so earlier contents are
- * overwritten. On a bad flag, a missing value, a value out of range or an
- * impossible combination, writes a one-line reason naming the flag into err
- * (errlen bytes; err may be NULL) and returns PS_ECONFIG, with cfg left
- * partly filled; `--help` sets cmd = PS_CMD_HELP and returns 0. Pure: no
- * I/O, no logging (every rank parses; the caller prints err once), no
+ * overwritten; per-model and per-optimizer defaults follow the --model and
+ * --optimizer given. On a bad flag, a missing value, a value out of range
+ * or an impossible combination, writes a one-line reason naming the flag
+ * into err (errlen bytes; err may be NULL) and returns PS_ECONFIG, with cfg
+ * left partly filled; `--help` sets cmd = PS_CMD_HELP and returns 0. Pure:
+ * no I/O, no logging (every rank parses; the caller prints err once), no
  * allocation. Thread-safe. */
 int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen);
 
-/* The format a data file name suggests, for format == PS_FMT_AUTO:
- * PS_FMT_IDX for *.idx* and *-ubyte[.gz], PS_FMT_LIBSVM for everything
- * else (*.svm, *.libsvm, *.txt, ...). Only the name is read, never the file. */
-ps_format ps_cfg_guess_format(const char *path);
-
-/* Checks what needs the world size: servers >= 1 and at least one worker
- * left. The count checked is cfg->servers, or nservers (the caller's
- * one-per-node choice) when cfg->servers is 0. Returns 0 or PS_ECONFIG with
- * a reason in err (may be NULL). Pure, thread-safe. */
-int ps_cfg_check_world(const ps_cfg *cfg, int world_size, int nservers, char *err, size_t errlen);
+/* A one-line advice about a legal but doubtful combination (AdaGrad with
+ * --lr-schedule invsqrt) into buf (len bytes). Returns 1 when there is one,
+ * else 0 with buf = "". Pure. */
+int ps_cfg_warning(const ps_cfg *cfg, char *buf, size_t len);
 
 /* Writes the usage text, every flag with its default, to f (a FILE *). */
 void ps_cfg_usage(void *f);
 
 /* Writes the full configuration as one line of "key=value" pairs (the run
- * header); returns bytes written or needed, like snprintf. */
+ * header, also stored in checkpoints and model.json); values with blanks or
+ * quotes, and empty ones, are quoted. Returns bytes written or needed, like
+ * snprintf. */
 int ps_cfg_format(const ps_cfg *cfg, char *buf, size_t len);
+
+/* The (key, value) pairs ps_cfg_format writes, one at a time: pair i <
+ * ps_cfg_count() of cfg. Returns its key (static) and writes the value as
+ * text (unquoted; "" for an unset path) into val (len bytes); *flag (may be
+ * NULL) gets the flag that sets it without its "--" (static), or NULL for
+ * the command. Pure, thread-safe. */
+size_t ps_cfg_count(void);
+const char *ps_cfg_pair(const ps_cfg *cfg, size_t i, const char **flag, char *val, size_t len);
+
+/* Sets the setting with header key `key` from its header text (a value
+ * ps_cfg_pair gives; booleans are 0 or 1, and "" clears an unset-by-default
+ * path), through the flag's own parser. No combination checks and no
+ * per-model or per-optimizer defaults are applied: a header carries the
+ * values in force. Returns 0, or PS_ECONFIG with a reason in err (may be
+ * NULL). Pure, thread-safe. */
+int ps_cfg_set(ps_cfg *cfg, const char *key, const char *text, char *err, size_t errlen);
 
 #endif

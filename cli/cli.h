@@ -6,7 +6,7 @@
 
 #include "cli/cfg.h"
 
-int ps_cli_train(ps_cfg *cfg, int *argc, char ***argv);
+int ps_cli_train(const ps_cfg *cfg, int *argc, char ***argv);
 int ps_cli_predict(const ps_cfg *cfg);
 int ps_cli_synth(const ps_cfg *cfg);
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "cli/cli.h"
+#include "cli/job.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "worker/predict.h"
@@ -10,8 +11,10 @@
 int ps_cli_predict(const ps_cfg *cfg)
 {
     ps_log_set_json(cfg->log_json);
+    ps_predict_cfg pc;
     ps_predict_result res;
-    int rc = ps_predict_run(cfg, &res);
+    ps_job_predict_cfg(cfg, &pc);
+    int rc = ps_predict_run(&pc, &res);
     if (rc) {
         /* Already logged where found, naming the file. Bad model or data
          * files and flags that contradict the model are input errors. */

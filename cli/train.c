@@ -5,15 +5,15 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/job.h"
 #include "common/ckpt.h"
 #include "common/comm.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "cli/roles.h"
+#include "data/source.h"
 #include "server/server.h"
 #include "worker/model.h"
-#include "data/source.h"
 #include "worker/train.h"
 
 #define EVAL_BATCH 1000
@@ -23,49 +23,11 @@ typedef struct {
     ps_source_spec spec;
 } probe_msg;
 
-static void model_cfg_from(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
-                           ps_model_cfg *m)
-{
-    memset(m, 0, sizeof *m);
-    m->kind = cfg->model == 1 ? PS_MODEL_MLP : PS_MODEL_LOGREG;
-    m->in_dim = spec->dim;
-    m->nclasses = spec->nclasses;
-    m->sparse_input = spec->sparse;
-    m->nhidden = cfg->nhidden;
-    memcpy(m->hidden, cfg->hidden, sizeof m->hidden);
-    m->dropout_input = cfg->dropout_input;
-    m->dropout_hidden = cfg->dropout;
-    m->l2 = cfg->l2;
-    m->init_override = cfg->init;
-    m->seed = cfg->seed;
-    m->worker = worker;
-    m->max_batch = cfg->batch > EVAL_BATCH ? cfg->batch : EVAL_BATCH;
-}
-
-static int opt_from(const ps_cfg *cfg, ps_opt_hp *hp)
-{
-    ps_opt_kind kind;
-    if (ps_opt_parse(cfg->optimizer, &kind)) {
-        return PS_ECONFIG;
-    }
-    ps_opt_defaults(hp, kind);
-    hp->lr = cfg->lr;
-    hp->beta1 = cfg->beta1;
-    hp->beta2 = cfg->beta2;
-    hp->eps = cfg->eps;
-    hp->bias_correction = cfg->bias_correction;
-    hp->momentum = cfg->momentum;
-    hp->weight_decay = cfg->weight_decay;
-    hp->schedule = strcmp(cfg->lr_schedule, "invsqrt") == 0 ? PS_LR_INVSQRT : PS_LR_CONST;
-    return 0;
-}
-
 /* Exit status for an rc: problems found before any training are usage or
  * input errors (2); the rest are run failures (1). */
 static int exit_code(int rc)
 {
-    return rc == PS_ECONFIG || rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ERANGE ||
-                   rc == PS_ECKPT
+    return rc == PS_ECONFIG || rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ERANGE || rc == PS_ECKPT
                ? 2
                : 1;
 }
@@ -75,7 +37,7 @@ typedef struct {
     int nservers, nworkers, my_id;
 } layout;
 
-static int make_layout(ps_comm *comm, ps_cfg *cfg, layout *l)
+static int make_layout(ps_comm *comm, const ps_cfg *cfg, layout *l)
 {
     int size = ps_comm_size(comm), rank = ps_comm_rank(comm), nnodes = 0;
     if (!(l->node_of_rank = ps_calloc((size_t)size, sizeof(int))) ||
@@ -88,15 +50,15 @@ static int make_layout(ps_comm *comm, ps_cfg *cfg, layout *l)
     if (rc) {
         return rc;
     }
-    l->nservers = cfg->servers ? cfg->servers : nnodes;
+    l->nservers = cfg->servers ? (int)cfg->servers : nnodes;
     char err[512];
-    if (ps_cfg_check_world(cfg, size, l->nservers, err, sizeof err)) {
+    if (ps_job_check_world(cfg, size, l->nservers, err, sizeof err)) {
         if (rank == 0) {
             fprintf(stderr, "adamps: %s\n", err);
         }
         return PS_ECONFIG;
     }
-    if ((rc = ps_roles_assign(size, l->nservers, l->node_of_rank, nnodes, l->is_server))) {
+    if ((rc = ps_job_assign_roles(size, l->nservers, l->node_of_rank, nnodes, l->is_server))) {
         return rc;
     }
     l->nworkers = 0;
@@ -128,7 +90,9 @@ static int agree_spec(ps_comm *comm, const ps_cfg *cfg, const layout *l, ps_sour
     probe_msg msg = {0};
     int root = l->worker_ranks[0];
     if (ps_comm_rank(comm) == root) {
-        msg.rc = ps_source_probe(cfg, &msg.spec);
+        ps_source_cfg src;
+        ps_job_source_cfg(cfg, &src);
+        msg.rc = ps_source_probe(&src, &msg.spec);
     }
     int rc = ps_comm_bcast(comm, root, &msg, sizeof msg);
     if (rc) {
@@ -148,15 +112,16 @@ static int read_resume(const ps_cfg *cfg, const layout *l, ps_ckpt_manifest *m)
     }
     int rc = ps_ckpt_read_manifest(cfg->ckpt_dir, m);
     if (rc == 0 && m->nworkers != (uint32_t)l->nworkers) {
-        PS_LOG(ERROR, "%s/MANIFEST: the checkpoint was written by %u workers, this job has %d; "
-                      "resume with the same number of workers (servers may differ)",
+        PS_LOG(ERROR,
+               "%s/MANIFEST: the checkpoint was written by %u workers, this job has %d; "
+               "resume with the same number of workers (servers may differ)",
                cfg->ckpt_dir, m->nworkers, l->nworkers);
         rc = PS_ECKPT;
     }
     return rc;
 }
 
-static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
+static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
 {
     layout l = {0};
     ps_ckpt_manifest resume = {.clock = -1};
@@ -177,7 +142,7 @@ static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
     }
     int server = l.is_server[rank];
     ps_model_cfg mcfg;
-    model_cfg_from(cfg, &spec, server ? 0 : (uint32_t)l.my_id, &mcfg);
+    ps_job_model_cfg(cfg, &spec, server ? 0 : (uint32_t)l.my_id, EVAL_BATCH, &mcfg);
     if ((rc = ps_comm_agree(comm, ps_model_create(&model, &mcfg))) ||
         (rc = ps_comm_split(comm, server ? -1 : 0, &workers))) {
         goto done;
@@ -188,8 +153,9 @@ static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
         tables[t] = *ps_model_table(model, t);
     }
     if (rank == l.worker_ranks[0] && !cfg->quiet) {
-        PS_LOG(INFO, "adamps train: %d servers, %d workers; data: %llu features, %u classes, "
-                     "%llu train / %llu test samples",
+        PS_LOG(INFO,
+               "adamps train: %d servers, %d workers; data: %llu features, %u classes, "
+               "%llu train / %llu test samples",
                l.nservers, l.nworkers, (unsigned long long)spec.dim, spec.nclasses,
                (unsigned long long)spec.ntrain, (unsigned long long)spec.ntest);
         PS_LOG(INFO, "config: %s", header);
@@ -203,35 +169,36 @@ static int run(ps_comm *comm, ps_cfg *cfg, const char *header)
                    ps_init_name(tables[t].init));
         }
     }
-    ps_shard_mode shard = cfg->shard_hash ? PS_SHARD_HASH : PS_SHARD_RANGE;
+    char advice[256];
+    if (rank == l.worker_ranks[0] && ps_cfg_warning(cfg, advice, sizeof advice)) {
+        PS_LOG(WARN, "%s", advice); /* even with --quiet */
+    }
     if (server) {
-        ps_server_cfg sc = {.nworkers = (uint32_t)l.nworkers, .worker_ranks = l.worker_ranks,
-                            .sync = cfg->consistency == PS_CONS_BSP   ? PS_SYNC_BSP
-                                    : cfg->consistency == PS_CONS_SSP ? PS_SYNC_SSP
-                                                                      : PS_SYNC_ASP,
-                            .nonfinite_skip = cfg->nonfinite == PS_NONFINITE_SKIP,
-                            .ckpt_dir = cfg->ckpt_dir, .config_text = header,
-                            .opt_name = cfg->optimizer, .resume_clock = resume.clock,
-                            .resume_nservers = resume.nservers};
-        sc.store = (ps_store_cfg){.tables = tables, .ntables = ntables,
-                                  .server = (uint32_t)l.my_id,
-                                  .nservers = (uint32_t)l.nservers, .shard = shard,
-                                  .lazy = cfg->sparse_lazy, .avg_beta = cfg->temporal_averaging,
-                                  .seed = cfg->seed};
-        rc = opt_from(cfg, &sc.store.hp);
-        if (rc) {
-            PS_LOG(ERROR, "--optimizer %s is not an update rule this server knows",
-                   cfg->optimizer);
-        } else {
-            rc = ps_server_run(&sc, comm);
-        }
+        ps_server_cfg sc;
+        ps_job_server_cfg(cfg, &sc);
+        sc.nworkers = (uint32_t)l.nworkers;
+        sc.worker_ranks = l.worker_ranks;
+        sc.config_text = header;
+        sc.resume_clock = resume.clock;
+        sc.resume_nservers = resume.nservers;
+        sc.store.tables = tables;
+        sc.store.ntables = ntables;
+        sc.store.server = (uint32_t)l.my_id;
+        sc.store.nservers = (uint32_t)l.nservers;
+        rc = ps_server_run(&sc, comm);
     } else {
-        ps_worker_cfg wc = {.cfg = cfg, .model = mcfg, .spec = spec, .config_text = header,
-                            .resume_clock = resume.clock,
-                            .nservers_running = (uint32_t)l.nservers};
-        wc.client = (ps_client_cfg){.tables = tables, .ntables = ntables,
+        ps_worker_cfg wc;
+        ps_job_worker_cfg(cfg, &wc);
+        wc.model = mcfg;
+        wc.spec = spec;
+        wc.config_text = header;
+        wc.resume_clock = resume.clock;
+        wc.nservers_running = (uint32_t)l.nservers;
+        wc.client = (ps_client_cfg){.tables = tables,
+                                    .ntables = ntables,
                                     .nservers = (uint32_t)l.nservers,
-                                    .server_ranks = l.server_ranks, .shard = shard,
+                                    .server_ranks = l.server_ranks,
+                                    .shard = cfg->shard,
                                     .worker = (uint32_t)l.my_id,
                                     .nworkers = (uint32_t)l.nworkers};
         rc = ps_worker_run(&wc, comm, workers);
@@ -249,7 +216,7 @@ done:
     return rc;
 }
 
-int ps_cli_train(ps_cfg *cfg, int *argc, char ***argv)
+int ps_cli_train(const ps_cfg *cfg, int *argc, char ***argv)
 {
     ps_comm *comm = NULL;
     ps_log_set_json(cfg->log_json);

@@ -131,3 +131,9 @@ int ps_shard_parse_mode(const char *text, ps_shard_mode *out)
     }
     return 0;
 }
+
+const char *ps_shard_mode_name(ps_shard_mode mode)
+{
+    static const char *const names[] = {[PS_SHARD_RANGE] = "range", [PS_SHARD_HASH] = "hash"};
+    return (unsigned)mode < sizeof names / sizeof names[0] ? names[mode] : "?";
+}

@@ -33,5 +33,7 @@ uint64_t ps_shard_count(const ps_shard *s, uint32_t server);
 uint64_t ps_shard_key(const ps_shard *s, uint32_t server, uint64_t slot);
 /* Parses "range" or "hash"; returns 0 or PS_EINVAL. */
 int ps_shard_parse_mode(const char *text, ps_shard_mode *out);
+/* The name ps_shard_parse_mode reads, or "?" for a mode out of range. */
+const char *ps_shard_mode_name(ps_shard_mode mode);
 
 #endif

@@ -10,7 +10,31 @@
 #include "data/partition.h"
 #include "data/synth.h"
 
-void ps_source_paths(const ps_cfg *cfg, char *train_img, char *train_lbl, char *test_img,
+static int has_suffix(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && strncmp(s + n - k, suffix, k) == 0;
+}
+
+ps_format ps_source_guess_format(const char *path)
+{
+    ps_format f = PS_FMT_LIBSVM;
+    if (path) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        size_t n = strlen(base);
+        if (has_suffix(base, n, ".gz")) {
+            n -= 3;
+        }
+        if (strstr(base, ".idx") || has_suffix(base, n, "-ubyte") ||
+            has_suffix(base, n, ".ubyte")) {
+            f = PS_FMT_IDX;
+        }
+    }
+    return f;
+}
+
+void ps_source_paths(const ps_source_cfg *cfg, char *train_img, char *train_lbl, char *test_img,
                      char *test_lbl, size_t len)
 {
     if (cfg->dataset[0]) {
@@ -37,38 +61,15 @@ void ps_source_paths(const ps_cfg *cfg, char *train_img, char *train_lbl, char *
     }
 }
 
-/* The generator's settings from --synthetic; rows include the test rows,
- * which are the last `test` of them. */
-static void synth_cfg(const ps_cfg *cfg, ps_synth_cfg *sc)
-{
-    ps_synth_cfg_default(sc);
-    sc->n = cfg->synth.rows;
-    sc->nfeatures = cfg->synth.features;
-    sc->nnz = cfg->synth.nnz;
-    sc->nclasses = cfg->synth.classes;
-    sc->zipf_s = cfg->synth.zipf;
-    sc->noise = cfg->synth.noise;
-    sc->seed = cfg->seed;
-}
-
-int ps_source_write_synth(const ps_cfg *cfg, const char *path)
-{
-    ps_synth_cfg sc;
-    synth_cfg(cfg, &sc);
-    int rc = ps_synth_check(&sc);
-    return rc ? rc : ps_synth_write_libsvm(&sc, path);
-}
-
-static int is_idx(const ps_cfg *cfg)
+static int is_idx(const ps_source_cfg *cfg)
 {
     if (cfg->dataset[0] || cfg->format == PS_FMT_IDX) {
         return 1;
     }
-    return cfg->format == PS_FMT_AUTO && !cfg->synthetic &&
-           ps_cfg_guess_format(cfg->train) == PS_FMT_IDX;
+    return cfg->format == PS_FMT_AUTO && ps_source_guess_format(cfg->train) == PS_FMT_IDX;
 }
 
-static ps_libsvm_opts svm_opts(const ps_cfg *cfg, const ps_source_spec *spec)
+static ps_libsvm_opts svm_opts(const ps_source_cfg *cfg, const ps_source_spec *spec)
 {
     ps_libsvm_opts o = {.dim = spec ? spec->dim : cfg->features,
                         .nclasses = spec ? spec->nclasses : 0,
@@ -78,7 +79,8 @@ static ps_libsvm_opts svm_opts(const ps_cfg *cfg, const ps_source_spec *spec)
 }
 
 /* One streaming pass: the largest feature id and class, and the line count. */
-static int scan_libsvm(const ps_cfg *cfg, const char *path, ps_source_spec *spec, uint64_t *n)
+static int scan_libsvm(const ps_source_cfg *cfg, const char *path, ps_source_spec *spec,
+                       uint64_t *n)
 {
     ps_libsvm_opts o = svm_opts(cfg, NULL);
     ps_libsvm *r = NULL;
@@ -95,13 +97,13 @@ static int scan_libsvm(const ps_cfg *cfg, const char *path, ps_source_spec *spec
     return rc == PS_EEOF ? 0 : rc;
 }
 
-int ps_source_is_libsvm(const ps_cfg *cfg)
+int ps_source_is_libsvm(const ps_source_cfg *cfg)
 {
-    return !cfg->synthetic && !is_idx(cfg);
+    return cfg->format != PS_FMT_SYNTH && !is_idx(cfg);
 }
 
-int ps_source_open_train_stream(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
-                                uint32_t nworkers, ps_libsvm **r, uint64_t *bytes)
+int ps_source_open_train_stream(const ps_source_cfg *cfg, const ps_source_spec *spec,
+                                uint32_t worker, uint32_t nworkers, ps_libsvm **r, uint64_t *bytes)
 {
     uint64_t size, begin, end;
     int rc = ps_libsvm_file_size(cfg->train, &size);
@@ -113,12 +115,11 @@ int ps_source_open_train_stream(const ps_cfg *cfg, const ps_source_spec *spec, u
     return ps_libsvm_open(r, cfg->train, &o, begin, end);
 }
 
-int ps_source_probe(const ps_cfg *cfg, ps_source_spec *spec)
+int ps_source_probe(const ps_source_cfg *cfg, ps_source_spec *spec)
 {
     memset(spec, 0, sizeof *spec);
     if (is_idx(cfg)) {
-        char ti[PS_CFG_PATH + 64], tl[PS_CFG_PATH + 64], si[PS_CFG_PATH + 64],
-            sl[PS_CFG_PATH + 64];
+        char ti[PS_SOURCE_PATH], tl[PS_SOURCE_PATH], si[PS_SOURCE_PATH], sl[PS_SOURCE_PATH];
         ps_source_paths(cfg, ti, tl, si, sl, sizeof ti);
         size_t n, dim, nt, dimt;
         int rc = ps_idx_probe(ti, &n, &dim);
@@ -136,14 +137,12 @@ int ps_source_probe(const ps_cfg *cfg, ps_source_spec *spec)
         return 0;
     }
     spec->sparse = 1;
-    if (cfg->synthetic) {
-        ps_synth_cfg sc;
-        synth_cfg(cfg, &sc);
-        spec->dim = sc.nfeatures;
-        spec->nclasses = sc.nclasses;
-        spec->ntest = cfg->synth.test_rows;
-        spec->ntrain = sc.n - spec->ntest;
-        return ps_synth_check(&sc);
+    if (cfg->format == PS_FMT_SYNTH) {
+        spec->dim = cfg->synth.nfeatures;
+        spec->nclasses = cfg->synth.nclasses;
+        spec->ntest = cfg->synth_test;
+        spec->ntrain = cfg->synth.n - spec->ntest;
+        return ps_synth_check(&cfg->synth);
     }
     if (cfg->hash_bits) {
         spec->dim = (uint64_t)1 << cfg->hash_bits;
@@ -163,25 +162,22 @@ static size_t limit(size_t n, uint64_t lim)
     return lim && lim < n ? (size_t)lim : n;
 }
 
-int ps_source_load_train(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
+int ps_source_load_train(const ps_source_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
                          uint32_t nworkers, ps_dataset *out)
 {
     if (is_idx(cfg)) {
-        char ti[PS_CFG_PATH + 64], tl[PS_CFG_PATH + 64], si[PS_CFG_PATH + 64],
-            sl[PS_CFG_PATH + 64];
+        char ti[PS_SOURCE_PATH], tl[PS_SOURCE_PATH], si[PS_SOURCE_PATH], sl[PS_SOURCE_PATH];
         ps_source_paths(cfg, ti, tl, si, sl, sizeof ti);
         size_t first, count;
         int rc = ps_partition_range(limit(spec->ntrain, cfg->train_limit), nworkers, worker,
                                     &first, &count);
         return rc ? rc : ps_idx_load(ti, tl, first, count, out);
     }
-    if (cfg->synthetic) {
-        ps_synth_cfg sc;
-        synth_cfg(cfg, &sc);
+    if (cfg->format == PS_FMT_SYNTH) {
         size_t first, count;
         int rc = ps_partition_range(limit(spec->ntrain, cfg->train_limit), nworkers, worker,
                                     &first, &count);
-        return rc ? rc : ps_synth_generate(&sc, first, count, out);
+        return rc ? rc : ps_synth_generate(&cfg->synth, first, count, out);
     }
     uint64_t size, begin, end;
     int rc = ps_libsvm_file_size(cfg->train, &size);
@@ -192,18 +188,16 @@ int ps_source_load_train(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t
     return ps_libsvm_load(cfg->train, &o, begin, end, out);
 }
 
-int ps_source_load_test(const ps_cfg *cfg, const ps_source_spec *spec, ps_dataset *out)
+int ps_source_load_test(const ps_source_cfg *cfg, const ps_source_spec *spec, ps_dataset *out)
 {
     if (is_idx(cfg)) {
-        char ti[PS_CFG_PATH + 64], tl[PS_CFG_PATH + 64], si[PS_CFG_PATH + 64],
-            sl[PS_CFG_PATH + 64];
+        char ti[PS_SOURCE_PATH], tl[PS_SOURCE_PATH], si[PS_SOURCE_PATH], sl[PS_SOURCE_PATH];
         ps_source_paths(cfg, ti, tl, si, sl, sizeof ti);
         return ps_idx_load(si, sl, 0, limit(spec->ntest, cfg->test_limit), out);
     }
-    if (cfg->synthetic) {
-        ps_synth_cfg sc;
-        synth_cfg(cfg, &sc);
-        return ps_synth_generate(&sc, spec->ntrain, limit(spec->ntest, cfg->test_limit), out);
+    if (cfg->format == PS_FMT_SYNTH) {
+        return ps_synth_generate(&cfg->synth, spec->ntrain, limit(spec->ntest, cfg->test_limit),
+                                 out);
     }
     ps_libsvm_opts o = svm_opts(cfg, spec);
     int rc = ps_libsvm_load(cfg->test, &o, 0, UINT64_MAX, out);

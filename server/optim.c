@@ -90,12 +90,6 @@ int ps_opt_parse(const char *name, ps_opt_kind *out)
             break;
         }
     }
-    if (rc != 0) {
-        PS_LOG(ERROR,
-               "optimizer '%s' unknown (expected adam, adamax, sgd, nesterov, adagrad, rmsprop, "
-               "adamw or amsgrad)",
-               name ? name : "(null)");
-    }
     return rc;
 }
 
@@ -105,6 +99,26 @@ const char *ps_opt_name(ps_opt_kind kind)
         return "unknown";
     }
     return opt_names[kind];
+}
+
+unsigned ps_opt_reads(ps_opt_kind kind)
+{
+    /* From the kernels below: which coef fields each one touches. */
+    enum { ADAM_FAMILY = PS_OPT_READS_BETA1 | PS_OPT_READS_BETA2 | PS_OPT_READS_BIAS_CORRECTION };
+    static const unsigned reads[PS_OPT_COUNT_] = {
+        [PS_OPT_ADAM] = ADAM_FAMILY | PS_OPT_READS_EPS,
+        [PS_OPT_ADAMAX] = ADAM_FAMILY, /* section 7.1: no epsilon */
+        [PS_OPT_SGD] = 0,
+        [PS_OPT_NESTEROV] = PS_OPT_READS_MOMENTUM,
+        [PS_OPT_ADAGRAD] = PS_OPT_READS_EPS,
+        [PS_OPT_RMSPROP] = PS_OPT_READS_BETA2 | PS_OPT_READS_EPS,
+        [PS_OPT_ADAMW] = ADAM_FAMILY | PS_OPT_READS_EPS | PS_OPT_READS_WEIGHT_DECAY,
+        [PS_OPT_AMSGRAD] = ADAM_FAMILY | PS_OPT_READS_EPS,
+    };
+    if ((int)kind < 0 || kind >= PS_OPT_COUNT_) {
+        return 0;
+    }
+    return reads[kind] | PS_OPT_READS_LR;
 }
 
 int ps_opt_nstate(ps_opt_kind kind)

@@ -35,13 +35,32 @@ typedef struct {
     ps_lr_schedule schedule; /* invsqrt: alpha_t = alpha / sqrt(t) (section 6.1) */
 } ps_opt_hp;
 
-/* Fills hp with the paper's defaults for kind (and eps 1e-10 for AdaGrad,
- * beta2 0.99 for RMSProp, momentum 0.9 for Nesterov, wd 0.01 for AdamW). */
+/* Fills hp with kind's own defaults: the paper's for the Adam family
+ * (AdaMax alpha 0.002, section 7.1), torch.optim's for the baselines (lr
+ * 0.01 for SGD, Nesterov, AdaGrad and RMSProp; eps 1e-10 for AdaGrad,
+ * beta2 0.99 for RMSProp, momentum 0.9 for Nesterov, wd 0.01 for AdamW).
+ * Fields kind does not read (ps_opt_reads) are 0, except beta1, beta2 and
+ * eps, which keep Adam's values. */
 void ps_opt_defaults(ps_opt_hp *hp, ps_opt_kind kind);
 /* Parses "adam", "adamax", "sgd", "nesterov", "adagrad", "rmsprop", "adamw",
- * "amsgrad"; returns 0 or PS_EINVAL. */
+ * "amsgrad"; returns 0, or PS_EINVAL with *out untouched. Logs nothing: the
+ * caller knows which flag or file the name came from. */
 int ps_opt_parse(const char *name, ps_opt_kind *out);
+/* The name ps_opt_parse reads, or "unknown" for a kind out of range. */
 const char *ps_opt_name(ps_opt_kind kind);
+
+/* The hyper-parameters of ps_opt_hp that rule kind reads, as PS_OPT_READS_*
+ * bits (every rule reads lr and the schedule). Configuration uses it to
+ * refuse what a rule cannot take (eps 0 where it divides by eps) and to
+ * list each rule's defaults. 0 for a kind out of range. */
+#define PS_OPT_READS_BETA1 (1u << 0)
+#define PS_OPT_READS_BETA2 (1u << 1)
+#define PS_OPT_READS_EPS (1u << 2)
+#define PS_OPT_READS_MOMENTUM (1u << 3)
+#define PS_OPT_READS_WEIGHT_DECAY (1u << 4)
+#define PS_OPT_READS_BIAS_CORRECTION (1u << 5)
+#define PS_OPT_READS_LR (1u << 6)
+unsigned ps_opt_reads(ps_opt_kind kind);
 /* Per-parameter state arrays the rule needs (0..3): Adam m, v; AMSGrad
  * m, v, v_max; AdaMax m, u; Nesterov buf; AdaGrad sum; RMSProp v; SGD none.
  * State starts at zero. */

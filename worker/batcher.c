@@ -11,7 +11,8 @@
 #define CHUNK_BATCHES 64
 
 struct ps_batcher {
-    const ps_cfg *cfg;
+    ps_batcher_cfg cfg;
+    ps_source_cfg src;
     uint32_t worker;
     uint64_t rows;
     ps_dataset data;    /* in memory: the whole part; streamed: the current chunk */
@@ -34,8 +35,8 @@ static int shuffle(ps_batcher *b, size_t n, uint64_t chunk, uint64_t epoch)
     for (size_t k = 0; k < n; k++) {
         b->order[k] = k;
     }
-    if (b->cfg->shuffle) {
-        ps_partition_shuffle(b->order, n, ps_rng_hash(b->cfg->seed, 0x5eed, b->worker, chunk),
+    if (b->cfg.shuffle) {
+        ps_partition_shuffle(b->order, n, ps_rng_hash(b->cfg.seed, 0x5eed, b->worker, chunk),
                              epoch);
     }
     return 0;
@@ -52,28 +53,29 @@ static int count_rows(ps_batcher *b)
     return rc == PS_EEOF ? ps_libsvm_rewind(b->reader) : rc;
 }
 
-int ps_batcher_create(ps_batcher **out, const ps_cfg *cfg, const ps_source_spec *spec,
-                      uint32_t worker, uint32_t nworkers)
+int ps_batcher_create(ps_batcher **out, const ps_batcher_cfg *cfg, const ps_source_cfg *src,
+                      const ps_source_spec *spec, uint32_t worker, uint32_t nworkers)
 {
     ps_batcher *b = ps_calloc(1, sizeof *b);
     if (!b) {
         return PS_ENOMEM;
     }
-    b->cfg = cfg;
+    b->cfg = *cfg;
+    b->src = *src;
     b->worker = worker;
     b->epoch = UINT64_MAX;
     b->chunk_rows = (size_t)cfg->batch * CHUNK_BATCHES;
     int rc = 0;
-    if (ps_source_is_libsvm(cfg) && cfg->stream != PS_STREAM_OFF) {
+    if (ps_source_is_libsvm(src) && cfg->stream != PS_STREAM_OFF) {
         uint64_t bytes = 0;
-        rc = ps_source_open_train_stream(cfg, spec, worker, nworkers, &b->reader, &bytes);
+        rc = ps_source_open_train_stream(src, spec, worker, nworkers, &b->reader, &bytes);
         if (rc == 0 && cfg->stream == PS_STREAM_AUTO && bytes <= STREAM_AUTO_BYTES) {
             ps_libsvm_close(&b->reader); /* small enough to hold */
         }
     }
     if (rc == 0) {
         rc = b->reader ? count_rows(b)
-                       : ps_source_load_train(cfg, spec, worker, nworkers, &b->data);
+                       : ps_source_load_train(src, spec, worker, nworkers, &b->data);
     }
     if (rc) {
         ps_batcher_destroy(&b);
@@ -130,7 +132,7 @@ static int seek_chunk(ps_batcher *b, uint64_t epoch, uint64_t chunk)
             if (rc == PS_EEOF) {
                 PS_LOG(ERROR, "%s: worker %u's part ended before chunk %llu: the file changed "
                               "since it was counted",
-                       b->cfg->train, b->worker, (unsigned long long)chunk);
+                       b->src.train, b->worker, (unsigned long long)chunk);
                 rc = PS_EFORMAT;
             }
             return rc;
@@ -147,9 +149,9 @@ static int seek_chunk(ps_batcher *b, uint64_t epoch, uint64_t chunk)
 int ps_batcher_get(ps_batcher *b, uint64_t clock, uint64_t batches_per_epoch, ps_dataset *out)
 {
     uint64_t epoch = clock / batches_per_epoch;
-    uint64_t first = (clock % batches_per_epoch) * b->cfg->batch;
+    uint64_t first = (clock % batches_per_epoch) * b->cfg.batch;
     size_t count = first >= b->rows ? 0 : (size_t)(b->rows - first);
-    count = count < b->cfg->batch ? count : b->cfg->batch;
+    count = count < b->cfg.batch ? count : b->cfg.batch;
     if (count == 0) {
         return ps_dataset_gather(&b->data, b->order, 0, out);
     }

@@ -16,17 +16,27 @@
 
 #include <stdint.h>
 
-#include "cli/cfg.h"
 #include "data/dataset.h"
 #include "data/source.h"
 
 typedef struct ps_batcher ps_batcher;
 
-/* Opens worker's part of cfg's training data. Returns 0, or the reader's
- * error (logged with the file name and line). Destroy with
+/* Streamed or in memory (see above). */
+typedef enum { PS_STREAM_OFF = 0, PS_STREAM_ON = 1, PS_STREAM_AUTO = 2 } ps_stream_mode;
+
+typedef struct {
+    uint32_t batch; /* rows per batch, >= 1 */
+    int shuffle;    /* 1: a new order every epoch; 0: file order */
+    uint64_t seed;
+    ps_stream_mode stream; /* only libsvm sources stream; the others are held */
+} ps_batcher_cfg;
+
+/* Opens worker's part of src's training data. Copies cfg and src, but
+ * borrows src's strings until ps_batcher_destroy. Returns 0, or the
+ * reader's error (logged with the file name and line). Destroy with
  * ps_batcher_destroy. */
-int ps_batcher_create(ps_batcher **out, const ps_cfg *cfg, const ps_source_spec *spec,
-                      uint32_t worker, uint32_t nworkers);
+int ps_batcher_create(ps_batcher **out, const ps_batcher_cfg *cfg, const ps_source_cfg *src,
+                      const ps_source_spec *spec, uint32_t worker, uint32_t nworkers);
 void ps_batcher_destroy(ps_batcher **b);
 
 /* Rows in this worker's part. */

@@ -45,6 +45,26 @@ struct ps_model {
     uint32_t *hist; /* RADIX_SIZE counters */
 };
 
+static const char *const kind_names[PS_MODEL_NKINDS] = {
+    [PS_MODEL_LOGREG] = "logreg", [PS_MODEL_MLP] = "mlp"};
+
+int ps_model_parse_kind(const char *text, ps_model_kind *out)
+{
+    int rc = PS_EINVAL;
+    for (int k = 0; text && k < PS_MODEL_NKINDS && rc != 0; k++) {
+        if (strcmp(text, kind_names[k]) == 0) {
+            *out = (ps_model_kind)k;
+            rc = 0;
+        }
+    }
+    return rc;
+}
+
+const char *ps_model_kind_name(ps_model_kind kind)
+{
+    return (unsigned)kind < PS_MODEL_NKINDS ? kind_names[kind] : "?";
+}
+
 static int check_cfg(const ps_model_cfg *c)
 {
     if (c->kind != PS_MODEL_LOGREG && c->kind != PS_MODEL_MLP) {

@@ -30,6 +30,7 @@
 #define PS_MODEL_MAX_HIDDEN 8
 
 typedef enum { PS_MODEL_LOGREG = 0, PS_MODEL_MLP = 1 } ps_model_kind;
+#define PS_MODEL_NKINDS 2
 
 typedef struct {
     ps_model_kind kind;
@@ -61,6 +62,12 @@ typedef struct {
     uint32_t *pos;
     size_t nnz, pos_cap;
 } ps_keylist;
+
+/* Parses "logreg" or "mlp"; returns 0, or PS_EINVAL with *out untouched.
+ * Logs nothing: the caller knows which flag or file the name came from. */
+int ps_model_parse_kind(const char *text, ps_model_kind *out);
+/* The name ps_model_parse_kind reads, or "?" for a kind out of range. */
+const char *ps_model_kind_name(ps_model_kind kind);
 
 /* Validates cfg (PS_ECONFIG, logged, naming the field) and builds a model
  * with its buffers for cfg->max_batch samples. Returns 0 or PS_ECONFIG /

@@ -22,7 +22,7 @@
 #define MAX_JSON_DEPTH 32
 /* hash_bits beyond this cannot index a table in memory. */
 #define MAX_HASH_BITS 40
-#define PATH_LEN (PS_CFG_PATH + 320)
+#define PATH_LEN (PS_SOURCE_PATH + 320)
 
 typedef struct {
     char name[32];
@@ -736,26 +736,22 @@ int ps_predict_score(ps_predictor *p, const ps_batch *b, double *loss_sum, size_
 
 /* Loads the test set cfg names into ds, shaped for p's model; name gets the
  * file to blame in messages (the images, or the libsvm file). */
-static int load_test(const ps_predictor *p, const ps_cfg *cfg, ps_dataset *ds, char *name,
+static int load_test(const ps_predictor *p, const ps_predict_cfg *cfg, ps_dataset *ds, char *name,
                      size_t namelen)
 {
     const ps_model_cfg *mc = ps_model_config(p->model);
+    const ps_source_cfg *src = &cfg->source;
     ps_source_spec spec;
     memset(&spec, 0, sizeof spec);
-    ps_cfg sc = *cfg;
-    sc.synthetic = 0;
-    ps_format fmt = cfg->dataset[0]              ? PS_FMT_IDX
-                    : cfg->format != PS_FMT_AUTO ? cfg->format
-                                                 : ps_cfg_guess_format(cfg->test);
+    ps_source_cfg sc = *src;
+    ps_format fmt = src->dataset[0]              ? PS_FMT_IDX
+                    : src->format != PS_FMT_AUTO ? src->format
+                                                 : ps_source_guess_format(src->test);
     int rc = 0;
+    char ti[PS_SOURCE_PATH], tl[PS_SOURCE_PATH], si[PS_SOURCE_PATH], sl[PS_SOURCE_PATH];
     if (fmt == PS_FMT_IDX) {
-        char ti[PS_CFG_PATH + 64], tl[PS_CFG_PATH + 64], si[PS_CFG_PATH + 64], sl[PS_CFG_PATH + 64];
-        ps_source_paths(cfg, ti, tl, si, sl, sizeof ti);
+        ps_source_paths(src, ti, tl, si, sl, sizeof ti);
         snprintf(name, namelen, "%s", si);
-        if (strlen(si) >= sizeof sc.test) {
-            PS_LOG(ERROR, "test file name is too long: %s", si);
-            return PS_ECONFIG;
-        }
         if (mc->sparse_input) {
             PS_LOG(ERROR,
                    "%s is IDX (dense) data, but the model in %s was trained on sparse "
@@ -764,10 +760,10 @@ static int load_test(const ps_predictor *p, const ps_cfg *cfg, ps_dataset *ds, c
             return PS_ECONFIG;
         }
         /* Probe only the test files: the training set need not be here. */
-        sc.dataset[0] = '\0';
+        sc.dataset = "";
         sc.format = PS_FMT_IDX;
-        strcpy(sc.train, si);
-        strcpy(sc.test, si);
+        sc.train = si;
+        sc.test = si;
         if ((rc = ps_source_probe(&sc, &spec))) {
             return rc;
         }
@@ -777,17 +773,17 @@ static int load_test(const ps_predictor *p, const ps_cfg *cfg, ps_dataset *ds, c
             return PS_EFORMAT;
         }
     } else if (fmt == PS_FMT_LIBSVM) {
-        snprintf(name, namelen, "%s", cfg->test);
+        snprintf(name, namelen, "%s", src->test);
         if (!mc->sparse_input) {
             PS_LOG(ERROR,
                    "%s is libsvm (sparse) data, but the model in %s was trained on dense "
                    "(IDX) input",
-                   cfg->test, cfg->model_dir);
+                   src->test, cfg->model_dir);
             return PS_ECONFIG;
         }
-        if (cfg->hash_bits && cfg->hash_bits != p->hash_bits) {
+        if (src->hash_bits && src->hash_bits != p->hash_bits) {
             PS_LOG(ERROR, "--hash-bits %u differs from the model's hash_bits %u (%s/model.json)",
-                   cfg->hash_bits, p->hash_bits, cfg->model_dir);
+                   src->hash_bits, p->hash_bits, cfg->model_dir);
             return PS_ECONFIG;
         }
         sc.format = PS_FMT_LIBSVM;
@@ -836,18 +832,19 @@ static int write_classes(const char *path, const int32_t *classes, size_t n)
     return rc;
 }
 
-int ps_predict_run(const ps_cfg *cfg, ps_predict_result *res)
+int ps_predict_run(const ps_predict_cfg *cfg, ps_predict_result *res)
 {
     ps_predictor *p = NULL;
     ps_dataset ds = {0};
     int32_t *classes = NULL;
-    char name[PS_CFG_PATH + 64];
+    char name[PS_SOURCE_PATH];
     memset(res, 0, sizeof *res);
     int rc = ps_predict_create(&p, cfg->model_dir);
     if (rc || (rc = load_test(p, cfg, &ds, name, sizeof name))) {
         goto done;
     }
-    size_t n = cfg->test_limit && cfg->test_limit < ds.n ? (size_t)cfg->test_limit : ds.n;
+    uint64_t lim = cfg->source.test_limit;
+    size_t n = lim && lim < ds.n ? (size_t)lim : ds.n;
     if (n == 0) {
         PS_LOG(ERROR, "%s: no samples to score", name);
         rc = PS_EFORMAT;
@@ -858,8 +855,7 @@ int ps_predict_run(const ps_cfg *cfg, ps_predict_result *res)
         PS_LOG(INFO,
                "adamps predict: %s model from %s (%" PRIu64 " inputs, %u classes); %zu "
                "samples from %s",
-               mc->kind == PS_MODEL_MLP ? "mlp" : "logreg", cfg->model_dir, mc->in_dim,
-               mc->nclasses, n, name);
+               ps_model_kind_name(mc->kind), cfg->model_dir, mc->in_dim, mc->nclasses, n, name);
     }
     if (!(classes = ps_malloc(n * sizeof *classes))) {
         rc = PS_ENOMEM;

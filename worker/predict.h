@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli/cfg.h"
 #include "data/dataset.h"
+#include "data/source.h"
 #include "worker/model.h"
 
 /* Samples scored per forward pass (and per parameter gather). */
@@ -54,14 +54,24 @@ uint32_t ps_predict_hash_bits(const ps_predictor *p);
 int ps_predict_score(ps_predictor *p, const ps_batch *b, double *loss_sum, size_t *ncorrect,
                      int32_t *classes);
 
+/* What `adamps predict` reads and writes. Strings are borrowed and never
+ * NULL; "" means not given. */
+typedef struct {
+    const char *model_dir; /* a directory written by `adamps train --save-model` */
+    ps_source_cfg source;  /* the test set: dataset under data_dir, or test in format (auto:
+                              from its name); zero_based; hash_bits 0 or the model's;
+                              test_limit. Its training fields are not read. */
+    const char *out;       /* one predicted class per line; "" = none */
+    int quiet;             /* no summary log line */
+} ps_predict_cfg;
+
 /* The whole `adamps predict`: loads cfg->model_dir, reads the test set
- * (cfg->dataset under cfg->data_dir, or cfg->test in cfg->format, guessed
- * from the name when auto; libsvm with the model's in_dim and hash_bits and
- * cfg->zero_based), keeps its first cfg->test_limit samples (0 = all),
- * scores them and, when cfg->out is set, writes one predicted class per
- * line to it atomically. OUT *res. Returns 0; PS_EFORMAT / PS_EIO /
- * PS_ECONFIG for bad input (a model or data file, or flags that contradict
- * the model; logged naming the file); PS_ENOMEM; PS_EINVAL (a bug). */
-int ps_predict_run(const ps_cfg *cfg, ps_predict_result *res);
+ * (libsvm with the model's in_dim and hash_bits), keeps its first
+ * source.test_limit samples (0 = all), scores them and, when cfg->out is
+ * set, writes one predicted class per line to it atomically. OUT *res.
+ * Returns 0; PS_EFORMAT / PS_EIO / PS_ECONFIG for bad input (a model or
+ * data file, or flags that contradict the model; logged naming the file);
+ * PS_ENOMEM; PS_EINVAL (a bug). */
+int ps_predict_run(const ps_predict_cfg *cfg, ps_predict_result *res);
 
 #endif

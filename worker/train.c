@@ -27,7 +27,6 @@ typedef struct {
 
 typedef struct {
     const ps_worker_cfg *wc;
-    const ps_cfg *cfg;
     ps_comm *world;
     ps_client *client;
     ps_model *model;
@@ -50,16 +49,13 @@ typedef struct {
     const char *inject; /* ADAMPS_TEST_INJECT, read once; NULL when unset */
 } trainer;
 
-static int64_t min_version(const ps_cfg *cfg, uint64_t clock)
+static int64_t min_version(const ps_worker_cfg *wc, uint64_t clock)
 {
-    switch (cfg->consistency) {
-    case PS_CONS_BSP:
-        return (int64_t)clock;
-    case PS_CONS_SSP:
-        return clock > (uint64_t)cfg->staleness ? (int64_t)(clock - (uint64_t)cfg->staleness) : 0;
-    default:
+    if (wc->max_staleness < 0) {
         return 0;
     }
+    uint64_t k = (uint64_t)wc->max_staleness;
+    return clock > k ? (int64_t)(clock - k) : 0;
 }
 
 static int grow_tables(trainer *tr, const ps_keylist *keys, float **bufs, size_t *caps)
@@ -92,7 +88,7 @@ static int prepare(trainer *tr, uint64_t clock)
     if ((rc = ps_client_plan(tr->client, s->plan, s->keys))) {
         return rc;
     }
-    return ps_client_pull_start(tr->client, s->plan, min_version(tr->cfg, clock), 0);
+    return ps_client_pull_start(tr->client, s->plan, min_version(tr->wc, clock), 0);
 }
 
 static void log_clock(trainer *tr, const char *what, uint64_t clock)
@@ -106,13 +102,13 @@ static void log_clock(trainer *tr, const char *what, uint64_t clock)
 
 static void inject_delay(trainer *tr, uint64_t clock)
 {
-    if (tr->cfg->delay_ms <= 0) {
+    if (tr->wc->delay_ms <= 0) {
         return;
     }
     /* Random per (worker, clock, time): the point is to vary arrival order. */
     uint64_t x = ps_rng_hash((uint64_t)time(NULL), tr->wc->client.worker, clock,
                              (uint64_t)(ps_comm_time() * 1e6));
-    double ms = ps_rng_unit_double(x) * tr->cfg->delay_ms;
+    double ms = ps_rng_unit_double(x) * tr->wc->delay_ms;
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
@@ -155,8 +151,7 @@ static int evaluate(trainer *tr, int64_t version, double *loss, double *acc)
         int rc = ps_model_batch_keys(tr->model, &b, s->keys);
         if (rc || (rc = ps_client_plan(tr->client, s->plan, s->keys)) ||
             (rc = grow_tables(tr, s->keys, tr->params, tr->cap_params)) ||
-            (rc = ps_client_pull_start(tr->client, s->plan, version,
-                                       tr->cfg->temporal_averaging > 0)) ||
+            (rc = ps_client_pull_start(tr->client, s->plan, version, tr->wc->averaged)) ||
             (rc = ps_client_pull_wait(tr->client, s->plan, tr->params))) {
             return rc;
         }
@@ -177,11 +172,12 @@ static int evaluate(trainer *tr, int64_t version, double *loss, double *acc)
 static void progress(trainer *tr, uint64_t clock, int force)
 {
     double now = ps_comm_time();
-    if (tr->cfg->quiet || (!force && now - tr->last_print < tr->cfg->progress_secs)) {
+    if (tr->wc->quiet || (!force && now - tr->last_print < tr->wc->progress_secs)) {
         return;
     }
     double el = now - tr->t0;
-    double samples = (double)(clock - tr->start_clock) * tr->cfg->batch * tr->wc->client.nworkers;
+    double samples =
+        (double)(clock - tr->start_clock) * tr->wc->batcher.batch * tr->wc->client.nworkers;
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
     double eta = clock > tr->start_clock
@@ -203,12 +199,12 @@ static int eval_and_record(trainer *tr, uint64_t clock)
         return rc;
     }
     double el = ps_comm_time() - tr->t0;
-    double samples = (double)clock * tr->cfg->batch * tr->wc->client.nworkers;
-    double rate = (double)(clock - tr->start_clock) * tr->cfg->batch * tr->wc->client.nworkers /
-                  (el > 0 ? el : 1);
+    double samples = (double)clock * tr->wc->batcher.batch * tr->wc->client.nworkers;
+    double rate = (double)(clock - tr->start_clock) * tr->wc->batcher.batch *
+                  tr->wc->client.nworkers / (el > 0 ? el : 1);
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
-    if (!tr->cfg->quiet) {
+    if (!tr->wc->quiet) {
         PS_LOG(INFO, "eval at step %llu (epoch %.2f): test_loss %.4f test_acc %.4f",
                (unsigned long long)clock, (double)clock / (double)tr->steps_per_epoch, loss, acc);
     }
@@ -250,9 +246,9 @@ static int agree_schedule(trainer *tr, ps_comm *workers)
         PS_LOG(ERROR, "the training set is empty");
         return PS_ECONFIG;
     }
-    tr->steps_per_epoch = (n + tr->cfg->batch - 1) / tr->cfg->batch;
-    tr->total_steps = tr->cfg->steps ? tr->cfg->steps
-                                     : (uint64_t)ceil(tr->cfg->epochs * (double)tr->steps_per_epoch);
+    tr->steps_per_epoch = (n + tr->wc->batcher.batch - 1) / tr->wc->batcher.batch;
+    tr->total_steps = tr->wc->steps ? tr->wc->steps
+                                    : (uint64_t)ceil(tr->wc->epochs * (double)tr->steps_per_epoch);
     return 0;
 }
 
@@ -265,16 +261,16 @@ static int setup(trainer *tr)
     }
     tr->ntables = ps_model_ntables(tr->model);
     tr->inject = getenv("ADAMPS_TEST_INJECT");
-    if ((rc = ps_batcher_create(&tr->batcher, tr->cfg, &wc->spec, wc->client.worker,
-                                wc->client.nworkers))) {
+    if ((rc = ps_batcher_create(&tr->batcher, &wc->batcher, &wc->source, &wc->spec,
+                                wc->client.worker, wc->client.nworkers))) {
         return rc;
     }
-    if (tr->coordinator && (rc = ps_source_load_test(tr->cfg, &wc->spec, &tr->test))) {
+    if (tr->coordinator && (rc = ps_source_load_test(&wc->source, &wc->spec, &tr->test))) {
         return rc;
     }
-    if (ps_batcher_streamed(tr->batcher) && !tr->cfg->quiet) {
+    if (ps_batcher_streamed(tr->batcher) && !tr->wc->quiet) {
         PS_LOG(INFO, "worker %u streams its %llu rows of %s in chunks", wc->client.worker,
-               (unsigned long long)ps_batcher_rows(tr->batcher), tr->cfg->train);
+               (unsigned long long)ps_batcher_rows(tr->batcher), wc->source.train);
     }
     if (!(tr->params = ps_calloc(tr->ntables, sizeof(float *))) ||
         !(tr->grads = ps_calloc(tr->ntables, sizeof(float *))) ||
@@ -289,18 +285,18 @@ static int setup(trainer *tr)
             return PS_ENOMEM;
         }
     }
-    if (tr->coordinator && tr->cfg->metrics[0] &&
-        (rc = ps_metrics_open(&tr->metrics, tr->cfg->metrics,
-                              tr->cfg->resume ? PS_METRICS_APPEND : PS_METRICS_TRUNCATE))) {
+    if (tr->coordinator && wc->metrics[0] &&
+        (rc = ps_metrics_open(&tr->metrics, wc->metrics,
+                              wc->resume_clock >= 0 ? PS_METRICS_APPEND : PS_METRICS_TRUNCATE))) {
         return rc;
     }
-    if (tr->cfg->clock_log[0] && !(tr->clock_log = fopen(tr->cfg->clock_log, "a"))) {
-        PS_LOG(ERROR, "cannot open the clock log %s", tr->cfg->clock_log);
+    if (wc->clock_log[0] && !(tr->clock_log = fopen(wc->clock_log, "a"))) {
+        PS_LOG(ERROR, "cannot open the clock log %s", wc->clock_log);
         return PS_EIO;
     }
     if (wc->resume_clock >= 0) {
         ps_ckpt_worker_state st;
-        if ((rc = ps_ckpt_read_worker(tr->cfg->ckpt_dir, wc->resume_clock, wc->client.worker,
+        if ((rc = ps_ckpt_read_worker(wc->ckpt_dir, wc->resume_clock, wc->client.worker,
                                       wc->client.nworkers, &st))) {
             return rc;
         }
@@ -315,7 +311,7 @@ static int setup(trainer *tr)
  * checkpoint goes. */
 static int checkpoint(trainer *tr, ps_comm *workers, int64_t done, int64_t *prev)
 {
-    const ps_cfg *cfg = tr->cfg;
+    const ps_worker_cfg *cfg = tr->wc;
     ps_ckpt_worker_state st = {.loss_ema = tr->loss_ema, .have_ema = tr->have_ema};
     int rc = 0;
     if (tr->coordinator) {
@@ -387,7 +383,7 @@ static int step(trainer *tr, uint64_t clock)
     }
     log_clock(tr, "start", clock);
     if (tr->coordinator && clock > 0) {
-        uint64_t every = tr->cfg->eval_every ? tr->cfg->eval_every : tr->steps_per_epoch;
+        uint64_t every = tr->wc->eval_every ? tr->wc->eval_every : tr->steps_per_epoch;
         if (clock % every == 0 && (rc = eval_and_record(tr, clock))) {
             return rc;
         }
@@ -422,8 +418,7 @@ static int step(trainer *tr, uint64_t clock)
 
 int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
 {
-    trainer tr = {.wc = wc, .cfg = wc->cfg, .world = world,
-                  .coordinator = wc->client.worker == 0};
+    trainer tr = {.wc = wc, .world = world, .coordinator = wc->client.worker == 0};
     int rc = setup(&tr);
     /* Start-up handshake with the servers: nobody sends before all are ready. */
     if ((rc = ps_comm_agree(world, rc)) || (rc = agree_schedule(&tr, workers))) {
@@ -432,7 +427,7 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
     uint64_t start = wc->resume_clock >= 0 ? (uint64_t)wc->resume_clock : 0;
     tr.start_clock = start;
     int64_t prev_ckpt = wc->resume_clock;
-    if (tr.coordinator && !tr.cfg->quiet) {
+    if (tr.coordinator && !wc->quiet) {
         PS_LOG(INFO, "training %llu steps (%llu per epoch) on %u workers, %u servers",
                (unsigned long long)tr.total_steps, (unsigned long long)tr.steps_per_epoch,
                wc->client.nworkers, wc->client.nservers);
@@ -441,7 +436,7 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
     if (start < tr.total_steps && (rc = prepare(&tr, start))) {
         goto done;
     }
-    uint64_t every = tr.cfg->ckpt_every;
+    uint64_t every = wc->ckpt_every;
     for (uint64_t clock = start; clock < tr.total_steps; clock++) {
         if ((rc = step(&tr, clock))) {
             goto done;
@@ -454,10 +449,9 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
     if (tr.coordinator) {
         progress(&tr, tr.total_steps, 1);
         rc = eval_and_record(&tr, tr.total_steps);
-        if (rc == 0 && tr.cfg->save_model[0]) {
-            rc = ps_export_save(tr.client, tr.model, (int64_t)tr.total_steps,
-                                tr.cfg->temporal_averaging > 0, tr.cfg->save_model,
-                                wc->config_text, tr.cfg->hash_bits);
+        if (rc == 0 && wc->save_model[0]) {
+            rc = ps_export_save(tr.client, tr.model, (int64_t)tr.total_steps, wc->averaged,
+                                wc->save_model, wc->config_text, wc->hash_bits);
         }
     }
 done:

@@ -7,20 +7,37 @@
 #ifndef PS_TRAIN_H
 #define PS_TRAIN_H
 
-#include "cli/cfg.h"
 #include "common/comm.h"
+#include "data/source.h"
+#include "worker/batcher.h"
 #include "worker/client.h"
 #include "worker/model.h"
-#include "data/source.h"
 
+/* Strings are borrowed for the run and never NULL; "" means off. */
 typedef struct {
-    const ps_cfg *cfg;
-    ps_model_cfg model;          /* worker and seed already set */
+    ps_source_cfg source;   /* training set (this worker's part) and test set */
+    ps_batcher_cfg batcher; /* batch size, shuffle, streaming */
+    ps_model_cfg model;     /* worker and seed already set */
     ps_source_spec spec;
     ps_client_cfg client;
-    const char *config_text;     /* the run header, for model.json and checkpoints */
-    int64_t resume_clock;        /* >= 0: continue from this checkpoint */
-    uint32_t nservers_running;   /* for the checkpoint manifest */
+    uint64_t steps; /* clocks to run; 0: ceil(epochs * clocks per epoch) */
+    double epochs;
+    int64_t max_staleness;  /* a pull for clock c asks for version >= c - max_staleness:
+                               0 under BSP, K under SSP:K, -1 (no bound) under ASP */
+    int averaged;           /* evaluate and export the temporal average, not w */
+    uint64_t eval_every;    /* coordinator: evaluate every N clocks; 0 = once per epoch */
+    double progress_secs;   /* coordinator: progress line interval; 0 = every clock */
+    int quiet;              /* warnings and errors only */
+    const char *metrics;    /* coordinator: JSON lines file */
+    const char *save_model; /* coordinator: export directory at the end */
+    uint32_t hash_bits;     /* recorded in the export's model.json */
+    const char *ckpt_dir;
+    uint64_t ckpt_every;       /* clocks between checkpoints; 0 = none */
+    const char *clock_log;     /* testing: "start|push worker clock" lines */
+    double delay_ms;           /* testing: random sleep up to this per step */
+    const char *config_text;   /* the run header, for model.json and checkpoints */
+    int64_t resume_clock;      /* >= 0: continue from this checkpoint (metrics append) */
+    uint32_t nservers_running; /* for the checkpoint manifest */
 } ps_worker_cfg;
 
 /* Loads the worker's data and state, agrees with every rank that start-up

@@ -44,23 +44,25 @@ static int group_teardown(void **state)
     return ps_test_rmtree(dir);
 }
 
-static void make_cfg(ps_cfg *cfg, int stream)
+typedef struct {
+    ps_source_cfg src;
+    ps_batcher_cfg bc;
+} job;
+
+static void make_cfg(job *j, ps_stream_mode stream)
 {
-    ps_cfg_defaults(cfg);
-    snprintf(cfg->train, sizeof cfg->train, "%s", path);
-    snprintf(cfg->test, sizeof cfg->test, "%s", path);
-    cfg->format = PS_FMT_LIBSVM;
-    cfg->batch = BATCH;
-    cfg->stream = stream;
-    cfg->seed = 99;
+    memset(j, 0, sizeof *j);
+    j->src = (ps_source_cfg){.dataset = "", .data_dir = "", .train = path, .test = path,
+                             .format = PS_FMT_LIBSVM};
+    j->bc = (ps_batcher_cfg){.batch = BATCH, .shuffle = 1, .seed = 99, .stream = stream};
 }
 
-static ps_batcher *open_batcher(const ps_cfg *cfg, uint32_t worker, uint32_t nworkers)
+static ps_batcher *open_batcher(const job *j, uint32_t worker, uint32_t nworkers)
 {
     ps_source_spec spec;
-    assert_int_equal(ps_source_probe(cfg, &spec), 0);
+    assert_int_equal(ps_source_probe(&j->src, &spec), 0);
     ps_batcher *b = NULL;
-    assert_int_equal(ps_batcher_create(&b, cfg, &spec, worker, nworkers), 0);
+    assert_int_equal(ps_batcher_create(&b, &j->bc, &j->src, &spec, worker, nworkers), 0);
     return b;
 }
 
@@ -75,9 +77,9 @@ static size_t batch_rows(const ps_dataset *d, uint64_t *ids)
 }
 
 /* Over the workers' parts, every epoch yields every row exactly once. */
-static void check_cover(int stream, uint32_t nworkers)
+static void check_cover(ps_stream_mode stream, uint32_t nworkers)
 {
-    ps_cfg cfg;
+    job cfg;
     make_cfg(&cfg, stream);
     static int seen[NROWS];
     ps_batcher *b[4];
@@ -132,8 +134,8 @@ static void test_batcher_batch_is_a_function_of_the_clock(void **state)
 {
     (void)state;
     for (int stream = PS_STREAM_OFF; stream <= PS_STREAM_ON; stream++) {
-        ps_cfg cfg;
-        make_cfg(&cfg, stream);
+        job cfg;
+        make_cfg(&cfg, (ps_stream_mode)stream);
         ps_batcher *seq = open_batcher(&cfg, 0, 1), *jump = open_batcher(&cfg, 0, 1);
         uint64_t per_epoch = (NROWS + BATCH - 1) / BATCH;
         uint64_t a[BATCH], bb[BATCH];

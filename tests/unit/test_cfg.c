@@ -1,7 +1,8 @@
-/* Tests for common/cfg.c: defaults, every flag in both spellings, every
- * rejection naming its flag, world-size checks, the run-header line, format
- * guessing and --help. Parsing allocates nothing, so there is no OOM sweep;
- * the checked allocator still runs to prove that. */
+/* Tests for cli/cfg.c: defaults (per optimizer and per model too), every
+ * flag in both spellings, every rejection naming its flag, the run-header
+ * line and its round trip row by row, and --help. Parsing allocates
+ * nothing, so there is no OOM sweep; the checked allocator still runs to
+ * prove that. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,10 +14,11 @@
 #include <cmocka.h>
 
 #include "cli/cfg.h"
+#include "common/log.h"
 #include "common/err.h"
 #include "tests/unit/ps_test.h"
 
-#define MAX_ARGS 24
+#define MAX_ARGS 32
 
 /* Parses {"adamps", args..., NULL}. */
 static int parse_list(ps_cfg *c, char *err, size_t errlen, const char *const *args)
@@ -69,20 +71,20 @@ static void test_cfg_defaults_are_the_papers_and_the_headers(void **state)
     ps_cfg c;
     ps_cfg_defaults(&c);
     /* Kingma & Ba 2015, Algorithm 1. */
-    assert_true(c.lr == 0.001f);
-    assert_true(c.beta1 == 0.9f);
-    assert_true(c.beta2 == 0.999f);
-    assert_true(c.eps == 1e-8f);
-    assert_int_equal(c.bias_correction, 1);
-    assert_string_equal(c.optimizer, "adam");
-    assert_string_equal(c.lr_schedule, "const");
+    assert_true(c.opt.lr == 0.001f);
+    assert_true(c.opt.beta1 == 0.9f);
+    assert_true(c.opt.beta2 == 0.999f);
+    assert_true(c.opt.eps == 1e-8f);
+    assert_int_equal(c.opt.bias_correction, 1);
+    assert_int_equal(c.opt.kind, PS_OPT_ADAM);
+    assert_int_equal(c.opt.schedule, PS_LR_CONST);
 
     assert_int_equal(c.cmd, PS_CMD_TRAIN);
-    assert_int_equal(c.model, 1);
+    assert_int_equal(c.model, PS_MODEL_MLP);
     assert_int_equal(c.nhidden, 2);
     assert_int_equal(c.hidden[0], 1000);
     assert_int_equal(c.hidden[1], 1000);
-    assert_true(c.dropout_input == 0.2f);
+    assert_true(c.dropout_input == 0.2f); /* the MLP's, section 6.2 */
     assert_true(c.dropout == 0.5f);
     assert_true(c.l2 == 0.0f);
     assert_int_equal(c.init, -1);
@@ -91,16 +93,18 @@ static void test_cfg_defaults_are_the_papers_and_the_headers(void **state)
     assert_string_equal(c.train, "");
     assert_int_equal(c.format, PS_FMT_AUTO);
     assert_int_equal(c.synthetic, 0);
-    assert_int_equal(c.synth.rows, 100000);
-    assert_int_equal(c.synth.features, 1u << 20);
+    assert_int_equal(c.synth.n, 100000);
+    assert_int_equal(c.synth.nfeatures, 1u << 20);
     assert_int_equal(c.synth.nnz, 20);
-    assert_int_equal(c.synth.classes, 2);
-    assert_true(c.synth.zipf == 1.1);
+    assert_int_equal(c.synth.nclasses, 2);
+    assert_true(c.synth.zipf_s == 1.1);
     assert_true(c.synth.noise == 0.1);
-    assert_int_equal(c.synth.test_rows, 10000);
+    assert_int_equal(c.synth_test, 10000);
     assert_int_equal(c.hash_bits, 0);
-    assert_true(c.momentum == 0.9f);
-    assert_true(c.weight_decay == 0.01f);
+    assert_int_equal(c.stream, PS_STREAM_AUTO);
+    /* Adam reads neither: the values in force are ps_opt_defaults' zeros. */
+    assert_true(c.opt.momentum == 0.0f);
+    assert_true(c.opt.weight_decay == 0.0f);
     assert_true(c.temporal_averaging == 0.0f);
     assert_int_equal(c.sparse_lazy, 1);
     assert_int_equal(c.batch, 128);
@@ -109,9 +113,9 @@ static void test_cfg_defaults_are_the_papers_and_the_headers(void **state)
     assert_int_equal(c.seed, 1);
     assert_int_equal(c.shuffle, 1);
     assert_int_equal(c.servers, 0);
-    assert_int_equal(c.shard_hash, 0);
-    assert_int_equal(c.consistency, PS_CONS_BSP);
-    assert_int_equal(c.nonfinite, PS_NONFINITE_ABORT);
+    assert_int_equal(c.shard, PS_SHARD_RANGE);
+    assert_int_equal(c.sync, PS_SYNC_BSP);
+    assert_int_equal(c.nonfinite_skip, 0);
     assert_true(c.delay_ms == 0.0);
     assert_int_equal(c.eval_every, 0);
     assert_int_equal(c.ckpt_every, 0);
@@ -138,34 +142,38 @@ enum { B_NONE = 0, B_FILES = 1, B_CKPT = 2 };
         body;                            \
     }
 
-EXPECT(x_model, c->model = 0)
+/* A path field as the parser leaves it: the text, then zeros. */
+#define SET(field, text) (memset((field), 0, sizeof(field)), strcpy((field), (text)))
+
+EXPECT(x_model, c->model = PS_MODEL_LOGREG; c->dropout_input = 0.0f; c->dropout = 0.0f)
 EXPECT(x_hidden, c->nhidden = 3; c->hidden[0] = 64; c->hidden[1] = 32; c->hidden[2] = 16)
 EXPECT(x_dropout_input, c->dropout_input = 0.25f)
 EXPECT(x_dropout, c->dropout = 0.125f)
 EXPECT(x_l2, c->l2 = 0.5f)
-EXPECT(x_init, c->init = 2)
-EXPECT(x_dataset, strcpy(c->dataset, "fashion-mnist"); c->format = PS_FMT_IDX)
-EXPECT(x_data_dir, strcpy(c->data_dir, "/data/fm"))
-EXPECT(x_train, strcpy(c->train, "other.svm"))
-EXPECT(x_test, strcpy(c->test, "other.svm"))
+EXPECT(x_init, c->init = PS_INIT_GLOROT)
+EXPECT(x_dataset, SET(c->dataset, "fashion-mnist"); c->format = PS_FMT_IDX)
+EXPECT(x_data_dir, SET(c->data_dir, "/data/fm"))
+EXPECT(x_train, SET(c->train, "other.svm"))
+EXPECT(x_test, SET(c->test, "other.svm"))
 EXPECT(x_format, c->format = PS_FMT_IDX)
 EXPECT(x_zero_based, c->zero_based = 1)
-EXPECT(x_synthetic, c->synthetic = 1; c->format = PS_FMT_SYNTH; c->synth.rows = 5000;
-       c->synth.features = 4096; c->synth.nnz = 7; c->synth.classes = 3; c->synth.test_rows = 500)
+EXPECT(x_synthetic, c->synthetic = 1; c->synth.n = 5000; c->synth.nfeatures = 4096;
+       c->synth.nnz = 7; c->synth.nclasses = 3; c->synth_test = 500)
 EXPECT(x_hash_bits, c->hash_bits = 18)
 EXPECT(x_features, c->features = 123)
 EXPECT(x_train_limit, c->train_limit = 1000)
 EXPECT(x_test_limit, c->test_limit = 200)
 EXPECT(x_stream, c->stream = PS_STREAM_ON)
-EXPECT(x_optimizer, strcpy(c->optimizer, "amsgrad"))
-EXPECT(x_lr, c->lr = 0.25f)
-EXPECT(x_beta1, c->beta1 = 0.5f)
-EXPECT(x_beta2, c->beta2 = 0.75f)
-EXPECT(x_eps, c->eps = 0.0f)
-EXPECT(x_no_bias_correction, c->bias_correction = 0)
-EXPECT(x_lr_schedule, strcpy(c->lr_schedule, "invsqrt"))
-EXPECT(x_momentum, c->momentum = 0.5f)
-EXPECT(x_weight_decay, c->weight_decay = 0.25f)
+/* AMSGrad's defaults are Adam's, so only the kind changes. */
+EXPECT(x_optimizer, c->opt.kind = PS_OPT_AMSGRAD)
+EXPECT(x_lr, c->opt.lr = 0.25f)
+EXPECT(x_beta1, c->opt.beta1 = 0.5f)
+EXPECT(x_beta2, c->opt.beta2 = 0.75f)
+EXPECT(x_eps, c->opt.eps = 1e-6f)
+EXPECT(x_no_bias_correction, c->opt.bias_correction = 0)
+EXPECT(x_lr_schedule, c->opt.schedule = PS_LR_INVSQRT)
+EXPECT(x_momentum, c->opt.momentum = 0.5f)
+EXPECT(x_weight_decay, c->opt.weight_decay = 0.25f)
 EXPECT(x_temporal_averaging, c->temporal_averaging = 0.75f)
 EXPECT(x_sparse_update, c->sparse_lazy = 0)
 EXPECT(x_batch, c->batch = 32)
@@ -174,21 +182,21 @@ EXPECT(x_steps, c->steps = 100)
 EXPECT(x_seed, c->seed = 18446744073709551615ULL)
 EXPECT(x_shuffle, c->shuffle = 0)
 EXPECT(x_servers, c->servers = 2)
-EXPECT(x_shard, c->shard_hash = 1)
-EXPECT(x_consistency, c->consistency = PS_CONS_SSP; c->staleness = 3)
-EXPECT(x_nonfinite, c->nonfinite = PS_NONFINITE_SKIP)
+EXPECT(x_shard, c->shard = PS_SHARD_HASH)
+EXPECT(x_consistency, c->sync = PS_SYNC_SSP; c->staleness = 3)
+EXPECT(x_nonfinite, c->nonfinite_skip = 1)
 EXPECT(x_delay, c->delay_ms = 2.5)
 EXPECT(x_eval_every, c->eval_every = 50)
-EXPECT(x_metrics, strcpy(c->metrics, "m.jsonl"))
-EXPECT(x_save_model, strcpy(c->save_model, "model"))
-EXPECT(x_ckpt_dir, strcpy(c->ckpt_dir, "ck"))
+EXPECT(x_metrics, SET(c->metrics, "m.jsonl"))
+EXPECT(x_save_model, SET(c->save_model, "model"))
+EXPECT(x_ckpt_dir, SET(c->ckpt_dir, "ck"))
 EXPECT(x_ckpt_every, c->ckpt_every = 10)
 EXPECT(x_resume, c->resume = 1)
 EXPECT(x_quiet, c->quiet = 1)
 EXPECT(x_log_format, c->log_json = 1)
 EXPECT(x_progress, c->progress_secs = 0.5)
-EXPECT(x_clock_log, strcpy(c->clock_log, "clocks.txt"))
-EXPECT(x_out, strcpy(c->out, "o.txt"))
+EXPECT(x_clock_log, SET(c->clock_log, "clocks.txt"))
+EXPECT(x_out, SET(c->out, "o.txt"))
 
 
 static const flag_case flag_cases[] = {
@@ -214,7 +222,7 @@ static const flag_case flag_cases[] = {
     {"lr", "0.25", B_FILES, x_lr},
     {"beta1", "0.5", B_FILES, x_beta1},
     {"beta2", "0.75", B_FILES, x_beta2},
-    {"eps", "0", B_FILES, x_eps},
+    {"eps", "1e-6", B_FILES, x_eps},
     {"no-bias-correction", NULL, B_FILES, x_no_bias_correction},
     {"lr-schedule", "invsqrt", B_FILES, x_lr_schedule},
     {"momentum", "0.5", B_FILES, x_momentum},
@@ -282,11 +290,11 @@ static void base_config(const flag_case *fc, ps_cfg *c)
 {
     ps_cfg_defaults(c);
     if (fc->base & B_FILES) {
-        strcpy(c->train, "a.svm");
-        strcpy(c->test, "b.svm");
+        SET(c->train, "a.svm");
+        SET(c->test, "b.svm");
     }
     if (fc->base & B_CKPT) {
-        strcpy(c->ckpt_dir, "ck");
+        SET(c->ckpt_dir, "ck");
     }
 }
 
@@ -348,9 +356,15 @@ static void test_cfg_flag_table_covers_the_usage(void **state)
     const char *must[] = {"model:", "data:", "optimizer:", "schedule:", "cluster:", "output:",
                           "train ", "predict ", "synth ",
                           "mpirun -np 3 ./adamps train --dataset fashion-mnist --servers 1",
-                          "(default: 0.001)", "(default: 0.999)", "(default: 1e-08)",
-                          "(default: 128)", "(default: bsp)", "(default: 1000,1000)",
-                          "(default: /usr/share/datasets/fashion-mnist)"};
+                          "(default: per optimizer: adam 0.001, adamax 0.002,", "rmsprop 0.99,",
+                          "(default: per optimizer: adam 1e-08,", "adagrad 1e-10",
+                          "(default: per optimizer: nesterov 0.9)",
+                          "(default: per optimizer: adamw 0.01)",
+                          "(default: per model: logreg 0, mlp 0.2)",
+                          "(default: per model: logreg 0, mlp 0.5)", "(default: 128)",
+                          "(default: bsp)", "(default: 1000,1000)", "(default: auto)",
+                          "(default: /usr/share/datasets/fashion-mnist)",
+                          "--optimizer adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++) {
         if (!strstr(text, must[i])) {
             print_error("usage lacks '%s'\n", must[i]);
@@ -510,8 +524,9 @@ static void test_cfg_rejects_bad_words_flags_and_paths(void **state)
         {{DS, "--resume=1", "--checkpoint-dir", "ck"}, "--resume takes no value"},
         {{DS, "--no-bias-correction=1"}, "--no-bias-correction takes no value"},
         {{DS, "--zero-based=on"}, "--zero-based takes no value"},
-        {{"train", "--dataset", "mnist"}, "--dataset: unknown data set 'mnist'"},
-        {{"train", "--dataset", ""}, "--dataset: unknown data set ''"},
+        {{"train", "--dataset", "mnist"},
+         "--dataset: unknown value 'mnist' (expected one of: fashion-mnist)"},
+        {{"train", "--dataset", ""}, "--dataset: unknown value ''"},
         {{"train", "--optimizer", "Adam", "--dataset", "fashion-mnist"},
          "--optimizer: unknown value 'Adam'"},
         {{DS, "--train", long_path}, "--train: '"},
@@ -568,11 +583,14 @@ static void test_cfg_accepts_the_edge_values(void **state)
     (void)state;
     ps_cfg c;
     char err[256];
-    assert_int_equal(PARSE(&c, err, DS, "--consistency", "ssp:0", "--hash-bits", "40", "--eps",
-                           "0", "--beta1", "0", "--dropout", "0", "--temporal-averaging", "0",
-                           "--batch", "4294967295", "--seed", "0", "--checkpoint-every", "0"),
+    /* AdaMax has no eps, so 0 is fine there. */
+    assert_int_equal(PARSE(&c, err, DS, "--consistency", "ssp:0", "--hash-bits", "40",
+                           "--optimizer", "adamax", "--eps", "0", "--beta1", "0", "--dropout", "0",
+                           "--temporal-averaging", "0", "--batch", "4294967295", "--seed", "0",
+                           "--checkpoint-every", "0"),
                      0);
-    assert_int_equal(c.consistency, PS_CONS_SSP); /* ssp:0 stays SSP */
+    assert_true(c.opt.eps == 0.0f);
+    assert_int_equal(c.sync, PS_SYNC_SSP); /* ssp:0 stays SSP */
     assert_int_equal(c.staleness, 0);
     assert_int_equal(c.hash_bits, 40);
     assert_int_equal(c.batch, 4294967295u);
@@ -580,9 +598,18 @@ static void test_cfg_accepts_the_edge_values(void **state)
     assert_int_equal(c.format, PS_FMT_IDX); /* --dataset is IDX */
 
     assert_int_equal(PARSE(&c, err, DS, "--consistency=asp"), 0);
-    assert_int_equal(c.consistency, PS_CONS_ASP);
+    assert_int_equal(c.sync, PS_SYNC_ASP);
     assert_int_equal(PARSE(&c, err, DS, "--consistency", "bsp"), 0);
-    assert_int_equal(c.consistency, PS_CONS_BSP);
+    assert_int_equal(c.sync, PS_SYNC_BSP);
+    /* The words standing for 0 read back as the header prints them. */
+    assert_int_equal(PARSE(&c, err, DS, "--servers", "auto", "--hash-bits", "off", "--steps",
+                           "auto", "--init", "auto", "--synthetic", "off"),
+                     0);
+    assert_int_equal(c.servers, 0);
+    assert_int_equal(c.hash_bits, 0);
+    assert_int_equal(c.steps, 0);
+    assert_int_equal(c.init, -1);
+    assert_int_equal(c.synthetic, 0);
     assert_int_equal(PARSE(&c, err, DS, "--format", "idx"), 0);
 
     /* logreg may have no hidden layers; mlp takes up to 8. */
@@ -597,7 +624,7 @@ static void test_cfg_accepts_the_edge_values(void **state)
 
     /* The last of a repeated flag wins. */
     assert_int_equal(PARSE(&c, err, DS, "--lr", "0.5", "--lr=0.25"), 0);
-    assert_true(c.lr == 0.25f);
+    assert_true(c.opt.lr == 0.25f);
 
     /* Values may start with a single dash when split from the flag. */
     assert_int_equal(PARSE(&c, err, "train", "--train", "-", "--test", "b"), 0);
@@ -620,29 +647,37 @@ static void test_cfg_synthetic_fills_spec_and_defaults_test_rows(void **state)
                            "rows=2000,features=1000,nnz=5,classes=4,zipf=0.5,noise=0,test=300"),
                      0);
     assert_int_equal(c.synthetic, 1);
-    assert_int_equal(c.format, PS_FMT_SYNTH);
-    assert_int_equal(c.synth.rows, 2000);
-    assert_int_equal(c.synth.features, 1000);
+    assert_int_equal(c.format, PS_FMT_AUTO); /* cli/job.c makes it the generator */
+    assert_int_equal(c.synth.n, 2000);
+    assert_int_equal(c.synth.nfeatures, 1000);
     assert_int_equal(c.synth.nnz, 5);
-    assert_int_equal(c.synth.classes, 4);
-    assert_true(c.synth.zipf == 0.5);
+    assert_int_equal(c.synth.nclasses, 4);
+    assert_true(c.synth.zipf_s == 0.5);
     assert_true(c.synth.noise == 0.0);
-    assert_int_equal(c.synth.test_rows, 300);
+    assert_int_equal(c.synth_test, 300);
 
-    /* Omitted keys keep their defaults; test follows rows. */
+    /* Omitted keys take their defaults; test follows rows. */
     assert_int_equal(PARSE(&c, err, "train", "--synthetic=rows=5000"), 0);
-    assert_int_equal(c.synth.rows, 5000);
-    assert_int_equal(c.synth.test_rows, 500);
+    assert_int_equal(c.synth.n, 5000);
+    assert_int_equal(c.synth_test, 500);
     assert_int_equal(c.synth.nnz, 20);
-    assert_true(c.synth.zipf == 1.1);
+    assert_true(c.synth.zipf_s == 1.1);
+
+    /* A second --synthetic replaces the first whole: keys it omits are
+     * back at their defaults. */
+    assert_int_equal(PARSE(&c, err, "train", "--synthetic", "rows=300,nnz=3", "--synthetic",
+                           "rows=400"),
+                     0);
+    assert_int_equal(c.synth.n, 400);
+    assert_int_equal(c.synth.nnz, 20);
+    assert_int_equal(c.synth_test, 40);
 
     /* synth always uses the generator, with or without --synthetic. */
     assert_int_equal(PARSE(&c, err, "synth", "--out", "d.svm"), 0);
     assert_int_equal(c.cmd, PS_CMD_SYNTH);
     assert_int_equal(c.synthetic, 1);
-    assert_int_equal(c.format, PS_FMT_SYNTH);
     assert_string_equal(c.out, "d.svm");
-    assert_int_equal(c.synth.rows, 100000);
+    assert_int_equal(c.synth.n, 100000);
 }
 
 static void test_cfg_predict_reads_model_as_directory(void **state)
@@ -655,7 +690,7 @@ static void test_cfg_predict_reads_model_as_directory(void **state)
                      0);
     assert_int_equal(c.cmd, PS_CMD_PREDICT);
     assert_string_equal(c.model_dir, "runs/m1");
-    assert_int_equal(c.model, 1); /* the kind is untouched */
+    assert_int_equal(c.model, PS_MODEL_MLP); /* the kind is untouched */
     assert_string_equal(c.test, "t.svm");
     assert_string_equal(c.out, "p.txt");
     assert_int_equal(c.format, PS_FMT_AUTO); /* guessed later from the name */
@@ -705,35 +740,6 @@ static void test_cfg_error_buffer_is_optional_and_truncated(void **state)
                   (char *)"fashion-mnist", NULL};
     assert_int_equal(ps_cfg_parse(&c, 4, ok, err, sizeof err), 0);
     assert_string_equal(err, "");
-}
-
-static void test_cfg_check_world_needs_a_worker(void **state)
-{
-    (void)state;
-    ps_cfg c;
-    char err[256];
-    assert_int_equal(PARSE(&c, err, DS, "--servers", "4"), 0);
-    assert_int_equal(ps_cfg_check_world(&c, 4, 4, err, sizeof err), PS_ECONFIG);
-    assert_string_equal(err, "--servers 4 leaves no worker: the job has 4 ranks (need at least "
-                             "servers + 1)");
-    assert_int_equal(ps_cfg_check_world(&c, 3, 4, err, sizeof err), PS_ECONFIG);
-    assert_non_null(strstr(err, "--servers 4"));
-    assert_int_equal(ps_cfg_check_world(&c, 5, 4, err, sizeof err), 0);
-
-    /* --servers 1 of 2 ranks: the smallest job. */
-    assert_int_equal(PARSE(&c, err, DS, "--servers", "1"), 0);
-    assert_int_equal(ps_cfg_check_world(&c, 2, 1, err, sizeof err), 0);
-    assert_int_equal(ps_cfg_check_world(&c, 1, 1, err, sizeof err), PS_ECONFIG);
-    assert_non_null(strstr(err, "--servers 1 leaves no worker: the job has 1 ranks"));
-
-    /* Default (one per node): the caller's count is what is checked. */
-    assert_int_equal(PARSE(&c, err, DS), 0);
-    assert_int_equal(ps_cfg_check_world(&c, 3, 1, err, sizeof err), 0);
-    assert_int_equal(ps_cfg_check_world(&c, 2, 2, err, sizeof err), PS_ECONFIG);
-    assert_non_null(strstr(err, "--servers"));
-    assert_non_null(strstr(err, "leaves no worker"));
-    assert_int_equal(ps_cfg_check_world(&c, 4, 0, err, sizeof err), PS_ECONFIG);
-    assert_non_null(strstr(err, "--servers: 0 servers"));
 }
 
 static void test_cfg_format_echoes_every_key_and_round_trips(void **state)
@@ -796,35 +802,165 @@ static void test_cfg_format_echoes_every_key_and_round_trips(void **state)
     assert_int_equal(ps_cfg_format(&c, NULL, 0), n);
 }
 
-static void test_cfg_guess_format_from_names(void **state)
+/* Every row parses the text it prints: setting each (key, value) pair of
+ * a config onto a zeroed one rebuilds it byte for byte, and each value
+ * prints back the same. Defaults, a train job with most flags off their
+ * defaults, a synthetic one and a predict one. */
+static void test_cfg_every_row_round_trips_through_the_header(void **state)
 {
     (void)state;
-    static const struct {
-        const char *path;
-        ps_format want;
-    } cases[] = {
-        {"/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", PS_FMT_IDX},
-        {"t10k-labels-idx1-ubyte", PS_FMT_IDX},
-        {"data/x.idx", PS_FMT_IDX},
-        {"x.idx3.gz", PS_FMT_IDX},
-        {"x.ubyte", PS_FMT_IDX},
-        {"a.svm", PS_FMT_LIBSVM},
-        {"a.libsvm", PS_FMT_LIBSVM},
-        {"a.txt", PS_FMT_LIBSVM},
-        {"a.svm.gz", PS_FMT_LIBSVM},
-        {"data", PS_FMT_LIBSVM},
-        {"dir.idx/a.svm", PS_FMT_LIBSVM}, /* only the file name counts */
-        {"ubyte-data.txt", PS_FMT_LIBSVM},
-        {"", PS_FMT_LIBSVM},
-        {NULL, PS_FMT_LIBSVM},
+    static ps_cfg c, back;
+    char err[256], val[PS_CFG_PATH + 64], again[PS_CFG_PATH + 64];
+    const char *jobs[][MAX_ARGS] = {
+        {NULL},
+        {"train", "--train", "my data/a b.svm", "--test", "q\"t.svm", "--model", "logreg",
+         "--hidden", "", "--zero-based", "--hash-bits", "12", "--optimizer", "rmsprop", "--eps",
+         "1e-7", "--no-bias-correction", "--lr-schedule", "invsqrt", "--shuffle", "off",
+         "--servers", "2", "--shard", "hash", "--consistency", "ssp:2", "--nonfinite", "skip",
+         "--quiet"},
+        {"train", "--synthetic", "rows=700,features=64,nnz=3,classes=5,zipf=0,noise=2.5",
+         "--steps", "9", "--stream", "on", "--init", "normal", "--log-format", "json",
+         "--checkpoint-dir", "ck", "--resume", "--temporal-averaging", "0.99"},
+        {"predict", "--model", "runs/m", "--dataset", "fashion-mnist", "--out", "o.txt"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (ps_cfg_guess_format(cases[i].path) != cases[i].want) {
-            print_error("guess '%s' wrong\n", cases[i].path ? cases[i].path : "(null)");
-            fail();
+    for (size_t j = 0; j < sizeof jobs / sizeof jobs[0]; j++) {
+        if (jobs[j][0]) {
+            assert_int_equal(parse_list(&c, err, sizeof err, jobs[j]), 0);
+        } else {
+            ps_cfg_defaults(&c);
+        }
+        memset(&back, 0, sizeof back);
+        for (size_t i = 0; i < ps_cfg_count(); i++) {
+            const char *flag = NULL;
+            const char *key = ps_cfg_pair(&c, i, &flag, val, sizeof val);
+            assert_non_null(key);
+            assert_true(flag || strcmp(key, "cmd") == 0);
+            if (ps_cfg_set(&back, key, val, err, sizeof err) != 0) {
+                fail_msg("job %zu: %s=%s does not parse: %s", j, key, val, err);
+            }
+            ps_cfg_pair(&back, i, NULL, again, sizeof again);
+            assert_string_equal(again, val);
+        }
+        if (memcmp(&back, &c, sizeof c) != 0) {
+            fail_msg("job %zu: the pairs do not rebuild the config", j);
         }
     }
+    assert_int_equal(ps_cfg_set(&back, "no_such_key", "1", err, sizeof err), PS_ECONFIG);
+    assert_non_null(strstr(err, "no_such_key"));
+    assert_int_equal(ps_cfg_set(&back, "lr", "0", err, sizeof err), PS_ECONFIG);
+    assert_non_null(strstr(err, "--lr: '0'"));
+    assert_int_equal(ps_cfg_set(&back, "resume", "yes", err, sizeof err), PS_ECONFIG);
 }
+
+/* Each rule runs at its own defaults unless a flag is given, in either
+ * order, and the header says what is in force. */
+static void test_cfg_optimizer_defaults_are_each_rules_own(void **state)
+{
+    (void)state;
+    ps_cfg c;
+    char err[256];
+    static char line[8192];
+    for (int k = 0; k < PS_OPT_COUNT_; k++) {
+        ps_opt_hp want;
+        ps_opt_defaults(&want, (ps_opt_kind)k);
+        assert_int_equal(PARSE(&c, err, DS, "--optimizer", ps_opt_name((ps_opt_kind)k)), 0);
+        assert_memory_equal(&c.opt, &want, sizeof want);
+    }
+    /* Section 7.1: AdaMax's alpha is 0.002, twice Adam's. */
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "adamax"), 0);
+    assert_true(c.opt.lr == 0.002f);
+    ps_cfg_format(&c, line, sizeof line);
+    assert_non_null(strstr(line, " lr=0.002 "));
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "adamax", "--lr", "0.01"), 0);
+    assert_true(c.opt.lr == 0.01f);
+    assert_int_equal(PARSE(&c, err, DS, "--lr", "0.01", "--optimizer", "adamax"), 0);
+    assert_true(c.opt.lr == 0.01f);
+    assert_true(c.opt.beta2 == 0.999f);
+    /* RMSProp: torch's alpha 0.99 and lr 0.01, not Adam's 0.999 and 0.001. */
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "rmsprop", "--beta1", "0.5"), 0);
+    assert_true(c.opt.beta2 == 0.99f);
+    assert_true(c.opt.lr == 0.01f);
+    assert_true(c.opt.beta1 == 0.5f);
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "adagrad"), 0);
+    assert_true(c.opt.eps == 1e-10f);
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "nesterov", "--momentum", "0.5"), 0);
+    assert_true(c.opt.momentum == 0.5f);
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "adamw"), 0);
+    assert_true(c.opt.weight_decay == 0.01f);
+    ps_cfg_format(&c, line, sizeof line);
+    assert_non_null(strstr(line, " weight_decay=0.01 "));
+}
+
+static void test_cfg_refuses_what_the_rule_cannot_take(void **state)
+{
+    (void)state;
+    ps_cfg c;
+    char err[512];
+    /* The rules that divide by sqrt(.) + eps. */
+    static const char *const divide[] = {"adam", "adamw", "amsgrad", "adagrad", "rmsprop"};
+    for (size_t i = 0; i < sizeof divide / sizeof divide[0]; i++) {
+        char needle[64];
+        assert_int_equal(PARSE(&c, err, DS, "--optimizer", divide[i], "--eps", "0"), PS_ECONFIG);
+        snprintf(needle, sizeof needle, "--optimizer %s", divide[i]);
+        if (!strstr(err, "--eps 0") || !strstr(err, needle)) {
+            fail_msg("'%s' lacks --eps 0 or %s", err, needle);
+        }
+    }
+    assert_int_equal(PARSE(&c, err, DS, "--eps", "1e-50"), PS_ECONFIG); /* 0 as a float */
+    static const char *const no_eps[] = {"adamax", "sgd", "nesterov"};
+    for (size_t i = 0; i < sizeof no_eps / sizeof no_eps[0]; i++) {
+        assert_int_equal(PARSE(&c, err, DS, "--optimizer", no_eps[i], "--eps", "0"), 0);
+    }
+    /* predict never steps: its --eps is nobody's business. */
+    assert_int_equal(PARSE(&c, err, "predict", "--model", "m", "--test", "t", "--eps", "0"), 0);
+
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "sgd", "--momentum", "0.9"), PS_ECONFIG);
+    assert_non_null(strstr(err, "--momentum"));
+    assert_non_null(strstr(err, "use --optimizer nesterov"));
+    assert_int_equal(PARSE(&c, err, DS, "--momentum", "0", "--optimizer", "sgd"), PS_ECONFIG);
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "sgd"), 0);
+    assert_true(c.opt.momentum == 0.0f);
+}
+
+static void test_cfg_warns_of_invsqrt_on_adagrad(void **state)
+{
+    (void)state;
+    ps_cfg c;
+    char err[256], advice[256];
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "adagrad", "--lr-schedule", "invsqrt"), 0);
+    assert_int_equal(ps_cfg_warning(&c, advice, sizeof advice), 1);
+    assert_non_null(strstr(advice, "invsqrt"));
+    assert_non_null(strstr(advice, "adagrad"));
+    assert_int_equal(PARSE(&c, err, DS, "--lr-schedule", "invsqrt"), 0);
+    assert_int_equal(ps_cfg_warning(&c, advice, sizeof advice), 0);
+    assert_string_equal(advice, "");
+    assert_int_equal(PARSE(&c, err, DS, "--optimizer", "adagrad"), 0);
+    assert_int_equal(ps_cfg_warning(&c, advice, sizeof advice), 0);
+}
+
+/* Section 6.2's dropout is the MLP's; logistic regression gets none unless
+ * asked, and the header says which is in force. */
+static void test_cfg_dropout_defaults_are_each_models_own(void **state)
+{
+    (void)state;
+    ps_cfg c;
+    char err[256];
+    static char line[8192];
+    assert_int_equal(PARSE(&c, err, DS, "--model", "logreg"), 0);
+    assert_true(c.dropout_input == 0.0f);
+    assert_true(c.dropout == 0.0f);
+    ps_cfg_format(&c, line, sizeof line);
+    assert_non_null(strstr(line, " dropout_input=0 "));
+    assert_int_equal(PARSE(&c, err, DS, "--model", "mlp"), 0);
+    assert_true(c.dropout_input == 0.2f);
+    assert_true(c.dropout == 0.5f);
+    ps_cfg_format(&c, line, sizeof line);
+    assert_non_null(strstr(line, " dropout_input=0.2 dropout=0.5 "));
+    assert_int_equal(PARSE(&c, err, DS, "--dropout-input", "0.1", "--model", "logreg"), 0);
+    assert_true(c.dropout_input == 0.1f);
+    assert_true(c.dropout == 0.0f);
+}
+
 
 int main(void)
 {
@@ -840,9 +976,12 @@ int main(void)
         cmocka_unit_test(test_cfg_predict_reads_model_as_directory),
         cmocka_unit_test(test_cfg_help_in_every_spelling),
         cmocka_unit_test(test_cfg_error_buffer_is_optional_and_truncated),
-        cmocka_unit_test(test_cfg_check_world_needs_a_worker),
         cmocka_unit_test(test_cfg_format_echoes_every_key_and_round_trips),
-        cmocka_unit_test(test_cfg_guess_format_from_names),
+        cmocka_unit_test(test_cfg_every_row_round_trips_through_the_header),
+        cmocka_unit_test(test_cfg_optimizer_defaults_are_each_rules_own),
+        cmocka_unit_test(test_cfg_refuses_what_the_rule_cannot_take),
+        cmocka_unit_test(test_cfg_warns_of_invsqrt_on_adagrad),
+        cmocka_unit_test(test_cfg_dropout_defaults_are_each_models_own),
     };
     /* Group-wide checked allocator: any allocation cfg made would have to
      * be freed, and none is expected. */

@@ -528,6 +528,55 @@ static void test_opt_nstate_and_defaults(void **state)
     assert_true(hp.weight_decay == 0.01f);
 }
 
+/* Three dense steps of rule hp on 4 parameters. The gradients change
+ * from step to step: with a constant one, Adam's bias-corrected moments
+ * would not depend on the betas at all. */
+static void run_three_steps(const ps_opt_hp *hp, float *w)
+{
+    float st[3][4] = {{0}};
+    float *state[3] = {st[0], st[1], st[2]};
+    for (int i = 0; i < 4; i++) {
+        w[i] = 1.0f + (float)i;
+    }
+    for (int64_t t = 1; t <= 3; t++) {
+        float g[4] = {0.5f * (float)t, -1.0f / (float)t, 2.0f, 0.25f * (float)(t * t)};
+        ps_opt_step(hp, w, state, g, 4, t);
+    }
+}
+
+/* ps_opt_reads tells the truth: changing a field a rule is said to read
+ * changes its steps, and changing any other field changes nothing. */
+static void test_opt_reads_names_the_fields_each_rule_uses(void **state)
+{
+    (void)state;
+    for (int k = 0; k < PS_OPT_COUNT_; k++) {
+        ps_opt_hp base;
+        float w0[4], w1[4];
+        ps_opt_defaults(&base, (ps_opt_kind)k);
+        base.momentum = 0.9f;
+        base.weight_decay = 0.1f;
+        run_three_steps(&base, w0);
+        for (unsigned bit = 1; bit <= PS_OPT_READS_LR; bit <<= 1) {
+            ps_opt_hp hp = base;
+            hp.beta1 = bit == PS_OPT_READS_BETA1 ? 0.5f : hp.beta1;
+            hp.beta2 = bit == PS_OPT_READS_BETA2 ? 0.5f : hp.beta2;
+            hp.eps = bit == PS_OPT_READS_EPS ? 0.5f : hp.eps;
+            hp.momentum = bit == PS_OPT_READS_MOMENTUM ? 0.5f : hp.momentum;
+            hp.weight_decay = bit == PS_OPT_READS_WEIGHT_DECAY ? 0.5f : hp.weight_decay;
+            hp.bias_correction = bit == PS_OPT_READS_BIAS_CORRECTION ? 0 : hp.bias_correction;
+            hp.lr = bit == PS_OPT_READS_LR ? 0.5f : hp.lr;
+            run_three_steps(&hp, w1);
+            int reads = (ps_opt_reads((ps_opt_kind)k) & bit) != 0;
+            if (reads != (memcmp(w0, w1, sizeof w0) != 0)) {
+                fail_msg("%s: field bit %u %s", ps_opt_name((ps_opt_kind)k), bit,
+                         reads ? "is said to be read but changes nothing"
+                               : "is said to be unread but changes the steps");
+            }
+        }
+    }
+    assert_int_equal(ps_opt_reads(PS_OPT_COUNT_), 0);
+}
+
 #define GOLDEN(name)                                                                               \
     cmocka_unit_test_prestate_setup_teardown(test_optim_matches_golden, ps_test_setup,             \
                                              ps_test_teardown, (void *)(name))
@@ -555,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_average_read_is_bias_corrected),
         cmocka_unit_test(test_opt_parse_and_name_round_trip),
         cmocka_unit_test(test_opt_nstate_and_defaults),
+        cmocka_unit_test(test_opt_reads_names_the_fields_each_rule_uses),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
 }

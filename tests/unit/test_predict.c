@@ -15,7 +15,6 @@
 
 #include <cmocka.h>
 
-#include "cli/cfg.h"
 #include "common/err.h"
 #include "data/npy.h"
 #include "worker/model.h"
@@ -475,12 +474,15 @@ static void reference(const ref_row *rows, int n, int32_t *cls, double *acc, dou
     *loss = lsum / n;
 }
 
-static void parse_argv(ps_cfg *cfg, int argc, const char **argv)
+/* What `adamps predict --model mdir --test test [--out out] [--test-limit
+ * limit] --quiet` hands ps_predict_run. */
+static ps_predict_cfg predict_cfg(const char *mdir, const char *test, const char *out,
+                                  uint64_t limit)
 {
-    char err[256];
-    if (ps_cfg_parse(cfg, argc, (char **)argv, err, sizeof err)) {
-        fail_msg("ps_cfg_parse: %s", err);
-    }
+    ps_predict_cfg pc = {.model_dir = mdir, .out = out, .quiet = 1};
+    pc.source = (ps_source_cfg){.dataset = "", .data_dir = "", .train = "", .test = test,
+                                .format = PS_FMT_AUTO, .test_limit = limit};
+    return pc;
 }
 
 static void check_out_file(const char *path, const int32_t *want, int n)
@@ -526,10 +528,7 @@ static void test_predict_scores_dense_logreg_on_idx(void **state)
     /* The weights make the problem non-trivial: some right, some wrong. */
     assert_true(acc > 0.0 && acc < 1.0);
 
-    ps_cfg cfg;
-    const char *argv[] = {"adamps", "predict", "--model", mdir,     "--test",
-                          images,   "--out",   out,       "--quiet"};
-    parse_argv(&cfg, 9, argv);
+    ps_predict_cfg cfg = predict_cfg(mdir, images, out, 0);
     ps_predict_result res;
     assert_int_equal(ps_predict_run(&cfg, &res), 0);
     assert_int_equal(res.samples, LN);
@@ -560,10 +559,7 @@ static void test_predict_scores_sparse_logreg_on_libsvm(void **state)
     double acc, loss;
     reference(rows, 4, want, &acc, &loss);
 
-    ps_cfg cfg;
-    const char *argv[] = {"adamps", "predict", "--model", mdir,           "--test", svm,
-                          "--out",  out,       "--quiet", "--test-limit", "4"};
-    parse_argv(&cfg, 11, argv);
+    ps_predict_cfg cfg = predict_cfg(mdir, svm, out, 4);
     ps_predict_result res;
     assert_int_equal(ps_predict_run(&cfg, &res), 0);
     assert_int_equal(res.samples, 4);
@@ -575,8 +571,7 @@ static void test_predict_scores_sparse_logreg_on_libsvm(void **state)
     char ddir[128];
     path_in(ddir, sizeof ddir, "dense-for-svm");
     make_logreg_dir(ddir, 8, 0);
-    const char *argv2[] = {"adamps", "predict", "--model", ddir, "--test", svm, "--quiet"};
-    parse_argv(&cfg, 7, argv2);
+    cfg = predict_cfg(ddir, svm, "", 0);
     ps_test_capture cap;
     ps_test_capture_begin(&cap);
     int rc = ps_predict_run(&cfg, &res);
@@ -617,10 +612,7 @@ static void test_predict_scores_across_chunks(void **state)
     assert_int_equal(fclose(f), 0);
     double acc, loss;
     reference(rows, NBIG, want, &acc, &loss);
-    ps_cfg cfg;
-    const char *argv[] = {"adamps", "predict", "--model", mdir,     "--test",
-                          svm,      "--out",   out,       "--quiet"};
-    parse_argv(&cfg, 9, argv);
+    ps_predict_cfg cfg = predict_cfg(mdir, svm, out, 0);
     ps_predict_result res;
     assert_int_equal(ps_predict_run(&cfg, &res), 0);
     assert_int_equal(res.samples, NBIG);
@@ -742,10 +734,7 @@ static void test_predict_survives_oom_sweep(void **state)
     path_in(out, sizeof out, "oom-pred.txt");
     make_logreg_dir(mdir, 8, 1);
     ps_test_write_text(svm, "0 1:1.5 4:0.5\n2 3:2\n1 2:0.25 7:1 8:-1\n");
-    ps_cfg cfg;
-    const char *argv[] = {"adamps", "predict", "--model", mdir,     "--test",
-                          svm,      "--out",   out,       "--quiet"};
-    parse_argv(&cfg, 9, argv);
+    ps_predict_cfg cfg = predict_cfg(mdir, svm, out, 0);
     ps_predict_result res;
     int rc = PS_ENOMEM;
     long n;
