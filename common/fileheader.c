@@ -82,9 +82,14 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
     Adamps__ModelInfo model = ADAMPS__MODEL_INFO__INIT;
     if (h->has_model) {
         const ps_file_model *m = &h->model;
-        if (!memchr(m->kind, '\0', sizeof m->kind) || m->nhidden > PS_FILE_MAX_HIDDEN) {
-            PS_LOG(ERROR, "file header: model kind is not NUL-terminated, or %u hidden layers "
-                          "(at most %d)",
+        if (!memchr(m->kind, '\0', sizeof m->kind)) {
+            PS_LOG(ERROR, "file header: model kind is not NUL-terminated within %zu bytes",
+                   sizeof m->kind);
+            rc = PS_EINVAL;
+            goto done;
+        }
+        if (m->nhidden > PS_FILE_MAX_HIDDEN) {
+            PS_LOG(ERROR, "file header: model has %u hidden layers, at most %d allowed",
                    m->nhidden, PS_FILE_MAX_HIDDEN);
             rc = PS_EINVAL;
             goto done;
@@ -156,13 +161,15 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
         }
     }
     const Adamps__ModelInfo *model = msg->model;
-    if (model && (strlen(model->kind) >= sizeof out->model.kind ||
-                  model->n_hidden > PS_FILE_MAX_HIDDEN)) {
-        PS_LOG(ERROR,
-               "%s: file header field model: kind of %zu bytes (at most %zu) or %zu hidden "
-               "layers (at most %d)",
-               what, strlen(model->kind), sizeof out->model.kind - 1, model->n_hidden,
-               PS_FILE_MAX_HIDDEN);
+    if (model && strlen(model->kind) >= sizeof out->model.kind) {
+        PS_LOG(ERROR, "%s: file header field model.kind is %zu bytes long, at most %zu allowed",
+               what, strlen(model->kind), sizeof out->model.kind - 1);
+        rc = PS_ECKPT;
+        goto free_msg;
+    }
+    if (model && model->n_hidden > PS_FILE_MAX_HIDDEN) {
+        PS_LOG(ERROR, "%s: file header field model.hidden has %zu layers, at most %d allowed",
+               what, model->n_hidden, PS_FILE_MAX_HIDDEN);
         rc = PS_ECKPT;
         goto free_msg;
     }

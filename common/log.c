@@ -35,19 +35,17 @@ void ps_log_set_abort_hook(void (*hook)(void))
     log_abort_hook = hook;
 }
 
-/* The JSON line of one log record into line (NUL-terminated); where is
- * NULL for levels that carry no file:line. Returns 0 or PS_ENOMEM: then the
- * caller prints the text line instead, since logging must never fail. */
-static int json_line(ps_bytes *line, const char *stamp, const char *level, const char *where,
-                     const char *msg)
+/* The JSON line of one log record into line (NUL-terminated). Returns 0
+ * or PS_ENOMEM: then the caller prints the text line instead, since logging
+ * must never fail. */
+static int json_line(ps_bytes *line, const char *when, long ms, const char *level, const char *msg)
 {
+    char stamp[48];
+    snprintf(stamp, sizeof stamp, "%s.%03ldZ", when, ms);
     ps_json *o = ps_json_object();
     int rc = ps_json_set(o, "time", ps_json_string(stamp));
     rc = rc ? rc : ps_json_set(o, "rank", ps_json_int(log_rank));
     rc = rc ? rc : ps_json_set(o, "level", ps_json_string(level));
-    if (where) {
-        rc = rc ? rc : ps_json_set(o, "where", ps_json_string(where));
-    }
     rc = rc ? rc : ps_json_set(o, "msg", ps_json_string(msg));
     rc = rc ? rc : ps_json_dump(o, 0, line);
     rc = rc ? rc : PS_GROW(line->data, line->cap, line->len + 1);
@@ -73,25 +71,23 @@ void ps_log_write(ps_log_level level, const char *file, int line, const char *fm
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    char when[32], stamp[48];
+    char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(stamp, sizeof stamp, "%s.%03ldZ", when, ts.tv_nsec / 1000000);
 
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
-    char where[256] = "";
-    if (level == PS_LOG_DEBUG || level == PS_LOG_ERROR) {
-        snprintf(where, sizeof where, "%s:%d", base, line);
-    }
+    int with_where = level == PS_LOG_DEBUG || level == PS_LOG_ERROR;
 
     /* One fprintf per line so lines from different ranks do not interleave. */
     ps_bytes js = {0};
-    if (log_json &&
-        json_line(&js, stamp, level_names[level], where[0] ? where : NULL, msg) == 0) {
+    if (log_json && json_line(&js, when, ts.tv_nsec / 1000000, level_names[level], msg) == 0) {
         fprintf(stderr, "%s\n", (const char *)js.data);
+    } else if (with_where) {
+        fprintf(stderr, "%s.%03ldZ [rank %d] %s %s:%d: %s\n", when, ts.tv_nsec / 1000000, log_rank,
+                level_names[level], base, line, msg);
     } else {
-        fprintf(stderr, "%s [rank %d] %s%s%s: %s\n", stamp, log_rank, level_names[level],
-                where[0] ? " " : "", where, msg);
+        fprintf(stderr, "%s.%03ldZ [rank %d] %s: %s\n", when, ts.tv_nsec / 1000000, log_rank,
+                level_names[level], msg);
     }
     ps_free(js.data);
 }
