@@ -157,7 +157,7 @@ static int load_tables(ps_predictor *p, ps_file_reader *r, const char *path,
         size_t n = (size_t)(want[t].rows * want[t].width);
         for (size_t i = 0; i < n; i++) {
             if (!isfinite(p->table[t][i])) {
-                char field[48];
+                char field[64];
                 snprintf(field, sizeof field, "tables[%u] (%s)", t, want[t].name);
                 return bad_field(path, field, "non-finite weight %g at row %zu, column %zu",
                                  (double)p->table[t][i], i / want[t].width, i % want[t].width);

@@ -793,6 +793,49 @@ static void test_export_model_json_describes_the_tables(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Calls fn(arg) failing allocation 0, 1, 2, ... (log lines swallowed)
+ * until it stops returning PS_ENOMEM; it must then succeed (cmocka checks
+ * every try for leaks). Returns the number of tries. */
+static long oom_sweep(int (*fn)(void *), void *arg)
+{
+    int rc = PS_ENOMEM;
+    long n;
+    for (n = 0; rc == PS_ENOMEM && n < 1000; n++) {
+        ps_test_fail_alloc(n);
+        ps_test_capture cap;
+        ps_test_capture_begin(&cap);
+        rc = fn(arg);
+        test_free(ps_test_capture_end(&cap));
+        ps_test_fail_alloc(-1);
+    }
+    assert_int_equal(rc, 0);
+    return n;
+}
+
+typedef struct {
+    const ps_model *m;
+    const float *const *tabs;
+    ps_export_info info;
+    const char *dir;
+} export_args;
+
+static int run_export(void *arg)
+{
+    export_args *a = arg;
+    return ps_export_save_tables(a->m, a->tabs, &a->info, a->dir);
+}
+
+typedef struct {
+    const ps_cfg *cfg;
+    ps_predict_result res;
+} run_args;
+
+static int run_predict(void *arg)
+{
+    run_args *a = arg;
+    return ps_predict_run(a->cfg, &a->res);
+}
+
 /* Export cleans up after every failed allocation, and what it finally
  * writes loads. */
 static void test_export_survives_oom_sweep(void **state)
@@ -811,19 +854,9 @@ static void test_export_survives_oom_sweep(void **state)
     assert_int_equal(ps_model_create(&m, &mc), 0);
     float w1[6] = {1, 2, 3, 4, 5, 6}, b1[2] = {0.5f, -0.5f}, w2[4] = {1, -1, 2, -2}, b2[2] = {0};
     const float *tabs[4] = {w1, b1, w2, b2};
-    ps_export_info info = {.clock = 1, .config_text = "x"};
-    int rc = PS_ENOMEM;
-    long n;
-    for (n = 0; rc == PS_ENOMEM && n < 1000; n++) {
-        ps_test_fail_alloc(n);
-        ps_test_capture cap;
-        ps_test_capture_begin(&cap);
-        rc = ps_export_save_tables(m, tabs, &info, mdir);
-        test_free(ps_test_capture_end(&cap));
-        ps_test_fail_alloc(-1);
-    }
-    assert_int_equal(rc, 0);
-    assert_true(n > 10); /* the .npy, model.bin and model.json writers all failed once */
+    export_args a = {m, tabs, {.clock = 1, .config_text = "x"}, mdir};
+    /* The .npy, model.bin and model.json writers all fail once on the way. */
+    assert_true(oom_sweep(run_export, &a) > 10);
     ps_model_destroy(&m);
     ps_predictor *p = NULL;
     assert_int_equal(ps_predict_create(&p, mdir), 0);
@@ -843,20 +876,9 @@ static void test_predict_survives_oom_sweep(void **state)
     const char *argv[] = {"adamps", "predict", "--model", mdir,     "--test",
                           svm,      "--out",   out,       "--quiet"};
     parse_argv(&cfg, 9, argv);
-    ps_predict_result res;
-    int rc = PS_ENOMEM;
-    long n;
-    for (n = 0; rc == PS_ENOMEM && n < 1000; n++) {
-        ps_test_fail_alloc(n);
-        ps_test_capture cap;
-        ps_test_capture_begin(&cap);
-        rc = ps_predict_run(&cfg, &res);
-        test_free(ps_test_capture_end(&cap));
-        ps_test_fail_alloc(-1);
-    }
-    assert_int_equal(rc, 0);
-    assert_true(n > 5);
-    assert_int_equal(res.samples, 3);
+    run_args a = {.cfg = &cfg};
+    assert_true(oom_sweep(run_predict, &a) > 5);
+    assert_int_equal(a.res.samples, 3);
 }
 
 int main(void)
