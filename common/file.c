@@ -171,8 +171,8 @@ int ps_file_commit(ps_file_writer **pw)
     int rc = 0;
     ps_file_writer *w = *pw;
     if (w->left) {
-        PS_LOG(ERROR, "%s: committed with %llu of the declared payload bytes unwritten",
-               w->path, (unsigned long long)w->left);
+        PS_LOG(ERROR, "%s: committed with %llu of the declared payload bytes unwritten", w->path,
+               (unsigned long long)w->left);
         rc = PS_EINVAL;
     } else if ((uint32_t)w->crc != w->want_crc) {
         PS_LOG(ERROR,

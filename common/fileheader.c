@@ -89,8 +89,8 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
             goto done;
         }
         if (m->nhidden > PS_FILE_MAX_HIDDEN) {
-            PS_LOG(ERROR, "file header: model has %u hidden layers, at most %d allowed",
-                   m->nhidden, PS_FILE_MAX_HIDDEN);
+            PS_LOG(ERROR, "file header: model has %u hidden layers, at most %d allowed", m->nhidden,
+                   PS_FILE_MAX_HIDDEN);
             rc = PS_EINVAL;
             goto done;
         }
@@ -168,8 +168,8 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
         goto free_msg;
     }
     if (model && model->n_hidden > PS_FILE_MAX_HIDDEN) {
-        PS_LOG(ERROR, "%s: file header field model.hidden has %zu layers, at most %d allowed",
-               what, model->n_hidden, PS_FILE_MAX_HIDDEN);
+        PS_LOG(ERROR, "%s: file header field model.hidden has %zu layers, at most %d allowed", what,
+               model->n_hidden, PS_FILE_MAX_HIDDEN);
         rc = PS_ECKPT;
         goto free_msg;
     }

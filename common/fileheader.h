@@ -25,8 +25,8 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out);
  * source (a file path) in the error log. Checks that the bytes parse, that
  * kind and the model kind fit in 16 and each table name in 32 bytes with
  * their NUL, and that the model has at most PS_FILE_MAX_HIDDEN hidden
- * layers. Returns 0; PS_ECKPT (logged, out left zeroed); PS_ENOMEM. Does not check the format version: the caller does, so it can
- * name the versions it knows. */
+ * layers. Returns 0; PS_ECKPT (logged, out left zeroed); PS_ENOMEM. Does not check the format
+ * version: the caller does, so it can name the versions it knows. */
 int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_header *out);
 
 #endif

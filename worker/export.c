@@ -135,7 +135,8 @@ static int write_table(const ps_table_desc *d, const float *vals, const char *di
 /* Pass 2: the data of dir/NAME.npy, just written, onto w in blocks. The
  * header size is known from the shape, so no .npy parsing; a file that
  * changed since is caught here (size) or at commit (CRC). */
-static int copy_npy(ps_file_writer *w, const ps_table_desc *d, const char *dir, void *buf)
+static int copy_npy(ps_file_writer *w, const ps_table_desc *d, const char *dir, void *buf,
+                    size_t cap)
 {
     char path[PATH_CAP];
     uint64_t shape[2] = {d->rows, d->width};
@@ -159,8 +160,7 @@ static int copy_npy(ps_file_writer *w, const ps_table_desc *d, const char *dir, 
         goto done;
     }
     while (rc == 0 && left) {
-        size_t n =
-            left < BLOCK_FLOATS * sizeof(float) ? (size_t)left : BLOCK_FLOATS * sizeof(float);
+        size_t n = left < cap ? (size_t)left : cap;
         if (fread(buf, 1, n, f) != n) {
             PS_LOG(ERROR, "%s: read failed: %s", path, ferror(f) ? strerror(errno) : "file shrank");
             rc = PS_EIO;
@@ -188,6 +188,7 @@ static int write_bin(const ps_model *m, const ps_export_info *info, const char *
     const ps_model_cfg *mc = ps_model_config(m);
     uint32_t nt = ps_model_ntables(m);
     ps_file_table tables[PS_MODEL_MAX_TABLES];
+    size_t cap = 0; /* copy buffer: the largest table, at most one block */
     ps_file_header h = {.config = (char *)info->config_text,
                         .clock = info->clock,
                         .ntables = nt,
@@ -212,7 +213,9 @@ static int write_bin(const ps_model *m, const ps_export_info *info, const char *
             (ps_file_table){.rows = d->rows, .width = d->width, .nslots = d->rows, .nstate = 1};
         snprintf(tables[t].name, sizeof tables[t].name, "%s", d->name);
         /* pass 1's .npy writers checked that rows * width * 4 fits. */
-        h.payload_bytes += d->rows * d->width * sizeof(float);
+        uint64_t bytes = d->rows * d->width * sizeof(float);
+        h.payload_bytes += bytes;
+        cap = bytes > cap ? (size_t)bytes : cap;
     }
 
     char path[PATH_CAP];
@@ -222,7 +225,8 @@ static int write_bin(const ps_model *m, const ps_export_info *info, const char *
     if (rc) {
         goto done;
     }
-    if (!(buf = ps_malloc(BLOCK_FLOATS * sizeof(float)))) {
+    cap = cap < BLOCK_FLOATS * sizeof(float) ? cap : BLOCK_FLOATS * sizeof(float);
+    if (!(buf = ps_malloc(cap))) {
         rc = PS_ENOMEM;
         goto done;
     }
@@ -230,7 +234,7 @@ static int write_bin(const ps_model *m, const ps_export_info *info, const char *
         goto done;
     }
     for (uint32_t t = 0; rc == 0 && t < nt; t++) {
-        rc = copy_npy(w, ps_model_table(m, t), dir, buf);
+        rc = copy_npy(w, ps_model_table(m, t), dir, buf, cap);
     }
     rc = rc ? rc : ps_file_commit(&w);
 done:

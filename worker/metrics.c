@@ -31,8 +31,7 @@ static ps_json *kv_value(const ps_metrics *m, const ps_metric_kv *kv, size_t i, 
     case PS_METRIC_STRING:
         return ps_json_string(kv->v.s);
     }
-    PS_LOG(ERROR, "%s: metric %zu \"%s\" has unknown type %d", m->path, i, kv->key,
-           (int)kv->type);
+    PS_LOG(ERROR, "%s: metric %zu \"%s\" has unknown type %d", m->path, i, kv->key, (int)kv->type);
     *rc = PS_EINVAL;
     return NULL;
 }

@@ -138,7 +138,7 @@ int ps_model_tables(const ps_model_cfg *c, ps_table_desc *out, uint32_t cap, uin
         w->rows = fan_in;
         w->width = width;
         w->init = winit;
-        w->scale = winit == PS_INIT_GLOROT  ? ps_table_glorot_scale(fan_in, width)
+        w->scale = winit == PS_INIT_GLOROT   ? ps_table_glorot_scale(fan_in, width)
                    : winit == PS_INIT_NORMAL ? 0.01f
                                              : 0.0f;
         b->rows = 1;

@@ -339,9 +339,14 @@ static void test_model_tables_have_names_shapes_and_inits(void **state)
 static void test_model_tables_equal_created_models(void **state)
 {
     (void)state;
-    ps_model_cfg cfgs[6] = {logreg_cfg(1000, 4, 0, 0.0f), logreg_cfg(1u << 20, 2, 1, 0.1f),
-                            mlp_cfg(784, 10, 0, 3, 0.2f, 0.5f), mlp_cfg(1u << 24, 7, 1, 2, 0, 0),
-                            mlp_cfg(30, 3, 0, 1, 0, 0), logreg_cfg(6, 3, 1, 0)};
+    ps_model_cfg cfgs[6] = {
+        logreg_cfg(1000, 4, 0, 0.0f),
+        logreg_cfg(1u << 20, 2, 1, 0.1f),
+        mlp_cfg(784, 10, 0, 3, 0.2f, 0.5f),
+        mlp_cfg(1u << 24, 7, 1, 2, 0, 0),
+        mlp_cfg(30, 3, 0, 1, 0, 0),
+        logreg_cfg(6, 3, 1, 0),
+    };
     cfgs[4].init_override = PS_INIT_NORMAL;
     cfgs[5].init_override = PS_INIT_GLOROT;
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
