@@ -18,7 +18,10 @@ int ps_cli_predict(const ps_cfg *cfg)
     if (rc) {
         /* Already logged where found, naming the file. Bad model or data
          * files and flags that contradict the model are input errors. */
-        return rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ECONFIG || rc == PS_ERANGE ? 2 : 1;
+        return rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ECONFIG || rc == PS_ERANGE ||
+                       rc == PS_ECKPT
+                   ? 2
+                   : 1;
     }
     printf("loss=%.6f accuracy=%.6f samples=%zu\n", res.loss, res.accuracy, res.samples);
     return fflush(stdout) == 0 ? 0 : 1;

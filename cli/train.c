@@ -126,7 +126,6 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
     layout l = {0};
     ps_ckpt_manifest resume = {.clock = -1};
     ps_source_spec spec;
-    ps_model *model = NULL;
     ps_comm *workers = NULL;
     int rank = ps_comm_rank(comm);
     int rc = make_layout(comm, cfg, &l);
@@ -143,14 +142,12 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
     int server = l.is_server[rank];
     ps_model_cfg mcfg;
     ps_job_model_cfg(cfg, &spec, server ? 0 : (uint32_t)l.my_id, EVAL_BATCH, &mcfg);
-    if ((rc = ps_comm_agree(comm, ps_model_create(&model, &mcfg))) ||
+    /* The table list only: the model's buffers are the worker's business. */
+    ps_table_desc tables[PS_MODEL_MAX_TABLES];
+    uint32_t ntables = 0;
+    if ((rc = ps_comm_agree(comm, ps_model_tables(&mcfg, tables, PS_MODEL_MAX_TABLES, &ntables))) ||
         (rc = ps_comm_split(comm, server ? -1 : 0, &workers))) {
         goto done;
-    }
-    uint32_t ntables = ps_model_ntables(model);
-    ps_table_desc tables[2 * (PS_MODEL_MAX_HIDDEN + 1)];
-    for (uint32_t t = 0; t < ntables; t++) {
-        tables[t] = *ps_model_table(model, t);
     }
     if (rank == l.worker_ranks[0] && !cfg->quiet) {
         PS_LOG(INFO,
@@ -211,7 +208,6 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
     }
 done:
     ps_comm_destroy(&workers);
-    ps_model_destroy(&model);
     layout_fini(&l);
     return rc;
 }

@@ -16,6 +16,14 @@
 
 #define PREFIX_BYTES 8
 
+struct ps_file_writer {
+    ps_afile *f;
+    char *path;
+    uint64_t left; /* declared payload bytes not yet written */
+    uint32_t want_crc;
+    uLong crc;
+};
+
 struct ps_file_reader {
     int fd;
     int checked; /* CRC verified (or reported) */
@@ -66,23 +74,26 @@ static ssize_t read_full(int fd, void *buf, size_t len)
     return (ssize_t)got;
 }
 
-int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *const *parts,
-                         const size_t *part_len, size_t nparts)
+uint32_t ps_file_crc32(uint32_t crc, const void *buf, size_t len)
+{
+    return (uint32_t)crc_update(crc, buf, len);
+}
+
+static void writer_free(ps_file_writer *w)
+{
+    ps_free(w->path);
+    ps_free(w);
+}
+
+int ps_file_create(ps_file_writer **out, const char *path, const ps_file_header *h)
 {
     int rc = 0;
     ps_bytes hb = {0};
-    ps_afile *f = NULL;
+    ps_file_writer *w = NULL;
+    *out = NULL;
 
     ps_file_header hh = *h;
     hh.format_version = PS_FILE_FORMAT_VERSION;
-    hh.payload_bytes = 0;
-    uLong crc = crc32(0L, Z_NULL, 0);
-    for (size_t i = 0; i < nparts; i++) {
-        hh.payload_bytes += part_len[i];
-        crc = crc_update(crc, parts[i], part_len[i]);
-    }
-    hh.crc32 = (uint32_t)crc;
-
     rc = ps_fileheader_encode(&hh, &hb);
     if (rc) {
         goto fail_encode;
@@ -98,26 +109,107 @@ int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *
     for (int i = 0; i < 4; i++) {
         prefix[4 + i] = (unsigned char)(hb.len >> (8 * i));
     }
-
-    rc = ps_afile_open(&f, path);
-    if (rc) {
-        goto fail_encode;
+    if (!(w = ps_calloc(1, sizeof *w)) || !(w->path = ps_strdup(path))) {
+        rc = PS_ENOMEM;
+        goto fail_alloc;
     }
-    rc = ps_afile_write(f, prefix, sizeof prefix);
+    w->left = h->payload_bytes;
+    w->want_crc = h->crc32;
+    w->crc = crc32(0L, Z_NULL, 0);
+    rc = ps_afile_open(&w->f, path);
+    if (rc) {
+        goto fail_alloc;
+    }
+    rc = ps_afile_write(w->f, prefix, sizeof prefix);
     if (!rc) {
-        rc = ps_afile_write(f, hb.data, hb.len);
-    }
-    for (size_t i = 0; !rc && i < nparts; i++) {
-        rc = ps_afile_write(f, parts[i], part_len[i]);
+        rc = ps_afile_write(w->f, hb.data, hb.len);
     }
     if (rc) {
-        ps_afile_abort(&f);
-        goto fail_encode;
+        goto fail_write;
     }
-    rc = ps_afile_commit(&f);
+    *out = w;
+    ps_free(hb.data);
+    return 0;
 
+fail_write:
+    ps_afile_abort(&w->f);
+fail_alloc:
+    if (w) {
+        writer_free(w);
+    }
 fail_encode:
     ps_free(hb.data);
+    return rc;
+}
+
+int ps_file_write_payload(ps_file_writer *w, const void *buf, size_t len)
+{
+    if (len > w->left) {
+        PS_LOG(ERROR, "%s: writing %zu payload bytes, only %llu of the declared size remain",
+               w->path, len, (unsigned long long)w->left);
+        return PS_EINVAL;
+    }
+    int rc = ps_afile_write(w->f, buf, len);
+    if (!rc) {
+        w->crc = crc_update(w->crc, buf, len);
+        w->left -= len;
+    }
+    return rc;
+}
+
+void ps_file_abort(ps_file_writer **pw)
+{
+    if (pw && *pw) {
+        ps_afile_abort(&(*pw)->f);
+        writer_free(*pw);
+        *pw = NULL;
+    }
+}
+
+int ps_file_commit(ps_file_writer **pw)
+{
+    int rc = 0;
+    ps_file_writer *w = *pw;
+    if (w->left) {
+        PS_LOG(ERROR, "%s: committed with %llu of the declared payload bytes unwritten", w->path,
+               (unsigned long long)w->left);
+        rc = PS_EINVAL;
+    } else if ((uint32_t)w->crc != w->want_crc) {
+        PS_LOG(ERROR,
+               "%s: payload CRC %08x differs from the %08x declared in the header (its source "
+               "changed while it was written); not written",
+               w->path, (unsigned)w->crc, w->want_crc);
+        rc = PS_EIO;
+    }
+    if (rc) {
+        ps_file_abort(pw);
+        return rc;
+    }
+    rc = ps_afile_commit(&w->f);
+    writer_free(w);
+    *pw = NULL;
+    return rc;
+}
+
+int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *const *parts,
+                         const size_t *part_len, size_t nparts)
+{
+    ps_file_writer *w = NULL;
+    ps_file_header hh = *h;
+    hh.payload_bytes = 0;
+    hh.crc32 = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        hh.payload_bytes += part_len[i];
+        hh.crc32 = ps_file_crc32(hh.crc32, parts[i], part_len[i]);
+    }
+    int rc = ps_file_create(&w, path, &hh);
+    for (size_t i = 0; !rc && i < nparts; i++) {
+        rc = ps_file_write_payload(w, parts[i], part_len[i]);
+    }
+    if (!rc) {
+        rc = ps_file_commit(&w);
+    }
+    ps_file_abort(&w);
     return rc;
 }
 

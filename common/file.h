@@ -1,11 +1,12 @@
-/* Files: every file adamps writes (checkpoint shards, worker state, the
- * manifest) is the 4-byte magic "APS1", a 4-byte little-endian length L, L
- * bytes of a protobuf FileHeader (format version, kind, payload size, CRC-32
- * of the payload, config, clock, rank, tables), then the payload. Files are
- * written to `path.tmp.<pid>`, fsynced and renamed over `path`, and the
- * directory is fsynced, so a crash leaves the old file or the new one, never
- * half of one. The protobuf part lives in common/codec_header.c; this module
- * holds no protobuf. Not collective; thread-safe on distinct objects. */
+/* Files: every framed file adamps writes (checkpoint shards, worker state,
+ * the manifest, a saved model's model.bin) is the 4-byte magic "APS1", a
+ * 4-byte little-endian length L, L bytes of a protobuf FileHeader (format
+ * version, kind, payload size, CRC-32 of the payload, config, clock, rank,
+ * tables, model info), then the payload. Files are written to
+ * `path.tmp.<pid>`, fsynced and renamed over `path`, and the directory is
+ * fsynced, so a crash leaves the old file or the new one, never half of
+ * one. The protobuf part lives in common/fileheader.c; this module holds no
+ * protobuf. Not collective; thread-safe on distinct objects. */
 #ifndef PS_FILE_H
 #define PS_FILE_H
 
@@ -27,6 +28,22 @@ typedef struct {
     uint32_t nstate;
 } ps_file_table;
 
+/* Hidden layers a model file can describe (worker/model.h's limit). */
+#define PS_FILE_MAX_HIDDEN 8
+
+/* The ModelInfo message: what a kind "model" file's tables make up. */
+typedef struct {
+    char kind[16]; /* "logreg" or "mlp"; NUL-terminated */
+    uint64_t in_dim;
+    uint32_t nclasses;
+    int sparse_input; /* 1: CSR input */
+    uint32_t hash_bits;
+    uint64_t hash_fingerprint;
+    uint32_t nhidden;
+    uint32_t hidden[PS_FILE_MAX_HIDDEN];
+    int averaged; /* 1: the temporal average */
+} ps_file_model;
+
 /* Plain-C view of the FileHeader message. For writing, every pointer is
  * borrowed; payload_bytes, crc32 and format_version are filled in by the
  * writer. After reading, config and tables are owned by the struct and
@@ -44,7 +61,11 @@ typedef struct {
     uint32_t shard_mode; /* shards: 0 range, 1 hash */
     int64_t step;        /* shards: optimizer steps applied */
     char optimizer[16];  /* shards: the update rule; NUL-terminated */
+    int has_model;       /* the model field is present (kind "model") */
+    ps_file_model model;
 } ps_file_header;
+
+typedef struct ps_file_writer ps_file_writer;
 
 /* Frees what a read put in h (config, tables) and zeroes it. Accepts a
  * zeroed or already finalised header. */
@@ -59,6 +80,36 @@ void ps_file_header_fini(ps_file_header *h);
  * path before is untouched. */
 int ps_file_write_atomic(const char *path, const ps_file_header *h, const void *const *parts,
                          const size_t *part_len, size_t nparts);
+
+/* Streaming writes, for payloads too big to hold in memory. The header
+ * comes first in the file and a protobuf varint's length depends on its
+ * value, so no room can be left for a CRC found later: the caller declares
+ * h->payload_bytes and h->crc32 up front (from a first pass over the data,
+ * with ps_file_crc32) and ps_file_commit checks the payload against both.
+ * The rest of h is written as ps_file_write_atomic writes it.
+ * Creates `path.tmp.<pid>` and writes the prefix and the header. Returns 0
+ * and a new writer in *out, which the caller ends with ps_file_commit or
+ * ps_file_abort; PS_EINVAL (as ps_file_write_atomic); PS_ENOMEM; PS_EIO
+ * (logged). */
+int ps_file_create(ps_file_writer **out, const char *path, const ps_file_header *h);
+/* Appends len payload bytes (borrowed). Returns 0; PS_EINVAL (logged,
+ * nothing written) when that would pass the declared payload size; PS_EIO
+ * (logged; sticky). */
+int ps_file_write_payload(ps_file_writer *w, const void *buf, size_t len);
+/* Checks that the payload written has the declared size (else PS_EINVAL,
+ * logged: a bug) and CRC (else PS_EIO, logged: the data changed between the
+ * caller's passes), then publishes the file as ps_file_write_atomic does.
+ * On any error the temp file is removed and path is untouched. Frees the
+ * writer and sets *w = NULL whatever happens. */
+int ps_file_commit(ps_file_writer **w);
+/* Removes the temp file and frees the writer. Accepts NULL and *w == NULL;
+ * sets *w = NULL. */
+void ps_file_abort(ps_file_writer **w);
+
+/* CRC-32 (IEEE, as the header's crc32) of len bytes at buf, continuing from
+ * crc: 0 starts, and ps_file_crc32(ps_file_crc32(0, a, n), b, m) is the CRC
+ * of a then b. Pure. */
+uint32_t ps_file_crc32(uint32_t crc, const void *buf, size_t len);
 
 /* Reads path whole: fills h (the caller finalises it with
  * ps_file_header_fini) and returns the payload in *payload (allocated with

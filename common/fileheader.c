@@ -1,5 +1,5 @@
 /* FileHeader <-> ps_file_header. Part of the codec layer: one of the only
- * files that include the generated protobuf-c code (see codec_header.h). */
+ * files that include the generated protobuf-c code (see fileheader.h). */
 #include "common/fileheader.h"
 
 #include <stdio.h>
@@ -37,6 +37,8 @@ static void pb_free(void *data, void *p)
  * and the decoder cannot drift apart. Strings, tables and counts, whose
  * handling differs, are copied by hand. */
 #define TABLE_NUMBERS(X) X(rows) X(width) X(first_slot) X(nslots) X(nstate)
+#define MODEL_NUMBERS(X)                                                                           \
+    X(in_dim) X(nclasses) X(sparse_input) X(hash_bits) X(hash_fingerprint) X(averaged)
 #define HEADER_NUMBERS(X)                                                                          \
     X(format_version)                                                                              \
     X(payload_bytes) X(crc32) X(clock) X(rank) X(nservers) X(nworkers) X(shard_mode) X(step)
@@ -77,6 +79,29 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
         ptrs[i] = &infos[i];
     }
 
+    Adamps__ModelInfo model = ADAMPS__MODEL_INFO__INIT;
+    if (h->has_model) {
+        const ps_file_model *m = &h->model;
+        if (!memchr(m->kind, '\0', sizeof m->kind)) {
+            PS_LOG(ERROR, "file header: model kind is not NUL-terminated within %zu bytes",
+                   sizeof m->kind);
+            rc = PS_EINVAL;
+            goto done;
+        }
+        if (m->nhidden > PS_FILE_MAX_HIDDEN) {
+            PS_LOG(ERROR, "file header: model has %u hidden layers, at most %d allowed", m->nhidden,
+                   PS_FILE_MAX_HIDDEN);
+            rc = PS_EINVAL;
+            goto done;
+        }
+        model.kind = (char *)m->kind;
+#define TO_MODEL(f) model.f = m->f;
+        MODEL_NUMBERS(TO_MODEL)
+#undef TO_MODEL
+        model.n_hidden = m->nhidden;
+        model.hidden = (uint32_t *)m->hidden;
+    }
+
     Adamps__FileHeader msg = ADAMPS__FILE_HEADER__INIT;
 #define TO_MSG(f) msg.f = h->f;
     HEADER_NUMBERS(TO_MSG)
@@ -86,6 +111,7 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
     msg.n_tables = h->ntables;
     msg.tables = ptrs;
     msg.optimizer = (char *)h->optimizer;
+    msg.model = h->has_model ? &model : NULL;
 
     size_t need = adamps__file_header__get_packed_size(&msg);
     void *data = out->data;
@@ -134,6 +160,19 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
             goto free_msg;
         }
     }
+    const Adamps__ModelInfo *model = msg->model;
+    if (model && strlen(model->kind) >= sizeof out->model.kind) {
+        PS_LOG(ERROR, "%s: file header field model.kind is %zu bytes long, at most %zu allowed",
+               what, strlen(model->kind), sizeof out->model.kind - 1);
+        rc = PS_ECKPT;
+        goto free_msg;
+    }
+    if (model && model->n_hidden > PS_FILE_MAX_HIDDEN) {
+        PS_LOG(ERROR, "%s: file header field model.hidden has %zu layers, at most %d allowed", what,
+               model->n_hidden, PS_FILE_MAX_HIDDEN);
+        rc = PS_ECKPT;
+        goto free_msg;
+    }
 
     out->config = ps_strdup(msg->config);
     if (!out->config) {
@@ -161,6 +200,18 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
 #undef FROM_MSG
     strcpy(out->kind, msg->kind);
     snprintf(out->optimizer, sizeof out->optimizer, "%s", msg->optimizer);
+    if (model) {
+        ps_file_model *m = &out->model;
+        out->has_model = 1;
+        strcpy(m->kind, model->kind);
+#define FROM_MODEL(f) m->f = model->f;
+        MODEL_NUMBERS(FROM_MODEL)
+#undef FROM_MODEL
+        m->nhidden = (uint32_t)model->n_hidden;
+        for (size_t i = 0; i < model->n_hidden; i++) {
+            m->hidden[i] = model->hidden[i];
+        }
+    }
 
 free_msg:
     if (rc) {

@@ -14,16 +14,19 @@
 
 /* Overwrites out (growing out->data with ps_grow) with the encoding of h and
  * sets out->len. All of h is written as is, format_version, payload_bytes
- * and crc32 included. Returns 0; PS_EINVAL (logged) when kind or a table
- * name is not NUL-terminated inside its array; PS_ENOMEM. */
+ * and crc32 included; the model field only when h->has_model. Returns 0;
+ * PS_EINVAL (logged) when kind, a table name or the model kind is not
+ * NUL-terminated inside its array, or the model has more than
+ * PS_FILE_MAX_HIDDEN hidden layers; PS_ENOMEM. */
 int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out);
 
 /* Decodes len bytes at buf into out, which must be zeroed or finalised; on
  * success the caller releases it with ps_file_header_fini. `what` names the
  * source (a file path) in the error log. Checks that the bytes parse, that
- * kind fits in 16 and each table name in 32 bytes with their NUL. Returns 0; PS_ECKPT (logged, out left zeroed);
- * PS_ENOMEM. Does not check the format version: the caller does, so it can
- * name the versions it knows. */
+ * kind and the model kind fit in 16 and each table name in 32 bytes with
+ * their NUL, and that the model has at most PS_FILE_MAX_HIDDEN hidden
+ * layers. Returns 0; PS_ECKPT (logged, out left zeroed); PS_ENOMEM. Does not check the format
+ * version: the caller does, so it can name the versions it knows. */
 int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_header *out);
 
 #endif

@@ -5,6 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json.h"
+#include "common/mem.h"
+
 static int log_rank = -1;
 static ps_log_level log_min = PS_LOG_INFO;
 static int log_json;
@@ -32,22 +35,25 @@ void ps_log_set_abort_hook(void (*hook)(void))
     log_abort_hook = hook;
 }
 
-/* Writes a JSON string body with the characters JSON requires escaped. */
-static void put_json_string(char *out, size_t cap, const char *s)
+/* The JSON line of one log record into line (NUL-terminated). Returns 0
+ * or PS_ENOMEM: then the caller prints the text line instead, since logging
+ * must never fail. */
+static int json_line(ps_bytes *line, const char *when, long ms, const char *level, const char *msg)
 {
-    size_t o = 0;
-    for (; *s && o + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
-        }
+    char stamp[48];
+    snprintf(stamp, sizeof stamp, "%s.%03ldZ", when, ms);
+    ps_json *o = ps_json_object();
+    int rc = ps_json_set(o, "time", ps_json_string(stamp));
+    rc = rc ? rc : ps_json_set(o, "rank", ps_json_int(log_rank));
+    rc = rc ? rc : ps_json_set(o, "level", ps_json_string(level));
+    rc = rc ? rc : ps_json_set(o, "msg", ps_json_string(msg));
+    rc = rc ? rc : ps_json_dump(o, 0, line);
+    rc = rc ? rc : PS_GROW(line->data, line->cap, line->len + 1);
+    if (rc == 0) {
+        line->data[line->len] = '\0';
     }
-    out[o] = '\0';
+    ps_json_free(&o);
+    return rc;
 }
 
 void ps_log_write(ps_log_level level, const char *file, int line, const char *fmt, ...)
@@ -73,18 +79,17 @@ void ps_log_write(ps_log_level level, const char *file, int line, const char *fm
     int with_where = level == PS_LOG_DEBUG || level == PS_LOG_ERROR;
 
     /* One fprintf per line so lines from different ranks do not interleave. */
-    if (log_json) {
-        char esc[4200];
-        put_json_string(esc, sizeof esc, msg);
-        fprintf(stderr, "{\"time\":\"%s.%03ldZ\",\"rank\":%d,\"level\":\"%s\",\"msg\":\"%s\"}\n",
-                when, ts.tv_nsec / 1000000, log_rank, level_names[level], esc);
+    ps_bytes js = {0};
+    if (log_json && json_line(&js, when, ts.tv_nsec / 1000000, level_names[level], msg) == 0) {
+        fprintf(stderr, "%s\n", (const char *)js.data);
     } else if (with_where) {
-        fprintf(stderr, "%s.%03ldZ [rank %d] %s %s:%d: %s\n", when, ts.tv_nsec / 1000000,
-                log_rank, level_names[level], base, line, msg);
+        fprintf(stderr, "%s.%03ldZ [rank %d] %s %s:%d: %s\n", when, ts.tv_nsec / 1000000, log_rank,
+                level_names[level], base, line, msg);
     } else {
         fprintf(stderr, "%s.%03ldZ [rank %d] %s: %s\n", when, ts.tv_nsec / 1000000, log_rank,
                 level_names[level], msg);
     }
+    ps_free(js.data);
 }
 
 void ps_log_fatal(const char *file, int line, const char *expr)

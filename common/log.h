@@ -13,7 +13,9 @@ typedef enum { PS_LOG_DEBUG = 0, PS_LOG_INFO, PS_LOG_WARN, PS_LOG_ERROR } ps_log
 void ps_log_set_rank(int rank);
 /* Lines below this level are dropped. Default PS_LOG_INFO. */
 void ps_log_set_level(ps_log_level level);
-/* JSON lines instead of text (--log-format json). */
+/* JSON lines instead of text (--log-format json): one object per line with
+ * time, rank, level and msg, written with common/json.h; a line jansson
+ * cannot allocate for is written as text instead. */
 void ps_log_set_json(int on);
 /* Called by PS_ASSERT after logging; default calls abort(). */
 void ps_log_set_abort_hook(void (*hook)(void));

@@ -1,10 +1,10 @@
-/* NumPy .npy export and import: float32 arrays in .npy format version 1.0
- * ('<f4', C order, header padded with spaces to a multiple of 64 bytes
- * ending in a newline), loadable with numpy.load. Files are written
- * atomically through common/file (temp name, fsync, rename), so a reader
- * never sees half an array. Used to export model tables, one file per
- * table, and to read them back (adamps predict). Not collective;
- * thread-safe on distinct writers and distinct reads. */
+/* NumPy .npy export: float32 arrays in .npy format version 1.0 ('<f4', C
+ * order, header padded with spaces to a multiple of 64 bytes ending in a
+ * newline), loadable with numpy.load. Files are written atomically through
+ * common/afile (temp name, fsync, rename), so a reader never sees half an
+ * array. Used to export model tables, one file per table, for numpy users;
+ * adamps itself reads models from model.bin (worker/export.h). Not
+ * collective; thread-safe on distinct writers. */
 #ifndef PS_NPY_H
 #define PS_NPY_H
 
@@ -40,15 +40,10 @@ int ps_npy_close(ps_npy_writer **w);
  * sets *w = NULL. */
 void ps_npy_abort(ps_npy_writer **w);
 
-/* Reads a whole .npy file of little-endian float32 in C order ('<f4',
- * fortran_order False; format version 1.0 or 2.0, as numpy.save writes
- * it). OUT shape[0..*ndim) (shape has room for PS_NPY_MAX_DIMS), OUT *data
- * = a new array of prod(shape) floats, row-major, allocated with ps_malloc
- * (non-NULL even for an empty array); the caller ps_free()s it. Returns 0;
- * PS_EIO (cannot open or read; logged with path and strerror); PS_EFORMAT
- * (logged naming the file and why: bad magic, unknown version, another
- * dtype or byte order, Fortran order, a garbled header, a file shorter or
- * longer than its shape says); PS_ENOMEM. On error *data is NULL. */
-int ps_npy_read(const char *path, float **data, uint64_t *shape, int *ndim);
+/* Bytes before the data in a file that ps_npy_write or ps_npy_open wrote
+ * with shape[0..ndim): the header, a multiple of 64. So a reader of our own
+ * files (worker/export.c's second pass) needs no dict parser. Returns 0
+ * (logged) for a shape ps_npy_open rejects. */
+size_t ps_npy_header_bytes(const uint64_t *shape, int ndim);
 
 #endif

@@ -26,6 +26,7 @@ PKGS=(
     libprotobuf-c-dev protobuf-c-compiler
     libcmocka-dev
     zlib1g-dev
+    libjansson-dev
     dataset-fashion-mnist
     python3 python3-numpy
     gnuplot-nox

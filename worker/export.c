@@ -2,22 +2,27 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "common/afile.h"
 #include "common/err.h"
 #include "common/file.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "data/fhash.h"
 #include "data/npy.h"
 
-#define BLOCK_FLOATS (1u << 22) /* 16 MiB of values per pull */
+#define BLOCK_FLOATS (1u << 22) /* 16 MiB of values per pull and per copy */
+#define PATH_CAP 4096
+/* Ids whose hashes make the fingerprint: enough that even 1-bit hashes
+ * give 16 bits of it. */
+#define FINGERPRINT_IDS 16
 
 static int make_dir(const char *dir)
 {
-    char path[4096];
+    char path[PATH_CAP];
     if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
         PS_LOG(ERROR, "model directory name is too long: %s", dir);
         return PS_EINVAL;
@@ -39,15 +44,42 @@ static int make_dir(const char *dir)
     }
 }
 
-static int save_table(ps_client *c, const ps_model *m, uint32_t t, int64_t version, int averaged,
-                      const char *dir)
+/* dir/name into path (PATH_CAP bytes). */
+static int path_in(char *path, const char *dir, const char *name)
+{
+    if (snprintf(path, PATH_CAP, "%s/%s", dir, name) >= PATH_CAP) {
+        PS_LOG(ERROR, "model file name is too long: %s/%s", dir, name);
+        return PS_EINVAL;
+    }
+    return 0;
+}
+
+static int npy_path(char *path, const char *dir, const ps_table_desc *d)
+{
+    char name[sizeof d->name + 4];
+    snprintf(name, sizeof name, "%s.npy", d->name);
+    return path_in(path, dir, name);
+}
+
+uint64_t ps_export_hash_fingerprint(unsigned bits)
+{
+    uint64_t fp = 0;
+    for (uint64_t id = 0; bits && id < FINGERPRINT_IDS; id++) {
+        fp = (fp ^ ps_fhash(id, bits)) * 0x100000001b3ULL; /* FNV-1a's prime */
+    }
+    return fp;
+}
+
+/* Pass 1, from the servers: table t into dir/NAME.npy in row blocks, its
+ * bytes' CRC chained onto *crc. */
+static int pull_table(ps_client *c, const ps_model *m, uint32_t t, const ps_export_info *info,
+                      const char *dir, uint32_t *crc)
 {
     const ps_table_desc *d = ps_model_table(m, t);
     uint32_t nt = ps_model_ntables(m);
     uint64_t block = BLOCK_FLOATS / d->width ? BLOCK_FLOATS / d->width : 1;
     block = block < d->rows ? block : d->rows;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.npy", dir, d->name);
+    char path[PATH_CAP];
     ps_keylist *keys = ps_calloc(nt, sizeof *keys);
     float **params = ps_calloc(nt, sizeof *params);
     uint64_t *rows = ps_malloc(block * sizeof *rows);
@@ -59,7 +91,7 @@ static int save_table(ps_client *c, const ps_model *m, uint32_t t, int64_t versi
         goto done;
     }
     uint64_t shape[2] = {d->rows, d->width};
-    if ((rc = ps_npy_open(&w, path, shape, 2))) {
+    if ((rc = npy_path(path, dir, d)) || (rc = ps_npy_open(&w, path, shape, 2))) {
         goto done;
     }
     params[t] = vals;
@@ -71,9 +103,10 @@ static int save_table(ps_client *c, const ps_model *m, uint32_t t, int64_t versi
         }
         keys[t].n = n;
         if ((rc = ps_client_plan(c, plan, keys)) == 0 &&
-            (rc = ps_client_pull_start(c, plan, version, averaged)) == 0 &&
-            (rc = ps_client_pull_wait(c, plan, params)) == 0) {
-            rc = ps_npy_append(w, vals, n * d->width);
+            (rc = ps_client_pull_start(c, plan, info->clock, info->averaged)) == 0 &&
+            (rc = ps_client_pull_wait(c, plan, params)) == 0 &&
+            (rc = ps_npy_append(w, vals, n * d->width)) == 0) {
+            *crc = ps_file_crc32(*crc, vals, n * d->width * sizeof(float));
         }
     }
     rc = rc ? rc : ps_npy_close(&w);
@@ -87,72 +120,222 @@ done:
     return rc;
 }
 
-/* JSON string body: the config line holds quotes and backslashes. */
-static void put_json_string(FILE *f, const char *s)
+/* Pass 1, from memory: vals (the whole table) into dir/NAME.npy. */
+static int write_table(const ps_table_desc *d, const float *vals, const char *dir, uint32_t *crc)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            fputc('\\', f);
-        }
-        fputc((unsigned char)*s < 0x20 ? ' ' : *s, f);
+    char path[PATH_CAP];
+    uint64_t shape[2] = {d->rows, d->width};
+    int rc = npy_path(path, dir, d);
+    if (rc == 0 && (rc = ps_npy_write(path, vals, shape, 2)) == 0) {
+        *crc = ps_file_crc32(*crc, vals, (size_t)(d->rows * d->width) * sizeof(float));
     }
-    fputc('"', f);
-}
-
-static int write_json(const ps_model *m, const char *dir, const char *config_text,
-                      unsigned hash_bits)
-{
-    const ps_model_cfg *mc = ps_model_config(m);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.json", dir);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) {
-        return PS_ENOMEM;
-    }
-    fprintf(f, "{\n  \"format\": \"adamps-model\",\n  \"format_version\": 1,\n");
-    fprintf(f, "  \"model\": \"%s\",\n", mc->kind == PS_MODEL_MLP ? "mlp" : "logreg");
-    fprintf(f, "  \"in_dim\": %llu,\n  \"nclasses\": %u,\n  \"sparse_input\": %d,\n",
-            (unsigned long long)mc->in_dim, mc->nclasses, mc->sparse_input);
-    fprintf(f, "  \"hash_bits\": %u,\n  \"hidden\": [", hash_bits);
-    for (uint32_t i = 0; mc->kind == PS_MODEL_MLP && i < mc->nhidden; i++) {
-        fprintf(f, "%s%u", i ? ", " : "", mc->hidden[i]);
-    }
-    fprintf(f, "],\n  \"activation\": \"relu\",\n  \"output\": \"softmax\",\n");
-    fprintf(f, "  \"layout\": \"logits = x @ w + b per layer; a table is rows x width, "
-               "rows = inputs, width = outputs\",\n");
-    fprintf(f, "  \"preprocessing\": \"%s\",\n",
-            mc->sparse_input ? "libsvm values as given; feature ids hashed when hash_bits > 0"
-                             : "IDX pixels scaled to [0,1] by x/255");
-    fprintf(f, "  \"tables\": [\n");
-    uint32_t nt = ps_model_ntables(m);
-    for (uint32_t t = 0; t < nt; t++) {
-        const ps_table_desc *d = ps_model_table(m, t);
-        fprintf(f, "    {\"name\": \"%s\", \"file\": \"%s.npy\", \"shape\": [%llu, %u]}%s\n",
-                d->name, d->name, (unsigned long long)d->rows, d->width, t + 1 < nt ? "," : "");
-    }
-    fprintf(f, "  ],\n  \"config\": ");
-    put_json_string(f, config_text);
-    fprintf(f, "\n}\n");
-    fclose(f);
-    ps_afile *af = NULL;
-    int rc = ps_afile_open(&af, path);
-    if (rc == 0 && (rc = ps_afile_write(af, text, len)) == 0) {
-        rc = ps_afile_commit(&af);
-    }
-    ps_afile_abort(&af);
-    free(text); /* open_memstream allocates with malloc, not ps_malloc */
     return rc;
 }
 
-int ps_export_save(ps_client *c, const ps_model *m, int64_t version, int averaged,
-                   const char *dir, const char *config_text, unsigned hash_bits)
+/* Pass 2: the data of dir/NAME.npy, just written, onto w in blocks. The
+ * header size is known from the shape, so no .npy parsing; a file that
+ * changed since is caught here (size) or at commit (CRC). */
+static int copy_npy(ps_file_writer *w, const ps_table_desc *d, const char *dir, void *buf,
+                    size_t cap)
 {
+    char path[PATH_CAP];
+    uint64_t shape[2] = {d->rows, d->width};
+    uint64_t off = ps_npy_header_bytes(shape, 2);
+    uint64_t left = d->rows * d->width * sizeof(float);
+    int rc = npy_path(path, dir, d);
+    if (rc) {
+        return rc;
+    }
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0 || fseeko(f, (off_t)off, SEEK_SET) != 0) {
+        PS_LOG(ERROR, "%s: cannot reopen to copy into model.bin: %s", path, strerror(errno));
+        rc = PS_EIO;
+        goto done;
+    }
+    if ((uint64_t)st.st_size != off + left) {
+        PS_LOG(ERROR, "%s: %lld bytes, %llu when written: changed while exporting", path,
+               (long long)st.st_size, (unsigned long long)(off + left));
+        rc = PS_EIO;
+        goto done;
+    }
+    while (rc == 0 && left) {
+        size_t n = left < cap ? (size_t)left : cap;
+        if (fread(buf, 1, n, f) != n) {
+            PS_LOG(ERROR, "%s: read failed: %s", path, ferror(f) ? strerror(errno) : "file shrank");
+            rc = PS_EIO;
+            break;
+        }
+        rc = ps_file_write_payload(w, buf, n);
+        left -= n;
+    }
+done:
+    if (f) {
+        fclose(f);
+    }
+    return rc;
+}
+
+static const char *kind_name(const ps_model_cfg *mc)
+{
+    return mc->kind == PS_MODEL_MLP ? "mlp" : "logreg";
+}
+
+/* dir/model.bin: the header describes the model and its tables, the
+ * payload is the tables (crc: their CRC from pass 1). */
+static int write_bin(const ps_model *m, const ps_export_info *info, const char *dir, uint32_t crc)
+{
+    const ps_model_cfg *mc = ps_model_config(m);
+    uint32_t nt = ps_model_ntables(m);
+    ps_file_table tables[PS_MODEL_MAX_TABLES];
+    size_t cap = 0; /* copy buffer: the largest table, at most one block */
+    ps_file_header h = {.config = (char *)info->config_text,
+                        .clock = info->clock,
+                        .ntables = nt,
+                        .tables = tables,
+                        .crc32 = crc,
+                        .has_model = 1};
+    snprintf(h.kind, sizeof h.kind, "model");
+    ps_file_model *fm = &h.model;
+    snprintf(fm->kind, sizeof fm->kind, "%s", kind_name(mc));
+    fm->in_dim = mc->in_dim;
+    fm->nclasses = mc->nclasses;
+    fm->sparse_input = mc->sparse_input != 0;
+    fm->hash_bits = info->hash_bits;
+    fm->hash_fingerprint = ps_export_hash_fingerprint(info->hash_bits);
+    fm->nhidden = mc->kind == PS_MODEL_MLP ? mc->nhidden : 0;
+    _Static_assert(PS_FILE_MAX_HIDDEN == PS_MODEL_MAX_HIDDEN, "file and model limits agree");
+    memcpy(fm->hidden, mc->hidden, fm->nhidden * sizeof *fm->hidden);
+    fm->averaged = info->averaged != 0;
+    for (uint32_t t = 0; t < nt; t++) {
+        const ps_table_desc *d = ps_model_table(m, t);
+        tables[t] =
+            (ps_file_table){.rows = d->rows, .width = d->width, .nslots = d->rows, .nstate = 1};
+        snprintf(tables[t].name, sizeof tables[t].name, "%s", d->name);
+        /* pass 1's .npy writers checked that rows * width * 4 fits. */
+        uint64_t bytes = d->rows * d->width * sizeof(float);
+        h.payload_bytes += bytes;
+        cap = bytes > cap ? (size_t)bytes : cap;
+    }
+
+    char path[PATH_CAP];
+    ps_file_writer *w = NULL;
+    void *buf = NULL;
+    int rc = path_in(path, dir, "model.bin");
+    if (rc) {
+        goto done;
+    }
+    cap = cap < BLOCK_FLOATS * sizeof(float) ? cap : BLOCK_FLOATS * sizeof(float);
+    if (!(buf = ps_malloc(cap))) {
+        rc = PS_ENOMEM;
+        goto done;
+    }
+    if ((rc = ps_file_create(&w, path, &h))) {
+        goto done;
+    }
+    for (uint32_t t = 0; rc == 0 && t < nt; t++) {
+        rc = copy_npy(w, ps_model_table(m, t), dir, buf, cap);
+    }
+    rc = rc ? rc : ps_file_commit(&w);
+done:
+    ps_file_abort(&w);
+    ps_free(buf);
+    return rc;
+}
+
+/* dir/model.json. Every value goes into its parent as soon as it is made
+ * (the parent then owns it, even when that fails), and a value is only made
+ * once everything before it went in: one free at the end, whatever failed. */
+static int write_json(const ps_model *m, const ps_export_info *info, const char *dir)
+{
+    const ps_model_cfg *mc = ps_model_config(m);
+    ps_json *o = ps_json_object(), *arr = NULL;
+    ps_bytes text = {0};
+    int rc = o ? 0 : PS_ENOMEM;
+#define SET(obj, key, value) (rc = rc ? rc : ps_json_set(obj, key, value))
+#define ADD(a, value) (rc = rc ? rc : ps_json_append(a, value))
+    SET(o, "format", ps_json_string("adamps-model"));
+    SET(o, "format_version", ps_json_int(1));
+    SET(o, "model", ps_json_string(kind_name(mc)));
+    SET(o, "in_dim", ps_json_int((int64_t)mc->in_dim));
+    SET(o, "nclasses", ps_json_int(mc->nclasses));
+    SET(o, "sparse_input", ps_json_int(mc->sparse_input != 0));
+    SET(o, "hash_bits", ps_json_int(info->hash_bits));
+    SET(o, "hidden", arr = ps_json_array());
+    for (uint32_t i = 0; mc->kind == PS_MODEL_MLP && i < mc->nhidden; i++) {
+        ADD(arr, ps_json_int(mc->hidden[i]));
+    }
+    SET(o, "activation", ps_json_string("relu"));
+    SET(o, "output", ps_json_string("softmax"));
+    SET(o, "layout",
+        ps_json_string("logits = x @ w + b per layer; a table is rows x width, "
+                       "rows = inputs, width = outputs"));
+    SET(o, "preprocessing",
+        ps_json_string(mc->sparse_input
+                           ? "libsvm values as given; feature ids hashed when hash_bits > 0"
+                           : "IDX pixels scaled to [0,1] by x/255"));
+    SET(o, "averaged", ps_json_bool(info->averaged));
+    SET(o, "clock", ps_json_int(info->clock));
+    SET(o, "model_file", ps_json_string("model.bin"));
+    SET(o, "tables", arr = ps_json_array());
+    for (uint32_t t = 0; t < ps_model_ntables(m); t++) {
+        const ps_table_desc *d = ps_model_table(m, t);
+        char file[sizeof d->name + 4];
+        snprintf(file, sizeof file, "%s.npy", d->name);
+        ps_json *tab = NULL, *shape = NULL;
+        ADD(arr, tab = ps_json_object());
+        SET(tab, "name", ps_json_string(d->name));
+        SET(tab, "file", ps_json_string(file));
+        SET(tab, "shape", shape = ps_json_array());
+        ADD(shape, ps_json_int((int64_t)d->rows));
+        ADD(shape, ps_json_int(d->width));
+    }
+    SET(o, "config", ps_json_string(info->config_text ? info->config_text : ""));
+#undef ADD
+#undef SET
+    rc = rc ? rc : ps_json_dump(o, 2, &text);
+    rc = rc ? rc : PS_GROW(text.data, text.cap, text.len + 1);
+    char path[PATH_CAP];
+    ps_afile *f = NULL;
+    if (rc == 0) {
+        text.data[text.len++] = '\n';
+        rc = path_in(path, dir, "model.json");
+    }
+    if (rc == 0 && (rc = ps_afile_open(&f, path)) == 0 &&
+        (rc = ps_afile_write(f, text.data, text.len)) == 0) {
+        rc = ps_afile_commit(&f);
+    }
+    ps_afile_abort(&f);
+    ps_free(text.data);
+    ps_json_free(&o);
+    return rc;
+}
+
+/* Pass 1 from the servers (c) or from memory (tables), then pass 2 and
+ * model.json. */
+static int save(ps_client *c, const ps_model *m, const float *const *tables,
+                const ps_export_info *info, const char *dir)
+{
+    uint32_t crc = 0;
     int rc = make_dir(dir);
     for (uint32_t t = 0; rc == 0 && t < ps_model_ntables(m); t++) {
-        rc = save_table(c, m, t, version, averaged, dir);
+        rc = c ? pull_table(c, m, t, info, dir, &crc)
+               : write_table(ps_model_table(m, t), tables[t], dir, &crc);
     }
-    return rc ? rc : write_json(m, dir, config_text, hash_bits);
+    rc = rc ? rc : write_bin(m, info, dir, crc);
+    return rc ? rc : write_json(m, info, dir);
+}
+
+int ps_export_save(ps_client *c, const ps_model *m, int64_t version, int averaged, const char *dir,
+                   const char *config_text, unsigned hash_bits)
+{
+    ps_export_info info = {
+        .clock = version, .averaged = averaged, .hash_bits = hash_bits, .config_text = config_text};
+    return save(c, m, NULL, &info, dir);
+}
+
+int ps_export_save_tables(const ps_model *m, const float *const *tables, const ps_export_info *info,
+                          const char *dir)
+{
+    return save(NULL, m, tables, info, dir);
 }

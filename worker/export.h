@@ -1,8 +1,16 @@
-/* Export: writes the model a job trained as one .npy per table (shape rows x
- * width, float32, loadable with numpy.load) plus model.json describing the
- * architecture, the preprocessing and the training configuration. The
- * coordinator pulls each table from the servers in row blocks, so a table
- * never has to fit in one message. */
+/* Export: writes the model a job trained into a directory:
+ *   model.bin   every table in one framed file (common/file.h, kind "model",
+ *               CRC-checked, the ModelInfo of proto/adamps.proto in its
+ *               header): what `adamps predict` reads (worker/predict.h);
+ *   NAME.npy    one float32 array per table (rows x width, numpy.load);
+ *   model.json  the architecture, the tables, the preprocessing and the
+ *               training configuration, for humans and numpy users.
+ * The coordinator pulls each table from the servers in row blocks into its
+ * .npy, so a table never has to fit in one message or in memory. model.bin's
+ * header comes before its payload and holds the payload's CRC, so it is
+ * written in a second pass that streams the .npy files just written (the
+ * CRC was taken during the pull, and checked again at commit). Every file is
+ * written atomically. Not collective; not thread-safe. */
 #ifndef PS_EXPORT_H
 #define PS_EXPORT_H
 
@@ -11,10 +19,29 @@
 #include "worker/client.h"
 #include "worker/model.h"
 
+/* What a saved model records besides its tables. */
+typedef struct {
+    int64_t clock;           /* the version the parameters were taken at */
+    int averaged;            /* 1: the temporal average */
+    unsigned hash_bits;      /* feature hashing of sparse input ids; 0 = none */
+    const char *config_text; /* the run header's configuration; borrowed, may be NULL */
+} ps_export_info;
+
 /* Saves every table of m, from parameters of at least `version` (averaged:
  * the temporal average), into dir (created if missing). Returns 0 or the
  * first error (logged with the path). */
-int ps_export_save(ps_client *c, const ps_model *m, int64_t version, int averaged,
-                   const char *dir, const char *config_text, unsigned hash_bits);
+int ps_export_save(ps_client *c, const ps_model *m, int64_t version, int averaged, const char *dir,
+                   const char *config_text, unsigned hash_bits);
+
+/* The same files from tables held in memory: tables[t] is table t of m,
+ * rows x width floats, row-major (borrowed until return). Returns 0;
+ * PS_EINVAL (a path too long; logged); PS_ENOMEM; PS_EIO (logged). */
+int ps_export_save_tables(const ps_model *m, const float *const *tables, const ps_export_info *info,
+                          const char *dir);
+
+/* A fingerprint of the feature hash (data/fhash.h) under `bits` (0 gives
+ * 0): model.bin records it and predict compares it, so a build whose hash
+ * differs refuses a hashed model instead of scoring garbage. Pure. */
+uint64_t ps_export_hash_fingerprint(unsigned bits);
 
 #endif

@@ -2,8 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,124 +9,31 @@
 
 #include "common/afile.h"
 #include "common/err.h"
-#include "common/file.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/mem.h"
 
 struct ps_metrics {
     int fd;
     char *path;
-    char *line; /* reused for every line: no allocation once it has grown */
-    size_t len, cap;
+    ps_bytes line; /* reused for every line: no allocation once it has grown */
 };
 
-static int put(ps_metrics *m, const void *s, size_t n)
+/* The JSON value of one pair, or NULL when out of memory or of an unknown
+ * type (*rc says which; logged). */
+static ps_json *kv_value(const ps_metrics *m, const ps_metric_kv *kv, size_t i, int *rc)
 {
-    void *p = m->line;
-    int rc = ps_grow(&p, &m->cap, m->len + n, 1);
-    m->line = p;
-    if (rc) {
-        return rc;
+    switch (kv->type) {
+    case PS_METRIC_INT:
+        return ps_json_int(kv->v.i);
+    case PS_METRIC_DOUBLE:
+        return ps_json_real(kv->v.d);
+    case PS_METRIC_STRING:
+        return ps_json_string(kv->v.s);
     }
-    memcpy(m->line + m->len, s, n);
-    m->len += n;
-    return 0;
-}
-
-static int put_str(ps_metrics *m, const char *s)
-{
-    return put(m, s, strlen(s));
-}
-
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one.
- * Rejects overlong forms, surrogates and code points past U+10FFFF, which
- * JSON parsers refuse. */
-static size_t utf8_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t n;
-    if (c < 0x80) {
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        lo = c == 0xe0 ? 0xa0 : 0x80;
-        hi = c == 0xed ? 0x9f : 0xbf;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        lo = c == 0xf0 ? 0x90 : 0x80;
-        hi = c == 0xf4 ? 0x8f : 0xbf;
-    } else {
-        return 0;
-    }
-    if (s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < n; i++) {
-        if (s[i] < 0x80 || s[i] > 0xbf) {
-            return 0;
-        }
-    }
-    return n;
-}
-
-static int put_json_string(ps_metrics *m, const char *str)
-{
-    int rc = put(m, "\"", 1);
-    const unsigned char *s = (const unsigned char *)str;
-    while (!rc && *s) {
-        unsigned char c = *s;
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            rc = put(m, esc, 2);
-            s++;
-        } else if (c < 0x20) {
-            const char *short_form = c == '\n'   ? "\\n"
-                                     : c == '\t' ? "\\t"
-                                     : c == '\r' ? "\\r"
-                                     : c == '\b' ? "\\b"
-                                     : c == '\f' ? "\\f"
-                                                 : NULL;
-            if (short_form) {
-                rc = put_str(m, short_form);
-            } else {
-                snprintf(esc, sizeof esc, "\\u%04x", c);
-                rc = put_str(m, esc);
-            }
-            s++;
-        } else {
-            /* The terminating NUL stops utf8_len at a truncated sequence. */
-            size_t n = utf8_len(s);
-            if (n) {
-                rc = put(m, s, n);
-                s += n;
-            } else {
-                rc = put_str(m, "\\ufffd");
-                s++;
-            }
-        }
-    }
-    return rc ? rc : put(m, "\"", 1);
-}
-
-static int put_double(ps_metrics *m, double d)
-{
-    if (!isfinite(d)) {
-        return put_str(m, "null"); /* JSON has no NaN or Infinity */
-    }
-    char num[40];
-    snprintf(num, sizeof num, "%.17g", d);
-    /* A locale with a decimal comma would make invalid JSON. */
-    for (char *p = num; *p; p++) {
-        if (*p == ',') {
-            *p = '.';
-        }
-    }
-    return put_str(m, num);
+    PS_LOG(ERROR, "%s: metric %zu \"%s\" has unknown type %d", m->path, i, kv->key, (int)kv->type);
+    *rc = PS_EINVAL;
+    return NULL;
 }
 
 /* Cuts the file back to just after its last newline: a crash during a
@@ -225,57 +130,36 @@ fail_alloc:
 int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n)
 {
     int rc = 0;
-    m->len = 0;
-    rc = put(m, "{", 1);
+    ps_json *obj = ps_json_object();
+    if (!obj) {
+        rc = PS_ENOMEM;
+        goto done;
+    }
     for (size_t i = 0; !rc && i < n; i++) {
-        const ps_metric_kv *kv = &kvs[i];
-        if (!kv->key) {
+        if (!kvs[i].key) {
             PS_LOG(ERROR, "%s: metric %zu has no key", m->path, i);
             rc = PS_EINVAL;
             break;
         }
-        if (i) {
-            rc = put(m, ",", 1);
-        }
-        if (!rc) {
-            rc = put_json_string(m, kv->key);
-        }
-        if (!rc) {
-            rc = put(m, ":", 1);
-        }
-        if (rc) {
-            break;
-        }
-        char num[24];
-        switch (kv->type) {
-        case PS_METRIC_INT:
-            snprintf(num, sizeof num, "%" PRId64, kv->v.i);
-            rc = put_str(m, num);
-            break;
-        case PS_METRIC_DOUBLE:
-            rc = put_double(m, kv->v.d);
-            break;
-        case PS_METRIC_STRING:
-            rc = kv->v.s ? put_json_string(m, kv->v.s) : put_str(m, "null");
-            break;
-        default:
-            PS_LOG(ERROR, "%s: metric \"%s\" has unknown type %d", m->path, kv->key,
-                   (int)kv->type);
-            rc = PS_EINVAL;
-            break;
+        int why = PS_ENOMEM;
+        if (ps_json_set(obj, kvs[i].key, kv_value(m, &kvs[i], i, &why))) {
+            rc = why;
         }
     }
-    if (!rc) {
-        rc = put(m, "}\n", 2);
-    }
-    if (rc) {
+    m->line.len = 0;
+    if (rc || (rc = ps_json_dump(obj, 0, &m->line)) ||
+        (rc = PS_GROW(m->line.data, m->line.cap, m->line.len + 1))) {
         goto done;
     }
-    if (ps_afile_write_all(m->fd, m->line, m->len) != 0) {
+    m->line.data[m->line.len++] = '\n';
+    /* One write(2) per line: a crash loses at most this line, and
+     * `tail -f` never sees half of one. */
+    if (ps_afile_write_all(m->fd, m->line.data, m->line.len) != 0) {
         PS_LOG(ERROR, "%s: metrics write failed: %s", m->path, strerror(errno));
         rc = PS_EIO;
     }
 done:
+    ps_json_free(&obj);
     return rc;
 }
 
@@ -288,7 +172,7 @@ int ps_metrics_close(ps_metrics **pm)
             PS_LOG(ERROR, "%s: close of metrics file failed: %s", m->path, strerror(errno));
             rc = PS_EIO;
         }
-        ps_free(m->line);
+        ps_free(m->line.data);
         ps_free(m->path);
         ps_free(m);
         *pm = NULL;

@@ -42,11 +42,13 @@ typedef struct {
  * (logged with the path and strerror). */
 int ps_metrics_open(ps_metrics **out, const char *path, ps_metrics_mode mode);
 
-/* Writes kvs[0..n) as one JSON object on one line, in the given order.
- * Doubles use %.17g (they read back bit for bit); NaN and infinities are
- * written as null. Strings and keys are escaped; bytes that are not valid
- * UTF-8 become U+FFFD. Returns 0; PS_EINVAL (logged) for a NULL key or an
- * unknown type; PS_ENOMEM; PS_EIO (logged). */
+/* Writes kvs[0..n) as one JSON object on one line, in the given order (a
+ * repeated key appears once, at its first place, with its last value), by
+ * common/json.h's rules: doubles read back bit for bit, NaN and infinities
+ * are written as null, bytes that are not valid UTF-8 become U+FFFD.
+ * Nothing is written unless the whole line could be built. Returns 0;
+ * PS_EINVAL (logged) for a NULL key or an unknown type; PS_ENOMEM; PS_EIO
+ * (logged). */
 int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n);
 
 /* Closes the file and frees the writer. Returns 0 or PS_EIO (logged).

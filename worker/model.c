@@ -31,7 +31,7 @@ struct ps_model {
     uint32_t width[MAX_LAYERS + 1]; /* width[l], l = 1..L: outputs of layer l */
     uint32_t maxw;                  /* max width[l] */
     uint32_t ntables;
-    ps_table_desc tables[2 * MAX_LAYERS];
+    ps_table_desc tables[PS_MODEL_MAX_TABLES];
     float *act[MAX_LAYERS + 1]; /* act[l]: max_batch x width[l]; hidden after ReLU+dropout,
                                    output logits, then probabilities */
     float *xin;                 /* dense input after dropout (dense, dropout_input > 0) */
@@ -65,7 +65,8 @@ const char *ps_model_kind_name(ps_model_kind kind)
     return (unsigned)kind < PS_MODEL_NKINDS ? kind_names[kind] : "?";
 }
 
-static int check_cfg(const ps_model_cfg *c)
+/* The fields that shape the tables (ps_model_tables). */
+static int check_shape(const ps_model_cfg *c)
 {
     if (c->kind != PS_MODEL_LOGREG && c->kind != PS_MODEL_MLP) {
         PS_LOG(ERROR, "model config: kind %d is neither logreg nor mlp", (int)c->kind);
@@ -83,20 +84,6 @@ static int check_cfg(const ps_model_cfg *c)
     }
     if (c->nclasses < 2 || c->nclasses > INT_MAX) {
         PS_LOG(ERROR, "model config: nclasses %u must be >= 2", c->nclasses);
-        return PS_ECONFIG;
-    }
-    if (c->max_batch == 0 || c->max_batch > INT_MAX) {
-        PS_LOG(ERROR, "model config: max_batch %u must be in [1, %d]", c->max_batch, INT_MAX);
-        return PS_ECONFIG;
-    }
-    if (!(c->dropout_input >= 0.0f && c->dropout_input < 1.0f) ||
-        !(c->dropout_hidden >= 0.0f && c->dropout_hidden < 1.0f)) {
-        PS_LOG(ERROR, "model config: dropout input %g / hidden %g must be in [0, 1)",
-               (double)c->dropout_input, (double)c->dropout_hidden);
-        return PS_ECONFIG;
-    }
-    if (!(c->l2 >= 0.0f) || !isfinite(c->l2)) {
-        PS_LOG(ERROR, "model config: l2 %g must be finite and >= 0", (double)c->l2);
         return PS_ECONFIG;
     }
     if (c->init_override != -1 && (c->init_override < PS_INIT_ZEROS ||
@@ -121,16 +108,46 @@ static int check_cfg(const ps_model_cfg *c)
     return 0;
 }
 
-static void set_tables(ps_model *m)
+/* The fields that only training and evaluation use. */
+static int check_run(const ps_model_cfg *c)
 {
-    const ps_model_cfg *c = &m->cfg;
+    if (c->max_batch == 0 || c->max_batch > INT_MAX) {
+        PS_LOG(ERROR, "model config: max_batch %u must be in [1, %d]", c->max_batch, INT_MAX);
+        return PS_ECONFIG;
+    }
+    if (!(c->dropout_input >= 0.0f && c->dropout_input < 1.0f) ||
+        !(c->dropout_hidden >= 0.0f && c->dropout_hidden < 1.0f)) {
+        PS_LOG(ERROR, "model config: dropout input %g / hidden %g must be in [0, 1)",
+               (double)c->dropout_input, (double)c->dropout_hidden);
+        return PS_ECONFIG;
+    }
+    if (!(c->l2 >= 0.0f) || !isfinite(c->l2)) {
+        PS_LOG(ERROR, "model config: l2 %g must be finite and >= 0", (double)c->l2);
+        return PS_ECONFIG;
+    }
+    return 0;
+}
+
+int ps_model_tables(const ps_model_cfg *c, ps_table_desc *out, uint32_t cap, uint32_t *n)
+{
+    *n = 0;
+    int rc = check_shape(c);
+    if (rc) {
+        return rc;
+    }
+    uint32_t nlayers = (c->kind == PS_MODEL_MLP ? c->nhidden : 0) + 1;
+    if (cap < 2 * nlayers) {
+        PS_LOG(ERROR, "model tables: room for %u tables, the model has %u", cap, 2 * nlayers);
+        return PS_EINVAL;
+    }
     ps_init_kind wdef = c->kind == PS_MODEL_LOGREG ? PS_INIT_ZEROS : PS_INIT_GLOROT;
     ps_init_kind winit = c->init_override >= 0 ? (ps_init_kind)c->init_override : wdef;
     uint64_t fan_in = c->in_dim;
-    m->ntables = 2 * m->nlayers;
-    for (uint32_t l = 1; l <= m->nlayers; l++) {
-        ps_table_desc *w = &m->tables[2 * (l - 1)];
+    for (uint32_t l = 1; l <= nlayers; l++) {
+        ps_table_desc *w = &out[2 * (l - 1)];
         ps_table_desc *b = w + 1;
+        uint32_t width = l < nlayers ? c->hidden[l - 1] : c->nclasses;
+        memset(w, 0, 2 * sizeof *w);
         if (c->kind == PS_MODEL_LOGREG) {
             snprintf(w->name, sizeof w->name, "w");
             snprintf(b->name, sizeof b->name, "b");
@@ -139,17 +156,19 @@ static void set_tables(ps_model *m)
             snprintf(b->name, sizeof b->name, "b%u", l);
         }
         w->rows = fan_in;
-        w->width = m->width[l];
+        w->width = width;
         w->init = winit;
-        w->scale = winit == PS_INIT_GLOROT  ? ps_table_glorot_scale(fan_in, m->width[l])
+        w->scale = winit == PS_INIT_GLOROT   ? ps_table_glorot_scale(fan_in, width)
                    : winit == PS_INIT_NORMAL ? 0.01f
                                              : 0.0f;
         b->rows = 1;
-        b->width = m->width[l];
+        b->width = width;
         b->init = PS_INIT_ZEROS;
         b->scale = 0.0f;
-        fan_in = m->width[l];
+        fan_in = width;
     }
+    *n = 2 * nlayers;
+    return 0;
 }
 
 static float *alloc_floats(size_t rows, size_t cols)
@@ -162,8 +181,10 @@ static float *alloc_floats(size_t rows, size_t cols)
 
 int ps_model_create(ps_model **out, const ps_model_cfg *cfg)
 {
-    int rc = check_cfg(cfg);
-    if (rc) {
+    ps_table_desc tables[PS_MODEL_MAX_TABLES];
+    uint32_t ntables;
+    int rc = ps_model_tables(cfg, tables, PS_MODEL_MAX_TABLES, &ntables);
+    if (rc || (rc = check_run(cfg))) {
         return rc;
     }
     ps_model *m = ps_calloc(1, sizeof *m);
@@ -171,6 +192,8 @@ int ps_model_create(ps_model **out, const ps_model_cfg *cfg)
         return PS_ENOMEM;
     }
     m->cfg = *cfg;
+    m->ntables = ntables;
+    memcpy(m->tables, tables, ntables * sizeof *tables);
     uint32_t nh = cfg->kind == PS_MODEL_MLP ? cfg->nhidden : 0;
     m->nlayers = nh + 1;
     uint32_t maxh = 0;
@@ -180,7 +203,6 @@ int ps_model_create(ps_model **out, const ps_model_cfg *cfg)
     }
     m->width[m->nlayers] = cfg->nclasses;
     m->maxw = maxh > cfg->nclasses ? maxh : cfg->nclasses;
-    set_tables(m);
 
     size_t nb = cfg->max_batch;
     rc = PS_ENOMEM;

@@ -28,6 +28,8 @@
 #include "common/table.h"
 
 #define PS_MODEL_MAX_HIDDEN 8
+/* Tables of the largest model: weights and bias per layer. */
+#define PS_MODEL_MAX_TABLES (2 * (PS_MODEL_MAX_HIDDEN + 1))
 
 typedef enum { PS_MODEL_LOGREG = 0, PS_MODEL_MLP = 1 } ps_model_kind;
 #define PS_MODEL_NKINDS 2
@@ -76,6 +78,16 @@ const char *ps_model_kind_name(ps_model_kind kind);
 int ps_model_create(ps_model **out, const ps_model_cfg *cfg);
 /* Frees m and sets *m = NULL; accepts NULL and *m == NULL. */
 void ps_model_destroy(ps_model **m);
+
+/* The tables a model of cfg has, the ones ps_model_create's model reports
+ * through ps_model_table, without building it: no buffers, so a server or
+ * predict can learn the table list for nothing. Checks only the fields that
+ * shape the tables (kind, in_dim, nclasses, sparse_input, nhidden, hidden,
+ * init_override; PS_ECONFIG, logged naming the field); max_batch, dropout,
+ * l2 and seeds are not read. OUT out[0..*n) (PS_MODEL_MAX_TABLES entries
+ * always suffice), OUT *n. Returns 0, PS_ECONFIG, or PS_EINVAL (logged) when
+ * cap is too small. Pure, thread-safe. */
+int ps_model_tables(const ps_model_cfg *cfg, ps_table_desc *out, uint32_t cap, uint32_t *n);
 
 /* Number of tables: 2 for logreg, 2 * (nhidden + 1) for the MLP. */
 uint32_t ps_model_ntables(const ps_model *m);

@@ -1,589 +1,168 @@
 #include "worker/predict.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common/afile.h"
 #include "common/err.h"
 #include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "data/npy.h"
+#include "data/fhash.h"
 #include "data/source.h"
+#include "worker/export.h"
 
-#define MAX_TABLES (2 * (PS_MODEL_MAX_HIDDEN + 1))
-/* model.json is a few KB (the config line is the longest part); anything
- * near this is not one of ours. */
-#define MAX_JSON_BYTES ((size_t)1 << 24)
-#define MAX_JSON_DEPTH 32
-/* hash_bits beyond this cannot index a table in memory. */
-#define MAX_HASH_BITS 40
+/* model.bin's payload is little-endian float32, read as it lies in memory. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "worker/predict.c reads model.bin's floats as they are in memory and assumes little-endian"
+#endif
+
+#define MAX_TABLES PS_MODEL_MAX_TABLES
 #define PATH_LEN (PS_SOURCE_PATH + 320)
-
-typedef struct {
-    char name[32];
-    char file[256];
-    uint64_t rows, width;
-} saved_table;
-
-/* What model.json says. */
-typedef struct {
-    ps_model_kind kind;
-    uint64_t in_dim, nclasses, sparse_input, hash_bits;
-    uint32_t nhidden;
-    uint32_t hidden[PS_MODEL_MAX_HIDDEN];
-    uint32_t ntables;
-    saved_table tables[MAX_TABLES];
-} saved_meta;
 
 struct ps_predictor {
     ps_model *model;
     uint32_t hash_bits;
     uint32_t ntables;
-    float *table[MAX_TABLES];  /* whole tables, rows x width, from the .npy files */
+    float *table[MAX_TABLES];  /* whole tables, rows x width, from model.bin */
     float *gather[MAX_TABLES]; /* one chunk's rows of a table the chunk needs only part of */
     size_t gather_cap[MAX_TABLES];
     const float *params[MAX_TABLES];
     ps_keylist keys[MAX_TABLES];
 };
 
-/* ---- a small strict JSON reader for model.json ---- */
+/* ---- loading ---- */
 
-typedef struct {
-    const char *path; /* DIR/model.json, for messages */
-    const char *start, *p, *end;
-} json;
+/* Logs "path: field "field": why" and returns PS_EFORMAT. */
+static int bad_field(const char *path, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static int json_line(const json *j)
+static int bad_field(const char *path, const char *field, const char *fmt, ...)
 {
-    int line = 1;
-    for (const char *q = j->start; q < j->p; q++) {
-        line += *q == '\n';
-    }
-    return line;
-}
-
-static int json_bad(const json *j, const char *field, const char *why)
-{
-    PS_LOG(ERROR, "%s: field \"%s\": %s (line %d)", j->path, field, why, json_line(j));
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    PS_LOG(ERROR, "%s: field \"%s\": %s", path, field, why);
     return PS_EFORMAT;
 }
 
-static void json_ws(json *j)
+/* The model config in model.bin's ModelInfo (no dropout, batches of one
+ * chunk) and the tables it implies (want[0..*nt)), checked against the
+ * header's tables and payload size. */
+static int check_header(const char *path, const ps_file_header *h, ps_model_cfg *mc,
+                        ps_table_desc *want, uint32_t *nt)
 {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) {
-        j->p++;
+    const ps_file_model *fm = &h->model;
+    if (strcmp(h->kind, "model") != 0) {
+        return bad_field(path, "kind", "\"%s\": not a saved model (expected \"model\")", h->kind);
     }
-}
-
-static int json_expect(json *j, char c, const char *field, const char *why)
-{
-    json_ws(j);
-    if (j->p >= j->end || *j->p != c) {
-        return json_bad(j, field, why);
+    if (!h->has_model) {
+        return bad_field(path, "model", "missing: the header does not describe a model");
     }
-    j->p++;
-    return 0;
-}
-
-static int put_byte(json *j, const char *field, char *buf, size_t cap, size_t *n, unsigned c)
-{
-    if (!buf) {
-        return 0;
+    int mlp = strcmp(fm->kind, "mlp") == 0;
+    if (!mlp && strcmp(fm->kind, "logreg") != 0) {
+        return bad_field(path, "model.kind", "\"%s\" is neither logreg nor mlp", fm->kind);
     }
-    if (*n + 1 >= cap) {
-        return json_bad(j, field, "string too long");
+    if (!mlp && fm->nhidden) {
+        return bad_field(path, "model.hidden", "%u hidden layers for a logreg model", fm->nhidden);
     }
-    buf[(*n)++] = (char)c;
-    return 0;
-}
-
-static int hex4(const char *s, unsigned *v)
-{
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = s[i];
-        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-                                            : 16u;
-        if (d == 16) {
-            return -1;
-        }
-        *v = *v << 4 | d;
+    if (fm->hash_bits > PS_FHASH_MAX_BITS ||
+        (fm->hash_bits && (!fm->sparse_input || fm->in_dim != UINT64_C(1) << fm->hash_bits))) {
+        return bad_field(path, "model.hash_bits",
+                         "%u does not fit in_dim %" PRIu64 " (want 2^hash_bits <= 2^%u, sparse "
+                         "input)",
+                         fm->hash_bits, fm->in_dim, PS_FHASH_MAX_BITS);
     }
-    return 0;
-}
-
-/* A string into buf (cap bytes, NUL-terminated), or skipped when buf is
- * NULL. Escapes are decoded; \uXXXX becomes UTF-8 (surrogates are not
- * paired: no field we read holds them). */
-static int json_string(json *j, const char *field, char *buf, size_t cap)
-{
-    json_ws(j);
-    if (j->p >= j->end || *j->p != '"') {
-        return json_bad(j, field, "expected a string");
+    if (fm->hash_fingerprint != ps_export_hash_fingerprint(fm->hash_bits)) {
+        return bad_field(path, "model.hash_fingerprint",
+                         "%016" PRIx64 ", but this build's feature hash gives %016" PRIx64
+                         ": the model was trained with another hash",
+                         fm->hash_fingerprint, ps_export_hash_fingerprint(fm->hash_bits));
     }
-    j->p++;
-    size_t n = 0;
-    int rc = 0;
-    for (;;) {
-        if (j->p >= j->end) {
-            return json_bad(j, field, "unterminated string");
-        }
-        unsigned c = (unsigned char)*j->p++;
-        if (c == '"') {
-            break;
-        }
-        if (c < 0x20) {
-            return json_bad(j, field, "control character inside a string");
-        }
-        if (c == '\\') {
-            if (j->p >= j->end) {
-                return json_bad(j, field, "unterminated string");
-            }
-            char e = *j->p++;
-            const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
-            const char *at = e ? strchr(from, e) : NULL;
-            if (at) {
-                c = (unsigned char)to[at - from];
-            } else if (e == 'u') {
-                if (j->end - j->p < 4 || hex4(j->p, &c)) {
-                    return json_bad(j, field, "bad \\u escape");
-                }
-                j->p += 4;
-                if (c >= 0x80) {
-                    /* Two or three UTF-8 bytes; the last one goes out below. */
-                    if (c >= 0x800) {
-                        rc = put_byte(j, field, buf, cap, &n, 0xe0 | c >> 12);
-                        rc = rc ? rc : put_byte(j, field, buf, cap, &n, 0x80 | (c >> 6 & 0x3f));
-                    } else {
-                        rc = put_byte(j, field, buf, cap, &n, 0xc0 | c >> 6);
-                    }
-                    c = 0x80 | (c & 0x3f);
-                }
-            } else {
-                return json_bad(j, field, "bad escape in a string");
-            }
-        }
-        if (rc || (rc = put_byte(j, field, buf, cap, &n, c))) {
-            return rc;
-        }
+    *mc = (ps_model_cfg){.kind = mlp ? PS_MODEL_MLP : PS_MODEL_LOGREG,
+                         .in_dim = fm->in_dim,
+                         .nclasses = fm->nclasses,
+                         .sparse_input = fm->sparse_input,
+                         .nhidden = fm->nhidden,
+                         .init_override = -1,
+                         .max_batch = PS_PREDICT_CHUNK};
+    _Static_assert(PS_FILE_MAX_HIDDEN == PS_MODEL_MAX_HIDDEN, "file and model limits agree");
+    memcpy(mc->hidden, fm->hidden, sizeof mc->hidden);
+    if (ps_model_tables(mc, want, MAX_TABLES, nt)) {
+        return bad_field(path, "model", "describes a model adamps cannot build (reason above)");
     }
-    if (buf) {
-        buf[n] = '\0';
+    if (h->ntables != *nt) {
+        return bad_field(path, "tables", "%zu tables, but this %s model has %u", h->ntables,
+                         fm->kind, *nt);
     }
-    return 0;
-}
-
-/* A non-negative integer <= max. */
-static int json_uint(json *j, const char *field, uint64_t max, uint64_t *v)
-{
-    json_ws(j);
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9') {
-        return json_bad(j, field, "expected a non-negative integer");
-    }
-    if (*j->p == '0' && j->end - j->p > 1 && j->p[1] >= '0' && j->p[1] <= '9') {
-        return json_bad(j, field, "number with a leading zero");
-    }
-    uint64_t x = 0;
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        unsigned d = (unsigned)(*j->p++ - '0');
-        if (x > (UINT64_MAX - d) / 10) {
-            return json_bad(j, field, "integer overflows 64 bits");
-        }
-        x = x * 10 + d;
-    }
-    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E')) {
-        return json_bad(j, field, "expected an integer, not a fraction");
-    }
-    if (x > max) {
-        char why[96];
-        snprintf(why, sizeof why, "%" PRIu64 " is out of range (at most %" PRIu64 ")", x, max);
-        return json_bad(j, field, why);
-    }
-    *v = x;
-    return 0;
-}
-
-/* Before each member or element of an object or array whose opening
- * bracket was read: 1 when another one follows (its separator consumed),
- * 0 after the closing bracket, or a negative PS_E* code. */
-static int json_more(json *j, char close, unsigned *count, const char *field)
-{
-    json_ws(j);
-    if (j->p < j->end && *j->p == close) {
-        j->p++;
-        return 0;
-    }
-    if (*count > 0) {
-        if (j->p >= j->end || *j->p != ',') {
-            return json_bad(j, field, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
-        }
-        j->p++;
-    }
-    (*count)++;
-    return 1;
-}
-
-/* The key of an object member and its ':'. */
-static int json_key(json *j, const char *field, char *key, size_t cap)
-{
-    int rc = json_string(j, field, key, cap);
-    return rc ? rc : json_expect(j, ':', field, "expected ':' after a key");
-}
-
-/* Skips any value (fields we do not read). */
-static int json_skip(json *j, const char *field, int depth)
-{
-    if (depth > MAX_JSON_DEPTH) {
-        return json_bad(j, field, "nested too deeply");
-    }
-    json_ws(j);
-    if (j->p >= j->end) {
-        return json_bad(j, field, "expected a value, found the end of the file");
-    }
-    char c = *j->p;
-    int rc = 0;
-    if (c == '"') {
-        return json_string(j, field, NULL, 0);
-    }
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        unsigned count = 0;
-        j->p++;
-        while ((rc = json_more(j, close, &count, field)) > 0) {
-            if ((c == '{' && (rc = json_key(j, field, NULL, 0))) ||
-                (rc = json_skip(j, field, depth + 1))) {
-                return rc;
-            }
-        }
-        return rc;
-    }
-    static const char *const words[] = {"true", "false", "null"};
-    for (int i = 0; i < 3; i++) {
-        size_t len = strlen(words[i]);
-        if ((size_t)(j->end - j->p) >= len && memcmp(j->p, words[i], len) == 0) {
-            j->p += len;
-            return 0;
-        }
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        const char *s = j->p;
-        int digits = 0;
-        while (j->p < j->end && *j->p && strchr("+-.eE0123456789", *j->p)) {
-            digits += *j->p >= '0' && *j->p <= '9';
-            j->p++;
-        }
-        return digits ? 0 : (j->p = s, json_bad(j, field, "malformed number"));
-    }
-    return json_bad(j, field, "unexpected character");
-}
-
-static int parse_hidden(json *j, saved_meta *m)
-{
-    unsigned count = 0;
-    int rc = json_expect(j, '[', "hidden", "expected an array of layer widths");
-    while (rc == 0 && (rc = json_more(j, ']', &count, "hidden")) > 0) {
-        uint64_t w;
-        if (count > PS_MODEL_MAX_HIDDEN) {
-            return json_bad(j, "hidden", "more hidden layers than adamps supports (8)");
-        }
-        if ((rc = json_uint(j, "hidden", UINT32_MAX, &w))) {
-            return rc;
-        }
-        m->hidden[count - 1] = (uint32_t)w;
-        m->nhidden = count;
-        rc = 0;
-    }
-    return rc;
-}
-
-static int parse_table(json *j, saved_table *t, unsigned i)
-{
-    char field[48], key[32];
-    unsigned count = 0, seen = 0;
-    snprintf(field, sizeof field, "tables[%u]", i);
-    int rc = json_expect(j, '{', field, "expected an object");
-    while (rc == 0 && (rc = json_more(j, '}', &count, field)) > 0) {
-        if ((rc = json_key(j, field, key, sizeof key))) {
-            return rc;
-        }
-        snprintf(field, sizeof field, "tables[%u].%s", i, key);
-        unsigned bit = strcmp(key, "name") == 0    ? 1u
-                       : strcmp(key, "file") == 0  ? 2u
-                       : strcmp(key, "shape") == 0 ? 4u
-                                                   : 0u;
-        if (bit & seen) {
-            return json_bad(j, field, "appears twice");
-        }
-        seen |= bit;
-        if (bit == 1) {
-            rc = json_string(j, field, t->name, sizeof t->name);
-        } else if (bit == 2) {
-            /* A bare name inside DIR: a path could reach outside it. */
-            if ((rc = json_string(j, field, t->file, sizeof t->file)) == 0 &&
-                (!t->file[0] || strchr(t->file, '/') || strcmp(t->file, "..") == 0)) {
-                rc = json_bad(j, field, "must be a file name inside the model directory");
-            }
-        } else if (bit == 4) {
-            unsigned n = 0;
-            uint64_t v[2] = {0, 0};
-            rc = json_expect(j, '[', field, "expected [rows, width]");
-            while (rc == 0 && (rc = json_more(j, ']', &n, field)) > 0) {
-                if (n > 2) {
-                    return json_bad(j, field, "expected [rows, width], found more dimensions");
-                }
-                if ((rc = json_uint(j, field, UINT64_MAX, &v[n - 1]))) {
-                    return rc;
-                }
-                rc = 0;
-            }
-            if (rc == 0 && n != 2) {
-                rc = json_bad(j, field, "expected [rows, width]");
-            }
-            t->rows = v[0];
-            t->width = v[1];
-        } else {
-            rc = json_skip(j, field, 2);
-        }
-        snprintf(field, sizeof field, "tables[%u]", i);
-    }
-    if (rc == 0 && seen != 7) {
-        snprintf(field, sizeof field, "tables[%u].%s", i,
-                 !(seen & 1)   ? "name"
-                 : !(seen & 2) ? "file"
-                               : "shape");
-        PS_LOG(ERROR, "%s: field \"%s\" is missing", j->path, field);
-        rc = PS_EFORMAT;
-    }
-    return rc;
-}
-
-static int parse_tables(json *j, saved_meta *m)
-{
-    unsigned count = 0;
-    int rc = json_expect(j, '[', "tables", "expected an array of tables");
-    while (rc == 0 && (rc = json_more(j, ']', &count, "tables")) > 0) {
-        if (count > MAX_TABLES) {
-            return json_bad(j, "tables", "more tables than any adamps model has");
-        }
-        if ((rc = parse_table(j, &m->tables[count - 1], count - 1))) {
-            return rc;
-        }
-        m->ntables = count;
-    }
-    return rc;
-}
-
-enum {
-    F_MODEL,
-    F_IN_DIM,
-    F_NCLASSES,
-    F_SPARSE_INPUT,
-    F_HASH_BITS,
-    F_HIDDEN,
-    F_TABLES,
-    F_FORMAT_VERSION, /* optional: when present it must be 1 */
-    F_COUNT
-};
-static const char *const field_names[F_COUNT] = {"model",        "in_dim",        "nclasses",
-                                                 "sparse_input", "hash_bits",     "hidden",
-                                                 "tables",       "format_version"};
-
-static int parse_field(json *j, int f, saved_meta *m)
-{
-    const char *name = field_names[f];
-    char kind[16];
-    uint64_t v;
-    int rc = 0;
-    switch (f) {
-    case F_MODEL:
-        if ((rc = json_string(j, name, kind, sizeof kind)) == 0) {
-            if (strcmp(kind, "mlp") == 0) {
-                m->kind = PS_MODEL_MLP;
-            } else if (strcmp(kind, "logreg") == 0) {
-                m->kind = PS_MODEL_LOGREG;
-            } else {
-                rc = json_bad(j, name, "expected \"mlp\" or \"logreg\"");
-            }
-        }
-        break;
-    case F_IN_DIM:
-        rc = json_uint(j, name, UINT64_MAX, &m->in_dim);
-        break;
-    case F_NCLASSES:
-        rc = json_uint(j, name, UINT32_MAX, &m->nclasses);
-        break;
-    case F_SPARSE_INPUT:
-        rc = json_uint(j, name, 1, &m->sparse_input);
-        break;
-    case F_HASH_BITS:
-        rc = json_uint(j, name, MAX_HASH_BITS, &m->hash_bits);
-        break;
-    case F_HIDDEN:
-        rc = parse_hidden(j, m);
-        break;
-    case F_TABLES:
-        rc = parse_tables(j, m);
-        break;
-    case F_FORMAT_VERSION:
-        if ((rc = json_uint(j, name, UINT64_MAX, &v)) == 0 && v != 1) {
-            rc = json_bad(j, name, "format version is not 1, the only one this adamps reads");
-        }
-        break;
-    }
-    return rc;
-}
-
-/* Parses the text of model.json into m; every error is logged naming path
- * and the field. */
-static int parse_meta(const char *path, const char *text, size_t len, saved_meta *m)
-{
-    json j = {path, text, text, text + len};
-    unsigned seen = 0, count = 0;
-    char key[64];
-    memset(m, 0, sizeof *m);
-    int rc = json_expect(&j, '{', "(top level)", "expected a JSON object");
-    while (rc == 0 && (rc = json_more(&j, '}', &count, "(top level)")) > 0) {
-        if ((rc = json_key(&j, "(top level)", key, sizeof key))) {
-            break;
-        }
-        int f = 0;
-        while (f < F_COUNT && strcmp(key, field_names[f]) != 0) {
-            f++;
-        }
-        if (f == F_COUNT) {
-            rc = json_skip(&j, key, 1);
-        } else if (seen & 1u << f) {
-            rc = json_bad(&j, key, "appears twice");
-        } else {
-            seen |= 1u << f;
-            rc = parse_field(&j, f, m);
-        }
-    }
-    json_ws(&j);
-    if (rc == 0 && j.p != j.end) {
-        rc = json_bad(&j, "(top level)", "text after the closing '}'");
-    }
-    for (int f = 0; rc == 0 && f < F_FORMAT_VERSION; f++) {
-        if (!(seen & 1u << f)) {
-            PS_LOG(ERROR, "%s: field \"%s\" is missing", path, field_names[f]);
-            rc = PS_EFORMAT;
-        }
-    }
-    if (rc == 0 && m->kind == PS_MODEL_MLP && m->nhidden == 0) {
-        PS_LOG(ERROR, "%s: field \"hidden\": an mlp needs at least one hidden layer", path);
-        rc = PS_EFORMAT;
-    }
-    if (rc == 0 && m->hash_bits && (!m->sparse_input || m->in_dim != UINT64_C(1) << m->hash_bits)) {
-        PS_LOG(ERROR,
-               "%s: field \"hash_bits\": %" PRIu64 " does not fit in_dim %" PRIu64
-               " (want 2^hash_bits, sparse input)",
-               path, m->hash_bits, m->in_dim);
-        rc = PS_EFORMAT;
-    }
-    return rc;
-}
-
-/* Reads the whole of path into a new NUL-terminated buffer (ps_free it). */
-static int read_text(const char *path, char **out, size_t *len)
-{
-    int rc = 0;
-    char *buf = NULL;
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    if (!f) {
-        PS_LOG(ERROR, "cannot open %s: %s", path, strerror(errno));
-        return PS_EIO;
-    }
-    if (fstat(fileno(f), &st) != 0) {
-        PS_LOG(ERROR, "cannot stat %s: %s", path, strerror(errno));
-        rc = PS_EIO;
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_JSON_BYTES) {
-        PS_LOG(ERROR, "%s: not a model.json (not a regular file, or over %zu bytes)", path,
-               MAX_JSON_BYTES);
-        rc = PS_EFORMAT;
-        goto done;
-    }
-    size_t n = (size_t)st.st_size;
-    if (!(buf = ps_malloc(n + 1))) {
-        rc = PS_ENOMEM;
-        goto done;
-    }
-    if (fread(buf, 1, n, f) != n) {
-        PS_LOG(ERROR, "cannot read %s: %s", path, ferror(f) ? strerror(errno) : "file shrank");
-        rc = PS_EIO;
-        goto done;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-done:
-    ps_free(buf);
-    fclose(f);
-    return rc;
-}
-
-/* ---- loading ---- */
-
-/* Checks model.json's tables against the model built from it, then loads
- * and checks each .npy. */
-static int load_tables(ps_predictor *p, const saved_meta *meta, const char *dir,
-                       const char *json_path)
-{
-    uint32_t nt = ps_model_ntables(p->model);
-    if (meta->ntables != nt) {
-        PS_LOG(ERROR, "%s: field \"tables\": %u tables, but this %s model has %u", json_path,
-               meta->ntables, meta->kind == PS_MODEL_MLP ? "mlp" : "logreg", nt);
-        return PS_EFORMAT;
-    }
-    for (uint32_t t = 0; t < nt; t++) {
-        const ps_table_desc *d = ps_model_table(p->model, t);
-        const saved_table *s = &meta->tables[t];
+    uint64_t bytes = 0;
+    for (uint32_t t = 0; t < *nt; t++) {
+        const ps_file_table *s = &h->tables[t];
+        const ps_table_desc *d = &want[t];
+        char field[32];
+        snprintf(field, sizeof field, "tables[%u]", t);
         if (strcmp(s->name, d->name) != 0 || s->rows != d->rows || s->width != d->width) {
-            PS_LOG(ERROR,
-                   "%s: field \"tables[%u]\": table '%s' %" PRIu64 " x %" PRIu64
-                   ", but the model needs '%s' %" PRIu64 " x %u here",
-                   json_path, t, s->name, s->rows, s->width, d->name, d->rows, d->width);
-            return PS_EFORMAT;
+            return bad_field(path, field,
+                             "table '%s' %" PRIu64 " x %u, but the model needs '%s' %" PRIu64
+                             " x %u here",
+                             s->name, s->rows, s->width, d->name, d->rows, d->width);
         }
+        if (s->first_slot != 0 || s->nslots != s->rows || s->nstate != 1) {
+            return bad_field(path, field,
+                             "slots [%" PRIu64 ", +%" PRIu64 ") with %u state arrays, but a "
+                             "model holds every row once",
+                             s->first_slot, s->nslots, s->nstate);
+        }
+        /* ps_model_tables bounds rows (in_dim <= 2^56) and width (< 2^31),
+         * but not their product. */
+        if (d->rows > (UINT64_MAX - bytes) / sizeof(float) / d->width) {
+            return bad_field(path, field, "%" PRIu64 " x %u floats overflow 64 bits", d->rows,
+                             d->width);
+        }
+        bytes += d->rows * d->width * sizeof(float);
     }
+    if (h->payload_bytes != bytes) {
+        return bad_field(path, "payload_bytes",
+                         "%" PRIu64 ", but the tables hold %" PRIu64 " bytes of float32",
+                         h->payload_bytes, bytes);
+    }
+    return 0;
+}
+
+/* Reads the tables want[0..nt) from r, then checks every weight: after the
+ * last read, so a corrupt byte is reported as a CRC error, not as whatever
+ * value it happened to make. */
+static int load_tables(ps_predictor *p, ps_file_reader *r, const char *path,
+                       const ps_table_desc *want, uint32_t nt)
+{
     for (uint32_t t = 0; t < nt; t++) {
-        const saved_table *s = &meta->tables[t];
-        char path[PATH_LEN];
-        uint64_t shape[PS_NPY_MAX_DIMS];
-        int ndim;
-        snprintf(path, sizeof path, "%s/%s", dir, s->file);
-        int rc = ps_npy_read(path, &p->table[t], shape, &ndim);
+        uint64_t n = want[t].rows * want[t].width;
+        if (n > SIZE_MAX / sizeof(float) || !(p->table[t] = ps_malloc((size_t)n * sizeof(float)))) {
+            PS_LOG(ERROR, "%s: out of memory for table %s (%" PRIu64 " floats)", path, want[t].name,
+                   n);
+            return PS_ENOMEM;
+        }
+        p->ntables = t + 1;
+        int rc = ps_file_read_payload(r, p->table[t], (size_t)n * sizeof(float));
         if (rc) {
             return rc;
         }
-        if (ndim != 2 || shape[0] != s->rows || shape[1] != s->width) {
-            PS_LOG(ERROR,
-                   "%s: %d-dimensional array%s%" PRIu64 " x %" PRIu64
-                   ", but %s says table '%s' is %" PRIu64 " x %" PRIu64,
-                   path, ndim, ndim == 2 ? " " : ", first dimensions ", ndim > 0 ? shape[0] : 0,
-                   ndim > 1 ? shape[1] : 0, json_path, s->name, s->rows, s->width);
-            return PS_EFORMAT;
-        }
-        size_t n = (size_t)(s->rows * s->width);
+    }
+    for (uint32_t t = 0; t < nt; t++) {
+        size_t n = (size_t)(want[t].rows * want[t].width);
         for (size_t i = 0; i < n; i++) {
             if (!isfinite(p->table[t][i])) {
-                PS_LOG(ERROR, "%s: non-finite weight %g at row %zu, column %zu", path,
-                       (double)p->table[t][i], i / s->width, i % s->width);
-                return PS_EFORMAT;
+                char field[64];
+                snprintf(field, sizeof field, "tables[%u] (%s)", t, want[t].name);
+                return bad_field(path, field, "non-finite weight %g at row %zu, column %zu",
+                                 (double)p->table[t][i], i / want[t].width, i % want[t].width);
             }
         }
-        p->ntables = t + 1;
     }
     return 0;
 }
@@ -591,48 +170,37 @@ static int load_tables(ps_predictor *p, const saved_meta *meta, const char *dir,
 int ps_predict_create(ps_predictor **out, const char *dir)
 {
     int rc = 0;
-    char *text = NULL;
-    size_t len = 0;
-    char json_path[PATH_LEN];
-    saved_meta *meta = NULL;
+    char path[PATH_LEN];
+    ps_file_header h = {0};
+    ps_file_reader *r = NULL;
     ps_predictor *p = NULL;
+    ps_model_cfg mc;
+    ps_table_desc want[MAX_TABLES];
+    uint32_t nt = 0;
     *out = NULL;
-    if (snprintf(json_path, sizeof json_path, "%s/model.json", dir) >= (int)sizeof json_path) {
+    if (snprintf(path, sizeof path, "%s/model.bin", dir) >= (int)sizeof path) {
         PS_LOG(ERROR, "model directory name is too long: %s", dir);
         rc = PS_ECONFIG;
         goto done;
     }
-    if (!(meta = ps_malloc(sizeof *meta)) || !(p = ps_calloc(1, sizeof *p))) {
+    if (!(p = ps_calloc(1, sizeof *p))) {
         rc = PS_ENOMEM;
         goto done;
     }
-    if ((rc = read_text(json_path, &text, &len)) || (rc = parse_meta(json_path, text, len, meta))) {
+    if ((rc = ps_file_open(&r, path, &h)) || (rc = check_header(path, &h, &mc, want, &nt)) ||
+        (rc = load_tables(p, r, path, want, nt)) || (rc = ps_model_create(&p->model, &mc))) {
         goto done;
     }
-    ps_model_cfg mc = {.kind = meta->kind,
-                       .in_dim = meta->in_dim,
-                       .nclasses = (uint32_t)meta->nclasses,
-                       .sparse_input = (int)meta->sparse_input,
-                       .nhidden = meta->kind == PS_MODEL_MLP ? meta->nhidden : 0,
-                       .init_override = -1,
-                       .max_batch = PS_PREDICT_CHUNK};
-    memcpy(mc.hidden, meta->hidden, sizeof mc.hidden);
-    if ((rc = ps_model_create(&p->model, &mc))) {
-        if (rc == PS_ECONFIG) {
-            PS_LOG(ERROR, "%s describes a model adamps cannot build (reason above)", json_path);
-        }
-        goto done;
-    }
-    p->hash_bits = (uint32_t)meta->hash_bits;
-    if ((rc = load_tables(p, meta, dir, json_path))) {
-        goto done;
-    }
+    p->hash_bits = h.model.hash_bits;
     *out = p;
     p = NULL;
 done:
+    /* A framing error (magic, sizes, CRC) is bad input like any other:
+     * logged by common/file.c naming the file and the check. */
+    rc = rc == PS_ECKPT ? PS_EFORMAT : rc;
+    ps_file_close(&r);
+    ps_file_header_fini(&h);
     ps_predict_destroy(&p);
-    ps_free(meta);
-    ps_free(text);
     return rc;
 }
 
@@ -782,7 +350,7 @@ static int load_test(const ps_predictor *p, const ps_predict_cfg *cfg, ps_datase
             return PS_ECONFIG;
         }
         if (src->hash_bits && src->hash_bits != p->hash_bits) {
-            PS_LOG(ERROR, "--hash-bits %u differs from the model's hash_bits %u (%s/model.json)",
+            PS_LOG(ERROR, "--hash-bits %u differs from the model's hash_bits %u (%s/model.bin)",
                    src->hash_bits, p->hash_bits, cfg->model_dir);
             return PS_ECONFIG;
         }

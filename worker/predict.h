@@ -1,8 +1,9 @@
-/* Predict: loads a model saved by `adamps train --save-model DIR`
- * (DIR/model.json plus one float32 .npy per table, see worker/export.c) and
- * scores a labelled data set with it in one process, without MPI: mean
- * loss, accuracy and the argmax class of every sample. Parameters for each
- * chunk of samples are gathered from the full tables by key, the layout
+/* Predict: loads a model saved by `adamps train --save-model DIR` from
+ * DIR/model.bin (one CRC-checked framed file, see worker/export.h; the .npy
+ * files and model.json beside it are for other readers) and scores a
+ * labelled data set with it in one process, without MPI: mean loss,
+ * accuracy and the argmax class of every sample. Parameters for each chunk
+ * of samples are gathered from the full tables by key, the layout
  * ps_model_evaluate and ps_model_predict take. The logic behind `adamps
  * predict`; cli/predict.c only maps the rc to an exit status. Not
  * collective; one predictor per thread. */
@@ -27,15 +28,15 @@ typedef struct {
     size_t samples;
 } ps_predict_result;
 
-/* Reads dir/model.json (a strict reader of the fields it needs: model,
- * in_dim, nclasses, sparse_input, hash_bits, hidden, tables), builds the
- * model it describes (no dropout) and loads every table's .npy, checking
- * each shape against model.json and the model. Returns 0 and a new
- * predictor in *out (the caller destroys it with ps_predict_destroy);
- * PS_EFORMAT (a missing or garbled field, a bad .npy, a shape mismatch,
- * a non-finite weight; logged naming the file and the field); PS_EIO
- * (logged with the file and strerror); PS_ECONFIG (model.json describes a
- * model ps_model_create rejects; logged); PS_ENOMEM. */
+/* Reads dir/model.bin: checks its framing and CRC (common/file.h), that
+ * its header describes a model (kind "model", ModelInfo) whose tables are
+ * the header's tables with the payload's size, that the feature hash is
+ * this build's, and that every weight is finite; then builds the model (no
+ * dropout). Returns 0 and a new predictor in *out (the caller destroys it
+ * with ps_predict_destroy); PS_EFORMAT for anything wrong with the file
+ * (logged naming the file and the field or check that failed; framing and
+ * CRC errors included); PS_EIO (cannot open or read; logged with
+ * strerror); PS_ECONFIG (dir too long; logged); PS_ENOMEM. */
 int ps_predict_create(ps_predictor **out, const char *dir);
 /* Frees p and sets *p = NULL; accepts NULL and *p == NULL. */
 void ps_predict_destroy(ps_predictor **p);

@@ -12,11 +12,11 @@ FUZZ_FLAGS ?=
 
 SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 CFLAGS_FUZZ := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O1 -g $(SAN) \
-	-I. -I$(BUILD)/gen $(shell pkg-config --cflags libprotobuf-c 2>/dev/null)
+	-I. -I$(BUILD)/gen $(shell pkg-config --cflags libprotobuf-c jansson 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-LIBS := $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+LIBS := $(shell pkg-config --libs libprotobuf-c jansson 2>/dev/null || echo -lprotobuf-c -ljansson)
 
-SRCS := tests/fuzz/fuzz_codec.c common/codec.c common/mem.c common/log.c common/err.c
+SRCS := tests/fuzz/fuzz_codec.c common/codec.c common/mem.c common/log.c common/json.c common/err.c
 GEN_C := $(BUILD)/gen/adamps.pb-c.c
 GEN_H := $(BUILD)/gen/adamps.pb-c.h
 OBJS := $(SRCS:%.c=$(BUILD)/fuzz-obj/%.o) $(BUILD)/fuzz-obj/gen/adamps.pb-c.o

@@ -1,4 +1,4 @@
-/* Tests for common/file.c and common/codec_header.c: round trips, every
+/* Tests for common/file.c and common/fileheader.c: round trips, every
  * rejection check, atomicity on failed writes, OOM sweeps. */
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +83,18 @@ static void expect_read_fails(const char *path, int want)
     assert_null(h.tables);
 }
 
+static void expect_sample_intact(const char *path)
+{
+    ps_file_header h;
+    void *payload;
+    size_t len;
+    assert_int_equal(ps_file_read(path, &h, &payload, &len), 0);
+    assert_int_equal(len, 8);
+    assert_memory_equal(payload, "abcdefgh", 8);
+    ps_free(payload);
+    ps_file_header_fini(&h);
+}
+
 static void test_file_round_trip_keeps_header_and_payload(void **state)
 {
     (void)state;
@@ -129,6 +141,149 @@ static void test_file_round_trip_keeps_header_and_payload(void **state)
 
 /* ps_afile_write_all (shared with common/metrics.c) writes every byte, and a
  * failed write is PS_EIO with errno left for the caller's message. */
+/* The model field (kind "model" files) round trips and is absent unless
+ * set; a file without it reads back has_model 0 (test above: shards). */
+static void test_file_model_info_round_trips(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "model.bin");
+    ps_file_table mt[2] = {{"w1", 1ULL << 20, 7, 0, 1ULL << 20, 1}, {"b1", 1, 7, 0, 1, 1}};
+    ps_file_header h = {.clock = 600, .ntables = 2, .tables = mt, .has_model = 1};
+    strcpy(h.kind, "model");
+    ps_file_model *m = &h.model;
+    strcpy(m->kind, "mlp");
+    m->in_dim = 1ULL << 20;
+    m->nclasses = 10;
+    m->sparse_input = 1;
+    m->hash_bits = 20;
+    m->hash_fingerprint = 0xfedcba9876543210ULL;
+    m->nhidden = PS_FILE_MAX_HIDDEN;
+    for (uint32_t i = 0; i < PS_FILE_MAX_HIDDEN; i++) {
+        m->hidden[i] = 1000 + i;
+    }
+    m->averaged = 1;
+    const void *parts[] = {"xy"};
+    size_t lens[] = {2};
+    assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 1), 0);
+
+    ps_file_header out;
+    void *payload;
+    size_t len;
+    assert_int_equal(ps_file_read(path, &out, &payload, &len), 0);
+    assert_string_equal(out.kind, "model");
+    assert_int_equal(out.has_model, 1);
+    assert_string_equal(out.model.kind, "mlp");
+    assert_int_equal(out.model.in_dim, 1ULL << 20);
+    assert_int_equal(out.model.nclasses, 10);
+    assert_int_equal(out.model.sparse_input, 1);
+    assert_int_equal(out.model.hash_bits, 20);
+    assert_int_equal(out.model.hash_fingerprint, 0xfedcba9876543210ULL);
+    assert_int_equal(out.model.nhidden, PS_FILE_MAX_HIDDEN);
+    assert_memory_equal(out.model.hidden, m->hidden, sizeof m->hidden);
+    assert_int_equal(out.model.averaged, 1);
+    assert_int_equal(out.ntables, 2);
+    assert_string_equal(out.tables[0].name, "w1");
+    assert_int_equal(out.tables[0].nslots, 1ULL << 20);
+    ps_free(payload);
+    ps_file_header_fini(&out);
+    assert_int_equal(out.has_model, 0);
+
+    /* A logreg: an empty ModelInfo still counts as present. */
+    memset(m, 0, sizeof *m);
+    strcpy(m->kind, "logreg");
+    assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 1), 0);
+    assert_int_equal(ps_file_read(path, &out, &payload, &len), 0);
+    assert_int_equal(out.has_model, 1);
+    assert_string_equal(out.model.kind, "logreg");
+    assert_int_equal(out.model.nhidden, 0);
+    ps_free(payload);
+    ps_file_header_fini(&out);
+
+    /* Without it, nothing is written or read back. */
+    write_sample(path);
+    assert_int_equal(ps_file_read(path, &out, &payload, &len), 0);
+    assert_int_equal(out.has_model, 0);
+    assert_string_equal(out.model.kind, "");
+    ps_free(payload);
+    ps_file_header_fini(&out);
+}
+
+static void test_file_model_info_limits(void **state)
+{
+    (void)state;
+    ps_file_header h = {.has_model = 1};
+    strcpy(h.kind, "model");
+    strcpy(h.model.kind, "mlp");
+    h.model.nhidden = PS_FILE_MAX_HIDDEN + 1;
+    ps_bytes hb = {0};
+    assert_int_equal(ps_fileheader_encode(&h, &hb), PS_EINVAL);
+    h.model.nhidden = 1;
+    memset(h.model.kind, 'm', sizeof h.model.kind);
+    assert_int_equal(ps_fileheader_encode(&h, &hb), PS_EINVAL);
+    ps_free(hb.data);
+
+    /* Hand-built headers: field 14 (model) holding field 7 (hidden, packed)
+     * with 9 widths, then field 1 (kind) of 16 bytes. Both parse as
+     * protobuf and both are refused. */
+    char path[128];
+    path_in(path, sizeof path, "model-limits.aps");
+    unsigned char raw[8 + 13] = {'A', 'P', 'S', '1', 13, 0, 0, 0, 0x72, 11, 0x3a, 9};
+    memset(raw + 12, 1, 9);
+    ps_test_write_file(path, raw, sizeof raw);
+    expect_read_fails(path, PS_ECKPT);
+    unsigned char raw2[8 + 20] = {'A', 'P', 'S', '1', 20, 0, 0, 0, 0x72, 18, 0x0a, 16};
+    memset(raw2 + 12, 'k', 16);
+    ps_test_write_file(path, raw2, sizeof raw2);
+    expect_read_fails(path, PS_ECKPT);
+}
+
+/* The streaming writer: payload size and CRC declared up front, the data
+ * in pieces, and both checked at commit. */
+static void test_file_streaming_writer_checks_declared_size_and_crc(void **state)
+{
+    (void)state;
+    char path[128], tmp[192];
+    path_in(path, sizeof path, "swriter.aps");
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    ps_file_header h = sample_header();
+    /* Chained CRCs are the CRC of the whole. */
+    h.crc32 = ps_file_crc32(ps_file_crc32(ps_file_crc32(0, "abc", 3), "", 0), "defgh", 5);
+    assert_int_equal(h.crc32, ps_file_crc32(0, "abcdefgh", 8));
+    h.payload_bytes = 8;
+    ps_file_writer *w;
+    assert_int_equal(ps_file_create(&w, path, &h), 0);
+    assert_int_equal(access(path, F_OK), -1); /* not published before commit */
+    assert_int_equal(ps_file_write_payload(w, "abc", 3), 0);
+    assert_int_equal(ps_file_write_payload(w, "defghi", 6), PS_EINVAL); /* past the size */
+    assert_int_equal(ps_file_write_payload(w, "defgh", 5), 0);
+    assert_int_equal(ps_file_commit(&w), 0);
+    assert_null(w);
+    expect_sample_intact(path);
+
+    /* Other bytes than the CRC promised: nothing published, no temp left. */
+    path_in(path, sizeof path, "swriter-bad.aps");
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    assert_int_equal(ps_file_create(&w, path, &h), 0);
+    assert_int_equal(ps_file_write_payload(w, "abcdefgX", 8), 0);
+    assert_int_equal(ps_file_commit(&w), PS_EIO);
+    assert_null(w);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(access(tmp, F_OK), -1);
+    /* Short of the declared size. */
+    assert_int_equal(ps_file_create(&w, path, &h), 0);
+    assert_int_equal(ps_file_write_payload(w, "abc", 3), 0);
+    assert_int_equal(ps_file_commit(&w), PS_EINVAL);
+    assert_int_equal(access(tmp, F_OK), -1);
+    /* Abort. */
+    assert_int_equal(ps_file_create(&w, path, &h), 0);
+    ps_file_abort(&w);
+    assert_null(w);
+    ps_file_abort(&w);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
 static void test_file_write_all_writes_everything_or_eio(void **state)
 {
     (void)state;
@@ -396,18 +551,6 @@ static void test_file_write_to_missing_dir_fails(void **state)
     assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 1), PS_EIO);
 }
 
-static void expect_sample_intact(const char *path)
-{
-    ps_file_header h;
-    void *payload;
-    size_t len;
-    assert_int_equal(ps_file_read(path, &h, &payload, &len), 0);
-    assert_int_equal(len, 8);
-    assert_memory_equal(payload, "abcdefgh", 8);
-    ps_free(payload);
-    ps_file_header_fini(&h);
-}
-
 static void test_file_failed_create_keeps_old_file(void **state)
 {
     (void)state;
@@ -547,6 +690,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, ps_test_setup, ps_test_teardown)
         T(test_file_round_trip_keeps_header_and_payload),
+        T(test_file_model_info_round_trips),
+        T(test_file_model_info_limits),
+        T(test_file_streaming_writer_checks_declared_size_and_crc),
         T(test_file_crc_is_ieee_crc32),
         T(test_file_write_all_writes_everything_or_eio),
         T(test_file_empty_payload_round_trips),

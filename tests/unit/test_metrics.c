@@ -1,4 +1,4 @@
-/* Tests for common/metrics.c: exact lines compared with hand-written JSON,
+/* Tests for worker/metrics.c: exact lines compared with hand-written JSON,
  * doubles read back bit for bit, escaping, NaN -> null, truncate/append,
  * and every line parsed by Python's json module when /usr/bin/python3 is
  * there. */
@@ -126,12 +126,40 @@ static void test_metrics_escapes_strings_and_keys(void **state)
     };
     write_one(path, PS_METRICS_TRUNCATE, kvs, 6);
     ps_test_read_file(path, buf, sizeof buf);
+    /* Each bad byte becomes U+FFFD, written as UTF-8 (EF BF BD). */
+#define FFFD "\xef\xbf\xbd"
     assert_string_equal(buf, "{\"q\\\"k\":\"a\\\"b\\\\c\","
-                             "\"ctl\":\"\\n\\t\\r\\b\\f\\u0001\\u001f\","
+                             "\"ctl\":\"\\n\\t\\r\\b\\f\\u0001\\u001F\","
                              "\"utf8\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\","
-                             "\"bad\":\"x\\ufffdy\\ufffd\\ufffd\","
-                             "\"surrogate\":\"\\ufffd\\ufffd\\ufffd\","
-                             "\"overlong\":\"\\ufffd\\ufffd\"}\n");
+                             "\"bad\":\"x" FFFD "y" FFFD FFFD "\","
+                             "\"surrogate\":\"" FFFD FFFD FFFD "\","
+                             "\"overlong\":\"" FFFD FFFD "\"}\n");
+#undef FFFD
+}
+
+/* Keys come out in the order given, however many (jansson keeps objects in
+ * a hash table: the order must not be its order), and a repeated key keeps
+ * its first place with its last value. */
+static void test_metrics_keeps_key_order(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    char path[128], buf[2048], want[2048], keys[N][8];
+    snprintf(path, sizeof path, "%s/order.jsonl", dir);
+    ps_metric_kv kvs[N + 1];
+    size_t o = (size_t)snprintf(want, sizeof want, "{");
+    for (int i = 0; i < N; i++) {
+        /* Reverse alphabetical: neither sorted nor insertion-sorted by accident. */
+        snprintf(keys[i], sizeof keys[i], "k%02d", N - 1 - i);
+        kvs[i] = PS_METRIC_I(keys[i], i);
+        o += (size_t)snprintf(want + o, sizeof want - o, "%s\"%s\":%d", i ? "," : "", keys[i],
+                              i == 3 ? -1 : i);
+    }
+    snprintf(want + o, sizeof want - o, "}\n");
+    kvs[N] = PS_METRIC_I(keys[3], -1);
+    write_one(path, PS_METRICS_TRUNCATE, kvs, N + 1);
+    ps_test_read_file(path, buf, sizeof buf);
+    assert_string_equal(buf, want);
 }
 
 static void test_metrics_lines_parse_with_python_json(void **state)
@@ -278,6 +306,7 @@ int main(void)
         T(test_metrics_doubles_read_back_exactly),
         T(test_metrics_nonfinite_becomes_null),
         T(test_metrics_escapes_strings_and_keys),
+        T(test_metrics_keeps_key_order),
         T(test_metrics_lines_parse_with_python_json),
         T(test_metrics_truncate_and_append_modes),
         T(test_metrics_append_drops_partial_last_line),

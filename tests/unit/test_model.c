@@ -332,6 +332,64 @@ static void test_model_tables_have_names_shapes_and_inits(void **state)
     ps_model_destroy(&m);
 }
 
+/* ps_model_tables gives exactly the tables of a created model (logreg and
+ * MLP, dense and sparse, default and overridden init), allocates nothing,
+ * ignores the training-only fields,
+ * and refuses a bad shape or too small an array. */
+static void test_model_tables_equal_created_models(void **state)
+{
+    (void)state;
+    ps_model_cfg cfgs[6] = {
+        logreg_cfg(1000, 4, 0, 0.0f),
+        logreg_cfg(1u << 20, 2, 1, 0.1f),
+        mlp_cfg(784, 10, 0, 3, 0.2f, 0.5f),
+        mlp_cfg(1u << 24, 7, 1, 2, 0, 0),
+        mlp_cfg(30, 3, 0, 1, 0, 0),
+        logreg_cfg(6, 3, 1, 0),
+    };
+    cfgs[4].init_override = PS_INIT_NORMAL;
+    cfgs[5].init_override = PS_INIT_GLOROT;
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        ps_table_desc got[PS_MODEL_MAX_TABLES];
+        uint32_t n = 99;
+        memset(got, 0xa5, sizeof got);
+        ps_test_fail_alloc(1000); /* counts allocations from here */
+        int rc = ps_model_tables(&cfgs[i], got, PS_MODEL_MAX_TABLES, &n);
+        long nalloc = ps_test_nalloc;
+        ps_test_fail_alloc(-1);
+        assert_int_equal(rc, 0);
+        assert_int_equal(nalloc, 0);
+        ps_model *m = NULL;
+        assert_int_equal(ps_model_create(&m, &cfgs[i]), 0);
+        assert_int_equal(n, ps_model_ntables(m));
+        for (uint32_t t = 0; t < n; t++) {
+            const ps_table_desc *d = ps_model_table(m, t);
+            assert_string_equal(got[t].name, d->name);
+            assert_int_equal(got[t].rows, d->rows);
+            assert_int_equal(got[t].width, d->width);
+            assert_int_equal(got[t].init, d->init);
+            assert_true(got[t].scale == d->scale);
+        }
+        ps_model_destroy(&m);
+    }
+    /* max_batch, dropout and l2 shape no table: they are not checked. */
+    ps_model_cfg c = mlp_cfg(6, 3, 0, 1, 1.5f, 0.0f);
+    c.max_batch = 0;
+    c.l2 = -1.0f;
+    ps_table_desc got[PS_MODEL_MAX_TABLES];
+    uint32_t n;
+    assert_int_equal(ps_model_tables(&c, got, PS_MODEL_MAX_TABLES, &n), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(got[3].name, "b2");
+    /* A shape that is wrong, and room for fewer tables than the model has. */
+    c.nclasses = 1;
+    assert_int_equal(ps_model_tables(&c, got, PS_MODEL_MAX_TABLES, &n), PS_ECONFIG);
+    assert_int_equal(n, 0);
+    c = mlp_cfg(6, 3, 0, 1, 0, 0);
+    assert_int_equal(ps_model_tables(&c, got, 3, &n), PS_EINVAL);
+    assert_int_equal(ps_model_tables(&c, got, 4, &n), 0);
+}
+
 /* Dense: all rows of every table, bias key 0. Sparse: the first table's
  * keys are strictly ascending, exactly the union of the batch's ids, and
  * pos points each non-zero at its own id. */
@@ -689,6 +747,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_rejects_bad_config),
         cmocka_unit_test(test_model_tables_have_names_shapes_and_inits),
+        cmocka_unit_test(test_model_tables_equal_created_models),
         cmocka_unit_test(test_model_batch_keys_are_sorted_union_or_all_rows),
         cmocka_unit_test(test_logreg_gradient_matches_finite_differences),
         cmocka_unit_test(test_mlp_gradient_matches_finite_differences_dense),

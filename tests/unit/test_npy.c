@@ -1,4 +1,4 @@
-/* Tests for common/npy.c: the header checked byte by byte in C, the data
+/* Tests for data/npy.c: the header checked byte by byte in C, the data
  * checked against numpy.load when /usr/bin/python3 has numpy. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,7 +124,8 @@ static void check_with_numpy(const char *path, const char *shape_tuple)
              "import io\n"
              "b = io.BytesIO(); np.save(b, np.zeros(a.shape, np.float32)); b = b.getvalue()\n"
              "head = b[:len(b) - a.nbytes]\n"
-             "assert open(sys.argv[1], \"rb\").read(len(head)) == head, \"header differs from numpy\"\n' "
+             "assert open(sys.argv[1], \"rb\").read(len(head)) == head, \"header differs from "
+             "numpy\"\n' "
              "'%s'",
              shape_tuple, path);
     assert_int_equal(system(cmd), 0);
@@ -199,13 +200,47 @@ static void test_npy_header_pads_long_shapes_to_64(void **state)
     float *d = make_data(3);
     assert_int_equal(ps_npy_write(path, d, shape, 12), 0);
     size_t off, len;
-    unsigned char *buf =
-        check_header(path, "(1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1)", &off, &len);
+    unsigned char *buf = check_header(path, "(1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1)", &off, &len);
     assert_true(off > 64);
     check_data(buf, off, len, 3);
     test_free(buf);
     test_free(d);
     check_with_numpy(path, "(1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1)");
+}
+
+/* ps_npy_header_bytes is where the writer put the data, for short and long
+ * headers, and 0 for a shape the writer refuses. */
+static void test_npy_header_bytes_is_data_offset(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/off.npy", dir);
+    uint64_t shapes[3][12] = {{3, 4}, {1ULL << 40, 7}, {1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1}};
+    int ndims[3] = {2, 2, 12};
+    float *d = make_data(3 * 4);
+    for (int i = 0; i < 3; i++) {
+        ps_npy_writer *w;
+        assert_int_equal(ps_npy_open(&w, path, shapes[i], ndims[i]), 0);
+        ps_npy_abort(&w);
+        size_t off = ps_npy_header_bytes(shapes[i], ndims[i]);
+        assert_int_equal(off % 64, 0);
+        if (i != 1) { /* too big to write whole: the header alone is checked */
+            assert_int_equal(ps_npy_write(path, d, shapes[i], ndims[i]), 0);
+            size_t got, len;
+            unsigned char *buf = check_header(
+                path, i ? "(1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1)" : "(3, 4)", &got, &len);
+            assert_int_equal(off, got);
+            test_free(buf);
+        }
+    }
+    assert_true(ps_npy_header_bytes(shapes[2], 12) > 64);
+    uint64_t huge[] = {1ULL << 40, 1ULL << 40};
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    assert_int_equal(ps_npy_header_bytes(huge, 2), 0);
+    assert_int_equal(ps_npy_header_bytes(huge, -1), 0);
+    test_free(ps_test_capture_end(&cap));
+    test_free(d);
 }
 
 static void test_npy_streams_table_in_pieces(void **state)
@@ -313,6 +348,7 @@ int main(void)
         T(test_npy_writes_1d_array_with_tuple_comma),
         T(test_npy_writes_scalar_and_empty),
         T(test_npy_header_pads_long_shapes_to_64),
+        T(test_npy_header_bytes_is_data_offset),
         T(test_npy_streams_table_in_pieces),
         T(test_npy_close_rejects_short_count),
         T(test_npy_rejects_bad_shape_and_dir),

@@ -3,7 +3,8 @@
 # the same 500-sample test slice to the same accuracy as that run's final
 # evaluation; its classes file has one class per line and agrees with that
 # accuracy; its .npy tables load in numpy with model.json's shapes. predict
-# is a single process: no mpirun.
+# reads model.bin alone, and refuses a corrupt one. predict is a single
+# process: no mpirun.
 
 PY=/usr/bin/python3
 
@@ -33,7 +34,8 @@ predict_case() {
         --save-model "$pm"
     local train_rc=$RC train_acc
     train_acc=$(final_field test_acc)
-    if [ "$train_rc" -ne 0 ] || [ -z "$train_acc" ] || [ ! -f "$pm/model.json" ]; then
+    if [ "$train_rc" -ne 0 ] || [ -z "$train_acc" ] || [ ! -f "$pm/model.json" ] ||
+        [ ! -f "$pm/model.bin" ]; then
         fail "predict_$name" "training with --save-model failed (rc=$train_rc)"
         return
     fi
@@ -102,20 +104,46 @@ EOF
 predict_case logreg
 predict_case mlp --model mlp --hidden 32
 
-# Bad input: exit 2 with one line naming the file and the field.
+# model.bin is all predict reads: alone in a directory it gives the same
+# accuracy as the full export.
+rm -rf "$LOGDIR/pm_bin_only"
+if [ -f "$LOGDIR/pm_logreg/model.bin" ]; then
+    mkdir -p "$LOGDIR/pm_bin_only"
+    cp "$LOGDIR/pm_logreg/model.bin" "$LOGDIR/pm_bin_only/"
+    run_predict predict_bin_only --model "$LOGDIR/pm_bin_only" --dataset fashion-mnist \
+        --test-limit 500
+    only_acc=$(predict_field accuracy)
+    run_predict predict_bin_full --model "$LOGDIR/pm_logreg" --dataset fashion-mnist \
+        --test-limit 500
+    full_acc=$(predict_field accuracy)
+    if [ -n "$only_acc" ] && [ "$only_acc" = "$full_acc" ]; then
+        pass "predict_reads_only_model_bin (accuracy $only_acc)"
+    else
+        fail predict_reads_only_model_bin "model.bin alone: $only_acc, full directory: $full_acc"
+    fi
+fi
+
+# Bad input: exit 2 with one line naming the file and the check that failed.
+# One payload bit flipped (the last byte, a bias value) fails the CRC.
 rm -rf "$LOGDIR/pm_bad"
 if [ -d "$LOGDIR/pm_logreg" ]; then
     cp -r "$LOGDIR/pm_logreg" "$LOGDIR/pm_bad"
-    sed -i 's/"nclasses": 10/"nclasses": ten/' "$LOGDIR/pm_bad/model.json"
-    run_predict predict_bad_json --model "$LOGDIR/pm_bad" --dataset fashion-mnist --test-limit 10
-    if [ "$RC" -eq 2 ] && grep -q "pm_bad/model.json: field \"nclasses\"" "$LOG"; then
-        pass predict_bad_json_exits_2
+    bin="$LOGDIR/pm_bad/model.bin"
+    size=$(stat -c %s "$bin")
+    byte=$(od -An -tu1 -j $((size - 1)) -N1 "$bin" | tr -d ' ')
+    # shellcheck disable=SC2059 # the format is the octal escape built here
+    printf "$(printf '\\%03o' $((byte ^ 1)))" |
+        dd of="$bin" bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
+    run_predict predict_corrupt_model --model "$LOGDIR/pm_bad" --dataset fashion-mnist \
+        --test-limit 10
+    if [ "$RC" -eq 2 ] && grep -q "pm_bad/model.bin: bad file: CRC check failed" "$LOG"; then
+        pass predict_corrupt_model_exits_2
     else
-        fail predict_bad_json_exits_2 "rc=$RC, wanted 2 and a message naming model.json and nclasses"
+        fail predict_corrupt_model_exits_2 "rc=$RC, wanted 2 and a CRC message naming model.bin"
     fi
 fi
 run_predict predict_no_model --model "$LOGDIR/no-such-model" --dataset fashion-mnist
-if [ "$RC" -eq 2 ] && grep -q "no-such-model/model.json" "$LOG"; then
+if [ "$RC" -eq 2 ] && grep -q "no-such-model/model.bin" "$LOG"; then
     pass predict_missing_model_exits_2
 else
     fail predict_missing_model_exits_2 "rc=$RC, wanted 2 and the missing file's name"
