@@ -212,12 +212,12 @@ static int mpi_fail(int mpirc, const char *what, int peer)
     return PS_EMPI;
 }
 
-#define MPI_CHECK(call, what, peer)                   \
-    do {                                              \
-        int mpirc_ = (call);                          \
-        if (mpirc_ != MPI_SUCCESS) {                  \
-            return mpi_fail(mpirc_, (what), (peer));  \
-        }                                             \
+#define MPI_CHECK(call, what, peer)                                                                \
+    do {                                                                                           \
+        int mpirc_ = (call);                                                                       \
+        if (mpirc_ != MPI_SUCCESS) {                                                               \
+            return mpi_fail(mpirc_, (what), (peer));                                               \
+        }                                                                                          \
     } while (0)
 
 static void abort_hook(void)
@@ -256,8 +256,7 @@ static int decide_nap(MPI_Comm world)
     }
     MPI_Comm local;
     int local_size = 1;
-    if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) ==
-        MPI_SUCCESS) {
+    if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) == MPI_SUCCESS) {
         MPI_Comm_size(local, &local_size);
         MPI_Comm_free(&local);
     }
@@ -347,8 +346,8 @@ static int mpi_send(ps_comm *base, int dst, int tag, ps_bytes *msg)
 {
     mpi_comm *c = as_mpi(base);
     if (msg->len > (size_t)INT32_MAX) {
-        PS_LOG(ERROR, "message of %zu bytes to rank %d exceeds the 2 GiB MPI count limit",
-               msg->len, dst);
+        PS_LOG(ERROR, "message of %zu bytes to rank %d exceeds the 2 GiB MPI count limit", msg->len,
+               dst);
         return PS_EINVAL;
     }
     int rc = mpi_progress(base);
@@ -492,9 +491,9 @@ static int mpi_split(ps_comm *c, int color, ps_comm **out)
 static int mpi_nodes(ps_comm *c, int *node_of_rank, int *nnodes)
 {
     MPI_Comm local;
-    MPI_CHECK(MPI_Comm_split_type(as_mpi(c)->mpi, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL,
-                                  &local),
-              "MPI_Comm_split_type", -1);
+    MPI_CHECK(
+        MPI_Comm_split_type(as_mpi(c)->mpi, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local),
+        "MPI_Comm_split_type", -1);
     /* Each node is named by the world rank of its first member. */
     int leader = c->rank;
     int mpirc = MPI_Bcast(&leader, 1, MPI_INT, 0, local);
@@ -528,12 +527,13 @@ static int mpi_nodes(ps_comm *c, int *node_of_rank, int *nnodes)
  * taken for a push or a pull. */
 #define RAW_TAG 100
 
-static int mpi_raw_pingpong(ps_comm *base, int peer, int lead, size_t req_bytes,
-                            size_t reply_bytes, int iters, double *seconds)
+static int mpi_raw_pingpong(ps_comm *base, int peer, int lead, size_t req_bytes, size_t reply_bytes,
+                            int iters, double *seconds)
 {
     if (iters < 1 || req_bytes > (size_t)INT32_MAX || reply_bytes > (size_t)INT32_MAX) {
-        PS_LOG(ERROR, "raw ping-pong with rank %d: %d iterations of %zu + %zu bytes is out of "
-                      "range (iterations >= 1, each size <= 2 GiB)",
+        PS_LOG(ERROR,
+               "raw ping-pong with rank %d: %d iterations of %zu + %zu bytes is out of "
+               "range (iterations >= 1, each size <= 2 GiB)",
                peer, iters, req_bytes, reply_bytes);
         return PS_EINVAL;
     }

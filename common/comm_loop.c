@@ -52,7 +52,8 @@ typedef enum {
 } coll_kind;
 
 static const char *const coll_names[] = {
-    "agree", "barrier", "bcast", "allreduce (sum)", "allreduce (max)", "allgather", "split", "nodes",
+    "agree",           "barrier",   "bcast", "allreduce (sum)",
+    "allreduce (max)", "allgather", "split", "nodes",
 };
 
 /* One rank's part in a collective, on that rank's stack. The rank that
@@ -276,13 +277,19 @@ static int world_check(const loop_comm *c, const char *what)
 }
 
 /* The one place this backend blocks (a deadline naming the silent rank
- * belongs here). Waits for the next event on c's mailbox: an arrival, a
- * completed collective or a failure; the caller re-checks its condition.
- * World lock held. Returns 0, or PS_EPEER once a rank has failed. */
+ * belongs here). Called, world lock held, when the caller's condition is
+ * not met: returns PS_EPEER if a rank has failed (nothing would ever meet
+ * it), else 0 after the next event on c's mailbox (an arrival, a completed
+ * collective, a failure), and the caller checks its condition again. A
+ * condition met while a failure was marked still counts, so every rank of
+ * a collective that completed gets its result. */
 static int loop_wait(loop_comm *c, const char *what)
 {
-    pthread_cond_wait(&c->g->box[c->base.rank].cv, &c->g->world->lock);
-    return world_check(c, what);
+    int rc = world_check(c, what);
+    if (rc == 0) {
+        pthread_cond_wait(&c->g->box[c->base.rank].cv, &c->g->world->lock);
+    }
+    return rc;
 }
 
 static int loop_send(ps_comm *base, int dst, int tag, ps_bytes *msg)
@@ -359,8 +366,10 @@ static int loop_recv(ps_comm *base, int src, int tag, int wait, ps_comm_msg *out
             w->idle = c->cur;
         }
         c->cur = m;
-        *out = (ps_comm_msg){.src = m->src, .tag = m->tag,
-                             .data = m->buf.data ? m->buf.data : empty, .len = m->buf.len};
+        *out = (ps_comm_msg){.src = m->src,
+                             .tag = m->tag,
+                             .data = m->buf.data ? m->buf.data : empty,
+                             .len = m->buf.len};
     }
     pthread_mutex_unlock(&w->lock);
     return rc;
@@ -424,10 +433,11 @@ static int coll_complete(loop_group *g)
     coll_part *const *p = g->parts;
     for (int r = 1; r < g->size; r++) {
         if (p[r]->kind != p[0]->kind || p[r]->n != p[0]->n || p[r]->root != p[0]->root) {
-            PS_LOG(ERROR, "collective mismatch: rank %d called %s (%zu, root %d), rank 0 %s "
-                          "(%zu, root %d)",
-                   r, coll_names[p[r]->kind], p[r]->n, p[r]->root, coll_names[p[0]->kind],
-                   p[0]->n, p[0]->root);
+            PS_LOG(ERROR,
+                   "collective mismatch: rank %d called %s (%zu, root %d), rank 0 %s "
+                   "(%zu, root %d)",
+                   r, coll_names[p[r]->kind], p[r]->n, p[r]->root, coll_names[p[0]->kind], p[0]->n,
+                   p[0]->root);
             return PS_EINVAL;
         }
     }

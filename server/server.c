@@ -39,20 +39,20 @@ struct ps_server {
     ps_store *store;
     ps_codec *codec;
     ps_msg_limits lim;
-    int64_t version;   /* clocks pushed by every worker */
-    int64_t *pushed;   /* per worker: pushes received */
-    uint8_t *done;     /* per worker: sent DONE */
-    held_push *held;   /* BSP: per worker, its push for clock `version` if early */
-    uint32_t next_w;   /* BSP: the next worker whose push is added */
-    held_pull *pulls;  /* waiting, in arrival order; slots past npulls keep storage */
+    int64_t version;  /* clocks pushed by every worker */
+    int64_t *pushed;  /* per worker: pushes received */
+    uint8_t *done;    /* per worker: sent DONE */
+    held_push *held;  /* BSP: per worker, its push for clock `version` if early */
+    uint32_t next_w;  /* BSP: the next worker whose push is added */
+    held_pull *pulls; /* waiting, in arrival order; slots past npulls keep storage */
     size_t npulls, cap_pulls;
     uint32_t ndone;
     int64_t ckpt_clock; /* a CHECKPOINT waiting for its version, or -1 */
     int ckpt_src;
     ps_bytes out;
-    float *vals;       /* reply values scratch */
+    float *vals; /* reply values scratch */
     size_t cap_vals;
-    ps_seg *segs;      /* reply segments scratch, one per table */
+    ps_seg *segs; /* reply segments scratch, one per table */
 };
 
 /* Copies segs[0..n) into c; c->segs then describes the same message. */
@@ -133,8 +133,8 @@ static int answer_pull(ps_server *s, const ps_pull *p, int src)
         }
         s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = vals, .nvalues = n};
     }
-    ps_reply r = {.request_id = p->request_id, .version = s->version, .nsegs = p->nsegs,
-                  .segs = s->segs};
+    ps_reply r = {
+        .request_id = p->request_id, .version = s->version, .nsegs = p->nsegs, .segs = s->segs};
     if ((rc = ps_codec_encode_reply(s->codec, &r, &s->out))) {
         return rc;
     }
@@ -269,8 +269,9 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
     s->pushed[p.worker]++;
     if (s->cfg->sync == PS_SYNC_BSP) {
         if (p.clock != s->version) {
-            PS_LOG(ERROR, "push from rank %d (worker %u) for clock %lld runs ahead of clock %lld "
-                          "under BSP",
+            PS_LOG(ERROR,
+                   "push from rank %d (worker %u) for clock %lld runs ahead of clock %lld "
+                   "under BSP",
                    m->src, p.worker, (long long)p.clock, (long long)s->version);
             return PS_EMSG;
         }
@@ -469,8 +470,8 @@ int ps_server_create(ps_server **out, const ps_server_cfg *cfg, ps_comm *comm)
         goto fail;
     }
     if (cfg->resume_clock >= 0) {
-        if ((rc = ps_snapshot_load(s->store, cfg->ckpt_dir, cfg->resume_clock,
-                                   cfg->resume_nservers, cfg->opt_name))) {
+        if ((rc = ps_snapshot_load(s->store, cfg->ckpt_dir, cfg->resume_clock, cfg->resume_nservers,
+                                   cfg->opt_name))) {
             goto fail;
         }
         s->version = cfg->resume_clock;
@@ -479,8 +480,8 @@ int ps_server_create(ps_server **out, const ps_server_cfg *cfg, ps_comm *comm)
         }
     }
     s->lim = (ps_msg_limits){.tables = ps_store_limits(s->store),
-                               .ntables = cfg->store.ntables,
-                               .nworkers = cfg->nworkers};
+                             .ntables = cfg->store.ntables,
+                             .nworkers = cfg->nworkers};
     *out = s;
     return 0;
 fail:

@@ -45,15 +45,21 @@ static void ps_test_free(void *p)
     test_free(p);
 }
 
+/* Installs h with no injected failures. */
+static inline int ps_test_use_hooks(const ps_mem_hooks *h)
+{
+    ps_test_fail_at = -1;
+    ps_test_nalloc = 0;
+    ps_mem_set_hooks(h);
+    return 0;
+}
+
 /* Use as cmocka setup: checked allocator, no injected failures. */
 static inline int ps_test_setup(void **state)
 {
     (void)state;
     static const ps_mem_hooks h = {ps_test_malloc, ps_test_realloc, ps_test_free};
-    ps_test_fail_at = -1;
-    ps_test_nalloc = 0;
-    ps_mem_set_hooks(&h);
-    return 0;
+    return ps_test_use_hooks(&h);
 }
 
 static inline int ps_test_teardown(void **state)
@@ -156,10 +162,7 @@ static inline int ps_test_setup_mt(void **state)
 {
     (void)state;
     static const ps_mem_hooks h = {ps_test_malloc_mt, ps_test_realloc_mt, ps_test_free_mt};
-    ps_test_fail_at = -1;
-    ps_test_nalloc = 0;
-    ps_mem_set_hooks(&h);
-    return 0;
+    return ps_test_use_hooks(&h);
 }
 
 /* Use as cmocka teardown with ps_test_setup_mt (every thread joined):
@@ -314,5 +317,22 @@ static inline size_t ps_test_count_lines(const char *s)
     }
     return n;
 }
+
+/* Runs `call` (an int expression) with stderr captured; fails the test
+ * unless it returns want and logged a line containing text (the log is
+ * printed when the text is missing). */
+#define PS_TEST_EXPECT_LOG(call, want, text)                                                       \
+    do {                                                                                           \
+        ps_test_capture cap_;                                                                      \
+        ps_test_capture_begin(&cap_);                                                              \
+        int rc_ = (call);                                                                          \
+        char *log_ = ps_test_capture_end(&cap_);                                                   \
+        if (!strstr(log_, (text))) {                                                               \
+            fprintf(stderr, "log was: %s\n", log_);                                                \
+        }                                                                                          \
+        assert_int_equal(rc_, (want));                                                             \
+        assert_non_null(strstr(log_, (text)));                                                     \
+        test_free(log_);                                                                           \
+    } while (0)
 
 #endif

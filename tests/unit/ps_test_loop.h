@@ -41,8 +41,7 @@ static void *ps_test_rank_main(void *p)
  * in n threads over a new loop world, joins them, destroys the world and
  * returns each rank's rc in rcs[i]. Fails the test if the world or a
  * thread cannot be made. Call from the main thread. */
-static inline void ps_test_run_ranks(int n, const ps_test_rank_fn *fns, void *const *args,
-                                     int *rcs)
+static inline void ps_test_run_ranks(int n, const ps_test_rank_fn *fns, void *const *args, int *rcs)
 {
     ps_comm *comms[PS_TEST_MAX_RANKS];
     ps_test_rank ranks[PS_TEST_MAX_RANKS];
@@ -59,13 +58,16 @@ static inline void ps_test_run_ranks(int n, const ps_test_rank_fn *fns, void *co
     }
 }
 
-/* The same function on every rank, with args[i] (or NULL) for rank i. */
-static inline void ps_test_run_same(int n, ps_test_rank_fn fn, void *const *args, int *rcs)
+/* The same function on every rank; rank i's argument is element i of the
+ * array at base (elements of size bytes), or NULL when base is NULL. */
+static inline void ps_test_run_same(int n, ps_test_rank_fn fn, void *base, size_t size, int *rcs)
 {
     ps_test_rank_fn fns[PS_TEST_MAX_RANKS];
+    void *args[PS_TEST_MAX_RANKS];
     assert_true(n >= 1 && n <= PS_TEST_MAX_RANKS);
     for (int i = 0; i < n; i++) {
         fns[i] = fn;
+        args[i] = base ? (char *)base + (size_t)i * size : NULL;
     }
     ps_test_run_ranks(n, fns, args, rcs);
 }
