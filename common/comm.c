@@ -90,6 +90,10 @@ int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_comm_msg *out)
     if (src != PS_ANY && (src < 0 || src >= c->size)) {
         return bad_rank(c, src, "recv");
     }
+    if (tag != PS_ANY && tag < 0) {
+        PS_LOG(ERROR, "recv from rank %d: tag %d is negative", src, tag);
+        return PS_EINVAL;
+    }
     int rc = c->ops->recv(c, src, tag, wait, out);
     if (rc == 0) {
         c->bytes_received += out->len;
@@ -126,14 +130,20 @@ int ps_comm_bcast(ps_comm *c, int root, void *buf, size_t len)
     return c->ops->bcast(c, root, buf, len);
 }
 
+static int bad_count(int n, const char *what)
+{
+    PS_LOG(ERROR, "%s of %d elements", what, n);
+    return PS_EINVAL;
+}
+
 int ps_comm_allreduce_sum(ps_comm *c, double *vals, int n)
 {
-    return n < 0 ? PS_EINVAL : c->ops->allreduce_sum(c, vals, n);
+    return n < 0 ? bad_count(n, "allreduce (sum)") : c->ops->allreduce_sum(c, vals, n);
 }
 
 int ps_comm_allreduce_max_u64(ps_comm *c, uint64_t *vals, int n)
 {
-    return n < 0 ? PS_EINVAL : c->ops->allreduce_max_u64(c, vals, n);
+    return n < 0 ? bad_count(n, "allreduce (max)") : c->ops->allreduce_max_u64(c, vals, n);
 }
 
 int ps_comm_allgather_int(ps_comm *c, int val, int *out)

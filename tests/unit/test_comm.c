@@ -220,10 +220,14 @@ static void test_loop_checks_ranks_and_tags(void **state)
     assert_int_equal(send_bytes(c[0], -1, PS_TAG_PUSH, "x", 1), PS_EINVAL);
     assert_int_equal(send_bytes(c[0], 1, -3, "x", 1), PS_EINVAL);
     assert_int_equal(ps_comm_recv(c[0], 5, PS_ANY, 0, &m), PS_EINVAL);
+    assert_int_equal(ps_comm_recv(c[0], PS_ANY, -2, 0, &m), PS_EINVAL);
+    assert_int_equal(ps_comm_allreduce_sum(c[0], NULL, -1), PS_EINVAL);
     assert_int_equal(ps_comm_raw_pingpong(c[0], 1, 1, 8, 8, 1, &secs), PS_EINVAL);
     char *log = ps_test_capture_end(&cap);
     assert_non_null(strstr(log, "rank 2 is outside this communicator of 2 ranks"));
     assert_non_null(strstr(log, "tag -3 is negative"));
+    assert_non_null(strstr(log, "tag -2 is negative"));
+    assert_non_null(strstr(log, "allreduce (sum) of -1 elements"));
     assert_non_null(strstr(log, "loop backend has no raw transport"));
     test_free(log);
     /* A zero-length message still arrives with a readable pointer. */
