@@ -1,16 +1,22 @@
-/* Comm: every MPI call adamps makes. Wraps a dup of MPI_COMM_WORLD with
+/* Comm: every message and collective adamps uses, behind one ops table
+ * (common/comm_internal.h) with two backends. `mpi` (common/comm.c, the only
+ * file that includes <mpi.h>) wraps a dup of MPI_COMM_WORLD with
  * MPI_ERRORS_RETURN, so a failed call becomes PS_EMPI (logged with
- * MPI_Error_string, our rank and the peer) instead of a silent abort.
+ * MPI_Error_string, our rank and the peer) instead of a silent abort. `loop`
+ * (common/comm_loop.c) connects n threads of one process, so server and
+ * worker logic run in cmocka tests without mpirun.
  *
  * Point-to-point is message based: ps_comm_send hands a whole encoded
  * message to a nonblocking send and gives the caller an empty pooled buffer
  * back in exchange, so nothing is copied or allocated per message once the
- * pool has warmed up. ps_comm_recv matches a message with MPI_Mprobe/Improbe
- * and receives it into one reusable buffer.
+ * pool has warmed up. ps_comm_recv matches by source and tag; messages from
+ * one sender that match are received in the order they were sent (MPI's
+ * non-overtaking rule), on both backends.
  *
  * Functions marked "collective" must be called by every rank of the
  * communicator in the same order; they return the same rc on every rank.
- * Not thread-safe: one thread per rank uses a ps_comm. */
+ * Not thread-safe: one thread at a time uses a ps_comm (on the loop
+ * backend, each rank's handle may sit in a thread of its own). */
 #ifndef PS_COMM_H
 #define PS_COMM_H
 
@@ -34,28 +40,44 @@ typedef struct {
 /* Initialises MPI (once per process) and returns the world communicator.
  * Collective over MPI_COMM_WORLD. Destroy with ps_comm_destroy. */
 int ps_comm_init(ps_comm **out, int *argc, char ***argv);
-/* Waits for sends still in flight, frees the communicator; the world comm
- * also finalises MPI. Collective. Accepts NULL. */
+/* Waits for sends still in flight, frees the communicator and sets *c =
+ * NULL; the world comm also finalises MPI. Collective on mpi; on loop each
+ * handle goes on its own (the shared state goes with the last one).
+ * Accepts NULL and *c == NULL. */
 void ps_comm_destroy(ps_comm **c);
 
 int ps_comm_rank(const ps_comm *c);
 int ps_comm_size(const ps_comm *c);
-/* Seconds since an arbitrary point (MPI_Wtime). */
+/* Seconds since an arbitrary point: CLOCK_MONOTONIC, the clock MPI_Wtime
+ * reads on Linux, the same for every rank of a node and both backends.
+ * Thread-safe. */
 double ps_comm_time(void);
-/* Ends every rank of the job with exit code `code`. Does not return. */
+/* Ends every rank of the job with exit code `code`. Does not return. Only
+ * cli/ calls it: role functions return an rc instead. On loop every rank is
+ * this process, so it exits the process. */
 void ps_comm_abort(ps_comm *c, int code) __attribute__((noreturn));
 
-/* Sends msg->data[0..len) to rank dst with tag. Takes the buffer: on return
- * *msg holds another (empty, pooled) buffer for the caller to reuse. The
- * send completes in the background; an error is reported now, never later. */
+/* Sends msg->data[0..len) to rank dst with tag (>= 0). Takes the buffer: on
+ * return *msg holds another (empty, pooled) buffer for the caller to reuse.
+ * The send completes in the background; an error is reported now, never
+ * later, and then the caller still owns its buffer. Returns 0, PS_EINVAL
+ * (dst outside the communicator, negative tag, over 2 GiB on mpi),
+ * PS_ENOMEM, PS_EMPI, or PS_EPEER (loop, after a rank failed). */
 int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg);
 /* Receives the next message matching src/tag (PS_ANY for either). With
- * wait = 0 returns PS_EEOF at once when none is ready. */
+ * wait = 0 returns PS_EEOF at once when none is ready. The one blocking
+ * wait of each backend. Returns 0, PS_EEOF, PS_EINVAL (src outside the
+ * communicator), PS_ENOMEM, PS_EMPI, or PS_EPEER (loop: a rank of this
+ * world failed, see ps_comm_loop_fail). */
 int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_comm_msg *out);
 /* Advances sends in flight and recycles their buffers. */
 int ps_comm_progress(ps_comm *c);
 /* Bytes sent and received so far by this rank (point-to-point). */
 void ps_comm_bytes(const ps_comm *c, uint64_t *sent, uint64_t *received);
+
+/* Collectives return 0 (agree: the agreed rc), PS_EMPI (mpi), PS_ENOMEM
+ * (split), PS_EPEER (loop: a rank of the world failed) or PS_EINVAL (loop:
+ * the ranks called different collectives, or with different sizes). */
 
 /* Collective: every rank passes its rc; all get the smallest (an error, if
  * any rank had one), so all ranks take the same branch afterwards. */
@@ -64,7 +86,8 @@ int ps_comm_agree(ps_comm *c, int rc);
 int ps_comm_barrier(ps_comm *c);
 /* Collective: root's len bytes at buf go to every rank's buf. */
 int ps_comm_bcast(ps_comm *c, int root, void *buf, size_t len);
-/* Collective: element-wise sum (double) or max (uint64) in place. */
+/* Collective: element-wise sum (double) or max (uint64) in place, n >= 0
+ * elements on every rank. loop sums in rank order. */
 int ps_comm_allreduce_sum(ps_comm *c, double *vals, int n);
 int ps_comm_allreduce_max_u64(ps_comm *c, uint64_t *vals, int n);
 /* Collective: each rank contributes one int; out (size entries) gets all. */
@@ -74,7 +97,8 @@ int ps_comm_allgather_int(ps_comm *c, int val, int *out);
  * ps_comm_destroy (it does not finalise MPI). */
 int ps_comm_split(ps_comm *c, int color, ps_comm **out);
 /* Collective: node_of_rank[r] (size entries) is the index of the shared-
- * memory node rank r runs on (MPI_Comm_split_type SHARED); *nnodes their count. */
+ * memory node rank r runs on (MPI_Comm_split_type SHARED); *nnodes their
+ * count. loop: every rank is on node 0. */
 int ps_comm_nodes(ps_comm *c, int *node_of_rank, int *nnodes);
 
 /* Benchmark baseline only (bench/bench_pushpull.c), never used by training:
@@ -87,8 +111,25 @@ int ps_comm_nodes(ps_comm *c, int *node_of_rank, int *nnodes);
  * counters of ps_comm_bytes are left alone. No other message may be in
  * flight between the two ranks. OUT *seconds: this rank's wall time for the
  * iters round trips. Returns 0, PS_EINVAL (iters < 1, a size over the
- * 2 GiB count limit), PS_ENOMEM or PS_EMPI. */
+ * 2 GiB count limit, the loop backend), PS_ENOMEM or PS_EMPI. */
 int ps_comm_raw_pingpong(ps_comm *c, int peer, int lead, size_t req_bytes, size_t reply_bytes,
                          int iters, double *seconds);
+
+/* In-process backend: returns n >= 1 connected communicators, comms[i] of
+ * rank i, for n threads of this process (one handle per thread; different
+ * handles may be used concurrently). Each rank has a mailbox, and a send
+ * moves the caller's buffer into it (no copy); the pool of idle buffers is
+ * shared by the world. The caller destroys every handle with
+ * ps_comm_destroy. Returns 0, PS_EINVAL (n < 1) or PS_ENOMEM (then every
+ * comms[i] is NULL). Thread-safe. */
+int ps_comm_loop_create(ps_comm **comms, int n);
+/* Loop only: marks rank c failed, as an abort would. Every recv and
+ * collective blocked on any communicator of c's world (including those
+ * split from it) returns PS_EPEER, naming the failed rank, and so does
+ * every later send, recv or collective there; only ps_comm_destroy still
+ * works. A test's rank thread calls it when its role function returns an
+ * error (what cli/ does with ps_comm_abort). Idempotent; thread-safe.
+ * Ignored on mpi. */
+void ps_comm_loop_fail(ps_comm *c);
 
 #endif

@@ -8,7 +8,9 @@
 #include "common/json.h"
 #include "common/mem.h"
 
-static int log_rank = -1;
+/* Per thread: the loop comm backend runs every rank as a thread of one
+ * process, and each thread sets the rank its lines carry. */
+static _Thread_local int log_rank = -1;
 static ps_log_level log_min = PS_LOG_INFO;
 static int log_json;
 static void (*log_abort_hook)(void);

@@ -1,7 +1,7 @@
 /* Logging: one macro, PS_LOG(level, fmt, ...), to stderr with a timestamp
- * and the MPI rank (set once by the comm module). Debug and error lines also
- * carry file:line. PS_ASSERT is for our own bugs only: it logs and aborts the
- * whole job through the abort hook (MPI_Abort once comm is up). */
+ * and the rank (per thread, set by the comm module). Debug and error lines
+ * also carry file:line. PS_ASSERT is for our own bugs only: it logs and
+ * aborts the whole job through the abort hook (MPI_Abort once comm is up). */
 #ifndef PS_LOG_H
 #define PS_LOG_H
 
@@ -9,7 +9,8 @@
 
 typedef enum { PS_LOG_DEBUG = 0, PS_LOG_INFO, PS_LOG_WARN, PS_LOG_ERROR } ps_log_level;
 
-/* Sets the rank printed on every line (-1 before MPI is up). */
+/* Sets the rank printed on this thread's lines (-1 until set: before MPI
+ * is up, and in every new thread; loop comm tests set it per rank thread). */
 void ps_log_set_rank(int rank);
 /* Lines below this level are dropped. Default PS_LOG_INFO. */
 void ps_log_set_level(ps_log_level level);

@@ -8,50 +8,93 @@
 #include "common/mem.h"
 #include "server/snapshot.h"
 
-/* A message kept for later: a BSP push waiting for its clock's other pushes,
- * or a pull waiting for its version. Buffers are reused, never freed early. */
+/* A message's segments in storage of their own. Decoded messages point
+ * into the codec's arena, which the next decode resets, so one that must
+ * wait is copied here once, decoded; the arrays grow to their high-water
+ * mark and are reused, so holding allocates nothing in steady state. */
 typedef struct {
-    ps_bytes bytes;
-    int src;
-    int used;
-} held_msg;
+    ps_seg *segs;
+    uint64_t *slots;
+    float *values;
+    size_t cap_segs, cap_slots, cap_values;
+} seg_copy;
 
+/* BSP: a worker's push for clock `version` that came before its turn. */
 typedef struct {
+    seg_copy st;
+    ps_push push;
+    int used;
+} held_push;
+
+/* A pull waiting for its version. */
+typedef struct {
+    seg_copy st;
+    ps_pull pull;
+    int src;
+} held_pull;
+
+struct ps_server {
     const ps_server_cfg *cfg;
     ps_comm *comm;
     ps_store *store;
     ps_codec *codec;
     ps_msg_limits lim;
-    int64_t version;   /* clocks pushed by every worker */
-    int64_t *pushed;   /* per worker: pushes received */
-    held_msg *held;    /* BSP: per worker, its push for clock `version` if early */
-    uint32_t next_w;   /* BSP: the next worker whose push is added */
-    held_msg *pulls;   /* pulls waiting for a newer version */
+    int64_t version;  /* clocks pushed by every worker */
+    int64_t *pushed;  /* per worker: pushes received */
+    uint8_t *done;    /* per worker: sent DONE */
+    held_push *held;  /* BSP: per worker, its push for clock `version` if early */
+    uint32_t next_w;  /* BSP: the next worker whose push is added */
+    held_pull *pulls; /* waiting, in arrival order; slots past npulls keep storage */
     size_t npulls, cap_pulls;
     uint32_t ndone;
     int64_t ckpt_clock; /* a CHECKPOINT waiting for its version, or -1 */
     int ckpt_src;
     ps_bytes out;
-    float *vals;       /* reply values scratch */
+    float *vals; /* reply values scratch */
     size_t cap_vals;
-    ps_seg *segs;      /* reply segments scratch, one per table */
-} server;
+    ps_seg *segs; /* reply segments scratch, one per table */
+};
 
-static int copy_msg(held_msg *h, const ps_comm_msg *m)
+/* Copies segs[0..n) into c; c->segs then describes the same message. */
+static int seg_copy_set(seg_copy *c, const ps_seg *segs, size_t n)
 {
-    int rc = ps_grow((void **)&h->bytes.data, &h->bytes.cap, m->len ? m->len : 1, 1);
-    if (rc) {
+    size_t nslots = 0, nvalues = 0;
+    for (size_t i = 0; i < n; i++) {
+        nslots += segs[i].nkeys;
+        nvalues += segs[i].nvalues;
+    }
+    int rc = PS_GROW(c->segs, c->cap_segs, n);
+    if (rc || (rc = PS_GROW(c->slots, c->cap_slots, nslots)) ||
+        (rc = PS_GROW(c->values, c->cap_values, nvalues))) {
         return rc;
     }
-    memcpy(h->bytes.data, m->data, m->len);
-    h->bytes.len = m->len;
-    h->src = m->src;
-    h->used = 1;
+    size_t ks = 0, kv = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ps_seg *g = &segs[i];
+        c->segs[i] = *g;
+        if (g->nkeys && g->slots) {
+            memcpy(c->slots + ks, g->slots, g->nkeys * sizeof *g->slots);
+            c->segs[i].slots = c->slots + ks;
+            ks += g->nkeys;
+        }
+        if (g->nvalues) {
+            memcpy(c->values + kv, g->values, g->nvalues * sizeof *g->values);
+            c->segs[i].values = c->values + kv;
+            kv += g->nvalues;
+        }
+    }
     return 0;
 }
 
+static void seg_copy_fini(seg_copy *c)
+{
+    ps_free(c->segs);
+    ps_free(c->slots);
+    ps_free(c->values);
+}
+
 /* The sender must be the rank the push or pull claims to come from. */
-static int check_worker(server *s, int src, uint32_t worker, const char *kind)
+static int check_worker(ps_server *s, int src, uint32_t worker, const char *kind)
 {
     if (s->cfg->worker_ranks[worker] != src) {
         PS_LOG(ERROR, "%s from rank %d claims to be worker %u (rank %d)", kind, src, worker,
@@ -67,7 +110,7 @@ static int is_contiguous(const ps_seg *g)
     return g->nkeys == 0 || g->slots[g->nkeys - 1] - g->slots[0] == g->nkeys - 1;
 }
 
-static int answer_pull(server *s, const ps_pull *p, int src)
+static int answer_pull(ps_server *s, const ps_pull *p, int src)
 {
     size_t total = 0;
     for (size_t i = 0; i < p->nsegs; i++) {
@@ -90,45 +133,42 @@ static int answer_pull(server *s, const ps_pull *p, int src)
         }
         s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = vals, .nvalues = n};
     }
-    ps_reply r = {.request_id = p->request_id, .version = s->version, .nsegs = p->nsegs,
-                  .segs = s->segs};
+    ps_reply r = {
+        .request_id = p->request_id, .version = s->version, .nsegs = p->nsegs, .segs = s->segs};
     if ((rc = ps_codec_encode_reply(s->codec, &r, &s->out))) {
         return rc;
     }
     return ps_comm_send(s->comm, src, PS_TAG_REPLY, &s->out);
 }
 
-/* Answers every held pull whose version now exists. */
-static int answer_waiting(server *s)
+/* Answers every held pull whose version now exists, in arrival order; the
+ * rest keep their order. Answered slots move past npulls with their storage. */
+static int answer_waiting(ps_server *s)
 {
+    size_t keep = 0;
+    int rc = 0;
     for (size_t i = 0; i < s->npulls; i++) {
-        held_msg *h = &s->pulls[i];
-        ps_pull p;
-        int rc = ps_codec_decode_pull(s->codec, &s->lim, h->src, h->bytes.data, h->bytes.len, &p);
-        if (rc) {
-            return rc;
-        }
-        if (p.min_version > s->version) {
+        held_pull *h = &s->pulls[i];
+        if (rc == 0 && h->pull.min_version <= s->version &&
+            (rc = answer_pull(s, &h->pull, h->src)) == 0) {
             continue;
         }
-        if ((rc = answer_pull(s, &p, h->src))) {
-            return rc;
+        if (keep != i) {
+            held_pull t = s->pulls[keep];
+            s->pulls[keep] = *h;
+            *h = t;
         }
-        /* Swap the answered slot with the last; keep its buffer for reuse. */
-        held_msg done = *h;
-        *h = s->pulls[--s->npulls];
-        s->pulls[s->npulls] = done;
-        s->pulls[s->npulls].used = 0;
-        i--;
+        keep++;
     }
-    return 0;
+    s->npulls = keep;
+    return rc;
 }
 
 /* Writes the shard once the requested clock is reached. Under BSP the
  * coordinator's next push comes after its request, so the version is then
  * exactly the requested clock: a consistent snapshot. Under SSP/ASP updates
  * of later clocks may already be in. */
-static int maybe_checkpoint(server *s)
+static int maybe_checkpoint(ps_server *s)
 {
     if (s->ckpt_clock < 0 || s->version < s->ckpt_clock) {
         return 0;
@@ -143,7 +183,7 @@ static int maybe_checkpoint(server *s)
     return rc;
 }
 
-static int64_t min_pushed(const server *s)
+static int64_t min_pushed(const ps_server *s)
 {
     int64_t v = s->pushed[0];
     for (uint32_t w = 1; w < s->cfg->nworkers; w++) {
@@ -157,7 +197,7 @@ static int64_t min_pushed(const server *s)
  * added as it arrives (with one worker, nothing is ever held); one that
  * comes early waits in held[] until its turn. After the last worker's, the
  * clock is applied as one step. p is worker next_w's push, or NULL. */
-static int bsp_advance(server *s, const ps_push *p)
+static int bsp_advance(ps_server *s, const ps_push *p)
 {
     float scale = 1.0f / (float)s->cfg->nworkers;
     if (p && s->cfg->nworkers == 1 && s->cfg->store.lazy) {
@@ -171,16 +211,8 @@ static int bsp_advance(server *s, const ps_push *p)
         s->next_w++;
     }
     while (s->next_w < s->cfg->nworkers && s->held[s->next_w].used) {
-        held_msg *h = &s->held[s->next_w];
-        if (h->bytes.len) {
-            ps_push q;
-            int rc = ps_codec_decode_push(s->codec, &s->lim, h->src, h->bytes.data, h->bytes.len,
-                                          &q);
-            if (rc) {
-                return rc;
-            }
-            ps_store_accumulate(s->store, &q, scale);
-        }
+        held_push *h = &s->held[s->next_w];
+        ps_store_accumulate(s->store, &h->push, scale);
         h->used = 0;
         s->next_w++;
     }
@@ -196,7 +228,24 @@ static int bsp_advance(server *s, const ps_push *p)
     return 0;
 }
 
-static int on_push(server *s, const ps_comm_msg *m)
+/* BSP: keeps worker p->worker's early push until its turn; a dropped one
+ * (--nonfinite skip) is kept empty, so its turn adds nothing. */
+static int hold_push(ps_server *s, const ps_push *p, int drop)
+{
+    held_push *h = &s->held[p->worker];
+    size_t nsegs = drop ? 0 : p->nsegs;
+    int rc = seg_copy_set(&h->st, p->segs, nsegs);
+    if (rc) {
+        return rc;
+    }
+    h->push = *p;
+    h->push.nsegs = nsegs;
+    h->push.segs = h->st.segs;
+    h->used = 1;
+    return 0;
+}
+
+static int on_push(ps_server *s, const ps_comm_msg *m)
 {
     ps_push p;
     int rc = ps_codec_decode_push(s->codec, &s->lim, m->src, m->data, m->len, &p);
@@ -220,8 +269,9 @@ static int on_push(server *s, const ps_comm_msg *m)
     s->pushed[p.worker]++;
     if (s->cfg->sync == PS_SYNC_BSP) {
         if (p.clock != s->version) {
-            PS_LOG(ERROR, "push from rank %d (worker %u) for clock %lld runs ahead of clock %lld "
-                          "under BSP",
+            PS_LOG(ERROR,
+                   "push from rank %d (worker %u) for clock %lld runs ahead of clock %lld "
+                   "under BSP",
                    m->src, p.worker, (long long)p.clock, (long long)s->version);
             return PS_EMSG;
         }
@@ -230,8 +280,8 @@ static int on_push(server *s, const ps_comm_msg *m)
                 s->next_w++;
             }
             rc = bsp_advance(s, drop ? NULL : &p);
-        } else if ((rc = copy_msg(&s->held[p.worker], m)) == 0 && drop) {
-            s->held[p.worker].bytes.len = 0; /* its turn adds nothing */
+        } else {
+            rc = hold_push(s, &p, drop);
         }
         if (rc) {
             return rc;
@@ -257,7 +307,7 @@ static int on_push(server *s, const ps_comm_msg *m)
     return answer_waiting(s);
 }
 
-static int on_pull(server *s, const ps_comm_msg *m)
+static int on_pull(ps_server *s, const ps_comm_msg *m)
 {
     ps_pull p;
     int rc = ps_codec_decode_pull(s->codec, &s->lim, m->src, m->data, m->len, &p);
@@ -271,17 +321,20 @@ static int on_pull(server *s, const ps_comm_msg *m)
     if ((rc = PS_GROW(s->pulls, s->cap_pulls, s->npulls + 1))) {
         return rc;
     }
-    /* New slots start empty; slots past npulls keep recycled buffers. */
+    /* New slots start empty; slots past npulls keep recycled storage. */
     memset(s->pulls + old_cap, 0, (s->cap_pulls - old_cap) * sizeof *s->pulls);
-    held_msg *h = &s->pulls[s->npulls];
-    if ((rc = copy_msg(h, m))) {
+    held_pull *h = &s->pulls[s->npulls];
+    if ((rc = seg_copy_set(&h->st, p.segs, p.nsegs))) {
         return rc;
     }
+    h->pull = p;
+    h->pull.segs = h->st.segs;
+    h->src = m->src;
     s->npulls++;
     return 0;
 }
 
-static int on_ctrl(server *s, const ps_comm_msg *m)
+static int on_ctrl(ps_server *s, const ps_comm_msg *m)
 {
     ps_ctrl c;
     int rc = ps_codec_decode_ctrl(s->codec, &s->lim, m->src, m->data, m->len, &c);
@@ -290,7 +343,18 @@ static int on_ctrl(server *s, const ps_comm_msg *m)
     }
     switch (c.kind) {
     case PS_CTRL_DONE:
-        s->ndone++;
+        if (s->done[c.worker]) {
+            PS_LOG(ERROR, "second DONE from rank %d (worker %u)", m->src, c.worker);
+            return PS_EMSG;
+        }
+        s->done[c.worker] = 1;
+        /* Nothing can raise the version now: a waiting pull would never be
+         * answered and its worker would wait for ever. */
+        if (++s->ndone == s->cfg->nworkers && s->npulls) {
+            PS_LOG(ERROR, "all workers are done but %zu pulls still wait for a newer version",
+                   s->npulls);
+            return PS_EMSG;
+        }
         return 0;
     case PS_CTRL_CHECKPOINT:
         if (!s->cfg->ckpt_dir || !s->cfg->ckpt_dir[0]) {
@@ -310,76 +374,133 @@ static int on_ctrl(server *s, const ps_comm_msg *m)
     }
 }
 
-static void server_fini(server *s)
+int ps_server_handle(ps_server *s, const ps_comm_msg *m)
 {
-    for (uint32_t w = 0; s->held && w < s->cfg->nworkers; w++) {
-        ps_free(s->held[w].bytes.data);
+    switch (m->tag) {
+    case PS_TAG_PUSH:
+        return on_push(s, m);
+    case PS_TAG_PULL:
+        return on_pull(s, m);
+    case PS_TAG_CTRL:
+        return on_ctrl(s, m);
+    default:
+        PS_LOG(ERROR, "message with unknown tag %d from rank %d", m->tag, m->src);
+        return PS_EMSG;
     }
-    for (size_t i = 0; s->pulls && i < s->cap_pulls; i++) {
-        ps_free(s->pulls[i].bytes.data);
+}
+
+int ps_server_is_done(const ps_server *s)
+{
+    return s->ndone == s->cfg->nworkers;
+}
+
+int64_t ps_server_version(const ps_server *s)
+{
+    return s->version;
+}
+
+ps_store *ps_server_store(ps_server *s)
+{
+    return s->store;
+}
+
+void ps_server_destroy(ps_server **sp)
+{
+    if (!sp || !*sp) {
+        return;
+    }
+    ps_server *s = *sp;
+    for (uint32_t w = 0; s->held && w < s->cfg->nworkers; w++) {
+        seg_copy_fini(&s->held[w].st);
+    }
+    for (size_t i = 0; i < s->cap_pulls; i++) {
+        seg_copy_fini(&s->pulls[i].st);
     }
     ps_free(s->held);
     ps_free(s->pulls);
     ps_free(s->pushed);
+    ps_free(s->done);
     ps_free(s->out.data);
     ps_free(s->vals);
     ps_free(s->segs);
     ps_codec_destroy(&s->codec);
     ps_store_destroy(&s->store);
+    ps_free(s);
+    *sp = NULL;
+}
+
+/* Worker ranks name ranks of comm, one per worker: the replies go there. */
+static int check_cfg(const ps_server_cfg *cfg, const ps_comm *comm)
+{
+    if (cfg->nworkers == 0) {
+        PS_LOG(ERROR, "server: no workers to serve");
+        return PS_EINVAL;
+    }
+    for (uint32_t w = 0; w < cfg->nworkers; w++) {
+        int r = cfg->worker_ranks[w];
+        if (r < 0 || r >= ps_comm_size(comm)) {
+            PS_LOG(ERROR, "server: worker %u is rank %d, outside the %d ranks of its comm", w, r,
+                   ps_comm_size(comm));
+            return PS_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int ps_server_create(ps_server **out, const ps_server_cfg *cfg, ps_comm *comm)
+{
+    *out = NULL;
+    int rc = check_cfg(cfg, comm);
+    if (rc) {
+        return rc;
+    }
+    ps_server *s = ps_calloc(1, sizeof *s);
+    if (!s) {
+        return PS_ENOMEM;
+    }
+    *s = (ps_server){.cfg = cfg, .comm = comm, .ckpt_clock = -1};
+    if ((rc = ps_store_create(&s->store, &cfg->store))) {
+        goto fail;
+    }
+    rc = PS_ENOMEM;
+    if (ps_codec_create(&s->codec) || !(s->pushed = ps_calloc(cfg->nworkers, sizeof *s->pushed)) ||
+        !(s->done = ps_calloc(cfg->nworkers, sizeof *s->done)) ||
+        !(s->held = ps_calloc(cfg->nworkers, sizeof *s->held)) ||
+        !(s->segs = ps_calloc(cfg->store.ntables, sizeof *s->segs))) {
+        goto fail;
+    }
+    if (cfg->resume_clock >= 0) {
+        if ((rc = ps_snapshot_load(s->store, cfg->ckpt_dir, cfg->resume_clock, cfg->resume_nservers,
+                                   cfg->opt_name))) {
+            goto fail;
+        }
+        s->version = cfg->resume_clock;
+        for (uint32_t w = 0; w < cfg->nworkers; w++) {
+            s->pushed[w] = cfg->resume_clock;
+        }
+    }
+    s->lim = (ps_msg_limits){.tables = ps_store_limits(s->store),
+                             .ntables = cfg->store.ntables,
+                             .nworkers = cfg->nworkers};
+    *out = s;
+    return 0;
+fail:
+    ps_server_destroy(&s);
+    return rc;
 }
 
 int ps_server_run(const ps_server_cfg *cfg, ps_comm *comm)
 {
-    server s = {.cfg = cfg, .comm = comm, .ckpt_clock = -1};
-    int rc = ps_store_create(&s.store, &cfg->store);
-    if (rc == 0 && (ps_codec_create(&s.codec) ||
-                    !(s.pushed = ps_calloc(cfg->nworkers, sizeof *s.pushed)) ||
-                    !(s.held = ps_calloc(cfg->nworkers, sizeof *s.held)) ||
-                    !(s.segs = ps_calloc(cfg->store.ntables, sizeof *s.segs)))) {
-        rc = PS_ENOMEM;
-    }
-    if (rc == 0 && cfg->resume_clock >= 0) {
-        rc = ps_snapshot_load(s.store, cfg->ckpt_dir, cfg->resume_clock, cfg->resume_nservers,
-                              cfg->opt_name);
-        s.version = cfg->resume_clock;
-        for (uint32_t w = 0; s.pushed && w < cfg->nworkers; w++) {
-            s.pushed[w] = cfg->resume_clock;
-        }
-    }
+    ps_server *s = NULL;
+    int rc = ps_server_create(&s, cfg, comm);
     /* Start-up handshake: nobody sends before every rank is ready. */
-    if ((rc = ps_comm_agree(comm, rc))) {
-        goto done;
-    }
-    s.lim = (ps_msg_limits){.tables = ps_store_limits(s.store),
-                              .ntables = cfg->store.ntables,
-                              .nworkers = cfg->nworkers};
-    rc = 0;
-    while (rc == 0 && s.ndone < cfg->nworkers) {
+    rc = ps_comm_agree(comm, rc);
+    while (rc == 0 && !ps_server_is_done(s)) {
         ps_comm_msg m;
-        if ((rc = ps_comm_recv(comm, PS_ANY, PS_ANY, 1, &m))) {
-            break;
-        }
-        switch (m.tag) {
-        case PS_TAG_PUSH:
-            rc = on_push(&s, &m);
-            break;
-        case PS_TAG_PULL:
-            rc = on_pull(&s, &m);
-            break;
-        case PS_TAG_CTRL:
-            rc = on_ctrl(&s, &m);
-            break;
-        default:
-            PS_LOG(ERROR, "message with unknown tag %d from rank %d", m.tag, m.src);
-            rc = PS_EMSG;
+        if ((rc = ps_comm_recv(comm, PS_ANY, PS_ANY, 1, &m)) == 0) {
+            rc = ps_server_handle(s, &m);
         }
     }
-    if (rc == 0 && s.npulls) {
-        PS_LOG(ERROR, "all workers are done but %zu pulls still wait for a newer version",
-               s.npulls);
-        rc = PS_EMSG;
-    }
-done:
-    server_fini(&s);
+    ps_server_destroy(&s);
     return rc;
 }

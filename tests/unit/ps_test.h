@@ -11,7 +11,9 @@
 #define PS_TEST_H
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,15 +45,21 @@ static void ps_test_free(void *p)
     test_free(p);
 }
 
+/* Installs h with no injected failures. */
+static inline int ps_test_use_hooks(const ps_mem_hooks *h)
+{
+    ps_test_fail_at = -1;
+    ps_test_nalloc = 0;
+    ps_mem_set_hooks(h);
+    return 0;
+}
+
 /* Use as cmocka setup: checked allocator, no injected failures. */
 static inline int ps_test_setup(void **state)
 {
     (void)state;
     static const ps_mem_hooks h = {ps_test_malloc, ps_test_realloc, ps_test_free};
-    ps_test_fail_at = -1;
-    ps_test_nalloc = 0;
-    ps_mem_set_hooks(&h);
-    return 0;
+    return ps_test_use_hooks(&h);
 }
 
 static inline int ps_test_teardown(void **state)
@@ -60,6 +68,127 @@ static inline int ps_test_teardown(void **state)
     ps_mem_set_hooks(NULL);
     return 0;
 }
+
+/* Tests whose threads allocate (loop comm ranks) cannot use cmocka's
+ * allocator: cmocka 1.1 keeps its block list in thread-local storage, so a
+ * block allocated in one thread and freed in another (every message buffer
+ * of the loop backend) corrupts it, and a thread's leaks are never checked.
+ * So these tests get a small checked allocator of their own behind one
+ * mutex: a list of live blocks with a guard after each, checked on free and
+ * by ps_test_teardown_mt (leaks and overruns fail the test), and the same
+ * Nth-allocation failure and counting as ps_test_setup, over every thread.
+ * Call ps_test_fail_alloc only while no other thread allocates. */
+typedef union ps_test_block {
+    struct {
+        union ps_test_block *prev, *next;
+        size_t size;
+        uint64_t magic;
+    } h;
+    max_align_t align; /* payload alignment, as malloc's */
+} ps_test_block;
+
+/* The C library's own malloc and free: cmocka.h redefines both names. */
+#pragma push_macro("malloc")
+#pragma push_macro("free")
+#undef malloc
+#undef free
+
+#define PS_TEST_MAGIC 0x70735f746573745full
+#define PS_TEST_GUARD 16
+
+static pthread_mutex_t ps_test_mem_lock = PTHREAD_MUTEX_INITIALIZER;
+static ps_test_block ps_test_live = {.h = {&ps_test_live, &ps_test_live, 0, 0}};
+
+static void ps_test_block_check(const ps_test_block *b)
+{
+    const unsigned char *guard = (const unsigned char *)(b + 1) + b->h.size;
+    int ok = b->h.magic == PS_TEST_MAGIC;
+    for (int i = 0; ok && i < PS_TEST_GUARD; i++) {
+        ok = guard[i] == 0xab;
+    }
+    if (!ok) {
+        fprintf(stderr, "ps_test: block %p (%zu bytes) overrun or not ours\n", (void *)(b + 1),
+                b->h.magic == PS_TEST_MAGIC ? b->h.size : 0);
+        abort();
+    }
+}
+
+static void *ps_test_malloc_mt(size_t n)
+{
+    ps_test_block *b = NULL;
+    pthread_mutex_lock(&ps_test_mem_lock);
+    if (!(ps_test_fail_at >= 0 && ps_test_nalloc++ == ps_test_fail_at) &&
+        (b = malloc(sizeof *b + n + PS_TEST_GUARD))) {
+        b->h.size = n;
+        b->h.magic = PS_TEST_MAGIC;
+        memset((unsigned char *)(b + 1) + n, 0xab, PS_TEST_GUARD);
+        b->h.next = &ps_test_live;
+        b->h.prev = ps_test_live.h.prev;
+        ps_test_live.h.prev->h.next = b;
+        ps_test_live.h.prev = b;
+    }
+    pthread_mutex_unlock(&ps_test_mem_lock);
+    return b ? b + 1 : NULL;
+}
+
+static void ps_test_free_mt(void *p)
+{
+    if (!p) {
+        return;
+    }
+    ps_test_block *b = (ps_test_block *)p - 1;
+    pthread_mutex_lock(&ps_test_mem_lock);
+    ps_test_block_check(b);
+    b->h.prev->h.next = b->h.next;
+    b->h.next->h.prev = b->h.prev;
+    b->h.magic = 0;
+    pthread_mutex_unlock(&ps_test_mem_lock);
+    free(b);
+}
+
+static void *ps_test_realloc_mt(void *p, size_t n)
+{
+    void *q = ps_test_malloc_mt(n);
+    if (q && p) {
+        size_t old = ((ps_test_block *)p - 1)->h.size;
+        memcpy(q, p, old < n ? old : n);
+        ps_test_free_mt(p);
+    }
+    return q;
+}
+
+/* Use as cmocka setup when the test starts threads that allocate. */
+static inline int ps_test_setup_mt(void **state)
+{
+    (void)state;
+    static const ps_mem_hooks h = {ps_test_malloc_mt, ps_test_realloc_mt, ps_test_free_mt};
+    return ps_test_use_hooks(&h);
+}
+
+/* Use as cmocka teardown with ps_test_setup_mt (every thread joined):
+ * fails the test if a block is still live, listing the sizes, or if a
+ * guard was overwritten. */
+static inline int ps_test_teardown_mt(void **state)
+{
+    (void)state;
+    ps_mem_set_hooks(NULL);
+    int leaks = 0;
+    pthread_mutex_lock(&ps_test_mem_lock);
+    while (ps_test_live.h.next != &ps_test_live) {
+        ps_test_block *b = ps_test_live.h.next;
+        ps_test_block_check(b);
+        fprintf(stderr, "ps_test: leaked a block of %zu bytes\n", b->h.size);
+        ps_test_live.h.next = b->h.next;
+        b->h.next->h.prev = &ps_test_live;
+        free(b);
+        leaks++;
+    }
+    pthread_mutex_unlock(&ps_test_mem_lock);
+    return leaks ? -1 : 0;
+}
+
+#pragma pop_macro("free")
+#pragma pop_macro("malloc")
 
 /* Fails allocation number n (0-based) from now on; -1 turns it off. */
 static inline void ps_test_fail_alloc(long n)
@@ -188,5 +317,22 @@ static inline size_t ps_test_count_lines(const char *s)
     }
     return n;
 }
+
+/* Runs `call` (an int expression) with stderr captured; fails the test
+ * unless it returns want and logged a line containing text (the log is
+ * printed when the text is missing). */
+#define PS_TEST_EXPECT_LOG(call, want, text)                                                       \
+    do {                                                                                           \
+        ps_test_capture cap_;                                                                      \
+        ps_test_capture_begin(&cap_);                                                              \
+        int rc_ = (call);                                                                          \
+        char *log_ = ps_test_capture_end(&cap_);                                                   \
+        if (!strstr(log_, (text))) {                                                               \
+            fprintf(stderr, "log was: %s\n", log_);                                                \
+        }                                                                                          \
+        assert_int_equal(rc_, (want));                                                             \
+        assert_non_null(strstr(log_, (text)));                                                     \
+        test_free(log_);                                                                           \
+    } while (0)
 
 #endif

@@ -1,0 +1,319 @@
+/* Tests for worker/client on the loop comm backend, no mpirun. A worker
+ * thread plans, pulls, pushes and pulls again against 1-3 real server
+ * threads (ps_server_run) under range and hash sharding, lazy and dense;
+ * the main thread then checks that the gathered rows are the servers'
+ * initial rows (ps_table_init_row) in key order, and that after the push
+ * they are one Adam step (ps_opt_step on the same numbers, bit for bit).
+ * A fake server played from the main thread sends replies with the wrong
+ * request id, segment count, segment shape or sender: each is PS_EMSG
+ * naming the rank. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/codec.h"
+#include "common/comm.h"
+#include "common/err.h"
+#include "common/mem.h"
+#include "common/shard.h"
+#include "common/table.h"
+#include "server/optim.h"
+#include "server/server.h"
+#include "tests/unit/ps_test.h"
+#include "tests/unit/ps_test_loop.h"
+#include "worker/client.h"
+
+#define SEED 4242
+#define NT 2
+#define MAXS 3
+#define WROWS 20
+
+static const ps_table_desc tables[NT] = {
+    {"w", WROWS, 3, PS_INIT_GLOROT, 0.5f},
+    {"b", 1, 2, PS_INIT_NORMAL, 0.1f},
+};
+
+/* Runs of neighbours and gaps, both ends of the table. */
+static uint64_t keys_w[] = {0, 1, 2, 5, 9, 10, 11, 17, 19};
+static uint64_t keys_b[] = {0};
+#define NKW (sizeof keys_w / sizeof keys_w[0])
+
+typedef struct {
+    ps_client_cfg ccfg;
+    ps_keylist keys[NT];
+    float init_w[NKW * 3], init_b[2];   /* first pull */
+    float after_w[NKW * 3], after_b[2]; /* pull after the push */
+    float grad_w[NKW * 3], grad_b[2];
+    int checkpoint;
+} worker_job;
+
+static void keylists(ps_keylist *k)
+{
+    memset(k, 0, NT * sizeof *k);
+    k[0].keys = keys_w;
+    k[0].n = NKW;
+    k[1].keys = keys_b;
+    k[1].n = 1;
+}
+
+/* The worker: handshake, plan, pull, push clock 0, pull version 1, (a
+ * checkpoint of clock 1,) DONE. */
+static int worker_rank(ps_comm *c, void *arg)
+{
+    worker_job *j = arg;
+    ps_client *cl = NULL;
+    ps_plan *p = NULL;
+    float *init[NT] = {j->init_w, j->init_b}, *after[NT] = {j->after_w, j->after_b};
+    const float *grads[NT] = {j->grad_w, j->grad_b};
+    int rc = ps_comm_agree(c, 0);
+    if (rc == 0 && (rc = ps_client_create(&cl, &j->ccfg, c)) == 0 &&
+        (rc = ps_plan_create(&p, cl)) == 0 && (rc = ps_client_plan(cl, p, j->keys)) == 0 &&
+        (rc = ps_client_pull_start(cl, p, 0, 0)) == 0 &&
+        (rc = ps_client_pull_wait(cl, p, init)) == 0 &&
+        (rc = ps_client_push(cl, p, grads, 0)) == 0 &&
+        (rc = ps_client_pull_start(cl, p, 1, 0)) == 0 &&
+        (rc = ps_client_pull_wait(cl, p, after)) == 0 &&
+        (!j->checkpoint || (rc = ps_client_checkpoint(cl, 1)) == 0)) {
+        rc = ps_client_done(cl);
+    }
+    ps_plan_destroy(&p);
+    ps_client_destroy(&cl);
+    return rc;
+}
+
+static int server_rank(ps_comm *c, void *arg)
+{
+    return ps_server_run(arg, c);
+}
+
+/* Row i of want_t: one Adam step (t = 1, fresh m and v) from the initial
+ * row with gradient g, as the servers take it. */
+static void adam_rows(const ps_table_desc *d, uint32_t t, const uint64_t *keys, size_t n,
+                      const float *g, float *init, float *out)
+{
+    ps_opt_hp hp;
+    ps_opt_defaults(&hp, PS_OPT_ADAM);
+    for (size_t i = 0; i < n; i++) {
+        float m[3] = {0}, v[3] = {0};
+        float *state[2] = {m, v};
+        ps_table_init_row(d, SEED, t, keys[i], init + i * d->width);
+        memcpy(out + i * d->width, init + i * d->width, d->width * sizeof(float));
+        ps_opt_step(&hp, out + i * d->width, state, g + i * d->width, d->width, 1);
+    }
+}
+
+static void run_case(ps_shard_mode shard, uint32_t nservers, int lazy, const char *ckpt_dir)
+{
+    ps_server_cfg scfg[MAXS];
+    int server_ranks[MAXS], worker_ranks[1] = {0};
+    worker_job job;
+    memset(&job, 0, sizeof job);
+    for (uint32_t s = 0; s < nservers; s++) {
+        server_ranks[s] = (int)s + 1;
+        scfg[s] = (ps_server_cfg){.nworkers = 1,
+                                  .worker_ranks = worker_ranks,
+                                  .sync = PS_SYNC_BSP,
+                                  .ckpt_dir = ckpt_dir,
+                                  .config_text = "test_client",
+                                  .opt_name = "adam",
+                                  .resume_clock = -1};
+        scfg[s].store = (ps_store_cfg){.tables = tables,
+                                       .ntables = NT,
+                                       .server = s,
+                                       .nservers = nservers,
+                                       .shard = shard,
+                                       .lazy = lazy,
+                                       .seed = SEED};
+        ps_opt_defaults(&scfg[s].store.hp, PS_OPT_ADAM);
+    }
+    job.ccfg = (ps_client_cfg){.tables = tables,
+                               .ntables = NT,
+                               .nservers = nservers,
+                               .server_ranks = server_ranks,
+                               .shard = shard,
+                               .worker = 0,
+                               .nworkers = 1};
+    job.checkpoint = ckpt_dir != NULL;
+    keylists(job.keys);
+    for (size_t i = 0; i < NKW * 3; i++) {
+        job.grad_w[i] = 0.25f * (float)i - 2.0f;
+    }
+    job.grad_b[0] = 0.5f;
+    job.grad_b[1] = -3.0f;
+    memset(job.init_w, 0xff, sizeof job.init_w); /* NaN: a row never written shows */
+    memset(job.after_w, 0xff, sizeof job.after_w);
+
+    ps_test_rank_fn fns[1 + MAXS] = {worker_rank};
+    void *args[1 + MAXS] = {&job};
+    int rcs[1 + MAXS];
+    for (uint32_t s = 0; s < nservers; s++) {
+        fns[s + 1] = server_rank;
+        args[s + 1] = &scfg[s];
+    }
+    ps_test_run_ranks(1 + (int)nservers, fns, args, rcs);
+    for (uint32_t r = 0; r <= nservers; r++) {
+        assert_int_equal(rcs[r], 0);
+    }
+    float init_w[NKW * 3], init_b[2], want_w[NKW * 3], want_b[2];
+    adam_rows(&tables[0], 0, keys_w, NKW, job.grad_w, init_w, want_w);
+    adam_rows(&tables[1], 1, keys_b, 1, job.grad_b, init_b, want_b);
+    assert_memory_equal(job.init_w, init_w, sizeof init_w);
+    assert_memory_equal(job.init_b, init_b, sizeof init_b);
+    assert_memory_equal(job.after_w, want_w, sizeof want_w);
+    assert_memory_equal(job.after_b, want_b, sizeof want_b);
+}
+
+static void test_client_pull_push_pull_over_range_and_hash_shards(void **state)
+{
+    (void)state;
+    for (int shard = 0; shard < 2; shard++) {
+        for (uint32_t ns = 1; ns <= MAXS; ns++) {
+            for (int lazy = 0; lazy < 2; lazy++) {
+                run_case(shard ? PS_SHARD_HASH : PS_SHARD_RANGE, ns, lazy, NULL);
+            }
+        }
+    }
+}
+
+static void test_client_checkpoint_reaches_every_server(void **state)
+{
+    (void)state;
+    char dir[128], path[256];
+    assert_int_equal(ps_test_tmpdir_create(dir, sizeof dir, "client"), 0);
+    run_case(PS_SHARD_HASH, 3, 1, dir);
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/ckpt-1/shard-%d.bin", dir, s);
+        assert_int_equal(access(path, F_OK), 0);
+    }
+    assert_int_equal(ps_test_rmtree(dir), 0);
+}
+
+/* ---- a fake server ---------------------------------------------------------- */
+
+typedef struct {
+    ps_comm *c[3]; /* worker 0, server rank 1, rank 2 (no server) */
+    int server_rank;
+    ps_client *cl;
+    ps_plan *plan;
+    ps_codec *codec;
+    ps_bytes buf;
+    ps_keylist keys[NT];
+    float params_w[NKW * 3], params_b[2];
+    ps_pull pull; /* what the fake server received */
+    float vals[NKW * 3 + 2];
+    ps_seg segs[NT];
+} fake;
+
+static void fake_open(fake *f)
+{
+    memset(f, 0, sizeof *f);
+    f->server_rank = 1;
+    assert_int_equal(ps_comm_loop_create(f->c, 3), 0);
+    ps_client_cfg cc = {.tables = tables,
+                        .ntables = NT,
+                        .nservers = 1,
+                        .server_ranks = &f->server_rank,
+                        .shard = PS_SHARD_RANGE,
+                        .worker = 0,
+                        .nworkers = 1};
+    assert_int_equal(ps_client_create(&f->cl, &cc, f->c[0]), 0);
+    assert_int_equal(ps_plan_create(&f->plan, f->cl), 0);
+    assert_int_equal(ps_codec_create(&f->codec), 0);
+    keylists(f->keys);
+    assert_int_equal(ps_client_plan(f->cl, f->plan, f->keys), 0);
+}
+
+static void fake_close(fake *f)
+{
+    ps_plan_destroy(&f->plan);
+    ps_client_destroy(&f->cl);
+    ps_codec_destroy(&f->codec);
+    ps_free(f->buf.data);
+    for (int r = 0; r < 3; r++) {
+        ps_comm_destroy(&f->c[r]);
+    }
+}
+
+/* Starts a pull and takes it off the fake server's mailbox. */
+static void fake_pull(fake *f)
+{
+    static const ps_msg_table lt[NT] = {{3, WROWS}, {2, 1}};
+    const ps_msg_limits lim = {.tables = lt, .ntables = NT, .nworkers = 1};
+    ps_comm_msg m;
+    assert_int_equal(ps_client_pull_start(f->cl, f->plan, 0, 0), 0);
+    assert_int_equal(ps_comm_recv(f->c[1], 0, PS_TAG_PULL, 0, &m), 0);
+    assert_int_equal(ps_codec_decode_pull(f->codec, &lim, 0, m.data, m.len, &f->pull), 0);
+}
+
+/* Replies from rank `from` to the pull taken, with request id + id_off,
+ * nsegs segments, and segment 0 cut by `short_by` values. */
+static int fake_reply(fake *f, int from, uint64_t id_off, size_t nsegs, size_t short_by)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < f->pull.nsegs; i++) {
+        const ps_seg *g = &f->pull.segs[i];
+        size_t n = g->nkeys * tables[g->table].width - (i == 0 ? short_by : 0);
+        for (size_t k = 0; k < n; k++) {
+            f->vals[off + k] = (float)(100 * g->table + off + k);
+        }
+        f->segs[i] = (ps_seg){.table = g->table, .values = f->vals + off, .nvalues = n};
+        off += n;
+    }
+    ps_reply r = {
+        .request_id = f->pull.request_id + id_off, .version = 0, .nsegs = nsegs, .segs = f->segs};
+    assert_int_equal(ps_codec_encode_reply(f->codec, &r, &f->buf), 0);
+    assert_int_equal(ps_comm_send(f->c[from], 0, PS_TAG_REPLY, &f->buf), 0);
+    float *params[NT] = {f->params_w, f->params_b};
+    return ps_client_pull_wait(f->cl, f->plan, params);
+}
+
+static void test_client_rejects_replies_that_do_not_answer_the_pull(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f);
+    /* A right reply first: values land in key order. */
+    fake_pull(&f);
+    assert_int_equal(f.pull.nsegs, NT);
+    assert_int_equal(fake_reply(&f, 1, 0, NT, 0), 0);
+    for (size_t i = 0; i < NKW * 3; i++) {
+        assert_true(f.params_w[i] == (float)i);
+    }
+    assert_true(f.params_b[1] == (float)(100 + NKW * 3 + 1));
+    fake_pull(&f);
+    PS_TEST_EXPECT_LOG(
+        fake_reply(&f, 1, 1, NT, 0), PS_EMSG,
+        "reply from server rank 1 answers request 3 with 2 segments; expected request 2");
+    fake_pull(&f);
+    PS_TEST_EXPECT_LOG(
+        fake_reply(&f, 1, 0, 1, 0), PS_EMSG,
+        "reply from server rank 1 answers request 3 with 1 segments; expected request 3 "
+        "with 2");
+    fake_pull(&f);
+    PS_TEST_EXPECT_LOG(
+        fake_reply(&f, 1, 0, NT, 3), PS_EMSG,
+        "reply from server rank 1: segment 0 has table 0 with 24 values; expected table "
+        "0 with 27");
+    fake_pull(&f);
+    PS_TEST_EXPECT_LOG(fake_reply(&f, 2, 0, NT, 0), PS_EMSG,
+                       "pull reply from rank 2, which is not a server");
+    fake_close(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_client_pull_push_pull_over_range_and_hash_shards,
+                                        ps_test_setup_mt, ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_client_checkpoint_reaches_every_server,
+                                        ps_test_setup_mt, ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_client_rejects_replies_that_do_not_answer_the_pull,
+                                        ps_test_setup, ps_test_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,675 @@
+/* Tests for server/server on the loop comm backend, no mpirun. Most drive
+ * ps_server_handle directly with messages built by common/codec, playing
+ * the workers from the main thread: a server's replies land in the
+ * workers' loop mailboxes and are read back with wait = 0. They check BSP's
+ * worker-order sums (bit-identical under every arrival order), holding of
+ * early pushes and of pulls (SSP, BSP) until their version, ASP's at-once
+ * answers, checkpoints and resume, and that every bad message is an error
+ * naming the sender rank. The last tests run ps_server_run in a thread
+ * with worker threads: the full loop, and a failed worker unblocking it. */
+#include <limits.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/codec.h"
+#include "common/comm.h"
+#include "common/err.h"
+#include "common/mem.h"
+#include "server/server.h"
+#include "server/snapshot.h"
+#include "server/store.h"
+#include "tests/unit/ps_test.h"
+#include "tests/unit/ps_test_loop.h"
+
+#define SEED 77
+#define MAXW 3
+#define NT 2
+
+static const ps_table_desc tables[NT] = {
+    {"w", 8, 3, PS_INIT_GLOROT, 0.5f},
+    {"b", 1, 2, PS_INIT_NORMAL, 0.1f},
+};
+
+/* One server (rank 0) and nw workers (rank w + 1) on a loop world. */
+typedef struct {
+    ps_comm *c[1 + MAXW];
+    int worker_ranks[MAXW];
+    uint32_t nw;
+    ps_server_cfg cfg;
+    ps_server *srv;
+    ps_codec *codec;
+    ps_bytes buf;
+    /* push scratch: per table, keys and values */
+    uint64_t keys[NT][8];
+    float vals[NT][8 * 3];
+    ps_seg segs[NT];
+    char dir[128];
+} fx;
+
+static void fx_cfg(fx *f, ps_sync sync, uint32_t nw, int lazy)
+{
+    memset(&f->cfg, 0, sizeof f->cfg);
+    f->cfg.store = (ps_store_cfg){.tables = tables,
+                                  .ntables = NT,
+                                  .server = 0,
+                                  .nservers = 1,
+                                  .shard = PS_SHARD_RANGE,
+                                  .lazy = lazy,
+                                  .seed = SEED};
+    ps_opt_defaults(&f->cfg.store.hp, PS_OPT_ADAM);
+    f->cfg.nworkers = nw;
+    f->cfg.worker_ranks = f->worker_ranks;
+    f->cfg.sync = sync;
+    f->cfg.config_text = "test_server";
+    f->cfg.opt_name = "adam";
+    f->cfg.resume_clock = -1;
+}
+
+static void fx_open(fx *f, ps_sync sync, uint32_t nw, int lazy)
+{
+    memset(f, 0, sizeof *f);
+    f->nw = nw;
+    for (uint32_t w = 0; w < nw; w++) {
+        f->worker_ranks[w] = (int)w + 1;
+    }
+    fx_cfg(f, sync, nw, lazy);
+    assert_int_equal(ps_comm_loop_create(f->c, 1 + (int)nw), 0);
+    assert_int_equal(ps_codec_create(&f->codec), 0);
+    assert_int_equal(ps_server_create(&f->srv, &f->cfg, f->c[0]), 0);
+}
+
+static void fx_close(fx *f)
+{
+    ps_server_destroy(&f->srv);
+    assert_null(f->srv);
+    ps_codec_destroy(&f->codec);
+    for (uint32_t r = 0; r <= f->nw; r++) {
+        ps_comm_destroy(&f->c[r]);
+    }
+    ps_free(f->buf.data);
+    if (f->dir[0]) {
+        assert_int_equal(ps_test_rmtree(f->dir), 0);
+    }
+}
+
+/* Gradients of very different magnitudes, so that summing them in another
+ * order gives other bits. */
+static float grad(uint32_t w, int64_t clock, uint32_t t, uint64_t key, uint32_t j)
+{
+    static const float mag[3] = {1e4f, 1.0f, 3e-5f};
+    float base = (float)((key * 7 + j * 3 + w * 5 + (uint64_t)clock + t) % 11) - 5.37f;
+    return base * mag[(w + key + j) % 3];
+}
+
+/* Worker w's push for clock: every row of both tables, except that worker
+ * 1 leaves out row 5 of w (segments of different shapes). nan_at >= 0
+ * puts a NaN at that value of table w. */
+static ps_push make_push(fx *f, uint32_t w, int64_t clock, int nan_at)
+{
+    for (uint32_t t = 0; t < NT; t++) {
+        size_t n = 0;
+        for (uint64_t k = 0; k < tables[t].rows; k++) {
+            if (t == 0 && w == 1 && k == 5) {
+                continue;
+            }
+            for (uint32_t j = 0; j < tables[t].width; j++) {
+                f->vals[t][n * tables[t].width + j] = grad(w, clock, t, k, j);
+            }
+            f->keys[t][n++] = k;
+        }
+        f->segs[t] = (ps_seg){.table = t,
+                              .nkeys = n,
+                              .slots = f->keys[t],
+                              .values = f->vals[t],
+                              .nvalues = n * tables[t].width};
+    }
+    if (nan_at >= 0) {
+        f->vals[0][nan_at] = NAN;
+    }
+    return (ps_push){.clock = clock, .worker = w, .nsegs = NT, .segs = f->segs};
+}
+
+static int handle(fx *f, int src, int tag)
+{
+    ps_comm_msg m = {.src = src, .tag = tag, .data = f->buf.data, .len = f->buf.len};
+    return ps_server_handle(f->srv, &m);
+}
+
+/* Sends worker `as`'s push for clock from the rank of worker `from`. */
+static int push_from(fx *f, uint32_t from, uint32_t as, int64_t clock, int nan_at)
+{
+    ps_push p = make_push(f, as, clock, nan_at);
+    assert_int_equal(ps_codec_encode_push(f->codec, &p, &f->buf), 0);
+    return handle(f, f->worker_ranks[from], PS_TAG_PUSH);
+}
+
+static int push(fx *f, uint32_t w, int64_t clock)
+{
+    return push_from(f, w, w, clock, -1);
+}
+
+/* The pull every test sends: rows 1, 3, 4 of w and row 0 of b. */
+static const uint64_t pull_keys_w[3] = {1, 3, 4}, pull_keys_b[1] = {0};
+
+static int pull_from(fx *f, uint32_t from, uint32_t as, uint64_t id, int64_t min_version)
+{
+    ps_seg segs[NT] = {{.table = 0, .nkeys = 3, .slots = pull_keys_w},
+                       {.table = 1, .nkeys = 1, .slots = pull_keys_b}};
+    ps_pull p = {
+        .request_id = id, .min_version = min_version, .worker = as, .nsegs = NT, .segs = segs};
+    assert_int_equal(ps_codec_encode_pull(f->codec, &p, &f->buf), 0);
+    return handle(f, f->worker_ranks[from], PS_TAG_PULL);
+}
+
+static int pull(fx *f, uint32_t w, uint64_t id, int64_t min_version)
+{
+    return pull_from(f, w, w, id, min_version);
+}
+
+static int ctrl(fx *f, uint32_t w, ps_ctrl_kind kind, int64_t clock, const char *text)
+{
+    ps_ctrl m = {.kind = kind, .worker = w, .clock = clock, .text = text};
+    assert_int_equal(ps_codec_encode_ctrl(f->codec, &m, &f->buf), 0);
+    return handle(f, f->worker_ranks[w], PS_TAG_CTRL);
+}
+
+/* Nothing waits in worker w's mailbox. */
+static void expect_no_reply(fx *f, uint32_t w)
+{
+    ps_comm_msg m;
+    assert_int_equal(ps_comm_recv(f->c[w + 1], PS_ANY, PS_ANY, 0, &m), PS_EEOF);
+}
+
+/* Worker w's next reply answers request id with version, and carries the
+ * pulled rows as the store holds them now. */
+static void expect_reply(fx *f, uint32_t w, uint64_t id, int64_t version)
+{
+    static const ps_msg_table lt[NT] = {{3, 8}, {2, 1}};
+    const ps_msg_limits lim = {.tables = lt, .ntables = NT, .nworkers = f->nw};
+    ps_comm_msg m;
+    ps_reply r;
+    assert_int_equal(ps_comm_recv(f->c[w + 1], 0, PS_TAG_REPLY, 0, &m), 0);
+    assert_int_equal(ps_codec_decode_reply(f->codec, &lim, 0, m.data, m.len, &r), 0);
+    assert_int_equal(r.request_id, id);
+    assert_int_equal(r.version, version);
+    assert_int_equal(r.nsegs, NT);
+    float want[3 * 3];
+    ps_store_read(ps_server_store(f->srv), 0, pull_keys_w, 3, 0, want);
+    assert_int_equal(r.segs[0].nvalues, 9);
+    assert_memory_equal(r.segs[0].values, want, 9 * sizeof(float));
+    ps_store_read(ps_server_store(f->srv), 1, pull_keys_b, 1, 0, want);
+    assert_int_equal(r.segs[1].nvalues, 2);
+    assert_memory_equal(r.segs[1].values, want, 2 * sizeof(float));
+}
+
+/* Whether every array of every table is bit-identical in a and b. */
+static int stores_equal(ps_store *a, ps_store *b)
+{
+    for (uint32_t t = 0; t < NT; t++) {
+        ps_store_arrays x, y;
+        ps_store_arrays_get(a, t, &x);
+        ps_store_arrays_get(b, t, &y);
+        size_t n = (size_t)x.nslots * x.width * sizeof(float);
+        if (x.nstate != y.nstate || memcmp(x.w, y.w, n) != 0) {
+            return 0;
+        }
+        for (int k = 0; k < x.nstate; k++) {
+            if (memcmp(x.state[k], y.state[k], n) != 0) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* The reference: clocks [0, nclocks) summed in the given worker order,
+ * straight on a store, the way BSP must do it. */
+static ps_store *reference(fx *f, const uint32_t *order, int nclocks, int skip_w)
+{
+    ps_store *s = NULL;
+    assert_int_equal(ps_store_create(&s, &f->cfg.store), 0);
+    for (int64_t c = 0; c < nclocks; c++) {
+        for (uint32_t i = 0; i < f->nw; i++) {
+            if ((int)order[i] == skip_w) {
+                continue;
+            }
+            ps_push p = make_push(f, order[i], c, -1);
+            ps_store_accumulate(s, &p, 1.0f / (float)f->nw);
+        }
+        assert_int_equal(ps_store_apply(s, c + 1), 0);
+    }
+    return s;
+}
+
+static void test_server_bsp_sums_in_worker_order_under_every_arrival(void **state)
+{
+    (void)state;
+    static const uint32_t perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                         {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    static const uint32_t in_order[3] = {0, 1, 2}, reversed[3] = {2, 1, 0};
+    for (int lazy = 0; lazy < 2; lazy++) {
+        fx f;
+        fx_open(&f, PS_SYNC_BSP, 3, lazy);
+        ps_store *want = reference(&f, in_order, 2, -1);
+        ps_store *other = reference(&f, reversed, 2, -1);
+        /* The test can fail: arrival order would change the bits. */
+        assert_false(stores_equal(want, other));
+        ps_store_destroy(&other);
+        fx_close(&f);
+        for (int p = 0; p < 6; p++) {
+            fx_open(&f, PS_SYNC_BSP, 3, lazy);
+            for (int64_t c = 0; c < 2; c++) {
+                for (int i = 0; i < 3; i++) {
+                    /* Clock 1 arrives in the opposite order of clock 0. */
+                    uint32_t w = perms[p][c == 0 ? i : 2 - i];
+                    assert_int_equal(push(&f, w, c), 0);
+                    /* Early pushes wait: the clock steps with its last push. */
+                    assert_int_equal(ps_server_version(f.srv), c + (i == 2));
+                    assert_int_equal(ps_store_step(ps_server_store(f.srv)), c + (i == 2));
+                }
+            }
+            assert_true(stores_equal(ps_server_store(f.srv), want));
+            fx_close(&f);
+        }
+        ps_store_destroy(&want);
+    }
+}
+
+static void test_server_bsp_answers_waiting_pulls_after_the_last_push(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_BSP, 2, 1);
+    assert_int_equal(pull(&f, 1, 10, 0), 0); /* version 0 exists: at once */
+    expect_reply(&f, 1, 10, 0);
+    assert_int_equal(push(&f, 1, 0), 0); /* early: held */
+    assert_int_equal(pull(&f, 1, 11, 1), 0);
+    assert_int_equal(pull(&f, 0, 12, 1), 0);
+    assert_int_equal(pull(&f, 1, 13, 1), 0);
+    expect_no_reply(&f, 0);
+    expect_no_reply(&f, 1);
+    assert_int_equal(push(&f, 0, 0), 0); /* completes clock 0 */
+    assert_int_equal(ps_server_version(f.srv), 1);
+    /* Answered from the updated rows, each worker's in request order. */
+    expect_reply(&f, 1, 11, 1);
+    expect_reply(&f, 1, 13, 1);
+    expect_reply(&f, 0, 12, 1);
+    expect_no_reply(&f, 1);
+    /* Steady state: held pushes and pulls reuse their storage. */
+    long allocs = -1;
+    for (int64_t c = 1; c < 6; c++) {
+        if (c == 3) {
+            ps_test_fail_alloc(LONG_MAX); /* count only */
+        }
+        assert_int_equal(push(&f, 1, c), 0);
+        assert_int_equal(pull(&f, 1, 100 + (uint64_t)c, c + 1), 0);
+        assert_int_equal(push(&f, 0, c), 0);
+        expect_reply(&f, 1, 100 + (uint64_t)c, c + 1);
+    }
+    allocs = ps_test_nalloc;
+    ps_test_fail_alloc(-1);
+    assert_int_equal(allocs, 0);
+    fx_close(&f);
+}
+
+static void test_server_ssp_holds_pull_until_its_version(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_SSP, 2, 1);
+    for (int64_t c = 0; c < 3; c++) {
+        assert_int_equal(push(&f, 0, c), 0);
+    }
+    /* Applied on arrival, but the version is the slowest worker's clock. */
+    assert_int_equal(ps_store_step(ps_server_store(f.srv)), 3);
+    assert_int_equal(ps_server_version(f.srv), 0);
+    /* Worker 0 at clock 3 with K = 2 asks for version 1. */
+    assert_int_equal(pull(&f, 0, 7, 1), 0);
+    expect_no_reply(&f, 0);
+    assert_int_equal(push(&f, 1, 0), 0);
+    assert_int_equal(ps_server_version(f.srv), 1);
+    expect_reply(&f, 0, 7, 1);
+    assert_int_equal(pull(&f, 0, 8, 2), 0);
+    expect_no_reply(&f, 0);
+    assert_int_equal(push(&f, 1, 1), 0);
+    expect_reply(&f, 0, 8, 2);
+    fx_close(&f);
+}
+
+static void test_server_asp_answers_at_once(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_ASP, 2, 0);
+    float init[3];
+    ps_store_read(ps_server_store(f.srv), 0, pull_keys_w, 1, 0, init);
+    for (int64_t c = 0; c < 4; c++) {
+        assert_int_equal(push(&f, 0, c), 0);
+    }
+    assert_int_equal(pull(&f, 0, 1, 0), 0);
+    expect_reply(&f, 0, 1, 0); /* worker 1 never pushed: version 0 */
+    float now[3];
+    ps_store_read(ps_server_store(f.srv), 0, pull_keys_w, 1, 0, now);
+    assert_int_equal(ps_store_step(ps_server_store(f.srv)), 4);
+    assert_memory_not_equal(init, now, sizeof init);
+    fx_close(&f);
+}
+
+static void test_server_checkpoint_done_at_its_clock_and_resumes(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_BSP, 2, 1);
+    assert_int_equal(ps_test_tmpdir_create(f.dir, sizeof f.dir, "server"), 0);
+    f.cfg.ckpt_dir = f.dir;
+    char path[256];
+    snprintf(path, sizeof path, "%s/ckpt-1/shard-0.bin", f.dir);
+    assert_int_equal(ctrl(&f, 0, PS_CTRL_CHECKPOINT, 1, ""), 0);
+    expect_no_reply(&f, 0); /* clock 1 is not reached yet */
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(push(&f, 0, 0), 0);
+    expect_no_reply(&f, 0);
+    assert_int_equal(push(&f, 1, 0), 0);
+    ps_comm_msg m;
+    ps_ctrl done;
+    const ps_msg_limits lim = {.nworkers = 2};
+    assert_int_equal(ps_comm_recv(f.c[1], 0, PS_TAG_CTRL, 0, &m), 0);
+    assert_int_equal(ps_codec_decode_ctrl(f.codec, &lim, 0, m.data, m.len, &done), 0);
+    assert_int_equal(done.kind, PS_CTRL_CHECKPOINT_DONE);
+    assert_int_equal(done.clock, 1);
+    assert_int_equal(done.value, 0);
+    expect_no_reply(&f, 1);
+    assert_int_equal(access(path, F_OK), 0);
+    /* A server resuming from it starts at version 1 with the same shard. */
+    ps_server_cfg rcfg = f.cfg;
+    rcfg.resume_clock = 1;
+    rcfg.resume_nservers = 1;
+    ps_server *again = NULL;
+    assert_int_equal(ps_server_create(&again, &rcfg, f.c[0]), 0);
+    assert_int_equal(ps_server_version(again), 1);
+    assert_true(stores_equal(ps_server_store(again), ps_server_store(f.srv)));
+    ps_server_destroy(&again);
+    fx_close(&f);
+}
+
+static void test_server_rejects_bad_messages_naming_the_sender(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    PS_TEST_EXPECT_LOG(push_from(&f, 1, 0, 0, -1), PS_EMSG,
+                       "push from rank 2 claims to be worker 0");
+    fx_close(&f);
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    PS_TEST_EXPECT_LOG(pull_from(&f, 2, 1, 1, 0), PS_EMSG,
+                       "pull from rank 3 claims to be worker 1");
+    fx_close(&f);
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    PS_TEST_EXPECT_LOG(push(&f, 0, 1), PS_EMSG,
+                       "push from rank 1 (worker 0) is for clock 1, expected clock 0");
+    fx_close(&f);
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    assert_int_equal(push(&f, 2, 0), 0);
+    PS_TEST_EXPECT_LOG(push(&f, 2, 1), PS_EMSG,
+                       "push from rank 3 (worker 2) for clock 1 runs ahead");
+    fx_close(&f);
+    /* A slot past the shard's 8 rows. */
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    ps_push p = make_push(&f, 1, 0, -1);
+    f.keys[0][f.segs[0].nkeys - 1] = 8;
+    assert_int_equal(ps_codec_encode_push(f.codec, &p, &f.buf), 0);
+    PS_TEST_EXPECT_LOG(handle(&f, 2, PS_TAG_PUSH), PS_EMSG, "push from rank 2: segment 0");
+    fx_close(&f);
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    PS_TEST_EXPECT_LOG(handle(&f, 3, 42), PS_EMSG, "message with unknown tag 42 from rank 3");
+    fx_close(&f);
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    PS_TEST_EXPECT_LOG(ctrl(&f, 1, PS_CTRL_ERROR, 0, "disk full"), PS_EPEER,
+                       "worker 1 (rank 2) failed: disk full");
+    fx_close(&f);
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    PS_TEST_EXPECT_LOG(ctrl(&f, 1, PS_CTRL_CHECKPOINT, 1, ""), PS_EMSG,
+                       "checkpoint request from rank 2, but no --checkpoint-dir");
+    fx_close(&f);
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    PS_TEST_EXPECT_LOG(push_from(&f, 0, 0, 0, 4), PS_ENONFINITE, "from worker 0");
+    fx_close(&f);
+}
+
+static void test_server_refuses_a_second_done(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_ASP, 2, 1);
+    assert_int_equal(ctrl(&f, 1, PS_CTRL_DONE, 0, ""), 0);
+    assert_false(ps_server_is_done(f.srv));
+    PS_TEST_EXPECT_LOG(ctrl(&f, 1, PS_CTRL_DONE, 0, ""), PS_EMSG,
+                       "second DONE from rank 2 (worker 1)");
+    assert_false(ps_server_is_done(f.srv));
+    fx_close(&f);
+    /* The last DONE with a pull still waiting: nobody could answer it. */
+    fx_open(&f, PS_SYNC_BSP, 2, 1);
+    assert_int_equal(pull(&f, 0, 1, 1), 0);
+    assert_int_equal(ctrl(&f, 0, PS_CTRL_DONE, 0, ""), 0);
+    PS_TEST_EXPECT_LOG(ctrl(&f, 1, PS_CTRL_DONE, 0, ""), PS_EMSG,
+                       "all workers are done but 1 pulls still wait");
+    fx_close(&f);
+}
+
+static void test_server_skips_a_held_nonfinite_push(void **state)
+{
+    (void)state;
+    static const uint32_t order[3] = {0, 1, 2};
+    fx f;
+    fx_open(&f, PS_SYNC_BSP, 3, 0);
+    f.cfg.nonfinite_skip = 1;
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    int rc1 = push_from(&f, 1, 1, 0, 2); /* early and bad: held empty */
+    char *log = ps_test_capture_end(&cap);
+    assert_int_equal(rc1, 0);
+    assert_non_null(strstr(log, "dropping the gradients of worker 1 for clock 0"));
+    test_free(log);
+    assert_int_equal(push(&f, 2, 0), 0);
+    assert_int_equal(push(&f, 0, 0), 0);
+    assert_int_equal(ps_server_version(f.srv), 1);
+    ps_store *want = reference(&f, order, 1, 1);
+    assert_true(stores_equal(ps_server_store(f.srv), want));
+    ps_store_destroy(&want);
+    fx_close(&f);
+}
+
+static void test_server_create_checks_cfg_and_survives_oom(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_BSP, 2, 1);
+    ps_server *s = NULL;
+    ps_server_cfg bad = f.cfg;
+    int ranks[2] = {1, 5};
+    bad.worker_ranks = ranks;
+    PS_TEST_EXPECT_LOG(ps_server_create(&s, &bad, f.c[0]), PS_EINVAL,
+                       "worker 1 is rank 5, outside");
+    bad.nworkers = 0;
+    PS_TEST_EXPECT_LOG(ps_server_create(&s, &bad, f.c[0]), PS_EINVAL, "no workers");
+    assert_null(s);
+    long fail = 0;
+    for (;; fail++) {
+        ps_test_fail_alloc(fail);
+        int rc = ps_server_create(&s, &f.cfg, f.c[0]);
+        ps_test_fail_alloc(-1);
+        if (rc == 0) {
+            break;
+        }
+        assert_int_equal(rc, PS_ENOMEM);
+        assert_null(s);
+    }
+    assert_true(fail > 4);
+    ps_server_destroy(&s);
+    fx_close(&f);
+}
+
+/* ---- ps_server_run in a thread -------------------------------------------- */
+
+typedef struct {
+    const ps_server_cfg *cfg;
+    int fail_before_push; /* this worker returns PS_EIO after start-up */
+    int agreed;
+    int64_t reply_version;
+    int rc_after;
+} run_arg;
+
+static int run_server(ps_comm *c, void *arg)
+{
+    return ps_server_run(((run_arg *)arg)->cfg, c);
+}
+
+/* A worker: start-up handshake, two clocks of push + pull, DONE. */
+static int run_worker(ps_comm *c, void *arg)
+{
+    run_arg *a = arg;
+    uint32_t w = (uint32_t)ps_comm_rank(c) - 1;
+    ps_codec *codec = NULL;
+    ps_bytes b = {0};
+    int rc = ps_codec_create(&codec);
+    a->agreed = ps_comm_agree(c, rc);
+    if ((rc = a->agreed)) {
+        goto done;
+    }
+    if (a->fail_before_push) {
+        rc = PS_EIO;
+        goto done;
+    }
+    static const ps_msg_table lt[NT] = {{3, 8}, {2, 1}};
+    const ps_msg_limits lim = {.tables = lt, .ntables = NT, .nworkers = a->cfg->nworkers};
+    for (int64_t clock = 0; rc == 0 && clock < 2; clock++) {
+        float v[3] = {0.5f * (float)(w + 1), -1.0f, 2.0f};
+        uint64_t key = w;
+        ps_seg seg = {.table = 0, .nkeys = 1, .slots = &key, .values = v, .nvalues = 3};
+        ps_push p = {.clock = clock, .worker = w, .nsegs = 1, .segs = &seg};
+        ps_seg pseg = {.table = 0, .nkeys = 1, .slots = &key};
+        ps_pull q = {.request_id = (uint64_t)clock,
+                     .min_version = clock + 1,
+                     .worker = w,
+                     .nsegs = 1,
+                     .segs = &pseg};
+        ps_comm_msg m;
+        ps_reply r;
+        if ((rc = ps_codec_encode_push(codec, &p, &b)) ||
+            (rc = ps_comm_send(c, 0, PS_TAG_PUSH, &b)) ||
+            (rc = ps_codec_encode_pull(codec, &q, &b)) ||
+            (rc = ps_comm_send(c, 0, PS_TAG_PULL, &b)) ||
+            (rc = ps_comm_recv(c, 0, PS_TAG_REPLY, 1, &m)) ||
+            (rc = ps_codec_decode_reply(codec, &lim, 0, m.data, m.len, &r))) {
+            break;
+        }
+        a->reply_version = r.version;
+    }
+    ps_ctrl d = {.kind = PS_CTRL_DONE, .worker = w, .text = ""};
+    if (rc == 0 && (rc = ps_codec_encode_ctrl(codec, &d, &b)) == 0) {
+        rc = ps_comm_send(c, 0, PS_TAG_CTRL, &b);
+    }
+done:
+    a->rc_after = rc;
+    ps_free(b.data);
+    ps_codec_destroy(&codec);
+    return rc;
+}
+
+static void run_job(ps_server_cfg *cfg, int *worker_ranks, uint32_t nw, int failing, run_arg *args,
+                    int *rcs)
+{
+    ps_test_rank_fn fns[1 + MAXW] = {run_server};
+    void *argp[1 + MAXW];
+    for (uint32_t w = 0; w < nw; w++) {
+        worker_ranks[w] = (int)w + 1;
+    }
+    for (uint32_t r = 0; r <= nw; r++) {
+        args[r] = (run_arg){.cfg = cfg, .fail_before_push = (int)r == failing};
+        argp[r] = &args[r];
+        fns[r] = r ? run_worker : run_server;
+    }
+    ps_test_run_ranks(1 + (int)nw, fns, argp, rcs);
+}
+
+static void test_server_run_serves_workers_until_done(void **state)
+{
+    (void)state;
+    fx f;
+    memset(&f, 0, sizeof f);
+    fx_cfg(&f, PS_SYNC_BSP, 2, 1);
+    run_arg args[3];
+    int rcs[3];
+    run_job(&f.cfg, f.worker_ranks, 2, -1, args, rcs);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(rcs[r], 0);
+    }
+    assert_int_equal(args[1].reply_version, 2);
+    assert_int_equal(args[2].reply_version, 2);
+}
+
+static void test_server_run_returns_when_a_worker_fails(void **state)
+{
+    (void)state;
+    fx f;
+    memset(&f, 0, sizeof f);
+    fx_cfg(&f, PS_SYNC_BSP, 2, 1);
+    run_arg args[3];
+    int rcs[3];
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    run_job(&f.cfg, f.worker_ranks, 2, 2, args, rcs);
+    char *log = ps_test_capture_end(&cap);
+    /* Worker 0 pushed and waits for a reply that needs worker 1's push. */
+    assert_int_equal(rcs[2], PS_EIO);
+    assert_int_equal(rcs[0], PS_EPEER);
+    assert_int_equal(rcs[1], PS_EPEER);
+    assert_non_null(strstr(log, "world rank 2 failed"));
+    test_free(log);
+    /* A start-up failure on the server is agreed by every rank. */
+    f.cfg.nworkers = 0;
+    ps_test_capture_begin(&cap);
+    run_job(&f.cfg, f.worker_ranks, 2, -1, args, rcs);
+    log = ps_test_capture_end(&cap);
+    test_free(log);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(rcs[r], PS_EINVAL);
+    }
+    assert_int_equal(args[1].agreed, PS_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_server_bsp_sums_in_worker_order_under_every_arrival,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_bsp_answers_waiting_pulls_after_the_last_push,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_ssp_holds_pull_until_its_version, ps_test_setup,
+                                        ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_asp_answers_at_once, ps_test_setup,
+                                        ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_checkpoint_done_at_its_clock_and_resumes,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_rejects_bad_messages_naming_the_sender,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_refuses_a_second_done, ps_test_setup,
+                                        ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_skips_a_held_nonfinite_push, ps_test_setup,
+                                        ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_create_checks_cfg_and_survives_oom,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_run_serves_workers_until_done, ps_test_setup_mt,
+                                        ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_server_run_returns_when_a_worker_fails,
+                                        ps_test_setup_mt, ps_test_teardown_mt),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
