@@ -12,6 +12,7 @@
 # include elsewhere fails to compile.
 
 .DEFAULT_GOAL := all
+VERSION := 0.3.0
 CC ?= cc
 PREFIX ?= /usr/local
 PKGS := openblas libprotobuf-c zlib jansson
@@ -44,7 +45,7 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # -fno-math-errno lets sqrtf vectorise in the optimizer loops; nothing here
 # reads errno after a math call.
-CFLAGS_ALL := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPTFLAGS) -fno-math-errno \
+CFLAGS_ALL := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DPS_VERSION='"$(VERSION)"' $(OPTFLAGS) -fno-math-errno \
 	$(WARN) $(SANFLAGS) -I. $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread $(LDLIBS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
@@ -84,7 +85,7 @@ else
 Q := @
 endif
 
-.PHONY: all run test test-slurm unit mpitest bench fuzz clean install deps check-deps check-layers
+.PHONY: all run test test-slurm uninstall unit mpitest bench fuzz clean install deps check-deps check-layers
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -159,11 +160,28 @@ bench: check-deps
 fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build-fuzz
 
-install: $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/adamps/deploy
+# The man page is made from --help by help2man, so the flag table stays the
+# only place a flag is described.
+$(BUILD)/adamps.1: $(BIN)
+	@echo "  MAN    $@"
+	$(Q)help2man --no-info --name="distributed Adam on a parameter server (MPI)" \
+		--version-string=$(VERSION) --output=$@ ./$(BIN)
+
+install: $(BIN) $(BUILD)/adamps.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/adamps/deploy \
+		$(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/adamps
-	install -m 755 deploy/launch deploy/plot deploy/install-deps.sh $(DESTDIR)$(PREFIX)/share/adamps/deploy/
+	install -m 755 deploy/launch $(DESTDIR)$(PREFIX)/bin/adamps-launch
+	install -m 755 deploy/plot $(DESTDIR)$(PREFIX)/bin/adamps-plot
+	install -m 755 deploy/launch deploy/plot deploy/install-deps.sh \
+		$(DESTDIR)$(PREFIX)/share/adamps/deploy/
 	install -m 644 deploy/adamps.sbatch $(DESTDIR)$(PREFIX)/share/adamps/deploy/
+	install -m 644 $(BUILD)/adamps.1 $(DESTDIR)$(PREFIX)/share/man/man1/adamps.1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/adamps $(DESTDIR)$(PREFIX)/bin/adamps-launch \
+		$(DESTDIR)$(PREFIX)/bin/adamps-plot $(DESTDIR)$(PREFIX)/share/man/man1/adamps.1
+	rm -rf $(DESTDIR)$(PREFIX)/share/adamps
 
 clean:
 	rm -rf build build-san build-debug build-fuzz build-* adamps

@@ -60,7 +60,8 @@ OWNER_CHOICE(init, ps_init_kind, ps_init_parse, ps_init_name, PS_INIT_GLOROT + 1
 static const char *const cmd_names[] = {[PS_CMD_TRAIN] = "train",
                                         [PS_CMD_PREDICT] = "predict",
                                         [PS_CMD_SYNTH] = "synth",
-                                        [PS_CMD_HELP] = "help"};
+                                        [PS_CMD_HELP] = "help",
+                                        [PS_CMD_VERSION] = "version"};
 static const char *const dataset_names[] = {"fashion-mnist"};
 static const char *const format_names[] = {
     [PS_FMT_AUTO] = "auto", [PS_FMT_IDX] = "idx", [PS_FMT_LIBSVM] = "libsvm"};
@@ -366,6 +367,8 @@ static int parse_command(ps_cfg *cfg, const char *word, char *err, size_t errlen
     int cmd = 0;
     if (strcmp(word, "--help") == 0 || strcmp(word, "-h") == 0) {
         cfg->cmd = PS_CMD_HELP;
+    } else if (strcmp(word, "--version") == 0) {
+        cfg->cmd = PS_CMD_VERSION;
     } else if (ps_cfg_choice_parse(&cmd_choice, word, &cmd) == 0) {
         cfg->cmd = (ps_cmd)cmd;
     } else if (strncmp(word, "--", 2) == 0) {
@@ -373,8 +376,8 @@ static int parse_command(ps_cfg *cfg, const char *word, char *err, size_t errlen
                         word, word);
     } else {
         rc = ps_cfg_err(err, errlen,
-                        "unknown command '%s' (expected train, predict, synth or help; see adamps "
-                        "--help)",
+                        "unknown command '%s' (expected train, predict, synth, help or version; "
+                        "see adamps --help)",
                         word);
     }
     return rc;
@@ -391,6 +394,55 @@ static const ps_cfg_row *find_flag(ps_cmd cmd, const char *name, size_t len)
         }
     }
     return NULL;
+}
+
+/* Edit distance (insert, delete, substitute, swap of neighbours) between
+ * a[0..la) and b, capped: a misspelt flag is a few edits from the real one. */
+static size_t edits(const char *a, size_t la, const char *b)
+{
+    enum { MAXLEN = 48 };
+    size_t lb = strlen(b);
+    if (la >= MAXLEN || lb >= MAXLEN) {
+        return SIZE_MAX;
+    }
+    size_t d[MAXLEN + 1][MAXLEN + 1];
+    for (size_t i = 0; i <= la; i++) {
+        for (size_t j = 0; j <= lb; j++) {
+            if (i == 0 || j == 0) {
+                d[i][j] = i + j;
+                continue;
+            }
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            best = d[i - 1][j] + 1 < best ? d[i - 1][j] + 1 : best;
+            best = d[i][j - 1] + 1 < best ? d[i][j - 1] + 1 : best;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best) {
+                best = d[i - 2][j - 2] + 1;
+            }
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The flag of cmd nearest to name[0..len), or NULL when none is close
+ * (more than a third of the name would have to change). */
+static const ps_cfg_row *nearest_flag(ps_cmd cmd, const char *name, size_t len)
+{
+    const ps_cfg_row *best = NULL;
+    size_t best_d = len / 3 + 1;
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const ps_cfg_row *f = &flags[i];
+        if (!f->name || (f->cmds != 0 && !(f->cmds & CMD(cmd)))) {
+            continue;
+        }
+        size_t d = edits(name, len, f->name);
+        if (d < best_d) {
+            best = f;
+            best_d = d;
+        }
+    }
+    return best;
 }
 
 static void metavar(const ps_cfg_row *f, char *buf, size_t n)
@@ -415,7 +467,7 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
         goto done;
     }
     rc = parse_command(cfg, argv[1], err, errlen);
-    if (rc != 0 || cfg->cmd == PS_CMD_HELP) {
+    if (rc != 0 || cfg->cmd == PS_CMD_HELP || cfg->cmd == PS_CMD_VERSION) {
         goto done;
     }
     for (int i = 2; i < argc; i++) {
@@ -433,7 +485,14 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         const ps_cfg_row *f = find_flag(cfg->cmd, name, len);
         if (!f) {
-            rc = ps_cfg_err(err, errlen, "unknown flag --%.*s (see adamps --help)", (int)len, name);
+            const ps_cfg_row *near = nearest_flag(cfg->cmd, name, len);
+            if (near) {
+                rc = ps_cfg_err(err, errlen, "unknown flag --%.*s; did you mean --%s? (see adamps --help)",
+                                (int)len, name, near->name);
+            } else {
+                rc = ps_cfg_err(err, errlen, "unknown flag --%.*s (see adamps --help)", (int)len,
+                                name);
+            }
             goto done;
         }
         /* A boolean flag given flips its default. */
@@ -555,13 +614,15 @@ void ps_cfg_usage(void *f)
     fprintf(out, "usage: adamps COMMAND [--flag value | --flag=value] ...\n"
                  "\n"
                  "Data-parallel training with Adam (Kingma & Ba 2015) on a parameter server.\n"
-                 "The first --servers ranks hold the model; the other ranks are workers.\n"
+                 "--servers ranks hold the model (one per node unless given); the others are\n"
+                 "workers. Run it under mpirun -np N (N >= 2) or srun.\n"
                  "\n"
                  "commands:\n"
                  "  train     train a model on --dataset, --train/--test or --synthetic\n"
                  "  predict   classify --test FILE with a saved model: --model DIR\n"
                  "  synth     write a synthetic libsvm data set to --out FILE\n"
-                 "  help      print this text (also --help, -h)\n");
+                 "  help      print this text (also --help, -h)\n"
+                 "  version   print the version (also --version)\n");
     for (int g = 0; g < PS_CFG_G_COUNT; g++) {
         fprintf(out, "\n%s:\n", group_names[g]);
         for (size_t i = 0; i < NFLAGS; i++) {

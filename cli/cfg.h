@@ -23,7 +23,7 @@
 
 #define PS_CFG_PATH 1024
 
-typedef enum { PS_CMD_TRAIN = 0, PS_CMD_PREDICT, PS_CMD_SYNTH, PS_CMD_HELP } ps_cmd;
+typedef enum { PS_CMD_TRAIN = 0, PS_CMD_PREDICT, PS_CMD_SYNTH, PS_CMD_HELP, PS_CMD_VERSION } ps_cmd;
 
 typedef struct {
     ps_cmd cmd;
@@ -104,7 +104,9 @@ void ps_cfg_defaults(ps_cfg *cfg);
  * --optimizer given. On a bad flag, a missing value, a value out of range
  * or an impossible combination, writes a one-line reason naming the flag
  * into err (errlen bytes; err may be NULL) and returns PS_ECONFIG, with cfg
- * left partly filled; `--help` sets cmd = PS_CMD_HELP and returns 0. Pure:
+ * left partly filled; `--help` sets cmd = PS_CMD_HELP and `--version` (or
+ * `adamps version`) cmd = PS_CMD_VERSION, and return 0. An unknown flag's
+ * message suggests the nearest flag of the command. Pure:
  * no I/O, no logging (every rank parses; the caller prints err once), no
  * allocation. Thread-safe. */
 int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen);

@@ -32,7 +32,11 @@ int ps_job_check_world(const ps_cfg *cfg, int world_size, int nservers, char *er
 {
     int n = cfg->servers > 0 ? (int)cfg->servers : nservers;
     char why[256] = "";
-    if (n < 1) {
+    if (world_size < 2) {
+        snprintf(why, sizeof why,
+                 "adamps train is one MPI job of servers and workers: run it under mpirun -np N "
+                 "(N >= 2), e.g. mpirun -np 3 adamps train ...");
+    } else if (n < 1) {
         snprintf(why, sizeof why, "--servers: %d servers; need at least 1", n);
     } else if (n >= world_size && cfg->servers > 0) {
         snprintf(why, sizeof why,

@@ -151,9 +151,9 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
     }
     if (rank == l.worker_ranks[0] && !cfg->quiet) {
         PS_LOG(INFO,
-               "adamps train: %d servers, %d workers; data: %llu features, %u classes, "
+               "adamps %s train: %d servers, %d workers; data: %llu features, %u classes, "
                "%llu train / %llu test samples",
-               l.nservers, l.nworkers, (unsigned long long)spec.dim, spec.nclasses,
+               PS_VERSION, l.nservers, l.nworkers, (unsigned long long)spec.dim, spec.nclasses,
                (unsigned long long)spec.ntrain, (unsigned long long)spec.ntest);
         PS_LOG(INFO, "config: %s", header);
         /* OpenBLAS picks its kernel at run time; an old build on a new CPU

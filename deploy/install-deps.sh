@@ -30,6 +30,7 @@ PKGS=(
     dataset-fashion-mnist
     python3 python3-numpy
     gnuplot-nox
+    help2man
 )
 # Optional extras: the golden-vector generator (torch) and the fuzzer runtime
 # are only needed to regenerate test vectors and for `make fuzz`.

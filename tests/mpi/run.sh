@@ -131,6 +131,19 @@ check_usage() {
 }
 check_usage usage_no_worker 2 "leaves no worker" train "${SMALL[@]}" --servers 2
 check_usage usage_unknown_flag 2 "unknown flag --bogus" train "${SMALL[@]}" --bogus 1
+# Every rank parses argv; the message is printed once, with the nearest flag.
+run_np usage_misspelt_flag_once 3 train "${SMALL[@]}" --bacth 3
+if [ "$RC" -eq 2 ] && [ "$(grep -c 'did you mean --batch' "$LOG")" -eq 1 ]; then
+    pass usage_misspelt_flag_once
+else
+    fail usage_misspelt_flag_once "rc=$RC, $(grep -c 'did you mean --batch' "$LOG") messages"
+fi
+run_np usage_single_rank 1 train "${SMALL[@]}"
+if [ "$RC" -eq 2 ] && grep -q "run it under mpirun -np N (N >= 2)" "$LOG"; then
+    pass usage_single_rank
+else
+    fail usage_single_rank "rc=$RC"
+fi
 check_usage usage_bad_number 2 "\-\-batch" train "${SMALL[@]}" --batch abc
 check_usage usage_missing_file 2 "nope.svm" train --train /nonexistent/nope.svm \
     --test /nonexistent/nope.svm --model logreg --quiet

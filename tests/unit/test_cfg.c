@@ -962,6 +962,35 @@ static void test_cfg_dropout_defaults_are_each_models_own(void **state)
 }
 
 
+/* A misspelt flag names the nearest one of its command; a word far from
+ * every flag gets no guess; --version and `version` are commands. */
+static void test_cfg_suggests_the_nearest_flag_and_knows_version(void **state)
+{
+    (void)state;
+    ps_cfg c;
+    char err[256];
+    static const struct {
+        const char *arg, *want;
+    } near[] = {
+        {"--bacth", "did you mean --batch?"},
+        {"--lr-shedule", "did you mean --lr-schedule?"},
+        {"--checkpoint-evry", "did you mean --checkpoint-every?"},
+        {"--optimiser", "did you mean --optimizer?"},
+    };
+    for (size_t i = 0; i < sizeof near / sizeof near[0]; i++) {
+        assert_int_equal(PARSE(&c, err, "train", near[i].arg, "1"), PS_ECONFIG);
+        if (!strstr(err, near[i].want)) {
+            fail_msg("%s: got '%s', want '%s'", near[i].arg, err, near[i].want);
+        }
+    }
+    assert_int_equal(PARSE(&c, err, "train", "--learning-rate-warmup", "1"), PS_ECONFIG);
+    assert_null(strstr(err, "did you mean"));
+    assert_int_equal(PARSE(&c, err, "--version"), 0);
+    assert_int_equal(c.cmd, PS_CMD_VERSION);
+    assert_int_equal(PARSE(&c, err, "version"), 0);
+    assert_int_equal(c.cmd, PS_CMD_VERSION);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -982,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_cfg_refuses_what_the_rule_cannot_take),
         cmocka_unit_test(test_cfg_warns_of_invsqrt_on_adagrad),
         cmocka_unit_test(test_cfg_dropout_defaults_are_each_models_own),
+        cmocka_unit_test(test_cfg_suggests_the_nearest_flag_and_knows_version),
     };
     /* Group-wide checked allocator: any allocation cfg made would have to
      * be freed, and none is expected. */

@@ -96,8 +96,13 @@ static void test_job_check_world_needs_a_worker(void **state)
     /* --servers 1 of 2 ranks: the smallest job. */
     PARSE(&c, DS, "--servers", "1");
     assert_int_equal(ps_job_check_world(&c, 2, 1, err, sizeof err), 0);
+    assert_int_equal(ps_job_check_world(&c, 2, 2, err, sizeof err), 0);
+    PARSE(&c, DS, "--servers", "2");
+    assert_int_equal(ps_job_check_world(&c, 2, 2, err, sizeof err), PS_ECONFIG);
+    assert_non_null(strstr(err, "--servers 2 leaves no worker: the job has 2 ranks"));
+    /* One rank: not an MPI job at all; say how to start one. */
     assert_int_equal(ps_job_check_world(&c, 1, 1, err, sizeof err), PS_ECONFIG);
-    assert_non_null(strstr(err, "--servers 1 leaves no worker: the job has 1 ranks"));
+    assert_non_null(strstr(err, "run it under mpirun -np N (N >= 2)"));
 
     /* Default (one per node): the caller's count is what is checked. */
     PARSE(&c, DS);
