@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -79,7 +80,8 @@ int ps_afile_open(ps_afile **out, const char *path)
         goto fail_open;
     }
     snprintf(f->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* 0666 less the umask, as any file the user creates. */
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (f->fd < 0) {
         PS_LOG(ERROR, "%s: cannot create temp file %s: %s", path, f->tmp, strerror(errno));
         rc = PS_EIO;
@@ -170,4 +172,36 @@ done:
     atomic_free(f);
     *pf = NULL;
     return rc;
+}
+
+int ps_afile_mkdirs(const char *path, int parent_of)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        PS_LOG(ERROR, "directory name is too long: %.64s...", path);
+        return PS_EINVAL;
+    }
+    if (parent_of) {
+        char *slash = strrchr(buf, '/');
+        if (!slash) {
+            return 0; /* the current directory */
+        }
+        *slash = '\0';
+    }
+    /* Each prefix ending at a '/' (and the whole) in turn. */
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0') {
+            continue;
+        }
+        char c = *p;
+        *p = '\0';
+        if (buf[0] && mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            PS_LOG(ERROR, "cannot create directory %s: %s", buf, strerror(errno));
+            return PS_EIO;
+        }
+        *p = c;
+        if (c == '\0') {
+            return 0;
+        }
+    }
 }

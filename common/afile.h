@@ -25,6 +25,12 @@ int ps_afile_commit(ps_afile **f);
 /* Removes the temp file and frees the writer. Accepts NULL and *f == NULL. */
 void ps_afile_abort(ps_afile **f);
 
+/* mkdir -p: creates dir and every missing parent (mode 0777 less the
+ * umask). With parent_of = 1, path names a file and only its directory is
+ * made. Returns 0, PS_EINVAL (path too long) or PS_EIO (logged with the
+ * directory and strerror). */
+int ps_afile_mkdirs(const char *path, int parent_of);
+
 /* Writes all len bytes of buf to the open descriptor fd, retrying short
  * writes and EINTR. Returns 0, or PS_EIO with errno still set by write(2);
  * it does not log, since only the caller knows the path. Used by this

@@ -20,30 +20,6 @@
  * give 16 bits of it. */
 #define FINGERPRINT_IDS 16
 
-static int make_dir(const char *dir)
-{
-    char path[PATH_CAP];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
-        PS_LOG(ERROR, "model directory name is too long: %s", dir);
-        return PS_EINVAL;
-    }
-    /* mkdir -p: create each missing parent in turn. */
-    for (char *p = path + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(path, 0777) != 0 && errno != EEXIST) {
-                PS_LOG(ERROR, "cannot create directory %s: %s", path, strerror(errno));
-                return PS_EIO;
-            }
-            *p = c;
-            if (c == '\0') {
-                return 0;
-            }
-        }
-    }
-}
-
 /* dir/name into path (PATH_CAP bytes). */
 static int path_in(char *path, const char *dir, const char *name)
 {
@@ -317,7 +293,7 @@ static int save(ps_client *c, const ps_model *m, const float *const *tables,
                 const ps_export_info *info, const char *dir)
 {
     uint32_t crc = 0;
-    int rc = make_dir(dir);
+    int rc = ps_afile_mkdirs(dir, 0);
     for (uint32_t t = 0; rc == 0 && t < ps_model_ntables(m); t++) {
         rc = c ? pull_table(c, m, t, info, dir, &crc)
                : write_table(ps_model_table(m, t), tables[t], dir, &crc);

@@ -96,13 +96,17 @@ int ps_metrics_open(ps_metrics **out, const char *path, ps_metrics_mode mode)
         rc = PS_ENOMEM;
         goto fail_open;
     }
+    /* --metrics runs/x.jsonl makes runs/, as --save-model makes its DIR. */
+    if ((rc = ps_afile_mkdirs(path, 1))) {
+        goto fail_open;
+    }
     /* O_APPEND: every line lands at the end even if another process (a
      * `tee`, a restarted job) has the file open too. */
     int flags = O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC;
     if (mode == PS_METRICS_TRUNCATE) {
         flags |= O_TRUNC;
     }
-    m->fd = open(path, flags, 0644);
+    m->fd = open(path, flags, 0666);
     if (m->fd < 0) {
         PS_LOG(ERROR, "%s: cannot open metrics file: %s", path, strerror(errno));
         rc = PS_EIO;

@@ -209,6 +209,11 @@ static void test_metrics_truncate_and_append_modes(void **state)
     write_one(path, PS_METRICS_TRUNCATE, &two, 1);
     ps_test_read_file(path, buf, sizeof buf);
     assert_string_equal(buf, "{\"a\":2}\n");
+    /* Both modes create missing parent directories. */
+    snprintf(path, sizeof path, "%s/runs/a/x.jsonl", dir);
+    write_one(path, PS_METRICS_TRUNCATE, &one, 1);
+    ps_test_read_file(path, buf, sizeof buf);
+    assert_string_equal(buf, "{\"a\":1}\n");
     /* Append creates a missing file. */
     snprintf(path, sizeof path, "%s/new.jsonl", dir);
     write_one(path, PS_METRICS_APPEND, &one, 1);
