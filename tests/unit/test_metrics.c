@@ -266,7 +266,8 @@ static void test_metrics_rejects_bad_input(void **state)
     /* A rejected line leaves nothing behind. */
     assert_int_equal(ps_test_read_file(path, buf, sizeof buf), 0);
 
-    snprintf(path, sizeof path, "%s/no/such/dir.jsonl", dir);
+    /* Missing parents are made; a file where a directory must go is an error. */
+    snprintf(path, sizeof path, "%s/bad.jsonl/under/x.jsonl", dir);
     assert_int_equal(ps_metrics_open(&m, path, PS_METRICS_TRUNCATE), PS_EIO);
     assert_null(m);
 }
