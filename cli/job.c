@@ -71,6 +71,7 @@ void ps_job_source_cfg(const ps_cfg *cfg, ps_source_cfg *out)
     out->test_limit = cfg->test_limit;
     ps_job_synth_cfg(cfg, &out->synth);
     out->synth_test = cfg->synth_test;
+    out->quiet = cfg->quiet;
 }
 
 void ps_job_batcher_cfg(const ps_cfg *cfg, ps_batcher_cfg *out)
