@@ -257,7 +257,7 @@ static int probe_libsvm(const ps_source_cfg *cfg, ps_source_spec *spec)
     spec->nclasses = spec->nclasses < 2 ? 2 : spec->nclasses;
     spec->ntrain = whole ? tr.rows : 0;
     spec->ntest = te.rows;
-    spec->train_bytes = cfg->train_limit && tr.rows == cfg->train_limit ? tr.end : 0;
+    spec->train_bytes = cfg->train_limit && tr.rows == cfg->train_limit ? tr.end : size;
     spec->sample_rows = tr.rows + te.rows;
     spec->sample_nnz = tr.nnz + te.nnz;
     spec->sample_bytes = tr.end + te.end;

@@ -48,8 +48,9 @@ typedef struct {
     int32_t sparse;
     uint64_t ntrain;      /* training samples used (libsvm: 0 when the file was not read whole) */
     uint64_t ntest;       /* test samples used */
-    uint64_t train_bytes; /* libsvm: training lines are bytes [0, train_bytes) of the file
-                             (the end of the first train_limit samples); 0 = all of it */
+    uint64_t train_bytes; /* libsvm: training lines are bytes [0, train_bytes) of the file:
+                             its size, or the end of the first train_limit samples (0 in a
+                             spec made by hand: the whole file) */
     /* Sparse data the probe read (the training file whole or its head, the
      * test set): rows, non-zeros and file bytes, and the largest row. */
     uint64_t sample_rows, sample_nnz, sample_bytes, max_nnz;

@@ -109,6 +109,7 @@ static void test_source_probe_reads_only_the_head_when_shape_is_known(void **sta
     path_of(train, "big.svm");
     path_of(test, "small.svm");
     ps_test_write_file(train, text, len);
+    size_t train_len = len;
     len = svm_lines(text, 40, 2, 0);
     ps_test_write_file(test, text, len);
     test_free(text);
@@ -121,7 +122,7 @@ static void test_source_probe_reads_only_the_head_when_shape_is_known(void **sta
     assert_int_equal(spec.nclasses, 3);
     assert_int_equal(spec.ntrain, 0); /* not counted: workers count their parts */
     assert_int_equal(spec.ntest, 40);
-    assert_int_equal(spec.train_bytes, 0);
+    assert_int_equal(spec.train_bytes, train_len);
     assert_true(spec.sample_rows > 1000 && spec.sample_bytes <= PS_SOURCE_HEAD_BYTES + 4096);
     assert_int_equal(spec.max_nnz, 2);
     c.hash_bits = 0;
@@ -234,6 +235,7 @@ static void test_source_train_limit_is_the_first_samples(void **state)
     assert_non_null(f);
     assert_int_equal(fwrite(text, 1, len, f), len);
     fclose(f);
+    size_t train_len = 11 + len;
     len = svm_lines(text, 30, 2, 25); /* a bad line past the test limit */
     ps_test_write_file(test, text, len);
     test_free(text);
@@ -262,7 +264,7 @@ static void test_source_train_limit_is_the_first_samples(void **state)
     c.train_limit = 100000;
     assert_int_equal(ps_source_probe(&c, &spec), 0);
     assert_int_equal(spec.ntrain, 500);
-    assert_int_equal(spec.train_bytes, 0);
+    assert_int_equal(spec.train_bytes, train_len);
 }
 
 /* --hash-bits applies to synthetic ids too: the key space is 2^B and every
