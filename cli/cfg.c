@@ -433,6 +433,16 @@ static void metavar(const ps_cfg_row *f, char *buf, size_t n)
     }
 }
 
+/* Messages quote the text they refuse; a control byte in it (a newline in
+ * argv, found by tests/fuzz/fuzz_cfg.c) must not break the one line. */
+static int one_line(int rc, char *err, size_t errlen)
+{
+    for (char *p = errlen ? err : NULL; p && *p; p++) {
+        *p = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+    }
+    return rc;
+}
+
 int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     int rc = 0;
@@ -497,7 +507,7 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
     resolve_defaults(cfg, seen);
     rc = check_combinations(cfg, seen, err, errlen);
 done:
-    return rc;
+    return one_line(rc, err, errlen);
 }
 
 int ps_cfg_warning(const ps_cfg *cfg, char *buf, size_t len)
@@ -634,13 +644,14 @@ int ps_cfg_set(ps_cfg *cfg, const char *key, const char *text, char *err, size_t
         err[0] = '\0';
     }
     if (!f) {
-        return ps_cfg_err(err, errlen, "unknown configuration key '%s'", key);
+        return one_line(ps_cfg_err(err, errlen, "unknown configuration key '%s'", key), err,
+                        errlen);
     }
     if (text[0] == '\0' && f->def && f->def[0] == '\0') {
         memset((char *)cfg + f->off, 0, f->size);
         return 0;
     }
-    return ps_cfg_parse_value(cfg, f, text, err, errlen);
+    return one_line(ps_cfg_parse_value(cfg, f, text, err, errlen), err, errlen);
 }
 
 /* snprintf-style: counts what it could not store, so the caller learns the

@@ -53,7 +53,8 @@ static uint64_t cgroup_limit(const char *root, const char *base, const char *dir
         unsigned long long v = 0;
         if (read_small(path, text, sizeof text) > 0 && text[0] >= '0' && text[0] <= '9') {
             v = strtoull(text, &end, 10);
-            if (*end == '\n' || *end == '\0') {
+            /* 0 cannot be a limit this process runs under. */
+            if ((*end == '\n' || *end == '\0') && v > 0) {
                 lim = v < lim ? v : lim;
             }
         }

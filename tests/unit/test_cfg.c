@@ -467,6 +467,8 @@ static void test_cfg_rejects_bad_numbers_naming_flag_and_value(void **state)
         {{DS, "--inject-delay-ms", "-1"}, "--inject-delay-ms: '-1'"},
         {{DS, "--max-memory", "4X"}, "--max-memory: '4X' is not a byte count"},
         {{DS, "--max-memory", "0"}, "--max-memory: '0'"},
+        /* A control byte quoted back keeps the reason on one line. */
+        {{DS, "--bo\ngus", "1"}, "unknown flag --bo?gus"},
         {{DS, "--progress-every", "-1"}, "--progress-every: '-1'"},
         {{DS, "--consistency", "ssp:-1"}, "--consistency ssp:K: '-1'"},
         {{DS, "--consistency", "ssp:x"}, "--consistency ssp:K: 'x'"},
