@@ -203,12 +203,13 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
         goto done;
     }
     if (rank == l.worker_ranks[0] && !cfg->quiet) {
-        char ntrain[64];
-        snprintf(ntrain, sizeof ntrain, spec.ntrain ? "%llu" : "(%llu bytes; workers count)",
+        /* Unscanned libsvm: the workers count their own parts. */
+        char ntrain[96];
+        snprintf(ntrain, sizeof ntrain, spec.ntrain ? "%llu train" : "%llu bytes of training lines",
                  (unsigned long long)(spec.ntrain ? spec.ntrain : spec.train_bytes));
         PS_LOG(INFO,
                "adamps train: %d servers, %d workers; data: %llu features, %u classes, "
-               "%s train / %llu test samples",
+               "%s / %llu test samples",
                l.nservers, l.nworkers, (unsigned long long)spec.dim, spec.nclasses, ntrain,
                (unsigned long long)spec.ntest);
         PS_LOG(INFO, "config: %s", header);

@@ -265,6 +265,18 @@ out:
     return rc;
 }
 
+/* idx_open for a labels file: one dimension. */
+static int open_labels(idx_file *h, const char *path)
+{
+    int rc = idx_open(h, path);
+    if (rc == 0 && h->ndims != 1) {
+        PS_LOG(ERROR, "%s: a labels file needs 1 dimension, this has %u", path, h->ndims);
+        ps_zread_close(&h->z);
+        rc = PS_EFORMAT;
+    }
+    return rc;
+}
+
 int ps_idx_probe(const char *path, size_t *n, size_t *dim)
 {
     idx_file h;
@@ -282,14 +294,9 @@ int ps_idx_scan_labels(const char *path, size_t *n, uint32_t *nclasses)
     idx_file h;
     unsigned char *buf = NULL;
     unsigned max = 0;
-    int rc = idx_open(&h, path);
+    int rc = open_labels(&h, path);
     if (rc) {
         goto fail_open;
-    }
-    if (h.ndims != 1) {
-        PS_LOG(ERROR, "%s: a labels file needs 1 dimension, this has %u", path, h.ndims);
-        rc = PS_EFORMAT;
-        goto fail_read;
     }
     if (!(buf = ps_malloc(IDX_CHUNK))) {
         rc = PS_ENOMEM;
@@ -338,14 +345,9 @@ static int load(const char *images, const char *labels, size_t first, size_t cou
         goto fail_open_labels;
     }
     if (labels) {
-        rc = idx_open(&hl, labels);
+        rc = open_labels(&hl, labels);
         if (rc) {
             goto fail_open_labels;
-        }
-        if (hl.ndims != 1) {
-            PS_LOG(ERROR, "%s: a labels file needs 1 dimension, this has %u", labels, hl.ndims);
-            rc = PS_EFORMAT;
-            goto fail_check;
         }
         if (hl.n != hi.n) {
             PS_LOG(ERROR, "%s has %zu labels but %s has %zu images", labels, hl.n, images, hi.n);

@@ -198,15 +198,21 @@ static void write_file(const char *name, int gz, const unsigned char *data, size
     }
 }
 
+/* An images header: n samples of rows x cols, 16 bytes into buf. */
+static void images_header(unsigned char *buf, uint32_t n, unsigned char rows, unsigned char cols)
+{
+    unsigned char h[16] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, rows, 0, 0, 0, cols};
+    h[4] = (unsigned char)(n >> 24);
+    h[5] = (unsigned char)(n >> 16);
+    h[6] = (unsigned char)(n >> 8);
+    h[7] = (unsigned char)n;
+    memcpy(buf, h, 16);
+}
+
 /* nimg images of 2x3 pixels, pixel (i, j) = 10 * i + j; labels i % 3. */
 static size_t make_images(unsigned char *buf, uint32_t n_header, size_t nimg)
 {
-    unsigned char h[16] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3};
-    h[4] = (unsigned char)(n_header >> 24);
-    h[5] = (unsigned char)(n_header >> 16);
-    h[6] = (unsigned char)(n_header >> 8);
-    h[7] = (unsigned char)n_header;
-    memcpy(buf, h, 16);
+    images_header(buf, n_header, 2, 3);
     for (size_t i = 0; i < nimg; i++) {
         for (size_t j = 0; j < 6; j++) {
             buf[16 + 6 * i + j] = (unsigned char)(10 * i + j);
@@ -433,12 +439,7 @@ static const ps_mem_hooks track_hooks = {track_malloc, track_realloc, ps_test_fr
 static void write_promise(const char *name, int gz, uint32_t n, size_t body, char *path)
 {
     unsigned char *buf = test_malloc(16 + body);
-    unsigned char h[16] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 28, 0, 0, 0, 28};
-    h[4] = (unsigned char)(n >> 24);
-    h[5] = (unsigned char)(n >> 16);
-    h[6] = (unsigned char)(n >> 8);
-    h[7] = (unsigned char)n;
-    memcpy(buf, h, 16);
+    images_header(buf, n, 28, 28);
     uint32_t x = 12345;
     for (size_t i = 0; i < body; i++) {
         x = x * 1664525u + 1013904223u;

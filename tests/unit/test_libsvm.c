@@ -327,6 +327,25 @@ static void test_libsvm_every_cut_point_splits_cleanly(void **state)
     }
 }
 
+/* Loading text as tmpdir/name with o fails with PS_EFORMAT, logging
+ * "path:at" and also. */
+static void expect_refusal(const char *name, const char *text, const ps_libsvm_opts *o,
+                           const char *at, const char *also)
+{
+    char path[256], want[300];
+    ps_dataset d = {0};
+    ps_test_capture cap;
+    write_text(name, text, strlen(text), path);
+    ps_test_capture_begin(&cap);
+    int rc = ps_libsvm_load(path, o, 0, UINT64_MAX, &d);
+    char *log = ps_test_capture_end(&cap);
+    assert_int_equal(rc, PS_EFORMAT);
+    snprintf(want, sizeof want, "%s:%s", path, at);
+    assert_non_null(strstr(log, want));
+    assert_non_null(strstr(log, also));
+    test_free(log);
+}
+
 /* Plain decimals in every form strtod and a data file share still parse,
  * and the rejections above name file:line and the fix. */
 static void test_libsvm_accepts_decimals_and_names_the_fix(void **state)
@@ -345,29 +364,10 @@ static void test_libsvm_accepts_decimals_and_names_the_fix(void **state)
     }
     ps_dataset_fini(&d);
 
-    static const char bad[] = "1 1:1\n0 3:0x1p3\n";
-    write_text("hex.svm", bad, sizeof bad - 1, path);
-    ps_test_capture cap;
-    ps_test_capture_begin(&cap);
-    int rc = ps_libsvm_load(path, &defaults, 0, UINT64_MAX, &d);
-    char *log = ps_test_capture_end(&cap);
-    assert_int_equal(rc, PS_EFORMAT);
-    char want_at[300];
-    snprintf(want_at, sizeof want_at, "%s:2: value '0x1p3'", path);
-    assert_non_null(strstr(log, want_at));
-    test_free(log);
-
-    static const char huge[] = "1 2147483648:1\n";
-    write_text("huge.svm", huge, sizeof huge - 1, path);
+    expect_refusal("hex.svm", "1 1:1\n0 3:0x1p3\n", &defaults, "2: value '0x1p3'", "hex");
     ps_libsvm_opts o = {.max_dim = (uint64_t)1 << 30};
-    ps_test_capture_begin(&cap);
-    rc = ps_libsvm_load(path, &o, 0, UINT64_MAX, &d);
-    log = ps_test_capture_end(&cap);
-    assert_int_equal(rc, PS_EFORMAT);
-    snprintf(want_at, sizeof want_at, "%s:1: feature index 2147483648", path);
-    assert_non_null(strstr(log, want_at));
-    assert_non_null(strstr(log, "--hash-bits"));
-    test_free(log);
+    expect_refusal("huge.svm", "1 2147483648:1\n", &o, "1: feature index 2147483648",
+                   "--hash-bits");
     /* With hashing any 64-bit id is a row. */
     static const char any[] = "1 18446744073709551614:1 18446744073709551615:2\n";
     write_text("any.svm", any, sizeof any - 1, path);

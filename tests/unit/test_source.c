@@ -147,6 +147,20 @@ static void test_source_probe_reads_only_the_head_when_shape_is_known(void **sta
 
 /* An empty training set is refused naming the file: libsvm with only
  * comments, an IDX header of 0 samples. */
+/* The probe of c fails with PS_EFORMAT, logging file and "empty". */
+static void expect_empty(const ps_source_cfg *c, const char *file)
+{
+    ps_source_spec spec;
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    int rc = ps_source_probe(c, &spec);
+    char *log = ps_test_capture_end(&cap);
+    assert_int_equal(rc, PS_EFORMAT);
+    assert_non_null(strstr(log, file));
+    assert_non_null(strstr(log, "empty"));
+    test_free(log);
+}
+
 static void test_source_refuses_empty_training_set_naming_the_file(void **state)
 {
     (void)state;
@@ -158,15 +172,7 @@ static void test_source_refuses_empty_training_set_naming_the_file(void **state)
     ps_source_cfg c = svm_cfg(train, test);
     for (int hashed = 0; hashed <= 1; hashed++) {
         c.hash_bits = hashed ? 8 : 0;
-        ps_source_spec spec;
-        ps_test_capture cap;
-        ps_test_capture_begin(&cap);
-        int rc = ps_source_probe(&c, &spec);
-        char *log = ps_test_capture_end(&cap);
-        assert_int_equal(rc, PS_EFORMAT);
-        assert_non_null(strstr(log, train));
-        assert_non_null(strstr(log, "empty"));
-        test_free(log);
+        expect_empty(&c, train);
     }
     /* IDX: 0 images of 2x2 and 0 labels. */
     unsigned char img[16] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2};
@@ -177,15 +183,7 @@ static void test_source_refuses_empty_training_set_naming_the_file(void **state)
     ps_test_write_file(ti, img, sizeof img);
     ps_test_write_file(tl, lab, sizeof lab);
     ps_source_cfg x = {.dataset = "", .data_dir = "", .train = ti, .test = ti, .quiet = 1};
-    ps_source_spec spec;
-    ps_test_capture cap;
-    ps_test_capture_begin(&cap);
-    int rc = ps_source_probe(&x, &spec);
-    char *log = ps_test_capture_end(&cap);
-    assert_int_equal(rc, PS_EFORMAT);
-    assert_non_null(strstr(log, ti));
-    assert_non_null(strstr(log, "empty"));
-    test_free(log);
+    expect_empty(&x, ti);
 }
 
 /* IDX classes are counted from both labels files: train labels up to 4,
