@@ -1,7 +1,7 @@
 # adamps: one Makefile. `make` builds ./adamps; `make test` runs the layer
 # check, the unit and MPI tests; `make test SAN=1` the same under
 # AddressSanitizer + UBSan; `make run` trains the default job; `make bench`
-# prints the benchmarks.
+# prints the benchmarks; `make fuzz` (`make fuzz-ci`) fuzzes every parser.
 #
 # Objects are grouped by layer (docs/design.md, "Layers"): COMMON_O (both
 # roles), DATA_O (readers), SERVER_O, WORKER_O, CLI_O. Every .c of a layer
@@ -85,7 +85,7 @@ else
 Q := @
 endif
 
-.PHONY: all run test test-slurm uninstall unit mpitest bench fuzz clean install deps check-deps check-layers
+.PHONY: all run test test-slurm uninstall unit mpitest bench fuzz fuzz-ci clean install deps check-deps check-layers
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -157,8 +157,13 @@ bench: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
 	@BIN=./$(BIN) BUILD=$(BUILD) bench/run.sh
 
+# Every parser of untrusted bytes under libFuzzer (tests/fuzz/fuzz.mk):
+# FUZZ_SECONDS (60) each; fuzz-ci gives each 20 s, for CI.
 fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build-fuzz
+
+fuzz-ci:
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build-fuzz FUZZ_SECONDS=20
 
 # The man page is made from --help by help2man, so the flag table stays the
 # only place a flag is described.

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/budget.h"
 #include "cli/cfg_internal.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -56,6 +57,33 @@ OWNER_CHOICE(opt, ps_opt_kind, ps_opt_parse, ps_opt_name, PS_OPT_COUNT_);
 OWNER_CHOICE(model, ps_model_kind, ps_model_parse_kind, ps_model_kind_name, PS_MODEL_NKINDS);
 OWNER_CHOICE(shard, ps_shard_mode, ps_shard_parse_mode, ps_shard_mode_name, PS_SHARD_HASH + 1);
 OWNER_CHOICE(init, ps_init_kind, ps_init_parse, ps_init_name, PS_INIT_GLOROT + 1);
+
+/* --max-memory: bytes with a binary suffix (cli/budget.h), or auto (0). */
+static int parse_max_memory(ps_cfg *cfg, const char *text, char *err, size_t errlen)
+{
+    if (strcmp(text, "auto") == 0) {
+        cfg->max_memory = 0;
+        return 0;
+    }
+    if (ps_budget_parse_bytes(text, &cfg->max_memory) != 0) {
+        return ps_cfg_err(err, errlen,
+                          "--max-memory: '%s' is not a byte count (e.g. 4G, 512M, 1048576) or "
+                          "auto",
+                          text);
+    }
+    return 0;
+}
+
+static void format_max_memory(const ps_cfg *cfg, char *buf, size_t n)
+{
+    if (cfg->max_memory) {
+        ps_budget_format_bytes(cfg->max_memory, buf, n);
+    } else {
+        snprintf(buf, n, "auto");
+    }
+}
+
+static const ps_cfg_custom max_memory_ops = {parse_max_memory, format_max_memory};
 
 static const char *const cmd_names[] = {[PS_CMD_TRAIN] = "train",
                                         [PS_CMD_PREDICT] = "predict",
@@ -166,6 +194,9 @@ static const ps_cfg_row flags[] = {
      .def = "abort", .help = "what a NaN/inf gradient does"},
     {FLAG("inject-delay-ms", "inject_delay_ms", CLUSTER, delay_ms), REAL(nonneg), .metavar = "X",
      .def = "0", .help = "testing: random sleep up to X ms per step"},
+    {FLAG("max-memory", "max_memory", CLUSTER, max_memory), CUSTOM(max_memory_ops),
+     .metavar = "BYTES", .def = "auto",
+     .help = "memory budget per rank (512M, 4G); auto = the node's available memory, shared"},
 
     {FLAG("eval-every", "eval_every", OUTPUT, eval_every), UINT(0, UINT64_MAX), .metavar = "N",
      .def = "0", .help = "evaluate every N steps; 0 = per epoch"},
@@ -454,6 +485,16 @@ static void metavar(const ps_cfg_row *f, char *buf, size_t n)
     }
 }
 
+/* Messages quote the text they refuse; a control byte in it (a newline in
+ * argv, found by tests/fuzz/fuzz_cfg.c) must not break the one line. */
+static int one_line(int rc, char *err, size_t errlen)
+{
+    for (char *p = errlen ? err : NULL; p && *p; p++) {
+        *p = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+    }
+    return rc;
+}
+
 int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     int rc = 0;
@@ -525,7 +566,7 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
     resolve_defaults(cfg, seen);
     rc = check_combinations(cfg, seen, err, errlen);
 done:
-    return rc;
+    return one_line(rc, err, errlen);
 }
 
 int ps_cfg_warning(const ps_cfg *cfg, char *buf, size_t len)
@@ -664,13 +705,14 @@ int ps_cfg_set(ps_cfg *cfg, const char *key, const char *text, char *err, size_t
         err[0] = '\0';
     }
     if (!f) {
-        return ps_cfg_err(err, errlen, "unknown configuration key '%s'", key);
+        return one_line(ps_cfg_err(err, errlen, "unknown configuration key '%s'", key), err,
+                        errlen);
     }
     if (text[0] == '\0' && f->def && f->def[0] == '\0') {
         memset((char *)cfg + f->off, 0, f->size);
         return 0;
     }
-    return ps_cfg_parse_value(cfg, f, text, err, errlen);
+    return one_line(ps_cfg_parse_value(cfg, f, text, err, errlen), err, errlen);
 }
 
 /* snprintf-style: counts what it could not store, so the caller learns the

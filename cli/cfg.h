@@ -74,6 +74,7 @@ typedef struct {
     uint32_t staleness;  /* K of ssp:K */
     int nonfinite_skip;  /* --nonfinite abort|skip */
     double delay_ms;     /* --inject-delay-ms X: testing */
+    uint64_t max_memory; /* --max-memory BYTES per rank (0 = auto: the node's available) */
 
     /* output */
     uint64_t eval_every;          /* --eval-every N steps (0 = once per epoch) */

@@ -75,6 +75,7 @@ void ps_job_source_cfg(const ps_cfg *cfg, ps_source_cfg *out)
     out->test_limit = cfg->test_limit;
     ps_job_synth_cfg(cfg, &out->synth);
     out->synth_test = cfg->synth_test;
+    out->quiet = cfg->quiet;
 }
 
 void ps_job_batcher_cfg(const ps_cfg *cfg, ps_batcher_cfg *out)
@@ -152,4 +153,44 @@ void ps_job_predict_cfg(const ps_cfg *cfg, ps_predict_cfg *out)
     ps_job_source_cfg(cfg, &out->source);
     out->out = cfg->out;
     out->quiet = cfg->quiet;
+}
+
+/* The optimizer's state arrays per row (0 for an unknown rule: the config
+ * check reports it). */
+static int nstate_of(const ps_cfg *cfg)
+{
+    int n = ps_opt_nstate(cfg->opt.kind);
+    return n > 0 ? n : 0;
+}
+
+void ps_job_budget(const ps_cfg *cfg, const ps_source_spec *spec, const ps_model_cfg *model,
+                   const ps_table_desc *tables, uint32_t ntables, uint32_t nservers,
+                   uint32_t nworkers, uint32_t eval_batch, ps_budget_job *out)
+{
+    ps_source_cfg src;
+    ps_job_source_cfg(cfg, &src);
+    *out = (ps_budget_job){.tables = tables,
+                           .ntables = ntables,
+                           .nservers = nservers,
+                           .shard = cfg->shard,
+                           .nstate = nstate_of(cfg),
+                           .averaged = cfg->temporal_averaging > 0,
+                           .lazy = cfg->sparse_lazy,
+                           .nworkers = nworkers,
+                           .batch = cfg->batch,
+                           .eval_batch = eval_batch,
+                           .model = *model,
+                           .spec = *spec,
+                           .libsvm = ps_source_is_libsvm(&src),
+                           .hash_bits = cfg->hash_bits,
+                           .stream = cfg->stream,
+                           .train = cfg->train};
+}
+
+uint64_t ps_job_scan_limit(const ps_cfg *cfg, uint32_t nservers, uint64_t room)
+{
+    uint32_t width = cfg->model == PS_MODEL_MLP && cfg->nhidden ? cfg->hidden[0] : 2;
+    return room ? ps_budget_max_rows(room, nservers, width, nstate_of(cfg),
+                                     cfg->temporal_averaging > 0, cfg->sparse_lazy)
+                : 0;
 }

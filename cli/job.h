@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli/budget.h"
 #include "cli/cfg.h"
 #include "data/source.h"
 #include "data/synth.h"
@@ -57,6 +58,18 @@ void ps_job_worker_cfg(const ps_cfg *cfg, ps_worker_cfg *out);
  * store.nservers, nworkers, worker_ranks, config_text and the resume
  * fields are the caller's. */
 void ps_job_server_cfg(const ps_cfg *cfg, ps_server_cfg *out);
+/* The memory plan's view of the job (cli/budget.h): the tables (borrowed),
+ * --shard, the update rule's state count, --temporal-averaging,
+ * --sparse-update, --batch, --stream, --hash-bits, --train, the model
+ * config and the data's spec (copied). */
+void ps_job_budget(const ps_cfg *cfg, const ps_source_spec *spec, const ps_model_cfg *model,
+                   const ps_table_desc *tables, uint32_t ntables, uint32_t nservers,
+                   uint32_t nworkers, uint32_t eval_batch, ps_budget_job *out);
+/* The largest first table a libsvm scan may find ids for before the plan
+ * is known: rows that nservers servers of room bytes each (0: no bound)
+ * could hold with the narrowest such table (2 classes, or --hidden's first
+ * layer), under --optimizer's state, averaging and lazy updates. */
+uint64_t ps_job_scan_limit(const ps_cfg *cfg, uint32_t nservers, uint64_t room);
 /* `adamps predict`: --model DIR, the test set, --out, --quiet. */
 void ps_job_predict_cfg(const ps_cfg *cfg, ps_predict_cfg *out);
 

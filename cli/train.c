@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/budget.h"
 #include "cli/cli.h"
 #include "cli/job.h"
+#include "cli/meminfo.h"
 #include "common/ckpt.h"
 #include "common/comm.h"
 #include "common/err.h"
@@ -91,7 +93,13 @@ static int agree_spec(ps_comm *comm, const ps_cfg *cfg, const layout *l, ps_sour
     int root = l->worker_ranks[0];
     if (ps_comm_rank(comm) == root) {
         ps_source_cfg src;
+        uint64_t room = cfg->max_memory;
+        if (!room && ps_meminfo_node_available("", &room) != 0) {
+            room = 0;
+        }
         ps_job_source_cfg(cfg, &src);
+        /* A scan stops at the first id no table in the budget could hold. */
+        src.max_dim = ps_job_scan_limit(cfg, (uint32_t)l->nservers, room);
         msg.rc = ps_source_probe(&src, &msg.spec);
     }
     int rc = ps_comm_bcast(comm, root, &msg, sizeof msg);
@@ -100,6 +108,44 @@ static int agree_spec(ps_comm *comm, const ps_cfg *cfg, const layout *l, ps_sour
     }
     *spec = msg.spec;
     return msg.rc;
+}
+
+/* Collective: each rank checks the memory plan of its node (or its own,
+ * under --max-memory) before anything big is allocated. If any refuses, the
+ * lowest refusing rank prints one line and all return PS_ECONFIG; else the
+ * coordinator gets the plan's line for the run header in plan. */
+static int check_memory(ps_comm *comm, const ps_cfg *cfg, const layout *l, const ps_budget_job *job,
+                        char *plan, size_t len)
+{
+    int size = ps_comm_size(comm), rank = ps_comm_rank(comm);
+    uint64_t avail = 0;
+    if (!cfg->max_memory && ps_meminfo_node_available("", &avail) != 0) {
+        avail = 0; /* unknown: nothing to check against */
+    }
+    ps_budget_world w = {.size = size, .is_server = l->is_server, .node_of_rank = l->node_of_rank};
+    char msg[1024];
+    int refuse = ps_budget_check(job, &w, rank, cfg->max_memory, avail, msg, sizeof msg);
+    int *all = ps_calloc((size_t)size, sizeof *all);
+    int rc = ps_comm_agree(comm, all ? 0 : PS_ENOMEM);
+    if (rc == 0 && (rc = ps_comm_allgather_int(comm, refuse != 0, all)) == 0) {
+        int first = 0;
+        while (first < size && !all[first]) {
+            first++;
+        }
+        if (first < size) {
+            if (rank == first) {
+                fprintf(stderr, "adamps: %s\n", msg);
+            }
+            rc = PS_ECONFIG;
+        }
+    }
+    int node_ranks = 0;
+    for (int r = 0; r < size; r++) {
+        node_ranks += l->node_of_rank[r] == l->node_of_rank[rank];
+    }
+    ps_budget_describe(job, cfg->max_memory, avail, node_ranks, plan, len);
+    ps_free(all);
+    return rc;
 }
 
 /* --resume: every rank reads the manifest (a small file on the shared
@@ -145,16 +191,27 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
     /* The table list only: the model's buffers are the worker's business. */
     ps_table_desc tables[PS_MODEL_MAX_TABLES];
     uint32_t ntables = 0;
-    if ((rc = ps_comm_agree(comm, ps_model_tables(&mcfg, tables, PS_MODEL_MAX_TABLES, &ntables))) ||
+    ps_budget_job plan;
+    char plan_line[512];
+    if ((rc = ps_comm_agree(comm, ps_model_tables(&mcfg, tables, PS_MODEL_MAX_TABLES, &ntables)))) {
+        goto done;
+    }
+    ps_job_budget(cfg, &spec, &mcfg, tables, ntables, (uint32_t)l.nservers, (uint32_t)l.nworkers,
+                  EVAL_BATCH, &plan);
+    if ((rc = check_memory(comm, cfg, &l, &plan, plan_line, sizeof plan_line)) ||
         (rc = ps_comm_split(comm, server ? -1 : 0, &workers))) {
         goto done;
     }
     if (rank == l.worker_ranks[0] && !cfg->quiet) {
+        /* Unscanned libsvm: the workers count their own parts. */
+        char ntrain[96];
+        snprintf(ntrain, sizeof ntrain, spec.ntrain ? "%llu train" : "%llu bytes of training lines",
+                 (unsigned long long)(spec.ntrain ? spec.ntrain : spec.train_bytes));
         PS_LOG(INFO,
                "adamps %s train: %d servers, %d workers; data: %llu features, %u classes, "
-               "%llu train / %llu test samples",
+               "%s / %llu test samples",
                PS_VERSION, l.nservers, l.nworkers, (unsigned long long)spec.dim, spec.nclasses,
-               (unsigned long long)spec.ntrain, (unsigned long long)spec.ntest);
+               ntrain, (unsigned long long)spec.ntest);
         PS_LOG(INFO, "config: %s", header);
         /* OpenBLAS picks its kernel at run time; an old build on a new CPU
          * falls back to a slow generic one (see README, Performance). */
@@ -165,6 +222,7 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
                    (unsigned long long)tables[t].rows, tables[t].width,
                    ps_init_name(tables[t].init));
         }
+        PS_LOG(INFO, "%s", plan_line);
     }
     char advice[256];
     if (rank == l.worker_ranks[0] && ps_cfg_warning(cfg, advice, sizeof advice)) {

@@ -1,60 +1,70 @@
 #include "data/idx.h"
 
-#include <errno.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "data/zread.h"
 
 #define IDX_TYPE_UBYTE 0x08
 #define IDX_MAX_NDIMS 8
-/* Staging buffer for gzread: large enough to amortise calls, small enough to
+/* Staging buffer for reads: large enough to amortise calls, small enough to
  * not matter next to the data. */
 #define IDX_CHUNK ((size_t)1 << 20)
+/* A gzip header promising at most this many times the file's size is
+ * allocated at once (no more than a plain file that size would get: image
+ * sets inflate 2-5x); beyond, rows are allocated as they arrive, from
+ * IDX_GROW0_BYTES of floats, doubling. */
+#define IDX_GZ_TRUST_RATIO 8u
+#define IDX_GROW0_BYTES ((size_t)16 << 20)
 
 typedef struct {
     const char *path;
-    gzFile f;
+    ps_zread *z;
     unsigned ndims;
     size_t n;      /* first dimension: samples */
     size_t dim;    /* product of the others */
     size_t header; /* bytes before the data */
 } idx_file;
 
-/* Reads exactly len bytes; a short read is a truncated file. */
+/* Reads exactly len bytes; the data ending first is a truncated file. */
 static int read_exact(idx_file *h, void *buf, size_t len, const char *what)
 {
     int rc = 0;
-    unsigned char *p = buf;
     size_t done = 0;
     while (done < len) {
-        size_t want = len - done;
-        /* gzread takes an unsigned count. */
-        if (want > ((size_t)1 << 30)) {
-            want = (size_t)1 << 30;
-        }
-        int got = gzread(h->f, p + done, (unsigned)want);
-        if (got < 0) {
-            int zerr;
-            const char *msg = gzerror(h->f, &zerr);
-            /* Z_BUF_ERROR is a compressed stream cut short. */
-            PS_LOG(ERROR, "%s: reading %s: %s%s", h->path, what,
-                   zerr == Z_ERRNO ? strerror(errno) : msg,
-                   zerr == Z_BUF_ERROR ? " (truncated file)" : "");
-            rc = zerr == Z_ERRNO || zerr == Z_MEM_ERROR ? PS_EIO : PS_EFORMAT;
+        size_t got = 0;
+        if ((rc = ps_zread_read(h->z, (unsigned char *)buf + done, len - done, &got))) {
             goto out;
         }
         if (got == 0) {
-            PS_LOG(ERROR, "%s: truncated file: %zu bytes of %s missing", h->path, len - done,
-                   what);
+            PS_LOG(ERROR,
+                   "%s: truncated file: %zu bytes of %s missing (the header promises %zu "
+                   "samples of %zu bytes)",
+                   h->path, len - done, what, h->n, h->dim);
             rc = PS_EFORMAT;
             goto out;
         }
-        done += (size_t)got;
+        done += got;
     }
 out:
+    return rc;
+}
+
+/* After the last sample: the data must end here. */
+static int expect_end(idx_file *h)
+{
+    unsigned char extra;
+    size_t got = 0;
+    int rc = ps_zread_read(h->z, &extra, 1, &got);
+    if (rc == 0 && got) {
+        PS_LOG(ERROR,
+               "%s: bytes after the %zu samples of %zu bytes the header promises (trailing data: "
+               "a wrong header, or files run together)",
+               h->path, h->n, h->dim);
+        rc = PS_EFORMAT;
+    }
     return rc;
 }
 
@@ -63,7 +73,41 @@ static uint32_t be32(const unsigned char *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
 }
 
-/* Opens path and validates its header; on success h->f is open. */
+/* The data size the header promises against what the file can hold. */
+static int check_size(const idx_file *h)
+{
+    uint64_t want = (uint64_t)h->header + (uint64_t)h->n * h->dim;
+    uint64_t size = ps_zread_file_size(h->z);
+    if (ps_zread_is_gzip(h->z)) {
+        if (want / PS_IDX_GZ_MAX_RATIO > size) {
+            PS_LOG(ERROR,
+                   "%s: the header promises %zu samples of %zu bytes (%llu bytes), but a "
+                   "gzip file of %llu bytes inflates to at most %u times that: truncated, or "
+                   "a wrong header",
+                   h->path, h->n, h->dim, (unsigned long long)want, (unsigned long long)size,
+                   PS_IDX_GZ_MAX_RATIO);
+            return PS_EFORMAT;
+        }
+        return 0;
+    }
+    if (size < want) {
+        PS_LOG(ERROR,
+               "%s: the header promises %zu samples of %zu bytes (%llu bytes with the "
+               "header), but the file has %llu: truncated, or a wrong header",
+               h->path, h->n, h->dim, (unsigned long long)want, (unsigned long long)size);
+        return PS_EFORMAT;
+    }
+    if (size > want) {
+        PS_LOG(ERROR,
+               "%s: %llu bytes after the %zu samples of %zu bytes the header promises "
+               "(trailing data: a wrong header, or files run together)",
+               h->path, (unsigned long long)(size - want), h->n, h->dim);
+        return PS_EFORMAT;
+    }
+    return 0;
+}
+
+/* Opens path, validates its header and its size; on success h->z is open. */
 static int idx_open(idx_file *h, const char *path)
 {
     int rc = 0;
@@ -72,14 +116,10 @@ static int idx_open(idx_file *h, const char *path)
 
     memset(h, 0, sizeof *h);
     h->path = path;
-    errno = 0;
-    h->f = gzopen(path, "rb");
-    if (!h->f) {
-        PS_LOG(ERROR, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
-        rc = PS_EIO;
+    rc = ps_zread_open(&h->z, path);
+    if (rc) {
         goto fail_open;
     }
-    gzbuffer(h->f, 1u << 17);
     rc = read_exact(h, magic, sizeof magic, "the magic number");
     if (rc) {
         goto fail_header;
@@ -120,17 +160,16 @@ static int idx_open(idx_file *h, const char *path)
         }
         h->dim *= d;
     }
-    if (h->n > SIZE_MAX / h->dim) {
-        PS_LOG(ERROR, "%s: %zu samples of %zu bytes overflow size_t", path, h->n, h->dim);
-        rc = PS_EFORMAT;
+    h->header = 4 + 4 * (size_t)h->ndims;
+    /* n < 2^32 and dim <= 2^28: the product fits in 64 bits. */
+    rc = check_size(h);
+    if (rc) {
         goto fail_header;
     }
-    h->header = 4 + 4 * (size_t)h->ndims;
     goto out;
 
 fail_header:
-    gzclose(h->f);
-    h->f = NULL;
+    ps_zread_close(&h->z);
 fail_open:
 out:
     return rc;
@@ -155,24 +194,23 @@ static int check_range(const idx_file *h, size_t first, size_t *count)
     return 0;
 }
 
-/* Positions h at sample first. gz streams seek forward by decompressing,
- * which is the only direction we need. */
+/* Positions h at sample first: a seek for plain files, inflating forward
+ * for gzip, the only direction needed. */
 static int seek_sample(idx_file *h, size_t first)
 {
-    size_t off = h->header + first * h->dim;
-    if (first == 0) {
-        return 0;
+    uint64_t want = (uint64_t)first * h->dim, got = 0;
+    int rc = ps_zread_skip(h->z, want, &got);
+    if (rc == 0 && got < want) {
+        PS_LOG(ERROR, "%s: truncated file: the data ends before sample %zu (byte %llu)", h->path,
+               first, (unsigned long long)(h->header + want));
+        rc = PS_EFORMAT;
     }
-    if (gzseek(h->f, (z_off_t)off, SEEK_SET) != (z_off_t)off) {
-        PS_LOG(ERROR, "%s: cannot skip to sample %zu (byte %zu): file truncated?", h->path, first,
-               off);
-        return PS_EFORMAT;
-    }
-    return 0;
+    return rc;
 }
 
-/* Reads count * dim bytes into x as floats x / 255. */
-static int read_pixels(idx_file *h, size_t count, float *x, unsigned char *buf)
+/* Reads count * dim bytes into out->x as floats x / 255. Rows not yet
+ * allocated are, doubling, as the bytes for them arrive. */
+static int read_pixels(idx_file *h, size_t count, ps_dataset *out, unsigned char *buf)
 {
     int rc = 0;
     float lut[256];
@@ -186,8 +224,15 @@ static int read_pixels(idx_file *h, size_t count, float *x, unsigned char *buf)
         if (rc) {
             goto out;
         }
+        size_t rows = (done + len + h->dim - 1) / h->dim;
+        if (rows > out->n_cap) {
+            size_t cap = out->n_cap * 2 > rows ? out->n_cap * 2 : rows;
+            if ((rc = ps_dataset_reserve(out, cap < count ? cap : count, 0))) {
+                goto out;
+            }
+        }
         for (size_t i = 0; i < len; i++) {
-            x[done + i] = lut[buf[i]];
+            out->x[done + i] = lut[buf[i]];
         }
         done += len;
     }
@@ -220,6 +265,18 @@ out:
     return rc;
 }
 
+/* idx_open for a labels file: one dimension. */
+static int open_labels(idx_file *h, const char *path)
+{
+    int rc = idx_open(h, path);
+    if (rc == 0 && h->ndims != 1) {
+        PS_LOG(ERROR, "%s: a labels file needs 1 dimension, this has %u", path, h->ndims);
+        ps_zread_close(&h->z);
+        rc = PS_EFORMAT;
+    }
+    return rc;
+}
+
 int ps_idx_probe(const char *path, size_t *n, size_t *dim)
 {
     idx_file h;
@@ -227,8 +284,43 @@ int ps_idx_probe(const char *path, size_t *n, size_t *dim)
     if (rc == 0) {
         *n = h.n;
         *dim = h.dim;
-        gzclose(h.f);
+        ps_zread_close(&h.z);
     }
+    return rc;
+}
+
+int ps_idx_scan_labels(const char *path, size_t *n, uint32_t *nclasses)
+{
+    idx_file h;
+    unsigned char *buf = NULL;
+    unsigned max = 0;
+    int rc = open_labels(&h, path);
+    if (rc) {
+        goto fail_open;
+    }
+    if (!(buf = ps_malloc(IDX_CHUNK))) {
+        rc = PS_ENOMEM;
+        goto fail_read;
+    }
+    for (size_t done = 0; done < h.n;) {
+        size_t len = h.n - done < IDX_CHUNK ? h.n - done : IDX_CHUNK;
+        if ((rc = read_exact(&h, buf, len, "labels"))) {
+            goto fail_read;
+        }
+        for (size_t i = 0; i < len; i++) {
+            max = buf[i] > max ? buf[i] : max;
+        }
+        done += len;
+    }
+    if ((rc = expect_end(&h))) {
+        goto fail_read;
+    }
+    *n = h.n;
+    *nclasses = h.n ? max + 1 : 0;
+fail_read:
+    ps_free(buf);
+    ps_zread_close(&h.z);
+fail_open:
     return rc;
 }
 
@@ -253,14 +345,9 @@ static int load(const char *images, const char *labels, size_t first, size_t cou
         goto fail_open_labels;
     }
     if (labels) {
-        rc = idx_open(&hl, labels);
+        rc = open_labels(&hl, labels);
         if (rc) {
             goto fail_open_labels;
-        }
-        if (hl.ndims != 1) {
-            PS_LOG(ERROR, "%s: a labels file needs 1 dimension, this has %u", labels, hl.ndims);
-            rc = PS_EFORMAT;
-            goto fail_check;
         }
         if (hl.n != hi.n) {
             PS_LOG(ERROR, "%s has %zu labels but %s has %zu images", labels, hl.n, images, hi.n);
@@ -274,33 +361,36 @@ static int load(const char *images, const char *labels, size_t first, size_t cou
     }
     tmp.dim = hi.dim;
     tmp.nclasses = labels ? nclasses : 0;
-    rc = ps_dataset_reserve(&tmp, count, 0);
+    /* A plain file's size was checked against its header; a gzip file's
+     * rows are allocated as they arrive unless the promise is modest. */
+    size_t rows0 = count;
+    uint64_t promised = (uint64_t)hi.header + (uint64_t)hi.n * hi.dim;
+    if (ps_zread_is_gzip(hi.z) && promised / IDX_GZ_TRUST_RATIO > ps_zread_file_size(hi.z)) {
+        size_t grow0 = IDX_GROW0_BYTES / sizeof(float) / hi.dim;
+        rows0 = count < grow0 ? count : (grow0 ? grow0 : 1);
+    }
+    rc = ps_dataset_reserve(&tmp, rows0, 0);
     if (rc) {
         goto fail_alloc;
     }
-    memset(tmp.y, 0, count * sizeof *tmp.y);
     buf = ps_malloc(IDX_CHUNK);
     if (!buf) {
         rc = PS_ENOMEM;
         goto fail_alloc;
     }
-    rc = seek_sample(&hi, first);
-    if (rc) {
-        goto fail_read;
-    }
-    rc = read_pixels(&hi, count, tmp.x, buf);
-    if (rc) {
+    int to_end = first + count == hi.n;
+    if ((rc = seek_sample(&hi, first)) || (rc = read_pixels(&hi, count, &tmp, buf)) ||
+        (to_end && (rc = expect_end(&hi)))) {
         goto fail_read;
     }
     if (labels) {
-        rc = seek_sample(&hl, first);
-        if (rc) {
+        if ((rc = seek_sample(&hl, first)) ||
+            (rc = read_labels(&hl, first, count, nclasses, tmp.y, buf)) ||
+            (to_end && (rc = expect_end(&hl)))) {
             goto fail_read;
         }
-        rc = read_labels(&hl, first, count, nclasses, tmp.y, buf);
-        if (rc) {
-            goto fail_read;
-        }
+    } else if (count) {
+        memset(tmp.y, 0, count * sizeof *tmp.y);
     }
     tmp.n = count;
     ps_dataset_fini(out);
@@ -313,10 +403,10 @@ fail_alloc:
     ps_dataset_fini(&tmp);
 fail_check:
     if (labels) {
-        gzclose(hl.f);
+        ps_zread_close(&hl.z);
     }
 fail_open_labels:
-    gzclose(hi.f);
+    ps_zread_close(&hi.z);
 fail_open_images:
     return rc;
 }
@@ -326,8 +416,7 @@ int ps_idx_load_images(const char *path, size_t first, size_t count, ps_dataset 
     return load(path, NULL, first, count, 0, out);
 }
 
-int ps_idx_load(const char *images, const char *labels, size_t first, size_t count,
-                ps_dataset *out)
+int ps_idx_load(const char *images, const char *labels, size_t first, size_t count, ps_dataset *out)
 {
     return load(images, labels, first, count, PS_IDX_NCLASSES, out);
 }

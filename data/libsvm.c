@@ -41,6 +41,7 @@ struct ps_libsvm {
     int err; /* sticky until rewind */
 
     uint64_t id_end;   /* max feature id + 1 seen (dim == 0) */
+    uint64_t max_dim;  /* dim == 0: ids must stay below this */
     int32_t max_class; /* -1: none yet */
     int saw_minus1;
 };
@@ -184,13 +185,40 @@ static char *next_token(char **p)
     return s;
 }
 
+/* 1 if s is a plain decimal number, [+-]digits[.digits][(e|E)[+-]digits]
+ * with a digit on one side of the point at least. strtod also reads hex
+ * floats (0x1p3 is 8), inf, infinity and nan in any case: none belongs in
+ * a data file, and each would be taken silently. */
+static int is_decimal(const char *s)
+{
+    size_t digits = 0;
+    s += *s == '+' || *s == '-';
+    for (; *s >= '0' && *s <= '9'; s++) {
+        digits++;
+    }
+    if (*s == '.') {
+        for (s++; *s >= '0' && *s <= '9'; s++) {
+            digits++;
+        }
+    }
+    if (digits && (*s == 'e' || *s == 'E')) {
+        s += 1 + (s[1] == '+' || s[1] == '-');
+        if (*s < '0' || *s > '9') {
+            return 0;
+        }
+        while (*s >= '0' && *s <= '9') {
+            s++;
+        }
+    }
+    return digits > 0 && *s == '\0';
+}
+
 static int parse_label(ps_libsvm *r, const char *tok, int32_t *cls)
 {
-    char *e;
-    double v = strtod(tok, &e);
-    if (e == tok || *e) {
-        return bad_line(r, "label '%.40s' is not a number", tok);
+    if (!is_decimal(tok)) {
+        return bad_line(r, "label '%.40s' is not a decimal number", tok);
     }
+    double v = strtod(tok, NULL);
     if (!isfinite(v) || v != floor(v)) {
         return bad_line(r, "label '%.40s' is not an integer class (want 0..C-1 or +1/-1)", tok);
     }
@@ -284,10 +312,13 @@ static int parse_line(ps_libsvm *r, char *s, size_t len, size_t max_rows, ps_dat
             return bad_line(r, "feature index '%.40s' too large", tok);
         }
         const char *vs = colon + 1;
-        double v = strtod(vs, &e);
-        if (e == vs || *e) {
-            return bad_line(r, "value '%.40s' of feature %llu is not a number", vs, raw);
+        if (!is_decimal(vs)) {
+            return bad_line(r,
+                            "value '%.40s' of feature %llu is not a decimal number (hex floats, "
+                            "inf and nan are refused)",
+                            vs, raw);
         }
+        double v = strtod(vs, NULL);
         if (!isfinite(v) || fabs(v) > FLT_MAX) {
             return bad_line(r, "value '%.40s' of feature %llu is not finite (as float)", vs, raw);
         }
@@ -304,8 +335,18 @@ static int parse_line(ps_libsvm *r, char *s, size_t len, size_t max_rows, ps_dat
             id = raw - 1;
         }
         if (!r->opts.hash_bits && r->opts.dim && id >= r->opts.dim) {
-            return bad_line(r, "feature index %llu beyond dim %" PRIu64 " (use hashing?)", raw,
-                            r->opts.dim);
+            return bad_line(r,
+                            "feature index %llu is past the table's %" PRIu64
+                            " rows: hash the ids with --hash-bits B, or give a larger "
+                            "--features N",
+                            raw, r->opts.dim);
+        }
+        if (!r->opts.hash_bits && !r->opts.dim && id >= r->max_dim) {
+            return bad_line(r,
+                            "feature index %llu needs a table of more than %" PRIu64
+                            " rows (2^40, or what the memory budget holds): hash the ids "
+                            "with --hash-bits B",
+                            raw, r->max_dim);
         }
         rc = room_for_nnz(chunk, row0 + k);
         if (rc) {
@@ -412,6 +453,8 @@ int ps_libsvm_open(ps_libsvm **out, const char *path, const ps_libsvm_opts *opts
     }
     r->opts = *opts;
     r->max_class = -1;
+    r->max_dim =
+        opts->max_dim && opts->max_dim < PS_LIBSVM_MAX_DIM ? opts->max_dim : PS_LIBSVM_MAX_DIM;
     r->path = ps_strdup(path);
     if (!r->path) {
         rc = PS_ENOMEM;
@@ -516,6 +559,11 @@ out:
         r->err = rc;
     }
     return rc;
+}
+
+uint64_t ps_libsvm_offset(const ps_libsvm *r)
+{
+    return r->buf_off + r->pos;
 }
 
 uint64_t ps_libsvm_error_line(const ps_libsvm *r)

@@ -7,7 +7,9 @@
  * back in chunks of at most max_rows, so memory is bounded by the chunk and
  * the longest line, never by the file. Any malformed line is an error
  * (PS_EFORMAT) logged with the file, its true line number and the reason.
- * A reader is not thread-safe; separate readers are. */
+ * Numbers are plain decimals: strtod's hex floats (0x1p3), inf, infinity
+ * and nan are refused in labels and values. A reader is not thread-safe;
+ * separate readers are. */
 #ifndef PS_LIBSVM_H
 #define PS_LIBSVM_H
 
@@ -16,11 +18,19 @@
 
 #include "data/dataset.h"
 
+/* Largest unhashed feature space: an id at or past it is refused (suggesting
+ * hashing) whatever dim or max_dim say. */
+#define PS_LIBSVM_MAX_DIM ((uint64_t)1 << 40)
+
 typedef struct {
     /* Feature space. dim > 0: an index >= dim (after zero-basing) is an
      * error. dim == 0: unknown, chunk->dim becomes max id + 1 seen so far.
      * Ignored when hash_bits > 0, where dim is 2^hash_bits. */
     uint64_t dim;
+    /* dim == 0, no hashing: an id >= max_dim is an error, since no table
+     * could hold it (0 or above PS_LIBSVM_MAX_DIM: PS_LIBSVM_MAX_DIM). The
+     * caller derives it from its memory budget. */
+    uint64_t max_dim;
     /* Classes. Labels are class ids 0..C-1, or binary +1/-1 (-1 -> 0, +1 ->
      * 1; 0/1 also work). 0 = infer: chunk->nclasses = max(2, max class + 1)
      * seen by this reader, so distributed jobs should pass it. */
@@ -53,6 +63,11 @@ int ps_libsvm_open(ps_libsvm **out, const char *path, const ps_libsvm_opts *opts
  * good rows before it; ps_libsvm_error_line() says which line), PS_EIO or
  * PS_ENOMEM. An error is sticky until ps_libsvm_rewind(). */
 int ps_libsvm_next(ps_libsvm *r, size_t max_rows, ps_dataset *chunk);
+
+/* Byte offset in the file just past the last row returned: where a range
+ * holding exactly the rows read so far would end (the start of the range
+ * before any read). */
+uint64_t ps_libsvm_offset(const ps_libsvm *r);
 
 /* Goes back to the first line of the range, for the next epoch. Returns 0 or
  * PS_EIO. */

@@ -26,31 +26,54 @@ typedef struct {
     const char *test;     /* test file, without a dataset */
     ps_format format;     /* AUTO: from train's name (ps_source_guess_format); a dataset is IDX */
     int zero_based;       /* libsvm feature ids start at 0 */
-    uint32_t hash_bits;   /* libsvm: hash ids to 2^hash_bits rows; 0 = off */
+    uint32_t hash_bits;   /* libsvm, synthetic: hash ids to 2^hash_bits rows; 0 = off */
     uint64_t features;    /* libsvm feature count; 0 = scan the file */
+    uint64_t max_dim;     /* libsvm scan: ids must stay below this (0: 2^40) */
     uint64_t train_limit; /* use the first N training samples; 0 = all */
     uint64_t test_limit;  /* the first N test samples; 0 = all */
     ps_synth_cfg synth;   /* PS_FMT_SYNTH: the generator; its n rows include the test rows */
     uint64_t synth_test;  /* PS_FMT_SYNTH: the last synth_test rows are the test set */
+    int quiet;            /* no INFO lines (the scan notice) */
 } ps_source_cfg;
 
+/* Bytes of a libsvm training file the probe reads when the shape is known
+ * (--hash-bits or --features): classes and row sizes come from this head. */
+#define PS_SOURCE_HEAD_BYTES ((uint64_t)1 << 20)
+
+/* The data's shape, which every rank needs, and what the probe saw of it
+ * (for the memory plan). Plain bytes: broadcast as they are. */
 typedef struct {
     uint64_t dim; /* features (sparse: the key space) */
     uint32_t nclasses;
     int32_t sparse;
-    uint64_t ntrain; /* training samples (libsvm: lines, 0 if unknown) */
-    uint64_t ntest;
+    uint64_t ntrain;      /* training samples used (libsvm: 0 when the file was not read whole) */
+    uint64_t ntest;       /* test samples used */
+    uint64_t train_bytes; /* libsvm: training lines are bytes [0, train_bytes) of the file:
+                             its size, or the end of the first train_limit samples (0 in a
+                             spec made by hand: the whole file) */
+    /* Sparse data the probe read (the training file whole or its head, the
+     * test set): rows, non-zeros and file bytes, and the largest row. */
+    uint64_t sample_rows, sample_nnz, sample_bytes, max_nnz;
+    uint64_t test_nnz; /* non-zeros of the test set (sparse) */
 } ps_source_spec;
 
-/* Finds the shape of cfg's data: reads IDX headers, or for libsvm without
- * hash_bits/features scans the training file once. Returns 0 or the
- * reader's error (logged with the file name). */
+/* Finds the shape of cfg's data. IDX: the headers, checked against the
+ * files' sizes, and both labels files read whole (classes = largest label
+ * + 1). Synthetic: the generator's settings. libsvm: with hash_bits or
+ * features only the head of the training file (PS_SOURCE_HEAD_BYTES) or, with
+ * train_limit, its first train_limit samples are read, else the whole file
+ * is scanned once for the largest id and class (logged with its size); the
+ * test set (its first test_limit samples) is read whole either way.
+ * Returns 0 or the reader's error (logged with the file name and line);
+ * an empty training set is PS_EFORMAT naming the file. */
 int ps_source_probe(const ps_source_cfg *cfg, ps_source_spec *spec);
 /* Loads worker's part of the training set (ps_partition: disjoint, all
- * workers together cover it once). */
+ * workers together cover it once; libsvm: a byte range of
+ * [0, spec->train_bytes)). */
 int ps_source_load_train(const ps_source_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
                          uint32_t nworkers, ps_dataset *out);
-/* Loads the whole test set (its first test_limit samples). */
+/* Loads the test set: its first test_limit samples (0: all), reading no
+ * further. */
 int ps_source_load_test(const ps_source_cfg *cfg, const ps_source_spec *spec, ps_dataset *out);
 /* Opens worker's byte range of the libsvm training file for streaming
  * (the reader then yields its rows in chunks). Only for libsvm sources.

@@ -31,15 +31,17 @@ PKGS=(
     python3 python3-numpy
     gnuplot-nox
     help2man
+    clang libclang-rt-14-dev
 )
-# Optional extras: the golden-vector generator (torch) and the fuzzer runtime
-# are only needed to regenerate test vectors and for `make fuzz`.
+# clang and its libFuzzer runtime build `make fuzz` / `make fuzz-ci`, which
+# CI runs. Optional: the golden-vector generator (torch), only needed to
+# regenerate test vectors.
 # A one-node Slurm cluster for `make test-slurm`.
 if [ "$slurm" = 1 ]; then
     PKGS+=(slurm-wlm munge)
 fi
 if [ "${ADAMPS_DEV_DEPS:-0}" = 1 ]; then
-    PKGS+=(python3-torch clang libclang-rt-14-dev)
+    PKGS+=(python3-torch)
 fi
 
 missing=()

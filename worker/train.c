@@ -243,8 +243,12 @@ static int agree_schedule(trainer *tr, ps_comm *workers)
         return rc;
     }
     if (n == 0) {
-        PS_LOG(ERROR, "the training set is empty");
-        return PS_ECONFIG;
+        const ps_source_cfg *src = &tr->wc->source;
+        if (tr->coordinator) {
+            PS_LOG(ERROR, "%s: no samples in any worker's part: the training set is empty",
+                   src->train[0] ? src->train : src->dataset);
+        }
+        return PS_EFORMAT;
     }
     tr->steps_per_epoch = (n + tr->wc->batcher.batch - 1) / tr->wc->batcher.batch;
     tr->total_steps = tr->wc->steps ? tr->wc->steps

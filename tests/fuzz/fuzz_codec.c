@@ -11,6 +11,7 @@
 #include "common/codec.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,14 +27,6 @@ static const ps_msg_limits lim = {.tables = tables, .ntables = 4, .nworkers = 3}
 
 static ps_codec *dec, *enc;
 static ps_bytes bytes;
-
-/* A broken promise is our bug: crash so libFuzzer saves the input. */
-#define CHECK(x)                                                                                   \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            ps_log_fatal(__FILE__, __LINE__, #x);                                                  \
-        }                                                                                          \
-    } while (0)
 
 static void check_segs(const ps_seg *s, size_t nsegs, int slots, int values)
 {

@@ -186,6 +186,7 @@ EXPECT(x_shard, c->shard = PS_SHARD_HASH)
 EXPECT(x_consistency, c->sync = PS_SYNC_SSP; c->staleness = 3)
 EXPECT(x_nonfinite, c->nonfinite_skip = 1)
 EXPECT(x_delay, c->delay_ms = 2.5)
+EXPECT(x_max_memory, c->max_memory = (uint64_t)3 << 29)
 EXPECT(x_eval_every, c->eval_every = 50)
 EXPECT(x_metrics, SET(c->metrics, "m.jsonl"))
 EXPECT(x_save_model, SET(c->save_model, "model"))
@@ -239,6 +240,7 @@ static const flag_case flag_cases[] = {
     {"consistency", "ssp:3", B_FILES, x_consistency},
     {"nonfinite", "skip", B_FILES, x_nonfinite},
     {"inject-delay-ms", "2.5", B_FILES, x_delay},
+    {"max-memory", "1536M", B_FILES, x_max_memory},
     {"eval-every", "50", B_FILES, x_eval_every},
     {"metrics", "m.jsonl", B_FILES, x_metrics},
     {"save-model", "model", B_FILES, x_save_model},
@@ -463,6 +465,10 @@ static void test_cfg_rejects_bad_numbers_naming_flag_and_value(void **state)
         {{DS, "--epochs", "0"}, "--epochs: '0' is not > 0"},
         {{DS, "--epochs", "nan"}, "--epochs: 'nan'"},
         {{DS, "--inject-delay-ms", "-1"}, "--inject-delay-ms: '-1'"},
+        {{DS, "--max-memory", "4X"}, "--max-memory: '4X' is not a byte count"},
+        {{DS, "--max-memory", "0"}, "--max-memory: '0'"},
+        /* A control byte quoted back keeps the reason on one line. */
+        {{DS, "--bo\ngus", "1"}, "unknown flag --bo?gus"},
         {{DS, "--progress-every", "-1"}, "--progress-every: '-1'"},
         {{DS, "--consistency", "ssp:-1"}, "--consistency ssp:K: '-1'"},
         {{DS, "--consistency", "ssp:x"}, "--consistency ssp:K: 'x'"},

@@ -198,15 +198,21 @@ static void write_file(const char *name, int gz, const unsigned char *data, size
     }
 }
 
+/* An images header: n samples of rows x cols, 16 bytes into buf. */
+static void images_header(unsigned char *buf, uint32_t n, unsigned char rows, unsigned char cols)
+{
+    unsigned char h[16] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, rows, 0, 0, 0, cols};
+    h[4] = (unsigned char)(n >> 24);
+    h[5] = (unsigned char)(n >> 16);
+    h[6] = (unsigned char)(n >> 8);
+    h[7] = (unsigned char)n;
+    memcpy(buf, h, 16);
+}
+
 /* nimg images of 2x3 pixels, pixel (i, j) = 10 * i + j; labels i % 3. */
 static size_t make_images(unsigned char *buf, uint32_t n_header, size_t nimg)
 {
-    unsigned char h[16] = {0, 0, 8, 3, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3};
-    h[4] = (unsigned char)(n_header >> 24);
-    h[5] = (unsigned char)(n_header >> 16);
-    h[6] = (unsigned char)(n_header >> 8);
-    h[7] = (unsigned char)n_header;
-    memcpy(buf, h, 16);
+    images_header(buf, n_header, 2, 3);
     for (size_t i = 0; i < nimg; i++) {
         for (size_t j = 0; j < 6; j++) {
             buf[16 + 6 * i + j] = (unsigned char)(10 * i + j);
@@ -338,12 +344,16 @@ static void test_idx_rejects_truncated_file(void **state)
     size_t len = make_images(img, 5, 3) + 3;
     expect_bad_images("trunc", 0, img, len, 0, SIZE_MAX, PS_EFORMAT);
     expect_bad_images("trunc.gz", 1, img, len, 2, 2, PS_EFORMAT);
-    /* Only the requested range is read, so the intact part loads. */
+    /* A plain file's size is checked against its header before any read,
+     * so even its intact rows are refused; a gzip file's length is only
+     * known by inflating it, so a range inside its intact part loads. */
     unsigned char lab[64];
     char pi[256], pl[256];
     write_file("trunc2", 0, img, len, pi);
     write_file("lab5", 0, lab, make_labels(lab, 5, 5), pl);
     ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(pi, pl, 1, 2, &d), PS_EFORMAT);
+    write_file("trunc2.gz", 1, img, len, pi);
     assert_int_equal(ps_idx_load(pi, pl, 1, 2, &d), 0);
     assert_int_equal(d.n, 2);
     ps_dataset_fini(&d);
@@ -406,6 +416,185 @@ static void test_idx_reports_missing_file(void **state)
     assert_int_equal(ps_idx_load_images(p, 0, SIZE_MAX, &d), PS_EIO);
 }
 
+/* The largest single allocation since the last reset, through hooks that
+ * wrap the checked allocator (a header must never size a big one). */
+static size_t max_request;
+
+static void *track_malloc(size_t n)
+{
+    max_request = n > max_request ? n : max_request;
+    return test_malloc(n);
+}
+
+static void *track_realloc(void *p, size_t n)
+{
+    max_request = n > max_request ? n : max_request;
+    return test_realloc(p, n);
+}
+
+static const ps_mem_hooks track_hooks = {track_malloc, track_realloc, ps_test_free};
+
+/* Writes an images header promising n samples of 28x28, then body bytes of
+ * pseudo-random data (incompressible, so gzip keeps its size). */
+static void write_promise(const char *name, int gz, uint32_t n, size_t body, char *path)
+{
+    unsigned char *buf = test_malloc(16 + body);
+    images_header(buf, n, 28, 28);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < body; i++) {
+        x = x * 1664525u + 1013904223u;
+        buf[16 + i] = (unsigned char)(x >> 24);
+    }
+    write_file(name, gz, buf, 16 + body, path);
+    test_free(buf);
+}
+
+/* Loads path's images with the tracking allocator; returns the rc and
+ * checks the captured log names the file. */
+static int load_tracked(const char *path, const char *want_in_log)
+{
+    ps_test_capture cap;
+    ps_dataset d = {0};
+    max_request = 0;
+    ps_mem_set_hooks(&track_hooks);
+    ps_test_capture_begin(&cap);
+    int rc = ps_idx_load_images(path, 0, SIZE_MAX, &d);
+    char *log = ps_test_capture_end(&cap);
+    ps_test_setup(NULL);
+    if (rc) {
+        assert_non_null(strstr(log, path));
+        if (want_in_log && !strstr(log, want_in_log)) {
+            fail_msg("log '%s' lacks '%s'", log, want_in_log);
+        }
+    }
+    test_free(log);
+    ps_dataset_fini(&d);
+    return rc;
+}
+
+/* Issue 10: a header promising 1.6 TiB (2^31 - 1 samples of 784 bytes) in
+ * an 800-byte file was allocated first. Now the plain file's size, and the
+ * gzip file's most it could inflate to, refuse it before any allocation
+ * larger than the reader's buffers. */
+static void test_idx_refuses_header_larger_than_file_before_allocating(void **state)
+{
+    (void)state;
+    char p[256];
+    write_promise("huge-images", 0, 0x7fffffff, 784, p);
+    assert_int_equal(load_tracked(p, "but the file has 800"), PS_EFORMAT);
+    assert_true(max_request <= ((size_t)2 << 20));
+    size_t n, dim;
+    assert_int_equal(ps_idx_probe(p, &n, &dim), PS_EFORMAT);
+    write_promise("huge-images.gz", 1, 0x7fffffff, 784, p);
+    assert_int_equal(load_tracked(p, "inflates to at most"), PS_EFORMAT);
+    assert_true(max_request <= ((size_t)2 << 20));
+    assert_int_equal(ps_idx_probe(p, &n, &dim), PS_EFORMAT);
+}
+
+/* A gzip file whose header promises what it could plausibly hold (1 MB of
+ * incompressible data may inflate to a GB) but is short: rows are
+ * allocated as they arrive, so the load fails at the short read having
+ * asked for tens of MB at most, not the 3 GB of floats promised. */
+static void test_idx_gzip_allocates_as_rows_arrive(void **state)
+{
+    (void)state;
+    char p[256];
+    write_promise("short-images.gz", 1, 1000000, (size_t)1 << 20, p);
+    size_t n, dim;
+    assert_int_equal(ps_idx_probe(p, &n, &dim), 0); /* plausible: 784 MB <= 1032 x 1 MB */
+    assert_int_equal(load_tracked(p, "truncated file"), PS_EFORMAT);
+    assert_true(max_request <= ((size_t)64 << 20));
+    /* The same bytes with an honest header load, growing past the first
+     * allocation (16 MiB of floats is 5349 rows; here 1337). */
+    write_promise("fit-images.gz", 1, ((uint32_t)1 << 20) / 784, ((size_t)1 << 20) / 784 * 784, p);
+    assert_int_equal(load_tracked(p, NULL), 0);
+}
+
+static void test_idx_refuses_trailing_bytes(void **state)
+{
+    (void)state;
+    unsigned char img[256], lab[64];
+    char pi[256], pl[256];
+    /* Header says 4 images, the body holds 5. */
+    size_t len = make_images(img, 4, 5);
+    write_file("long-images", 0, img, len, pi);
+    assert_int_equal(load_tracked(pi, "6 bytes after the 4 samples"), PS_EFORMAT);
+    /* gzip: only known when the read reaches the end, so a range short of
+     * it loads and one reaching it is refused. */
+    write_file("long-images.gz", 1, img, len, pi);
+    write_file("long-labels", 0, lab, make_labels(lab, 4, 4), pl);
+    ps_dataset d = {0};
+    assert_int_equal(ps_idx_load(pi, pl, 0, 2, &d), 0);
+    ps_dataset_fini(&d);
+    assert_int_equal(load_tracked(pi, "bytes after the 4 samples"), PS_EFORMAT);
+    /* A labels file with a byte too many. */
+    write_file("ok-images", 0, img, make_images(img, 4, 4), pi);
+    write_file("long-labels", 0, lab, make_labels(lab, 4, 5), pl);
+    assert_int_equal(ps_idx_load(pi, pl, 0, SIZE_MAX, &d), PS_EFORMAT);
+    size_t n;
+    uint32_t c;
+    assert_int_equal(ps_idx_scan_labels(pl, &n, &c), PS_EFORMAT);
+}
+
+/* Garbage after a gzip member is refused where zlib's gzread would skip it;
+ * a second member is data; a plain file named .gz is read as it is. */
+static void test_idx_gzip_members_garbage_and_misnamed_files(void **state)
+{
+    (void)state;
+    unsigned char img[256];
+    char p[256], q[256];
+    size_t len = make_images(img, 5, 5);
+    write_file("member.gz", 1, img, len, p);
+    unsigned char gz[1024];
+    size_t gzlen = ps_test_read_file(p, gz, sizeof gz);
+    memcpy(gz + gzlen, "garbage!", 8);
+    snprintf(q, sizeof q, "%s/garbage.gz", tmpdir);
+    ps_test_write_file(q, gz, gzlen + 8);
+    assert_int_equal(load_tracked(q, "trailing garbage"), PS_EFORMAT);
+    /* Two members: the header and 2 images, then 3 images. */
+    write_file("m1.gz", 1, img, 16 + 12, p);
+    size_t l1 = ps_test_read_file(p, gz, sizeof gz);
+    write_file("m2.gz", 1, img + 28, len - 28, p);
+    size_t l2 = ps_test_read_file(p, gz + l1, sizeof gz - l1);
+    snprintf(q, sizeof q, "%s/two-members.gz", tmpdir);
+    ps_test_write_file(q, gz, l1 + l2);
+    ps_dataset a = {0}, b = {0};
+    assert_int_equal(ps_idx_load_images(q, 0, SIZE_MAX, &a), 0);
+    write_file("plain-named.gz", 0, img, len, p);
+    assert_int_equal(ps_idx_load_images(p, 0, SIZE_MAX, &b), 0);
+    assert_int_equal(a.n, 5);
+    assert_int_equal(b.n, 5);
+    assert_memory_equal(a.x, b.x, 5 * 6 * sizeof(float));
+    ps_dataset_fini(&a);
+    ps_dataset_fini(&b);
+}
+
+/* Classes come from the labels, not a fixed 10. */
+static void test_idx_scan_labels_counts_classes(void **state)
+{
+    (void)state;
+    unsigned char lab[64];
+    char p[256];
+    size_t ll = make_labels(lab, 6, 6);
+    lab[8 + 2] = 4; /* labels 0 1 4 0 1 2: max 4 */
+    for (int gz = 0; gz <= 1; gz++) {
+        write_file(gz ? "five.gz" : "five", gz, lab, ll, p);
+        size_t n = 0;
+        uint32_t c = 0;
+        assert_int_equal(ps_idx_scan_labels(p, &n, &c), 0);
+        assert_int_equal(n, 6);
+        assert_int_equal(c, 5);
+        /* Cut short: refused. */
+        write_file(gz ? "cut-labels.gz" : "cut-labels", gz, lab, ll - 1, p);
+        assert_int_equal(ps_idx_scan_labels(p, &n, &c), PS_EFORMAT);
+    }
+    unsigned char img[256];
+    write_file("not-labels", 0, img, make_images(img, 5, 5), p);
+    size_t n;
+    uint32_t c;
+    assert_int_equal(ps_idx_scan_labels(p, &n, &c), PS_EFORMAT);
+}
+
 /* Fails each allocation in turn: every path returns PS_ENOMEM and leaks
  * nothing (cmocka's allocator checks), until the load succeeds. */
 static void test_idx_load_survives_oom(void **state)
@@ -448,6 +637,11 @@ int main(void)
         cmocka_unit_test(test_idx_rejects_count_mismatch),
         cmocka_unit_test(test_idx_rejects_label_out_of_range),
         cmocka_unit_test(test_idx_reports_missing_file),
+        cmocka_unit_test(test_idx_refuses_header_larger_than_file_before_allocating),
+        cmocka_unit_test(test_idx_gzip_allocates_as_rows_arrive),
+        cmocka_unit_test(test_idx_refuses_trailing_bytes),
+        cmocka_unit_test(test_idx_gzip_members_garbage_and_misnamed_files),
+        cmocka_unit_test(test_idx_scan_labels_counts_classes),
         cmocka_unit_test(test_idx_load_survives_oom),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

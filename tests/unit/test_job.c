@@ -240,6 +240,39 @@ static void test_job_model_and_predict_cfgs(void **state)
     assert_string_equal(pc.out, "");
 }
 
+/* The memory plan sees the flags in force: Adam's two state arrays,
+ * averaging, lazy updates, the libsvm file; the scan bound follows the
+ * narrowest first table and the room. */
+static void test_job_budget_and_scan_limit(void **state)
+{
+    (void)state;
+    ps_cfg c;
+    ps_source_spec spec = {.dim = 1000, .nclasses = 2, .sparse = 1};
+    ps_model_cfg mc;
+    ps_table_desc t[2] = {{.name = "w", .rows = 1000, .width = 2},
+                          {.name = "b", .rows = 1, .width = 2}};
+    ps_budget_job j;
+    PARSE(&c, "train", "--train", "a.svm", "--test", "b.svm", "--model", "logreg",
+          "--temporal-averaging", "0.9", "--sparse-update", "dense", "--max-memory", "2G");
+    assert_int_equal(c.max_memory, (uint64_t)2 << 30);
+    ps_job_model_cfg(&c, &spec, 0, 1000, &mc);
+    ps_job_budget(&c, &spec, &mc, t, 2, 3, 4, 1000, &j);
+    assert_int_equal(j.nstate, 2);
+    assert_int_equal(j.averaged, 1);
+    assert_int_equal(j.lazy, 0);
+    assert_int_equal(j.libsvm, 1);
+    assert_int_equal(j.nservers, 3);
+    assert_int_equal(j.nworkers, 4);
+    assert_string_equal(j.train, "a.svm");
+    assert_int_equal(ps_job_scan_limit(&c, 3, (uint64_t)1 << 30),
+                     ps_budget_max_rows((uint64_t)1 << 30, 3, 2, 2, 1, 0));
+    assert_int_equal(ps_job_scan_limit(&c, 3, 0), 0);
+    PARSE(&c, DS, "--hidden", "64,32", "--optimizer", "sgd");
+    assert_int_equal(c.max_memory, 0);
+    assert_int_equal(ps_job_scan_limit(&c, 1, (uint64_t)1 << 30),
+                     ps_budget_max_rows((uint64_t)1 << 30, 1, 64, 0, 0, 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_job_source_cfg_names_the_files),
         cmocka_unit_test(test_job_worker_cfg_bounds_the_pull_and_copies_the_rest),
         cmocka_unit_test(test_job_model_and_predict_cfgs),
+        cmocka_unit_test(test_job_budget_and_scan_limit),
     };
     return cmocka_run_group_tests(tests, ps_test_setup, ps_test_teardown);
 }

@@ -136,6 +136,21 @@ static void test_libsvm_rejects_malformed_lines_with_line_number(void **state)
         {"1 11:1", {.dim = 10}},     /* index beyond dim */
         {"1 99999999999999999999999:1", {0}}, /* index overflows 64 bits */
         {"1 3:1x", {0}},             /* junk after value */
+        {"1 3:0x1p3", {0}},          /* hex float: strtod reads 8 */
+        {"1 3:0x10", {0}},           /* hex integer */
+        {"1 3:INF", {0}},            /* inf, any case */
+        {"1 3:-Infinity", {0}},      /* infinity */
+        {"1 3:NaN", {0}},            /* nan, any case */
+        {"1 3:nan(0x1)", {0}},       /* nan with a payload */
+        {"1 3:1e", {0}},             /* exponent without digits */
+        {"1 3:+", {0}},              /* sign alone */
+        {"1 3:.", {0}},              /* point alone */
+        {"1 3: 1", {0}},             /* value after a blank: empty value */
+        {"0x1 3:1", {0}},            /* hex label */
+        {"Inf 3:1", {0}},            /* inf label */
+        {"1 1099511627777:1", {0}},  /* id 2^40 unhashed: no table holds it */
+        /* Past what the memory budget holds. */
+        {"1 1001:1", {.max_dim = 1000}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char text[512];
@@ -312,6 +327,93 @@ static void test_libsvm_every_cut_point_splits_cleanly(void **state)
     }
 }
 
+/* Loading text as tmpdir/name with o fails with PS_EFORMAT, logging
+ * "path:at" and also. */
+static void expect_refusal(const char *name, const char *text, const ps_libsvm_opts *o,
+                           const char *at, const char *also)
+{
+    char path[256], want[300];
+    ps_dataset d = {0};
+    ps_test_capture cap;
+    write_text(name, text, strlen(text), path);
+    ps_test_capture_begin(&cap);
+    int rc = ps_libsvm_load(path, o, 0, UINT64_MAX, &d);
+    char *log = ps_test_capture_end(&cap);
+    assert_int_equal(rc, PS_EFORMAT);
+    snprintf(want, sizeof want, "%s:%s", path, at);
+    assert_non_null(strstr(log, want));
+    assert_non_null(strstr(log, also));
+    test_free(log);
+}
+
+/* Plain decimals in every form strtod and a data file share still parse,
+ * and the rejections above name file:line and the fix. */
+static void test_libsvm_accepts_decimals_and_names_the_fix(void **state)
+{
+    (void)state;
+    static const char text[] = "+1 1:+.5 2:5. 3:-1E-3 4:1e+2 5:007\n-1 1099511627776:1\n";
+    char path[256];
+    write_text("decimals.svm", text, sizeof text - 1, path);
+    ps_dataset d = {0};
+    assert_int_equal(ps_libsvm_load(path, &defaults, 0, UINT64_MAX, &d), 0);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.dim, (uint64_t)1 << 40); /* one-based 2^40 is id 2^40 - 1 */
+    const float want[5] = {0.5f, 5.0f, -0.001f, 100.0f, 7.0f};
+    for (int i = 0; i < 5; i++) {
+        assert_true(d.val[i] == want[i]);
+    }
+    ps_dataset_fini(&d);
+
+    expect_refusal("hex.svm", "1 1:1\n0 3:0x1p3\n", &defaults, "2: value '0x1p3'", "hex");
+    ps_libsvm_opts o = {.max_dim = (uint64_t)1 << 30};
+    expect_refusal("huge.svm", "1 2147483648:1\n", &o, "1: feature index 2147483648",
+                   "--hash-bits");
+    /* With hashing any 64-bit id is a row. */
+    static const char any[] = "1 18446744073709551614:1 18446744073709551615:2\n";
+    write_text("any.svm", any, sizeof any - 1, path);
+    o = (ps_libsvm_opts){.hash_bits = 10, .max_dim = 5};
+    assert_int_equal(ps_libsvm_load(path, &o, 0, UINT64_MAX, &d), 0);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.dim, 1024);
+    ps_dataset_fini(&d);
+}
+
+/* ps_libsvm_offset after n rows is where a range holding exactly those
+ * rows ends: the first train_limit samples, as byte ranges. */
+static void test_libsvm_offset_ends_the_rows_read(void **state)
+{
+    (void)state;
+    char *text = ps_malloc(64 * 1024);
+    assert_non_null(text);
+    size_t len = make_lines(text, 120, 1);
+    char path[256];
+    write_text("offset.svm", text, len, path);
+    ps_free(text);
+    for (size_t n = 1; n <= 100; n += 33) {
+        ps_libsvm *r = NULL;
+        ps_dataset chunk = {0};
+        assert_int_equal(ps_libsvm_open(&r, path, &defaults, 0, UINT64_MAX), 0);
+        assert_int_equal(ps_libsvm_offset(r), 0);
+        assert_int_equal(ps_libsvm_next(r, n, &chunk), 0);
+        assert_int_equal(chunk.n, n);
+        uint64_t end = ps_libsvm_offset(r);
+        ps_libsvm_close(&r);
+        /* Split [0, end) over 3 workers: exactly rows 0..n-1. */
+        int ids[128];
+        size_t nids = 0;
+        for (uint32_t w = 0; w < 3; w++) {
+            uint64_t b, e;
+            assert_int_equal(ps_partition_bytes(end, 3, w, &b, &e), 0);
+            read_range(path, b, e, 7, ids, &nids);
+        }
+        assert_int_equal(nids, n);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(ids[i], (int)i);
+        }
+        ps_dataset_fini(&chunk);
+    }
+}
+
 /* Chunks of max_rows: never more rows held, row capacity never above
  * max_rows, all rows seen, and a rewind replays the same rows. */
 static void test_libsvm_chunks_are_bounded(void **state)
@@ -465,6 +567,8 @@ int main(void)
         cmocka_unit_test(test_libsvm_error_line_counts_whole_file),
         cmocka_unit_test(test_libsvm_byte_ranges_cover_every_line_once),
         cmocka_unit_test(test_libsvm_every_cut_point_splits_cleanly),
+        cmocka_unit_test(test_libsvm_accepts_decimals_and_names_the_fix),
+        cmocka_unit_test(test_libsvm_offset_ends_the_rows_read),
         cmocka_unit_test(test_libsvm_chunks_are_bounded),
         cmocka_unit_test(test_libsvm_reads_very_long_lines),
         cmocka_unit_test(test_libsvm_hashes_and_merges_features),
