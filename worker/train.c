@@ -247,13 +247,14 @@ static int eval_and_record(trainer *tr, uint64_t clock)
                   tr->wc->client.nworkers / (el > 0 ? el : 1);
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
-    if (!tr->wc->quiet && tr->train_head.n) {
-        PS_LOG(INFO, "eval at step %llu (epoch %.2f): test_loss %.4f test_acc %.4f train_nll %.4f",
+    if (!tr->wc->quiet) {
+        char nll[48] = "";
+        if (tr->train_head.n) {
+            snprintf(nll, sizeof nll, " train_nll %.4f", train_nll);
+        }
+        PS_LOG(INFO, "eval at step %llu (epoch %.2f): test_loss %.4f test_acc %.4f%s",
                (unsigned long long)clock, (double)clock / (double)tr->steps_per_epoch, loss, acc,
-               train_nll);
-    } else if (!tr->wc->quiet) {
-        PS_LOG(INFO, "eval at step %llu (epoch %.2f): test_loss %.4f test_acc %.4f",
-               (unsigned long long)clock, (double)clock / (double)tr->steps_per_epoch, loss, acc);
+               nll);
     }
     if (tr->metrics) {
         /* Byte counters are the coordinator's; every worker moves about as much.
