@@ -22,13 +22,13 @@ typedef struct {
     size_t nfloats; /* nslots * width */
     float *w;
     float *state[3];
-    double *avg;       /* temporal average, in double (ps_opt_average) */
-    float *grad;       /* pending gradient, dense over the shard */
+    double *avg; /* temporal average, in double (ps_opt_average) */
+    float *grad; /* pending gradient, dense over the shard */
     int64_t *last_step;
-    uint8_t *touched;  /* lazy: row has pending gradient */
-    uint64_t *rows;    /* lazy: touched rows, in first-touch order */
+    uint8_t *touched; /* lazy: row has pending gradient */
+    uint64_t *rows;   /* lazy: touched rows, in first-touch order */
     size_t nrows;
-    float l2;          /* this table's L2 strength (0: a bias, or none) */
+    float l2; /* this table's L2 strength (0: a bias, or none) */
 } store_table;
 
 struct ps_store {
@@ -73,8 +73,8 @@ static int table_init(store_table *t, const ps_store_cfg *cfg, uint32_t id, int 
 {
     const ps_table_desc *d = &cfg->tables[id];
     if (d->rows == 0 || d->width == 0) {
-        PS_LOG(ERROR, "table %u (%s) is empty: %llu x %u", id, d->name,
-               (unsigned long long)d->rows, d->width);
+        PS_LOG(ERROR, "table %u (%s) is empty: %llu x %u", id, d->name, (unsigned long long)d->rows,
+               d->width);
         return PS_EINVAL;
     }
     t->desc = *d;
@@ -373,8 +373,7 @@ static void apply_dense(ps_store *s, store_table *t, int64_t step, float scale, 
 
 /* Lazy, with averaging: rows[0..n) are about to step at `step`, so their
  * averages first catch up over the steps they sat out. */
-static void catch_up_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t n,
-                          int64_t step)
+static void catch_up_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t n, int64_t step)
 {
     size_t w = t->width;
     for (size_t i = 0; i < n; i++) {
@@ -488,8 +487,8 @@ int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t)
             for (size_t k = 0; k < g->nkeys; k++) {
                 memcpy(s->compact + k * tb->width, g->values + k * tb->width,
                        tb->width * sizeof(float));
-                prep_grad(s->compact + k * tb->width, tb->w + g->slots[k] * tb->width,
-                          tb->width, 1.0f, tb->l2);
+                prep_grad(s->compact + k * tb->width, tb->w + g->slots[k] * tb->width, tb->width,
+                          1.0f, tb->l2);
             }
             grad = s->compact;
         }
@@ -540,8 +539,8 @@ void ps_store_set_step(ps_store *s, int64_t t)
     s->step = t;
 }
 
-void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n,
-                   int averaged, float *out)
+void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n, int averaged,
+                   float *out)
 {
     const store_table *t = &s->t[table];
     size_t w = t->width;

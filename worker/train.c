@@ -150,8 +150,7 @@ static void inject_fault(trainer *tr, slot *s, uint64_t clock)
  * averaging), pulled chunk by chunk into the evaluation's own buffers (only
  * the rows each chunk needs, so a 2^30-row sparse model is never pulled
  * whole). */
-static int evaluate(trainer *tr, const ps_dataset *set, int64_t version, double *loss,
-                    double *acc)
+static int evaluate(trainer *tr, const ps_dataset *set, int64_t version, double *loss, double *acc)
 {
     slot *s = &tr->eval;
     double loss_sum = 0;
@@ -470,8 +469,8 @@ static int step(trainer *tr, uint64_t clock)
     }
     inject_fault(tr, s, clock);
     log_clock(tr, "push", clock);
-    if ((rc = ps_client_push(tr->client, s->plan, (const float *const *)tr->grads,
-                             (int64_t)clock, (uint32_t)b.n))) {
+    if ((rc = ps_client_push(tr->client, s->plan, (const float *const *)tr->grads, (int64_t)clock,
+                             (uint32_t)b.n))) {
         return rc;
     }
     if (tr->coordinator) {

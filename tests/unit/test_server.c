@@ -151,8 +151,7 @@ static ps_push make_push(fx *f, uint32_t w, int64_t clock, int nan_at)
     if (nan_at >= 0) {
         f->vals[0][nan_at] = NAN;
     }
-    return (ps_push){
-        .clock = clock, .worker = w, .samples = SAMPLES, .nsegs = NT, .segs = f->segs};
+    return (ps_push){.clock = clock, .worker = w, .samples = SAMPLES, .nsegs = NT, .segs = f->segs};
 }
 
 static int handle(fx *f, int src, int tag)

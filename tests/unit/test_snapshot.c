@@ -293,7 +293,9 @@ static void write_old_shard(ps_store *s, const char *dir, int64_t clock)
         ps_store_arrays a;
         ps_store_arrays_get(s, t, &a);
         size_t n = (size_t)a.nslots * a.width;
-        ft[t] = (ps_file_table){.rows = tables[t].rows, .width = a.width, .nslots = a.nslots,
+        ft[t] = (ps_file_table){.rows = tables[t].rows,
+                                .width = a.width,
+                                .nslots = a.nslots,
                                 .nstate = (uint32_t)a.nstate};
         memcpy(ft[t].name, tables[t].name, sizeof ft[t].name);
         parts[np] = a.w;
@@ -313,7 +315,11 @@ static void write_old_shard(ps_store *s, const char *dir, int64_t clock)
         parts[np] = a.last_step;
         lens[np++] = a.nslots * sizeof(int64_t);
     }
-    ps_file_header h = {.clock = clock, .nservers = 1, .nworkers = 1, .ntables = 2, .tables = ft,
+    ps_file_header h = {.clock = clock,
+                        .nservers = 1,
+                        .nworkers = 1,
+                        .ntables = 2,
+                        .tables = ft,
                         .step = ps_store_step(s)};
     snprintf(h.kind, sizeof h.kind, "shard");
     snprintf(h.optimizer, sizeof h.optimizer, "adam");
