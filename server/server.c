@@ -321,9 +321,9 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
         }
     } else {
         /* Every push is a step, a dropped one as an empty push: t counts
-         * the pushes received, and every server receives every push, so
-         * the shards agree on t (bias correction, --lr-schedule) whichever
-         * of them dropped a part. */
+         * the pushes received, and every server receives every push, so a
+         * part dropped here does not leave this shard's t (bias
+         * correction, --lr-schedule) behind the others'. */
         if (drop) {
             p.nsegs = 0;
         }

@@ -9,7 +9,7 @@
  * its share of the clock's samples (the mean over every sample of the
  * clock), and applied as one step. SSP:K and ASP: each push is applied on
  * arrival as its own step, and t counts the pushes received (dropped ones
- * too, so all servers agree on it); the staleness bound lives in the
+ * too, so no server's t falls behind); the staleness bound lives in the
  * version a worker's pull asks for. */
 #ifndef PS_SERVER_H
 #define PS_SERVER_H
