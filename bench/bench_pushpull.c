@@ -184,7 +184,7 @@ static int round_trip(worker_side *w, int64_t clock)
 {
     const float *g = w->grads;
     float *p = w->params;
-    int rc = ps_client_push(w->client, w->plan, &g, clock);
+    int rc = ps_client_push(w->client, w->plan, &g, clock, 1);
     if (rc || (rc = ps_client_pull_start(w->client, w->plan, clock + 1, 0))) {
         return rc;
     }

@@ -200,6 +200,9 @@ static const ps_cfg_row flags[] = {
 
     {FLAG("eval-every", "eval_every", OUTPUT, eval_every), UINT(0, UINT64_MAX), .metavar = "N",
      .def = "0", .help = "evaluate every N steps; 0 = per epoch"},
+    {FLAG("eval-train", "eval_train", OUTPUT, eval_train), UINT(1, UINT64_MAX), .word = "off",
+     .metavar = "N", .def = "off",
+     .help = "train_nll: NLL (no dropout) of the coordinator's first N training samples"},
     {FLAG("metrics", "metrics", OUTPUT, metrics), TEXT, .metavar = "FILE", .def = "",
      .help = "JSON lines, one per evaluation"},
     {FLAG("save-model", "save_model", OUTPUT, save_model), TEXT, .metavar = "DIR", .def = "",

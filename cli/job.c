@@ -97,6 +97,7 @@ void ps_job_model_cfg(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t wo
     out->dropout_input = cfg->dropout_input;
     out->dropout_hidden = cfg->dropout;
     out->l2 = cfg->l2;
+    out->l2_on_server = 1; /* once per row per step, whatever the workers (README, Models) */
     out->init_override = cfg->init;
     out->seed = cfg->seed;
     out->worker = worker;
@@ -117,6 +118,7 @@ void ps_job_worker_cfg(const ps_cfg *cfg, ps_worker_cfg *out)
                                                     : -1;
     out->averaged = cfg->temporal_averaging > 0;
     out->eval_every = cfg->eval_every;
+    out->eval_train = cfg->eval_train;
     out->progress_secs = cfg->progress_secs;
     out->quiet = cfg->quiet;
     out->metrics = cfg->metrics;
@@ -138,6 +140,12 @@ void ps_job_server_cfg(const ps_cfg *cfg, ps_server_cfg *out)
     out->store.lazy = cfg->sparse_lazy;
     out->store.avg_beta = cfg->temporal_averaging;
     out->store.seed = cfg->seed;
+    out->store.l2 = cfg->l2;
+    /* ps_model_tables lists each layer's weights, then its bias: the even
+     * tables are the weights, the ones L2 applies to. */
+    for (uint32_t t = 0; t < PS_MODEL_MAX_TABLES; t += 2) {
+        out->store.l2_tables |= (uint64_t)1 << t;
+    }
     out->sync = cfg->sync;
     out->nonfinite_skip = cfg->nonfinite_skip;
     out->ckpt_dir = cfg->ckpt_dir;

@@ -152,10 +152,17 @@ int ps_ckpt_write_worker(const char *dir, int64_t clock, uint32_t worker, uint32
     ps_file_header h = {.clock = clock, .rank = worker, .nworkers = nworkers,
                         .config = (char *)config};
     snprintf(h.kind, sizeof h.kind, "worker");
-    const void *parts[2] = {&st->loss_ema, &st->have_ema};
-    size_t lens[2] = {sizeof st->loss_ema, sizeof st->have_ema};
-    return ps_file_write_atomic(path, &h, parts, lens, 2);
+    char core[PS_CKPT_BLAS_CORE] = {0}; /* zero-padded: the file's bytes are defined */
+    snprintf(core, sizeof core, "%s", st->blas_core);
+    const void *parts[4] = {&st->loss_ema, &st->have_ema, &st->blas_threads, core};
+    size_t lens[4] = {sizeof st->loss_ema, sizeof st->have_ema, sizeof st->blas_threads,
+                      sizeof core};
+    return ps_file_write_atomic(path, &h, parts, lens, 4);
 }
+
+/* Payload sizes: before the BLAS fields, and now. */
+#define WORKER_STATE_V1 (sizeof(double) + sizeof(int32_t))
+#define WORKER_STATE_V2 (WORKER_STATE_V1 + sizeof(int32_t) + PS_CKPT_BLAS_CORE)
 
 int ps_ckpt_read_worker(const char *dir, int64_t clock, uint32_t worker, uint32_t nworkers,
                         ps_ckpt_worker_state *st)
@@ -172,7 +179,7 @@ int ps_ckpt_read_worker(const char *dir, int64_t clock, uint32_t worker, uint32_
         return rc;
     }
     if (h.clock != clock || h.rank != worker || h.nworkers != nworkers ||
-        len != sizeof st->loss_ema + sizeof st->have_ema) {
+        (len != WORKER_STATE_V1 && len != WORKER_STATE_V2)) {
         PS_LOG(ERROR,
                "%s: written by worker %u of %u at clock %lld with %zu bytes of state; this job "
                "resumes worker %u of %u at clock %lld (resuming needs the same worker count)",
@@ -180,10 +187,31 @@ int ps_ckpt_read_worker(const char *dir, int64_t clock, uint32_t worker, uint32_
                (long long)clock);
         rc = PS_ECKPT;
     } else {
-        memcpy(&st->loss_ema, payload, sizeof st->loss_ema);
-        memcpy(&st->have_ema, (char *)payload + sizeof st->loss_ema, sizeof st->have_ema);
+        const char *b = payload;
+        memset(st, 0, sizeof *st);
+        memcpy(&st->loss_ema, b, sizeof st->loss_ema);
+        memcpy(&st->have_ema, b + sizeof st->loss_ema, sizeof st->have_ema);
+        if (len == WORKER_STATE_V2) {
+            memcpy(&st->blas_threads, b + WORKER_STATE_V1, sizeof st->blas_threads);
+            memcpy(st->blas_core, b + WORKER_STATE_V1 + sizeof st->blas_threads,
+                   PS_CKPT_BLAS_CORE - 1);
+        }
     }
     ps_free(payload);
     ps_file_header_fini(&h);
     return rc;
+}
+
+int ps_ckpt_warn_blas_change(const ps_ckpt_worker_state *st, uint32_t worker, const char *core,
+                             int32_t threads)
+{
+    if (!st->blas_core[0] || (strcmp(st->blas_core, core) == 0 && st->blas_threads == threads)) {
+        return 0;
+    }
+    PS_LOG(WARN,
+           "worker %u: the checkpoint was computed with OpenBLAS %s kernel, %d thread(s), this run "
+           "uses %s, %d thread(s): the resumed run is not bit-identical to an uninterrupted one "
+           "(set OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS as before to keep it so)",
+           worker, st->blas_core, (int)st->blas_threads, core, (int)threads);
+    return 1;
 }

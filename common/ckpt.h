@@ -21,9 +21,18 @@ typedef struct {
     uint32_t nworkers;
 } ps_ckpt_manifest;
 
+/* Longest OpenBLAS kernel name a worker file records, NUL included. */
+#define PS_CKPT_BLAS_CORE 32
+
 typedef struct {
     double loss_ema; /* the coordinator's moving-average train loss */
     int32_t have_ema;
+    /* The OpenBLAS kernel (openblas_get_corename) and thread count the
+     * worker computed with: sgemm's summation order depends on both, so a
+     * run resumed with others is not bit-identical to an uninterrupted one.
+     * "" and 0 when the file predates them. */
+    int32_t blas_threads;
+    char blas_core[PS_CKPT_BLAS_CORE];
 } ps_ckpt_worker_state;
 
 /* "DIR/ckpt-<clock>" and the file paths inside it, into out (len bytes).
@@ -46,8 +55,17 @@ void ps_ckpt_remove(const char *dir, int64_t clock);
 
 int ps_ckpt_write_worker(const char *dir, int64_t clock, uint32_t worker, uint32_t nworkers,
                          const ps_ckpt_worker_state *st, const char *config);
-/* Checks the file's clock and worker count against the job's. */
+/* Checks the file's clock and worker count against the job's. A file
+ * written before the BLAS fields existed reads with blas_core "" and
+ * blas_threads 0. */
 int ps_ckpt_read_worker(const char *dir, int64_t clock, uint32_t worker, uint32_t nworkers,
                         ps_ckpt_worker_state *st);
+/* Resume: compares the BLAS kernel and thread count saved in st with the
+ * ones this run uses (core, threads) and logs a warning naming both when
+ * they differ (the resumed run computes the same model, but not bit for
+ * bit). Returns 1 when it warned, 0 when they match or st records none.
+ * Not collective; thread-safe. */
+int ps_ckpt_warn_blas_change(const ps_ckpt_worker_state *st, uint32_t worker, const char *core,
+                             int32_t threads);
 
 #endif

@@ -277,6 +277,7 @@ int ps_codec_encode_push(ps_codec *c, const ps_push *m, ps_bytes *out)
     if (rc == 0) {
         p.clock = m->clock;
         p.worker = m->worker;
+        p.samples = m->samples;
         p.n_segs = m->nsegs;
         p.segs = m->nsegs ? c->esegp : NULL;
         rc = pack_into(&p.base, out);
@@ -604,6 +605,7 @@ int ps_codec_decode_push(ps_codec *c, const ps_msg_limits *lim, int sender, cons
     }
     out->clock = m->clock;
     out->worker = m->worker;
+    out->samples = m->samples;
     out->nsegs = m->n_segs;
     out->segs = c->dseg;
 fail_msg:

@@ -41,7 +41,8 @@ static void pb_free(void *data, void *p)
     X(in_dim) X(nclasses) X(sparse_input) X(hash_bits) X(hash_fingerprint) X(averaged)
 #define HEADER_NUMBERS(X)                                                                          \
     X(format_version)                                                                              \
-    X(payload_bytes) X(crc32) X(clock) X(rank) X(nservers) X(nworkers) X(shard_mode) X(step)
+    X(payload_bytes)                                                                               \
+    X(crc32) X(clock) X(rank) X(nservers) X(nworkers) X(shard_mode) X(step) X(shard_format)
 
 int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
 {

@@ -36,6 +36,7 @@ typedef struct {
 typedef struct {
     int64_t clock;
     uint32_t worker;
+    uint32_t samples; /* the batch the gradients are the mean over; 0: an empty batch */
     size_t nsegs;
     const ps_seg *segs;
 } ps_push;

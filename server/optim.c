@@ -4,8 +4,9 @@
  * ps_opt_step calls the kernel once for the whole array and
  * ps_opt_step_rows once per row, so dense and lazy share the math bit for
  * bit. Per-step scalars (bias corrections, schedule) are computed once per
- * call in double; the inner loops are float only and vectorise (-O2
- * -fno-math-errno). bias_correction = 0 applies to the Adam family (Adam,
+ * call in double; the update loops are float only and vectorise (-O2
+ * -fno-math-errno); the temporal average alone is kept in double (see
+ * ps_opt_average). bias_correction = 0 applies to the Adam family (Adam,
  * AdamW, AMSGrad, AdaMax: step alpha instead of alpha / (1 - beta1^t)).
  * Hyper-parameters are not range-checked here: beta1 or beta2 = 1 with bias
  * correction divides by zero, so configuration must reject it. */
@@ -377,18 +378,18 @@ void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const 
     }
 }
 
-void ps_opt_average(float *restrict avg, const float *restrict w, size_t n, float beta)
+void ps_opt_average(double *restrict avg, const float *restrict w, size_t n, float beta)
 {
     /* Section 7.2: theta_bar = beta2 theta_bar + (1 - beta2) theta. */
-    const float omb = (float)(1.0 - (double)beta);
-    FOR_BLOCKED(j, n, avg[j] = beta * avg[j] + omb * w[j]);
+    const double b = beta, omb = 1.0 - b;
+    FOR_BLOCKED(j, n, avg[j] = b * avg[j] + omb * (double)w[j]);
 }
 
-void ps_opt_average_read(float *restrict out, const float *restrict avg, size_t n, float beta,
+void ps_opt_average_read(float *restrict out, const double *restrict avg, size_t n, float beta,
                          int64_t t)
 {
     /* Section 7.2: theta_hat = theta_bar / (1 - beta2^t). */
     PS_ASSERT(t >= 1);
-    const float scale = (float)(1.0 / (1.0 - pow((double)beta, (double)t)));
-    FOR_BLOCKED(j, n, out[j] = avg[j] * scale);
+    const double scale = 1.0 / (1.0 - pow((double)beta, (double)t));
+    FOR_BLOCKED(j, n, out[j] = (float)(avg[j] * scale));
 }

@@ -39,12 +39,14 @@ struct ps_server {
     ps_store *store;
     ps_codec *codec;
     ps_msg_limits lim;
-    int64_t version;  /* clocks pushed by every worker */
-    int64_t *pushed;  /* per worker: pushes received */
-    uint8_t *done;    /* per worker: sent DONE */
-    held_push *held;  /* BSP: per worker, its push for clock `version` if early */
-    uint32_t next_w;  /* BSP: the next worker whose push is added */
-    held_pull *pulls; /* waiting, in arrival order; slots past npulls keep storage */
+    int64_t version;        /* clocks pushed by every worker */
+    int64_t *pushed;        /* per worker: pushes received */
+    uint8_t *done;          /* per worker: sent DONE */
+    held_push *held;        /* BSP: per worker, its push for clock `version` if early */
+    uint32_t next_w;        /* BSP: the next worker whose push is added */
+    uint64_t ref_samples;   /* BSP: samples of the clock's first push with any (bsp_add) */
+    uint64_t clock_samples; /* BSP: samples of the clock's pushes added so far */
+    held_pull *pulls;       /* waiting, in arrival order; slots past npulls keep storage */
     size_t npulls, cap_pulls;
     uint32_t ndone;
     int64_t ckpt_clock; /* a CHECKPOINT waiting for its version, or -1 */
@@ -192,6 +194,28 @@ static int64_t min_pushed(const ps_server *s)
     return v;
 }
 
+/* BSP: adds one push of the clock. Push w's gradients are the mean over its
+ * n_w samples, and the clock's step is the mean over all N of them:
+ * sum_w (n_w / N) g_w. The first push with samples is added as it is and
+ * each later one scaled by n_w / n_first; the apply then multiplies by
+ * n_first / N (bsp_advance). So a clock whose samples all come from one
+ * push applies exactly that push, and equal batches add with scale 1 and
+ * apply 1 / W. An empty or dropped push (samples 0) adds nothing. */
+static void bsp_add(ps_server *s, const ps_push *p)
+{
+    if (p->samples == 0) {
+        return;
+    }
+    float scale = 1.0f;
+    if (s->ref_samples == 0) {
+        s->ref_samples = p->samples;
+    } else {
+        scale = (float)((double)p->samples / (double)s->ref_samples);
+    }
+    s->clock_samples += p->samples;
+    ps_store_accumulate(s->store, p, scale);
+}
+
 /* BSP: adds the pushes of clock `version` in worker order, never arrival
  * order, so runs are bit-identical. The push of the next worker in order is
  * added as it arrives (with one worker, nothing is ever held); one that
@@ -199,7 +223,6 @@ static int64_t min_pushed(const ps_server *s)
  * clock is applied as one step. p is worker next_w's push, or NULL. */
 static int bsp_advance(ps_server *s, const ps_push *p)
 {
-    float scale = 1.0f / (float)s->cfg->nworkers;
     if (p && s->cfg->nworkers == 1 && s->cfg->store.lazy) {
         /* One worker: its push is the whole clock (scale 1). */
         s->next_w = 0;
@@ -207,19 +230,22 @@ static int bsp_advance(ps_server *s, const ps_push *p)
         return ps_store_apply_push(s->store, p, s->version);
     }
     if (p) {
-        ps_store_accumulate(s->store, p, scale);
+        bsp_add(s, p);
         s->next_w++;
     }
     while (s->next_w < s->cfg->nworkers && s->held[s->next_w].used) {
         held_push *h = &s->held[s->next_w];
-        ps_store_accumulate(s->store, &h->push, scale);
+        bsp_add(s, &h->push);
         h->used = 0;
         s->next_w++;
     }
     if (s->next_w < s->cfg->nworkers) {
         return 0;
     }
-    int rc = ps_store_apply(s->store, s->version + 1);
+    float scale =
+        s->clock_samples ? (float)((double)s->ref_samples / (double)s->clock_samples) : 1.0f;
+    s->ref_samples = s->clock_samples = 0;
+    int rc = ps_store_apply_scaled(s->store, s->version + 1, scale);
     if (rc) {
         return rc;
     }
@@ -229,7 +255,8 @@ static int bsp_advance(ps_server *s, const ps_push *p)
 }
 
 /* BSP: keeps worker p->worker's early push until its turn; a dropped one
- * (--nonfinite skip) is kept empty, so its turn adds nothing. */
+ * (--nonfinite skip) is kept empty with no samples, so its turn adds
+ * nothing and its samples do not count. */
 static int hold_push(ps_server *s, const ps_push *p, int drop)
 {
     held_push *h = &s->held[p->worker];
@@ -240,6 +267,7 @@ static int hold_push(ps_server *s, const ps_push *p, int drop)
     }
     h->push = *p;
     h->push.nsegs = nsegs;
+    h->push.samples = drop ? 0 : p->samples;
     h->push.segs = h->st.segs;
     h->used = 1;
     return 0;
@@ -255,6 +283,11 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
     if (p.clock != s->pushed[p.worker]) {
         PS_LOG(ERROR, "push from rank %d (worker %u) is for clock %lld, expected clock %lld",
                m->src, p.worker, (long long)p.clock, (long long)s->pushed[p.worker]);
+        return PS_EMSG;
+    }
+    if (p.samples == 0 && p.nsegs > 0) {
+        PS_LOG(ERROR, "push from rank %d (worker %u) for clock %lld carries gradients of 0 samples",
+               m->src, p.worker, (long long)p.clock);
         return PS_EMSG;
     }
     int drop = 0;
@@ -287,17 +320,22 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
             return rc;
         }
     } else {
-        if (!drop) {
-            int64_t t = ps_store_step(s->store) + 1;
-            if (s->cfg->store.lazy) {
-                rc = ps_store_apply_push(s->store, &p, t);
-            } else {
-                ps_store_accumulate(s->store, &p, 1.0f);
-                rc = ps_store_apply(s->store, t);
-            }
-            if (rc) {
-                return rc;
-            }
+        /* Every push is a step, a dropped one as an empty push: t counts
+         * the pushes received, and every server receives every push, so a
+         * part dropped here does not leave this shard's t (bias
+         * correction, --lr-schedule) behind the others'. */
+        if (drop) {
+            p.nsegs = 0;
+        }
+        int64_t t = ps_store_step(s->store) + 1;
+        if (s->cfg->store.lazy) {
+            rc = ps_store_apply_push(s->store, &p, t);
+        } else {
+            ps_store_accumulate(s->store, &p, 1.0f);
+            rc = ps_store_apply(s->store, t);
+        }
+        if (rc) {
+            return rc;
         }
         s->version = min_pushed(s);
     }

@@ -5,9 +5,12 @@
  *
  * Version = the number of clocks every worker has pushed (the slowest
  * worker's clock). BSP: a clock's pushes are held until all workers sent
- * theirs, then summed in worker order (bit-reproducible) and applied as one
- * step. SSP:K and ASP: each push is applied on arrival as its own step; the
- * staleness bound lives in the version a worker's pull asks for. */
+ * theirs, then summed in worker order (bit-reproducible), each weighted by
+ * its share of the clock's samples (the mean over every sample of the
+ * clock), and applied as one step. SSP:K and ASP: each push is applied on
+ * arrival as its own step, and t counts the pushes received (dropped ones
+ * too, so no server's t falls behind); the staleness bound lives in the
+ * version a worker's pull asks for. */
 #ifndef PS_SERVER_H
 #define PS_SERVER_H
 
@@ -53,7 +56,8 @@ void ps_server_destroy(ps_server **s);
  * the server reuses. Returns 0, or after logging the error with the sender
  * rank: PS_EMSG (a bad or unexpected message, a second DONE from one
  * worker, the last DONE while pulls still wait), PS_EPEER (a worker's
- * ERROR), PS_ENONFINITE (unless cfg->nonfinite_skip), PS_ENOMEM, or what a
+ * ERROR), PS_ENONFINITE (a non-finite gradient, unless cfg->nonfinite_skip;
+ * or a step that made a weight non-finite, always), PS_ENOMEM, or what a
  * checkpoint write or a send returned. After an error, only destroy it. */
 int ps_server_handle(ps_server *s, const ps_comm_msg *m);
 /* Whether every worker has sent DONE. */

@@ -12,20 +12,43 @@
 #define READ_BLOCK_BYTES (4u << 20)
 /* w, up to 3 state arrays, the average, last steps */
 #define PARTS_PER_TABLE 6
+/* The payload layout this build writes (FileHeader.shard_format): 2 keeps
+ * the temporal average in float64. Files from before the field (0) hold it
+ * in float32; without averaging the two layouts are the same. */
+#define SHARD_FORMAT 2u
 
-/* Arrays per table in file order: w, state..., avg (when averaging), then
- * the int64 last-update step per row. */
-static int float_arrays(const ps_store_arrays *a)
+/* One array of a table as stored: row_bytes per row. */
+typedef struct {
+    void *data;
+    size_t row_bytes;
+} shard_array;
+
+/* A table's arrays in file order: w, state..., avg (float64, when
+ * averaging), then the int64 last-update step per row. Returns how many. */
+static int table_arrays(const ps_store_arrays *a, shard_array out[PARTS_PER_TABLE])
 {
-    return 1 + a->nstate + (a->avg != NULL);
+    size_t fl = (size_t)a->width * sizeof(float);
+    int n = 0;
+    out[n++] = (shard_array){a->w, fl};
+    for (int k = 0; k < a->nstate; k++) {
+        out[n++] = (shard_array){a->state[k], fl};
+    }
+    if (a->avg) {
+        out[n++] = (shard_array){a->avg, (size_t)a->width * sizeof(double)};
+    }
+    out[n++] = (shard_array){a->last_step, sizeof(int64_t)};
+    return n;
 }
 
-static float *array_at(ps_store_arrays *a, int k)
+/* Bytes per row of a table over all its arrays. */
+static uint64_t row_bytes(const ps_store_arrays *a)
 {
-    if (k == 0) {
-        return a->w;
+    shard_array arr[PARTS_PER_TABLE];
+    uint64_t b = 0;
+    for (int k = 0, n = table_arrays(a, arr); k < n; k++) {
+        b += arr[k].row_bytes;
     }
-    return k <= a->nstate ? a->state[k - 1] : a->avg;
+    return b;
 }
 
 int ps_snapshot_save(ps_store *s, const char *dir, int64_t clock, const char *opt_name,
@@ -52,19 +75,17 @@ int ps_snapshot_save(ps_store *s, const char *dir, int64_t clock, const char *op
         tables[t] = (ps_file_table){.rows = d->rows, .width = d->width, .nslots = a.nslots,
                                     .nstate = (uint32_t)a.nstate};
         snprintf(tables[t].name, sizeof tables[t].name, "%s", d->name);
-        size_t bytes = (size_t)a.nslots * a.width * sizeof(float);
-        for (int k = 0; k < float_arrays(&a); k++) {
-            parts[np] = array_at(&a, k);
-            lens[np++] = bytes;
+        shard_array arr[PARTS_PER_TABLE];
+        for (int k = 0, n = table_arrays(&a, arr); k < n; k++) {
+            parts[np] = arr[k].data;
+            lens[np++] = (size_t)a.nslots * arr[k].row_bytes;
         }
-        parts[np] = a.last_step;
-        lens[np++] = (size_t)a.nslots * sizeof(int64_t);
     }
     const ps_shard *sh = ps_store_shard(s, 0);
     ps_file_header h = {.clock = clock, .rank = ps_store_server(s), .nservers = sh->nservers,
                         .nworkers = nworkers, .config = (char *)config, .ntables = nt,
                         .tables = tables, .shard_mode = (uint32_t)sh->mode,
-                        .step = ps_store_step(s)};
+                        .step = ps_store_step(s), .shard_format = SHARD_FORMAT};
     snprintf(h.kind, sizeof h.kind, "shard");
     snprintf(h.optimizer, sizeof h.optimizer, "%s", opt_name);
     rc = ps_file_write_atomic(path, &h, parts, lens, np);
@@ -96,6 +117,20 @@ static int check_header(const ps_store *s, const char *path, const ps_file_heade
         PS_LOG(ERROR, "%s: has %zu tables, this model has %u", path, h->ntables, nt);
         return PS_ECKPT;
     }
+    int averaging = 0;
+    for (uint32_t t = 0; t < nt; t++) {
+        ps_store_arrays a;
+        ps_store_arrays_get((ps_store *)s, t, &a);
+        averaging |= a.avg != NULL;
+    }
+    if (averaging && h->shard_format != SHARD_FORMAT) {
+        PS_LOG(ERROR,
+               "%s: shard format %u keeps the temporal average in float32; this adamps keeps it "
+               "in float64 (format %u) and cannot resume it: resume with the adamps that wrote "
+               "it, or start afresh",
+               path, h->shard_format, SHARD_FORMAT);
+        return PS_ECKPT;
+    }
     uint64_t want = 0;
     for (uint32_t t = 0; t < nt; t++) {
         const ps_table_desc *d = ps_store_table(s, t);
@@ -112,8 +147,7 @@ static int check_header(const ps_store *s, const char *path, const ps_file_heade
         }
         ps_store_arrays a;
         ps_store_arrays_get((ps_store *)s, t, &a);
-        want += f->nslots * ((uint64_t)f->width * sizeof(float) * (uint64_t)float_arrays(&a) +
-                             sizeof(int64_t));
+        want += f->nslots * row_bytes(&a);
     }
     if (h->payload_bytes != want) {
         PS_LOG(ERROR, "%s: holds %llu bytes of state, this job needs %llu (is "
@@ -169,14 +203,10 @@ static int load_file(ps_store *s, const char *path, int64_t clock, uint32_t old_
         ps_shard old;
         ps_shard_init(&old, h.tables[t].rows, old_nservers, (ps_shard_mode)h.shard_mode);
         const ps_shard *cur = ps_store_shard(s, t);
-        size_t row = (size_t)a.width * sizeof(float);
-        for (int k = 0; k < float_arrays(&a) && rc == 0; k++) {
-            rc = load_rows(r, &old, j, cur, me, h.tables[t].nslots, row,
-                           (uint8_t *)array_at(&a, k), buf, filled);
-        }
-        if (rc == 0) {
-            rc = load_rows(r, &old, j, cur, me, h.tables[t].nslots, sizeof(int64_t),
-                           (uint8_t *)a.last_step, buf, filled);
+        shard_array arr[PARTS_PER_TABLE];
+        for (int k = 0, n = table_arrays(&a, arr); k < n && rc == 0; k++) {
+            rc = load_rows(r, &old, j, cur, me, h.tables[t].nslots, arr[k].row_bytes, arr[k].data,
+                           buf, filled);
         }
     }
     if (rc == 0) {
@@ -196,12 +226,18 @@ int ps_snapshot_load(ps_store *s, const char *dir, int64_t clock, uint32_t old_n
     /* Same layout: only our own file holds our rows. */
     int same = old_nservers == cur->nservers;
     uint64_t filled = 0, want = 0;
+    size_t buf_bytes = READ_BLOCK_BYTES; /* at least one row of any array */
     for (uint32_t t = 0; t < ps_store_ntables(s); t++) {
         ps_store_arrays a;
         ps_store_arrays_get(s, t, &a);
-        want += a.nslots * (uint64_t)(float_arrays(&a) + 1);
+        shard_array arr[PARTS_PER_TABLE];
+        int n = table_arrays(&a, arr);
+        want += a.nslots * (uint64_t)n;
+        for (int k = 0; k < n; k++) {
+            buf_bytes = arr[k].row_bytes > buf_bytes ? arr[k].row_bytes : buf_bytes;
+        }
     }
-    uint8_t *buf = ps_malloc(READ_BLOCK_BYTES + 64 * 1024);
+    uint8_t *buf = ps_malloc(buf_bytes);
     if (!buf) {
         return PS_ENOMEM;
     }

@@ -9,6 +9,10 @@
 #include "common/mem.h"
 
 #define STORE_ALIGN 64
+/* Floats per block of a dense step: the block's w, state and gradient stay
+ * in cache while it is stepped, averaged and checked (a multiple of the
+ * optimizer's vector block, so blocking changes no bit). */
+#define DENSE_BLOCK 8192
 
 typedef struct {
     ps_table_desc desc;
@@ -18,12 +22,13 @@ typedef struct {
     size_t nfloats; /* nslots * width */
     float *w;
     float *state[3];
-    float *avg;
-    float *grad;       /* pending gradient, dense over the shard */
+    double *avg; /* temporal average, in double (ps_opt_average) */
+    float *grad; /* pending gradient, dense over the shard */
     int64_t *last_step;
-    uint8_t *touched;  /* lazy: row has pending gradient */
-    uint64_t *rows;    /* lazy: touched rows, in first-touch order */
+    uint8_t *touched; /* lazy: row has pending gradient */
+    uint64_t *rows;   /* lazy: touched rows, in first-touch order */
     size_t nrows;
+    float l2; /* this table's L2 strength (0: a bias, or none) */
 } store_table;
 
 struct ps_store {
@@ -37,13 +42,18 @@ struct ps_store {
     size_t compact_cap;
 };
 
-static float *alloc_floats(size_t n)
+static void *alloc_zeroed(size_t n, size_t size)
 {
-    float *p = ps_aligned_alloc(STORE_ALIGN, n * sizeof(float));
+    void *p = ps_aligned_alloc(STORE_ALIGN, n * size);
     if (p) {
-        memset(p, 0, n * sizeof(float));
+        memset(p, 0, n * size);
     }
     return p;
+}
+
+static float *alloc_floats(size_t n)
+{
+    return alloc_zeroed(n, sizeof(float));
 }
 
 static void table_fini(store_table *t)
@@ -63,8 +73,8 @@ static int table_init(store_table *t, const ps_store_cfg *cfg, uint32_t id, int 
 {
     const ps_table_desc *d = &cfg->tables[id];
     if (d->rows == 0 || d->width == 0) {
-        PS_LOG(ERROR, "table %u (%s) is empty: %llu x %u", id, d->name,
-               (unsigned long long)d->rows, d->width);
+        PS_LOG(ERROR, "table %u (%s) is empty: %llu x %u", id, d->name, (unsigned long long)d->rows,
+               d->width);
         return PS_EINVAL;
     }
     t->desc = *d;
@@ -74,7 +84,8 @@ static int table_init(store_table *t, const ps_store_cfg *cfg, uint32_t id, int 
     }
     t->nslots = ps_shard_count(&t->shard, cfg->server);
     t->width = d->width;
-    if (t->nslots && t->nslots > SIZE_MAX / sizeof(float) / t->width) {
+    t->l2 = id < 64 && (cfg->l2_tables >> id & 1) ? cfg->l2 : 0.0f;
+    if (t->nslots && t->nslots > SIZE_MAX / sizeof(double) / t->width) {
         return PS_ENOMEM;
     }
     t->nfloats = (size_t)t->nslots * t->width;
@@ -87,7 +98,7 @@ static int table_init(store_table *t, const ps_store_cfg *cfg, uint32_t id, int 
             return PS_ENOMEM;
         }
     }
-    if (cfg->avg_beta > 0 && !(t->avg = alloc_floats(t->nfloats))) {
+    if (cfg->avg_beta > 0 && !(t->avg = alloc_zeroed(t->nfloats, sizeof(double)))) {
         return PS_ENOMEM;
     }
     if (cfg->lazy && (!(t->touched = ps_calloc(t->nslots, 1)) ||
@@ -252,50 +263,140 @@ static int cmp_u64(const void *a, const void *b)
 /* Lazy mode with averaging: a row's avg is kept as of its last update step
  * L, and its w has not changed since, so at step L + k the average is
  * section 7.2's update applied k times to a constant w:
- * beta^k avg + (1 - beta^k) w. out may be avg. */
-static void avg_catch_up(float *out, const float *avg, const float *w, size_t n, float beta,
-                         int64_t k)
+ * beta^k avg + (1 - beta^k) w. */
+static void avg_catch_up(double *avg, const float *w, size_t n, float beta, int64_t k)
 {
-    double bk = pow((double)beta, (double)k);
-    const float b = (float)bk, omb = (float)(1.0 - bk);
+    const double bk = pow((double)beta, (double)k), ombk = 1.0 - bk;
     for (size_t j = 0; j < n; j++) {
-        out[j] = b * avg[j] + omb * w[j];
+        avg[j] = bk * avg[j] + ombk * (double)w[j];
     }
 }
 
-static void apply_dense(ps_store *s, store_table *t, int64_t step)
+/* The gradient a step applies, in place: scale * g (BSP's weighting,
+ * server.c) plus l2 * w. With scale 1 this is g + l2 * w, the same float
+ * operations a worker adding its own L2 term would do. */
+static void prep_grad(float *restrict g, const float *restrict w, size_t n, float scale, float l2)
 {
-    ps_opt_step(&s->cfg.hp, t->w, t->state, t->grad, t->nfloats, step);
-    memset(t->grad, 0, t->nfloats * sizeof(float));
+    if (l2 != 0.0f) {
+        for (size_t j = 0; j < n; j++) {
+            g[j] = scale * g[j] + l2 * w[j];
+        }
+    } else {
+        for (size_t j = 0; j < n; j++) {
+            g[j] = scale * g[j];
+        }
+    }
+}
+
+/* The first weight a step made non-finite: checked where the step wrote,
+ * reported once per step (report_bad). */
+typedef struct {
+    const store_table *t; /* NULL: none yet */
+    size_t at;            /* float index into t->w */
+} bad_weight;
+
+/* Notes the first non-finite value of t->w[off, off + n), if none is noted. */
+static void check_span(const store_table *t, size_t off, size_t n, bad_weight *bad)
+{
+    if (bad->t || !any_nonfinite(t->w + off, n)) {
+        return;
+    }
+    for (size_t k = off; k < off + n; k++) {
+        if (!isfinite(t->w[k])) {
+            *bad = (bad_weight){t, k};
+            return;
+        }
+    }
+}
+
+static void check_rows(const store_table *t, const uint64_t *rows, size_t n, bad_weight *bad)
+{
+    for (size_t i = 0; i < n && !bad->t; i++) {
+        check_span(t, rows[i] * t->width, t->width, bad);
+    }
+}
+
+/* The step's gradients were all checked finite on arrival, so a
+ * non-finite weight after it is the update's own overflow: the error names
+ * this server, not a worker. */
+static int report_bad(const ps_store *s, const bad_weight *bad, int64_t step)
+{
+    if (!bad->t) {
+        return 0;
+    }
+    const store_table *t = bad->t;
+    PS_LOG(ERROR,
+           "non-finite weight %g on server %u after step %lld: table %s, key %llu, column %zu; "
+           "the step's gradients were finite, so the update overflowed (--lr too large?)",
+           (double)t->w[bad->at], s->cfg.server, (long long)step, t->desc.name,
+           (unsigned long long)ps_shard_key(&t->shard, s->cfg.server, bad->at / t->width),
+           bad->at % t->width);
+    return PS_ENONFINITE;
+}
+
+/* One step of every row of t, DENSE_BLOCK floats at a time so that each
+ * block is stepped, averaged and checked while it is in cache. The gradient
+ * is either `pending` (t->grad: scaled and given the L2 term in place, then
+ * cleared) or `g` (read as it is). Blocks are multiples of the optimizer's
+ * vector block, so this is bit-identical to one ps_opt_step call. */
+static void dense_pass(ps_store *s, store_table *t, float *pending, const float *g, float scale,
+                       int64_t step, bad_weight *bad)
+{
+    int prep = pending && (scale != 1.0f || t->l2 != 0.0f);
+    for (size_t a = 0; a < t->nfloats; a += DENSE_BLOCK) {
+        size_t len = t->nfloats - a < DENSE_BLOCK ? t->nfloats - a : DENSE_BLOCK;
+        float *st[3] = {NULL, NULL, NULL};
+        for (int k = 0; k < s->nstate; k++) {
+            st[k] = t->state[k] + a;
+        }
+        if (prep) {
+            prep_grad(pending + a, t->w + a, len, scale, t->l2);
+        }
+        ps_opt_step(&s->cfg.hp, t->w + a, st, pending ? pending + a : g + a, len, step);
+        if (pending) {
+            memset(pending + a, 0, len * sizeof(float));
+        }
+        if (t->avg) {
+            ps_opt_average(t->avg + a, t->w + a, len, s->cfg.avg_beta);
+        }
+        check_span(t, a, len, bad);
+    }
+}
+
+static void apply_dense(ps_store *s, store_table *t, int64_t step, float scale, bad_weight *bad)
+{
     for (uint64_t r = 0; r < t->nslots; r++) {
         t->last_step[r] = step;
     }
-    if (t->avg) {
-        ps_opt_average(t->avg, t->w, t->nfloats, s->cfg.avg_beta);
-    }
+    dense_pass(s, t, t->grad, NULL, scale, step, bad);
 }
 
-/* Lazy step of rows[0..n) (ascending, unique) with compact gradients g,
- * n * width floats. All rows of the table at once is one dense pass over
- * the arrays (g then is in slot order), which ps_opt_step_rows would match
- * bit for bit, row by row. */
-static void step_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t n, const float *g,
-                      int64_t step)
+/* Lazy, with averaging: rows[0..n) are about to step at `step`, so their
+ * averages first catch up over the steps they sat out. */
+static void catch_up_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t n, int64_t step)
 {
     size_t w = t->width;
     for (size_t i = 0; i < n; i++) {
         uint64_t r = rows[i];
         if (t->avg && step - 1 > t->last_step[r]) {
-            avg_catch_up(t->avg + r * w, t->avg + r * w, t->w + r * w, w, s->cfg.avg_beta,
+            avg_catch_up(t->avg + r * w, t->w + r * w, w, s->cfg.avg_beta,
                          step - 1 - t->last_step[r]);
         }
         t->last_step[r] = step;
     }
+}
+
+/* Lazy step of rows[0..n) (ascending, unique) with compact gradients g,
+ * n * width floats, used as they are. All rows of the table at once is one
+ * dense pass over the arrays (g then is in slot order), which
+ * ps_opt_step_rows would match bit for bit, row by row. */
+static void step_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t n, const float *g,
+                      int64_t step, bad_weight *bad)
+{
+    size_t w = t->width;
+    catch_up_rows(s, t, rows, n, step);
     if (n == t->nslots) {
-        ps_opt_step(&s->cfg.hp, t->w, t->state, g, t->nfloats, step);
-        if (t->avg) {
-            ps_opt_average(t->avg, t->w, t->nfloats, s->cfg.avg_beta);
-        }
+        dense_pass(s, t, NULL, g, 1.0f, step, bad);
         return;
     }
     ps_opt_step_rows(&s->cfg.hp, t->w, t->state, g, w, rows, n, step);
@@ -303,21 +404,23 @@ static void step_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t 
         size_t off = rows[i] * w;
         ps_opt_average(t->avg + off, t->w + off, w, s->cfg.avg_beta);
     }
+    check_rows(t, rows, n, bad);
 }
 
-/* Lazy: the touched rows' pending gradients, gathered into one compact
- * block (grown by ps_store_apply) unless every row was touched. */
-static void apply_lazy(ps_store *s, store_table *t, int64_t step)
+/* Lazy: the touched rows' pending gradients, scaled and given the L2 term,
+ * gathered into one compact block (grown by the caller) unless every row
+ * was touched. */
+static void apply_lazy(ps_store *s, store_table *t, int64_t step, float scale, bad_weight *bad)
 {
     size_t w = t->width, n = t->nrows;
     if (n == 0) {
         return;
     }
     if (n == t->nslots) {
-        step_rows(s, t, t->rows, n, t->grad, step);
-        memset(t->grad, 0, t->nfloats * sizeof(float));
+        catch_up_rows(s, t, t->rows, n, step);
         memset(t->touched, 0, t->nslots);
         t->nrows = 0;
+        dense_pass(s, t, t->grad, NULL, scale, step, bad);
         return;
     }
     /* Ascending rows walk w, m, v forward, which the prefetcher likes;
@@ -329,30 +432,73 @@ static void apply_lazy(ps_store *s, store_table *t, int64_t step)
     if (!sorted) {
         qsort(t->rows, n, sizeof *t->rows, cmp_u64);
     }
+    int prep = scale != 1.0f || t->l2 != 0.0f;
     for (size_t i = 0; i < n; i++) {
         float *g = t->grad + t->rows[i] * w;
+        if (prep) {
+            prep_grad(g, t->w + t->rows[i] * w, w, scale, t->l2);
+        }
         memcpy(s->compact + i * w, g, w * sizeof(float));
         memset(g, 0, w * sizeof(float));
         t->touched[t->rows[i]] = 0;
     }
-    step_rows(s, t, t->rows, n, s->compact, step);
     t->nrows = 0;
+    step_rows(s, t, t->rows, n, s->compact, step, bad);
+}
+
+/* Makes the lazy scratch hold at least `need` floats. */
+static int grow_compact(ps_store *s, size_t need)
+{
+    if (need <= s->compact_cap) {
+        return 0;
+    }
+    float *c = ps_aligned_alloc(STORE_ALIGN, need * sizeof(float));
+    if (!c) {
+        return PS_ENOMEM;
+    }
+    ps_aligned_free(s->compact);
+    s->compact = c;
+    s->compact_cap = need;
+    return 0;
 }
 
 int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t)
 {
+    size_t need = 0;
     for (uint32_t i = 0; i < s->ntables; i++) {
         PS_ASSERT(s->cfg.lazy && s->t[i].nrows == 0);
     }
     for (size_t i = 0; i < p->nsegs; i++) {
+        if (s->t[p->segs[i].table].l2 != 0.0f && p->segs[i].nvalues > need) {
+            need = p->segs[i].nvalues;
+        }
+    }
+    int rc = grow_compact(s, need);
+    if (rc) {
+        return rc;
+    }
+    bad_weight bad = {NULL, 0};
+    for (size_t i = 0; i < p->nsegs; i++) {
         const ps_seg *g = &p->segs[i];
-        step_rows(s, &s->t[g->table], g->slots, g->nkeys, g->values, t);
+        store_table *tb = &s->t[g->table];
+        const float *grad = g->values;
+        if (tb->l2 != 0.0f) {
+            /* The message is read-only: the L2 term goes into a copy. */
+            for (size_t k = 0; k < g->nkeys; k++) {
+                memcpy(s->compact + k * tb->width, g->values + k * tb->width,
+                       tb->width * sizeof(float));
+                prep_grad(s->compact + k * tb->width, tb->w + g->slots[k] * tb->width, tb->width,
+                          1.0f, tb->l2);
+            }
+            grad = s->compact;
+        }
+        step_rows(s, tb, g->slots, g->nkeys, grad, t, &bad);
     }
     s->step = t;
-    return 0;
+    return report_bad(s, &bad, t);
 }
 
-int ps_store_apply(ps_store *s, int64_t t)
+int ps_store_apply_scaled(ps_store *s, int64_t t, float scale)
 {
     /* Grow the lazy scratch first, so a failure leaves nothing half-applied. */
     if (s->cfg.lazy) {
@@ -361,25 +507,26 @@ int ps_store_apply(ps_store *s, int64_t t)
             size_t n = s->t[i].nrows * s->t[i].width;
             need = n > need ? n : need;
         }
-        if (need > s->compact_cap) {
-            float *c = ps_aligned_alloc(STORE_ALIGN, need * sizeof(float));
-            if (!c) {
-                return PS_ENOMEM;
-            }
-            ps_aligned_free(s->compact);
-            s->compact = c;
-            s->compact_cap = need;
+        int rc = grow_compact(s, need);
+        if (rc) {
+            return rc;
         }
     }
+    bad_weight bad = {NULL, 0};
     for (uint32_t i = 0; i < s->ntables; i++) {
         if (s->cfg.lazy) {
-            apply_lazy(s, &s->t[i], t);
+            apply_lazy(s, &s->t[i], t, scale, &bad);
         } else {
-            apply_dense(s, &s->t[i], t);
+            apply_dense(s, &s->t[i], t, scale, &bad);
         }
     }
     s->step = t;
-    return 0;
+    return report_bad(s, &bad, t);
+}
+
+int ps_store_apply(ps_store *s, int64_t t)
+{
+    return ps_store_apply_scaled(s, t, 1.0f);
 }
 
 int64_t ps_store_step(const ps_store *s)
@@ -392,23 +539,25 @@ void ps_store_set_step(ps_store *s, int64_t t)
     s->step = t;
 }
 
-void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n,
-                   int averaged, float *out)
+void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n, int averaged,
+                   float *out)
 {
     const store_table *t = &s->t[table];
     size_t w = t->width;
     if (averaged && t->avg && s->step > 0) {
+        const double beta = s->cfg.avg_beta;
+        const double scale = 1.0 / (1.0 - pow(beta, (double)s->step));
         for (size_t i = 0; i < n; i++) {
             size_t off = slots[i] * w;
             int64_t k = s->step - t->last_step[slots[i]];
             if (k > 0) {
-                /* A lazy row not updated since step L: catch its average up
-                 * to now, then bias-correct as ps_opt_average_read does. */
-                const float scale =
-                    (float)(1.0 / (1.0 - pow((double)s->cfg.avg_beta, (double)s->step)));
-                avg_catch_up(out + i * w, t->avg + off, t->w + off, w, s->cfg.avg_beta, k);
+                /* A lazy row not updated since step L: its average caught up
+                 * to now (avg_catch_up, not stored), then bias-corrected as
+                 * ps_opt_average_read does. */
+                const double bk = pow(beta, (double)k), ombk = 1.0 - bk;
                 for (size_t j = 0; j < w; j++) {
-                    out[i * w + j] *= scale;
+                    out[i * w + j] =
+                        (float)((bk * t->avg[off + j] + ombk * (double)t->w[off + j]) * scale);
                 }
             } else {
                 ps_opt_average_read(out + i * w, t->avg + off, w, s->cfg.avg_beta, s->step);

@@ -8,7 +8,11 @@
  * a scale) and then applied as one optimizer step (ps_store_apply). In dense
  * mode every row steps (untouched rows with g = 0: exact Adam); in lazy mode
  * only rows some push touched (LazyAdam / SparseAdam semantics, bias
- * correction with the global step). Not thread-safe. */
+ * correction with the global step). The L2 penalty is added here, once per
+ * row per step (l2 * w on every row the step updates), so it does not depend
+ * on how many workers touched a row. After a step the weights it updated are
+ * checked finite, so an overflow is reported where it happens. The temporal
+ * average is kept in double. Not thread-safe. */
 #ifndef PS_STORE_H
 #define PS_STORE_H
 
@@ -32,6 +36,9 @@ typedef struct {
     int lazy;          /* 1 lazy, 0 dense */
     float avg_beta;    /* temporal averaging (section 7.2); 0 = off */
     uint64_t seed;     /* initial values: ps_table_init_row(seed, ...) */
+    float l2;          /* >= 0: every step adds l2 * w to the gradient of each row of a table
+                          in l2_tables that it updates (0.5 * l2 * ||w||^2 on those rows) */
+    uint64_t l2_tables; /* bit t: table t (< 64) takes l2 (weights; not biases) */
 } ps_store_cfg;
 
 /* Returns a new store with every row initialised; the caller destroys it
@@ -55,12 +62,20 @@ int ps_store_check_finite(const ps_store *s, const ps_push *p);
 /* Adds scale * values of p into the pending gradient. Summation order is the
  * call order, so BSP calls it in worker order for bit-identical runs. */
 void ps_store_accumulate(ps_store *s, const ps_push *p, float scale);
-/* Applies the pending gradient as step t (t >= 1) and clears it. Returns 0
- * or PS_ENOMEM (lazy scratch could not grow; nothing was applied). */
+/* Applies scale * (the pending gradient), plus the L2 term, as step t
+ * (t >= 1) and clears it; scale 1 is exact (BSP's weights, server.c). Then
+ * checks the weights the step updated. Returns 0; PS_ENOMEM (lazy scratch
+ * could not grow; nothing was applied); PS_ENONFINITE when the step made a
+ * weight NaN or infinite, logged with this server's index, the table, key,
+ * column and step (the step is applied in full; the store is then only fit
+ * to destroy). */
+int ps_store_apply_scaled(ps_store *s, int64_t t, float scale);
+/* ps_store_apply_scaled with scale 1. */
 int ps_store_apply(ps_store *s, int64_t t);
 /* Lazy mode with nothing accumulated: applies p alone as step t straight
- * from its arrays (no pending-gradient pass). Identical to accumulating p
- * with scale 1 and applying; for ASP/SSP and single-worker BSP. */
+ * from its arrays (no pending-gradient pass; a copy only for the L2 term).
+ * Identical to accumulating p with scale 1 and applying, returns included;
+ * for ASP/SSP and single-worker BSP. */
 int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t);
 /* Last step applied (0 before the first). */
 int64_t ps_store_step(const ps_store *s);
@@ -75,15 +90,15 @@ void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, siz
  * is encoded straight from here with no copy. Valid until the next apply. */
 const float *ps_store_rows(const ps_store *s, uint32_t table, uint64_t slot);
 
-/* Raw arrays of one table for checkpoints: w, state[0..nstate), avg (NULL
- * when off), last-update step per row. */
+/* Raw arrays of one table for checkpoints: w, state[0..nstate), avg (in
+ * double; NULL when off), last-update step per row. */
 typedef struct {
     uint64_t nslots;
     uint32_t width;
     int nstate;
     float *w;
     float *state[3];
-    float *avg;
+    double *avg;
     int64_t *last_step;
 } ps_store_arrays;
 void ps_store_arrays_get(ps_store *s, uint32_t table, ps_store_arrays *out);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# deploy/plot end to end: two small metrics files (one with a null and a
-# repeated step, as a resumed run writes) give four PNGs; a bad line is
+# deploy/plot end to end: two small metrics files (one with a null, a
+# repeated step, as a resumed run writes, and train_nll; the other with the
+# pre-rename train_loss key) give four PNGs; a bad line is
 # rejected with an error naming the file and line. Prints one pass/fail line
 # and exits non-zero on failure.
 set -u
@@ -14,22 +15,27 @@ fail() {
     fails+=("$1")
 }
 
-line() { # step epoch time_s train_loss test_loss test_acc
-    printf '{"step":%s,"epoch":%s,"time_s":%s,"samples_total":%s,"train_loss":%s,"test_loss":%s,"test_acc":%s,"samples_per_sec":1000.5,"push_bytes_total":123,"pull_bytes_total":456}\n' \
-        "$1" "$2" "$3" $(($1 * 64)) "$4" "$5" "$6"
+line() { # step epoch time_s train_loss_ma test_loss test_acc [train_nll]
+    printf '{"step":%s,"epoch":%s,"time_s":%s,"samples_total":%s,"train_loss_ma":%s,"train_nll":%s,"test_loss":%s,"test_acc":%s,"samples_per_sec":1000.5,"push_bytes_total":123,"pull_bytes_total":456}\n' \
+        "$1" "$2" "$3" $(($1 * 64)) "$4" "${7:-null}" "$5" "$6"
+}
+
+old_line() { # the same, as files from before train_loss was renamed
+    printf '{"step":%s,"epoch":%s,"time_s":%s,"train_loss":%s,"test_loss":%s,"test_acc":%s}\n' \
+        "$1" "$2" "$3" "$4" "$5" "$6"
 }
 
 {
-    line 100 1 1.5 0.9 0.95 0.70
-    line 200 2 3.0 0.6 0.70 0.78
-    line 300 3 4.4 0.5 0.65 0.80
-    line 200 2 3.1 0.61 0.71 0.79 # re-run after a resume: replaces step 200
-    line 400 4 6.0 0.45 null 0.81
+    line 100 1 1.5 0.9 0.95 0.70 0.85
+    line 200 2 3.0 0.6 0.70 0.78 0.62
+    line 300 3 4.4 0.5 0.65 0.80 0.55
+    line 200 2 3.1 0.61 0.71 0.79 0.63 # re-run after a resume: replaces step 200
+    line 400 4 6.0 0.45 null 0.81 0.50
 } >"$tmp/run a.jsonl"
 {
-    line 100 1 2.0 1.2 1.1 0.60
+    old_line 100 1 2.0 1.2 1.1 0.60
     echo
-    line 200 2 4.0 0.8 0.85 0.72
+    old_line 200 2 4.0 0.8 0.85 0.72
 } >"$tmp/run'b.jsonl"
 
 out="$tmp/out"

@@ -326,7 +326,8 @@ int ps_client_pull_wait(ps_client *c, ps_plan *p, float *const *params)
     return 0;
 }
 
-int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t clock)
+int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t clock,
+                   uint32_t samples)
 {
     for (uint32_t s = 0; s < p->nservers; s++) {
         plan_part *pt = &p->parts[s];
@@ -359,7 +360,11 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
             c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
                                         .values = vals, .nvalues = n * width};
         }
-        ps_push m = {.clock = clock, .worker = c->cfg.worker, .nsegs = nsegs, .segs = c->segs};
+        ps_push m = {.clock = clock,
+                     .worker = c->cfg.worker,
+                     .samples = samples,
+                     .nsegs = nsegs,
+                     .segs = c->segs};
         if ((rc = ps_codec_encode_push(c->codec, &m, &c->out)) ||
             (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_PUSH, &c->out))) {
             return rc;

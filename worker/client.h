@@ -49,8 +49,12 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
  * scatters them: params[t] gets keys[t].n rows in key order. Checks every
  * reply against the request (PS_EMSG naming the server rank). */
 int ps_client_pull_wait(ps_client *c, ps_plan *p, float *const *params);
-/* Sends grads[t] (keys[t].n rows in key order) for clock to every server. */
-int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t clock);
+/* Sends grads[t] (keys[t].n rows in key order) for clock to every server,
+ * with `samples`, the number of samples they are the mean over (the batch;
+ * 0 only for an empty batch, which has no rows): under BSP the servers
+ * weight each worker's push by its share of the clock's samples. */
+int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t clock,
+                   uint32_t samples);
 /* Coordinator: asks every server to write its shard once `clock` clocks are
  * applied (dir: the checkpoint directory), then waits for every server's
  * confirmation. Returns 0, or PS_EMSG when a server could not write. */

@@ -807,6 +807,8 @@ int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *
             float *restrict g = grads[t];
             for (size_t i = 0; i < len; i++) {
                 reg += (double)w[i] * w[i];
+            }
+            for (size_t i = 0; !c->l2_on_server && i < len; i++) {
                 g[i] += c->l2 * w[i];
             }
         }

@@ -44,6 +44,8 @@ typedef struct {
     float dropout_input;  /* drop probability of an input feature, [0, 1) */
     float dropout_hidden; /* MLP: drop probability of a hidden unit, [0, 1) */
     float l2;             /* 0.5 * l2 * ||w||^2 on weight rows a batch touches (not biases) */
+    int l2_on_server;     /* 1: the L2 term is in the loss only, its gradient l2 * w is
+                             the servers' (server/store.h: once per row per step) */
     int init_override;    /* -1: default (logreg zeros, MLP glorot); else a ps_init_kind
                              for the weight tables (normal: stddev 0.01) */
     uint64_t seed;        /* dropout masks (and, on servers, table init) */
@@ -112,9 +114,10 @@ void ps_model_keys_fini(ps_keylist *keys, uint32_t n);
  * t (row i = key keys[t].keys[i]); writes grads[t] in the same layout.
  * OUT *loss = mean softmax cross-entropy over the batch plus
  * 0.5 * l2 * ||w||^2 over the weight rows present, and grads are its
- * gradient (mean over the batch, plus l2 * w on those rows). L2 on the rows
- * a batch touches is exact for dense input; for sparse input it decays a
- * feature only when it appears. Dropout masks are keyed by (seed, worker,
+ * gradient (mean over the batch, plus l2 * w on those rows unless
+ * l2_on_server, when the servers add it). L2 on the rows a batch touches
+ * is exact for dense input; for sparse input it decays a feature only when
+ * it appears. Dropout masks are keyed by (seed, worker,
  * step, unit), so a step is a pure function of its inputs. Returns 0,
  * PS_EINVAL (batch or keys do not match; a label out of range; logged) or
  * PS_ENOMEM (growing the sparse dropout buffer on first use). */

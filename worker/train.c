@@ -1,5 +1,6 @@
 #include "worker/train.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "common/mem.h"
 #include "worker/metrics.h"
 #include "common/rng.h"
+#include "data/libsvm.h"
 #include "worker/batcher.h"
 #include "worker/export.h"
 
@@ -33,10 +35,16 @@ typedef struct {
     uint32_t ntables;
     ps_batcher *batcher; /* this worker's training batches */
     ps_dataset test;
+    ps_dataset train_head; /* --eval-train: the samples train_nll is taken on */
     slot slots[2];
     slot eval; /* evaluation's own keys and plan: a batch's must survive it */
     float **params, **grads;
     size_t *cap_params, *cap_grads;
+    /* Evaluation's own parameter buffers: the batch's rows, pulled for its
+     * step, must survive an evaluation pulling other rows (sparse input)
+     * or the temporal average (averaging) in between. */
+    float **eval_params;
+    size_t *cap_eval;
     uint64_t steps_per_epoch, total_steps;
     uint64_t start_clock; /* first clock of this run (after a resume, not 0) */
     int coordinator;
@@ -137,36 +145,67 @@ static void inject_fault(trainer *tr, slot *s, uint64_t clock)
     }
 }
 
-/* Coordinator: loss and accuracy on the test set from parameters of at
- * least version `version`, pulled chunk by chunk (only the rows each chunk
- * needs, so a 2^30-row sparse model is never pulled whole). */
-static int evaluate(trainer *tr, int64_t version, double *loss, double *acc)
+/* Coordinator: mean loss (NLL, no dropout, no L2) and accuracy on `set`
+ * from parameters of at least version `version` (the temporal average when
+ * averaging), pulled chunk by chunk into the evaluation's own buffers (only
+ * the rows each chunk needs, so a 2^30-row sparse model is never pulled
+ * whole). */
+static int evaluate(trainer *tr, const ps_dataset *set, int64_t version, double *loss, double *acc)
 {
     slot *s = &tr->eval;
     double loss_sum = 0;
     size_t correct = 0;
-    for (size_t first = 0; first < tr->test.n; first += EVAL_CHUNK) {
-        size_t n = tr->test.n - first < EVAL_CHUNK ? tr->test.n - first : EVAL_CHUNK;
-        ps_batch b = ps_dataset_view(&tr->test, first, n);
+    for (size_t first = 0; first < set->n; first += EVAL_CHUNK) {
+        size_t n = set->n - first < EVAL_CHUNK ? set->n - first : EVAL_CHUNK;
+        ps_batch b = ps_dataset_view(set, first, n);
         int rc = ps_model_batch_keys(tr->model, &b, s->keys);
         if (rc || (rc = ps_client_plan(tr->client, s->plan, s->keys)) ||
-            (rc = grow_tables(tr, s->keys, tr->params, tr->cap_params)) ||
+            (rc = grow_tables(tr, s->keys, tr->eval_params, tr->cap_eval)) ||
             (rc = ps_client_pull_start(tr->client, s->plan, version, tr->wc->averaged)) ||
-            (rc = ps_client_pull_wait(tr->client, s->plan, tr->params))) {
+            (rc = ps_client_pull_wait(tr->client, s->plan, tr->eval_params))) {
             return rc;
         }
         double ls = 0;
         size_t nc = 0;
-        if ((rc = ps_model_evaluate(tr->model, &b, s->keys, (const float *const *)tr->params, &ls,
-                                    &nc))) {
+        if ((rc = ps_model_evaluate(tr->model, &b, s->keys, (const float *const *)tr->eval_params,
+                                    &ls, &nc))) {
             return rc;
         }
         loss_sum += ls;
         correct += nc;
     }
-    *loss = tr->test.n ? loss_sum / (double)tr->test.n : NAN;
-    *acc = tr->test.n ? (double)correct / (double)tr->test.n : NAN;
+    *loss = set->n ? loss_sum / (double)set->n : NAN;
+    *acc = set->n ? (double)correct / (double)set->n : NAN;
     return 0;
+}
+
+/* --eval-train N: the first N samples of the coordinator's part of the
+ * training set, in file order (no shuffle), loaded once. The part is the
+ * first block of the training set (rows for IDX and synthetic data, bytes
+ * for libsvm), so for the former these are the set's first N rows; a
+ * libsvm part is read from the start of its byte range. */
+static int load_train_head(trainer *tr)
+{
+    const ps_worker_cfg *wc = tr->wc;
+    uint64_t part = ps_batcher_rows(tr->batcher);
+    size_t n = (size_t)(wc->eval_train < part ? wc->eval_train : part);
+    if (n == 0) {
+        return 0;
+    }
+    if (ps_source_is_libsvm(&wc->source)) {
+        ps_libsvm *r = NULL;
+        uint64_t bytes;
+        int rc = ps_source_open_train_stream(&wc->source, &wc->spec, wc->client.worker,
+                                             wc->client.nworkers, &r, &bytes);
+        if (rc == 0) {
+            rc = ps_libsvm_next(r, n, &tr->train_head);
+        }
+        ps_libsvm_close(&r);
+        return rc;
+    }
+    ps_source_cfg head = wc->source;
+    head.train_limit = n;
+    return ps_source_load_train(&head, &wc->spec, 0, 1, &tr->train_head);
 }
 
 static void progress(trainer *tr, uint64_t clock, int force)
@@ -183,7 +222,7 @@ static void progress(trainer *tr, uint64_t clock, int force)
     double eta = clock > tr->start_clock
                      ? el / (double)(clock - tr->start_clock) * (double)(tr->total_steps - clock)
                      : 0;
-    PS_LOG(INFO, "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss %.4f  push %.1f MB/s "
+    PS_LOG(INFO, "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss_ma %.4f  push %.1f MB/s "
                  "pull %.1f MB/s  eta %.0fs",
            (double)clock / (double)tr->steps_per_epoch, (unsigned long long)clock,
            (unsigned long long)tr->total_steps, el > 0 ? samples / el : 0, tr->loss_ema,
@@ -193,8 +232,11 @@ static void progress(trainer *tr, uint64_t clock, int force)
 
 static int eval_and_record(trainer *tr, uint64_t clock)
 {
-    double loss, acc;
-    int rc = evaluate(tr, (int64_t)clock, &loss, &acc);
+    double loss, acc, train_nll = NAN, train_acc;
+    int rc = evaluate(tr, &tr->test, (int64_t)clock, &loss, &acc);
+    if (rc == 0 && tr->train_head.n) {
+        rc = evaluate(tr, &tr->train_head, (int64_t)clock, &train_nll, &train_acc);
+    }
     if (rc) {
         return rc;
     }
@@ -205,17 +247,26 @@ static int eval_and_record(trainer *tr, uint64_t clock)
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
     if (!tr->wc->quiet) {
-        PS_LOG(INFO, "eval at step %llu (epoch %.2f): test_loss %.4f test_acc %.4f",
-               (unsigned long long)clock, (double)clock / (double)tr->steps_per_epoch, loss, acc);
+        char nll[48] = "";
+        if (tr->train_head.n) {
+            snprintf(nll, sizeof nll, " train_nll %.4f", train_nll);
+        }
+        PS_LOG(INFO, "eval at step %llu (epoch %.2f): test_loss %.4f test_acc %.4f%s",
+               (unsigned long long)clock, (double)clock / (double)tr->steps_per_epoch, loss, acc,
+               nll);
     }
     if (tr->metrics) {
-        /* Byte counters are the coordinator's; every worker moves about as much. */
+        /* Byte counters are the coordinator's; every worker moves about as much.
+         * train_loss_ma: the moving average of the coordinator's minibatch
+         * loss (with dropout and L2) while training; train_nll: the NLL
+         * without dropout, evaluated now (--eval-train; null without). */
         ps_metric_kv kv[] = {
             {"step", PS_METRIC_INT, {.i = (int64_t)clock}},
             {"epoch", PS_METRIC_DOUBLE, {.d = (double)clock / (double)tr->steps_per_epoch}},
             {"time_s", PS_METRIC_DOUBLE, {.d = el}},
             {"samples_total", PS_METRIC_INT, {.i = (int64_t)samples}},
-            {"train_loss", PS_METRIC_DOUBLE, {.d = tr->have_ema ? tr->loss_ema : NAN}},
+            {"train_loss_ma", PS_METRIC_DOUBLE, {.d = tr->have_ema ? tr->loss_ema : NAN}},
+            {"train_nll", PS_METRIC_DOUBLE, {.d = train_nll}},
             {"test_loss", PS_METRIC_DOUBLE, {.d = loss}},
             {"test_acc", PS_METRIC_DOUBLE, {.d = acc}},
             {"samples_per_sec", PS_METRIC_DOUBLE, {.d = rate}},
@@ -269,7 +320,8 @@ static int setup(trainer *tr)
                                 wc->client.worker, wc->client.nworkers))) {
         return rc;
     }
-    if (tr->coordinator && (rc = ps_source_load_test(&wc->source, &wc->spec, &tr->test))) {
+    if (tr->coordinator && ((rc = ps_source_load_test(&wc->source, &wc->spec, &tr->test)) ||
+                            (wc->eval_train && (rc = load_train_head(tr))))) {
         return rc;
     }
     if (ps_batcher_streamed(tr->batcher) && !tr->wc->quiet) {
@@ -278,8 +330,10 @@ static int setup(trainer *tr)
     }
     if (!(tr->params = ps_calloc(tr->ntables, sizeof(float *))) ||
         !(tr->grads = ps_calloc(tr->ntables, sizeof(float *))) ||
+        !(tr->eval_params = ps_calloc(tr->ntables, sizeof(float *))) ||
         !(tr->cap_params = ps_calloc(tr->ntables, sizeof(size_t))) ||
-        !(tr->cap_grads = ps_calloc(tr->ntables, sizeof(size_t)))) {
+        !(tr->cap_grads = ps_calloc(tr->ntables, sizeof(size_t))) ||
+        !(tr->cap_eval = ps_calloc(tr->ntables, sizeof(size_t)))) {
         return PS_ENOMEM;
     }
     slot *all[3] = {&tr->slots[0], &tr->slots[1], &tr->eval};
@@ -306,6 +360,8 @@ static int setup(trainer *tr)
         }
         tr->loss_ema = st.loss_ema;
         tr->have_ema = st.have_ema;
+        ps_ckpt_warn_blas_change(&st, wc->client.worker, openblas_get_corename(),
+                                 openblas_get_num_threads());
     }
     return 0;
 }
@@ -316,7 +372,10 @@ static int setup(trainer *tr)
 static int checkpoint(trainer *tr, ps_comm *workers, int64_t done, int64_t *prev)
 {
     const ps_worker_cfg *cfg = tr->wc;
-    ps_ckpt_worker_state st = {.loss_ema = tr->loss_ema, .have_ema = tr->have_ema};
+    ps_ckpt_worker_state st = {.loss_ema = tr->loss_ema,
+                               .have_ema = tr->have_ema,
+                               .blas_threads = openblas_get_num_threads()};
+    snprintf(st.blas_core, sizeof st.blas_core, "%s", openblas_get_corename());
     int rc = 0;
     if (tr->coordinator) {
         rc = ps_ckpt_make_dir(cfg->ckpt_dir, done);
@@ -362,13 +421,17 @@ static void teardown(trainer *tr)
     for (uint32_t t = 0; t < tr->ntables; t++) {
         ps_free(tr->params ? tr->params[t] : NULL);
         ps_free(tr->grads ? tr->grads[t] : NULL);
+        ps_free(tr->eval_params ? tr->eval_params[t] : NULL);
     }
     ps_free(tr->params);
     ps_free(tr->grads);
+    ps_free(tr->eval_params);
     ps_free(tr->cap_params);
     ps_free(tr->cap_grads);
+    ps_free(tr->cap_eval);
     ps_batcher_destroy(&tr->batcher);
     ps_dataset_fini(&tr->test);
+    ps_dataset_fini(&tr->train_head);
     ps_metrics_close(&tr->metrics);
     if (tr->clock_log) {
         fclose(tr->clock_log);
@@ -410,8 +473,8 @@ static int step(trainer *tr, uint64_t clock)
     }
     inject_fault(tr, s, clock);
     log_clock(tr, "push", clock);
-    if ((rc = ps_client_push(tr->client, s->plan, (const float *const *)tr->grads,
-                             (int64_t)clock))) {
+    if ((rc = ps_client_push(tr->client, s->plan, (const float *const *)tr->grads, (int64_t)clock,
+                             (uint32_t)b.n))) {
         return rc;
     }
     if (tr->coordinator) {

@@ -26,6 +26,8 @@ typedef struct {
                                0 under BSP, K under SSP:K, -1 (no bound) under ASP */
     int averaged;           /* evaluate and export the temporal average, not w */
     uint64_t eval_every;    /* coordinator: evaluate every N clocks; 0 = once per epoch */
+    uint64_t eval_train;    /* coordinator: train_nll on the first N samples of its part of
+                               the training set (file order) at each evaluation; 0 = off */
     double progress_secs;   /* coordinator: progress line interval; 0 = every clock */
     int quiet;              /* warnings and errors only */
     const char *metrics;    /* coordinator: JSON lines file */

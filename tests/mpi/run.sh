@@ -104,6 +104,7 @@ else
 fi
 
 # 6. Non-finite gradients: abort names worker, table and key; skip carries on.
+# Non-finite weights name the server.
 ADAMPS_TEST_INJECT=nan run_np nan_abort 4 train "${SMALL[@]}" --servers 1 --steps 40
 if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && grep -q "non-finite gradient .* from worker 2: table w, key" "$LOG"; then
     pass nan_abort
@@ -115,6 +116,17 @@ if [ "$RC" -eq 0 ] && grep -q "dropping the gradients of worker 2" "$LOG"; then
     pass nan_skip
 else
     fail nan_skip "rc=$RC"
+fi
+# A step that overflows on a server (Adam's step alpha / (1 - beta1) is
+# infinite at --lr 1e38) is that server's error, reported by it, and no
+# worker is blamed for a gradient it computed from the broken weights.
+run_np nan_server 4 train "${SMALL[@]}" --servers 2 --steps 5 --lr 1e38
+if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] &&
+    grep -q "non-finite weight .* on server [01] after step 1: table [wb], key" "$LOG" &&
+    ! grep -q "non-finite gradient" "$LOG"; then
+    pass nan_server
+else
+    fail nan_server "rc=$RC"
 fi
 
 # 7. Bad flags and impossible combinations: exit 2 with a one-line reason on

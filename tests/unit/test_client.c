@@ -75,7 +75,7 @@ static int worker_rank(ps_comm *c, void *arg)
         (rc = ps_plan_create(&p, cl)) == 0 && (rc = ps_client_plan(cl, p, j->keys)) == 0 &&
         (rc = ps_client_pull_start(cl, p, 0, 0)) == 0 &&
         (rc = ps_client_pull_wait(cl, p, init)) == 0 &&
-        (rc = ps_client_push(cl, p, grads, 0)) == 0 &&
+        (rc = ps_client_push(cl, p, grads, 0, 1)) == 0 &&
         (rc = ps_client_pull_start(cl, p, 1, 0)) == 0 &&
         (rc = ps_client_pull_wait(cl, p, after)) == 0 &&
         (!j->checkpoint || (rc = ps_client_checkpoint(cl, 1)) == 0)) {

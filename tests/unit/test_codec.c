@@ -177,7 +177,8 @@ static void make_push(ps_push *p)
     push_segs[1] = (ps_seg){.table = 0, .nkeys = 3, .slots = small_slots, .values = small_vals,
                             .nvalues = 3};
     push_segs[2] = (ps_seg){.table = 1, .nkeys = 0, .slots = NULL, .values = NULL, .nvalues = 0};
-    *p = (ps_push){.clock = 123456789012LL, .worker = 4, .nsegs = 3, .segs = push_segs};
+    *p = (ps_push){
+        .clock = 123456789012LL, .worker = 4, .samples = 4000000000u, .nsegs = 3, .segs = push_segs};
 }
 
 /* ------------------------------------------------------------ round trips */
@@ -207,6 +208,7 @@ static void test_codec_push_round_trips_several_tables(void **state)
     assert_int_equal(ps_codec_decode_push(c, &test_lim, 1, b.data, b.len, &out), 0);
     assert_int_equal(out.clock, in.clock);
     assert_int_equal(out.worker, in.worker);
+    assert_int_equal(out.samples, in.samples); /* BSP weights the push by it */
     assert_int_equal(out.nsegs, 3);
     assert_segs_equal(in.segs, out.segs, 3, 1, 1);
     check_segs_valid(&test_lim, out.segs, out.nsegs, 1, 1);
@@ -228,6 +230,7 @@ static void test_codec_push_round_trips_empty(void **state)
     assert_int_equal(ps_codec_decode_push(c, &test_lim, 0, b.data, b.len, &out), 0);
     assert_int_equal(out.clock, 0);
     assert_int_equal(out.worker, 0);
+    assert_int_equal(out.samples, 0);
     assert_int_equal(out.nsegs, 0);
     /* A NULL buffer of length 0 is the same empty message. */
     in.clock = 7;

@@ -468,7 +468,8 @@ static void test_invsqrt_schedule_divides_lr_by_sqrt_t(void **state)
 static void test_average_read_is_bias_corrected(void **state)
 {
     (void)state;
-    float avg[3] = {0}, out[3];
+    double avg[3] = {0};
+    float out[3];
     const float w[3] = {1.0f, -2.0f, 1e-3f};
     for (int64_t t = 1; t <= 50; t++) {
         ps_opt_average(avg, w, 3, 0.999f);
@@ -477,7 +478,40 @@ static void test_average_read_is_bias_corrected(void **state)
             assert_true(fabsf(out[i] - w[i]) <= 1e-5f * fabsf(w[i]));
         }
     }
-    assert_true(fabsf(avg[0] - (1.0f - powf(0.999f, 50.0f))) <= 1e-5f);
+    assert_true(fabs(avg[0] - (1.0 - pow(0.999f, 50.0))) <= 1e-12);
+}
+
+/* Section 7.2 at beta = 0.9999 over 1e5 steps, against a long double EMA
+ * fed the same float iterates: w drifts by 1e-4 (relative) over the run,
+ * and the bias-corrected average read at the end must track that drift to
+ * within one float ulp of the result (2e-7 absolute, 0.2% of the drift).
+ * A float32 average cannot: its update (1 - beta)(w - avg) is ~1e-8, below
+ * half an ulp of avg, so it stalls; computed here the same way, its error
+ * is over 1e-5, ten percent of the drift and more. */
+static void test_average_tracks_a_slow_drift_at_beta_0_9999(void **state)
+{
+    (void)state;
+    const float beta = 0.9999f;
+    const int64_t T = 100000;
+    double avg = 0.0;
+    float avg32 = 0.0f;
+    long double ref = 0.0L;
+    const long double b = beta, omb = 1.0L - b;
+    const float omb32 = (float)(1.0 - (double)beta);
+    for (int64_t t = 1; t <= T; t++) {
+        const float w = 1.0f + 1e-4f * (float)((double)t / (double)T);
+        ps_opt_average(&avg, &w, 1, beta);
+        avg32 = beta * avg32 + omb32 * w;
+        ref = b * ref + omb * (long double)w;
+    }
+    float out;
+    ps_opt_average_read(&out, &avg, 1, beta, T);
+    long double want = ref / (1.0L - powl(b, (long double)T));
+    double err = fabs((double)((long double)out - want));
+    double err32 = fabs((double)((long double)avg32 / (1.0L - powl(b, (long double)T)) - want));
+    print_message("beta 0.9999, 1e5 steps: error %.3g (float32 average: %.3g)\n", err, err32);
+    assert_true(err <= 2e-7);
+    assert_true(err32 > 1e-5); /* the test can tell the two apart */
 }
 
 static void test_opt_parse_and_name_round_trip(void **state)
@@ -602,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_step_rows_equals_step_with_all_rows),
         cmocka_unit_test(test_invsqrt_schedule_divides_lr_by_sqrt_t),
         cmocka_unit_test(test_average_read_is_bias_corrected),
+        cmocka_unit_test(test_average_tracks_a_slow_drift_at_beta_0_9999),
         cmocka_unit_test(test_opt_parse_and_name_round_trip),
         cmocka_unit_test(test_opt_nstate_and_defaults),
         cmocka_unit_test(test_opt_reads_names_the_fields_each_rule_uses),

@@ -2,10 +2,13 @@
  * ps_server_handle directly with messages built by common/codec, playing
  * the workers from the main thread: a server's replies land in the
  * workers' loop mailboxes and are read back with wait = 0. They check BSP's
- * worker-order sums (bit-identical under every arrival order), holding of
- * early pushes and of pulls (SSP, BSP) until their version, ASP's at-once
- * answers, checkpoints and resume, and that every bad message is an error
- * naming the sender rank. The last tests run ps_server_run in a thread
+ * worker-order sums (bit-identical under every arrival order) and its
+ * weighting of each push by its samples (empty and dropped pushes
+ * included), holding of early pushes and of pulls (SSP, BSP) until their
+ * version, ASP's at-once answers, one step count across servers when one
+ * drops part of a push, checkpoints and resume, a step that overflows
+ * reported by the server, and that every bad message is an error naming
+ * the sender rank. The last tests run ps_server_run in a thread
  * with worker threads: the full loop, and a failed worker unblocking it. */
 #include <limits.h>
 #include <math.h>
@@ -29,8 +32,9 @@
 #include "tests/unit/ps_test_loop.h"
 
 #define SEED 77
-#define MAXW 3
+#define MAXW 4
 #define NT 2
+#define SAMPLES 4 /* every worker's batch in make_push */
 
 static const ps_table_desc tables[NT] = {
     {"w", 8, 3, PS_INIT_GLOROT, 0.5f},
@@ -72,7 +76,9 @@ static void fx_cfg(fx *f, ps_sync sync, uint32_t nw, int lazy)
     f->cfg.resume_clock = -1;
 }
 
-static void fx_open(fx *f, ps_sync sync, uint32_t nw, int lazy)
+/* Server `server` of nservers; the tests change f->cfg before creating. */
+static void fx_prepare(fx *f, ps_sync sync, uint32_t nw, int lazy, uint32_t server,
+                       uint32_t nservers)
 {
     memset(f, 0, sizeof *f);
     f->nw = nw;
@@ -80,9 +86,21 @@ static void fx_open(fx *f, ps_sync sync, uint32_t nw, int lazy)
         f->worker_ranks[w] = (int)w + 1;
     }
     fx_cfg(f, sync, nw, lazy);
-    assert_int_equal(ps_comm_loop_create(f->c, 1 + (int)nw), 0);
+    f->cfg.store.server = server;
+    f->cfg.store.nservers = nservers;
+}
+
+static void fx_start(fx *f)
+{
+    assert_int_equal(ps_comm_loop_create(f->c, 1 + (int)f->nw), 0);
     assert_int_equal(ps_codec_create(&f->codec), 0);
     assert_int_equal(ps_server_create(&f->srv, &f->cfg, f->c[0]), 0);
+}
+
+static void fx_open(fx *f, ps_sync sync, uint32_t nw, int lazy)
+{
+    fx_prepare(f, sync, nw, lazy, 0, 1);
+    fx_start(f);
 }
 
 static void fx_close(fx *f)
@@ -103,7 +121,7 @@ static void fx_close(fx *f)
  * order gives other bits. */
 static float grad(uint32_t w, int64_t clock, uint32_t t, uint64_t key, uint32_t j)
 {
-    static const float mag[3] = {1e4f, 1.0f, 3e-5f};
+    static const float mag[3] = {1e7f, 1.0f, 0.3f};
     float base = (float)((key * 7 + j * 3 + w * 5 + (uint64_t)clock + t) % 11) - 5.37f;
     return base * mag[(w + key + j) % 3];
 }
@@ -133,7 +151,7 @@ static ps_push make_push(fx *f, uint32_t w, int64_t clock, int nan_at)
     if (nan_at >= 0) {
         f->vals[0][nan_at] = NAN;
     }
-    return (ps_push){.clock = clock, .worker = w, .nsegs = NT, .segs = f->segs};
+    return (ps_push){.clock = clock, .worker = w, .samples = SAMPLES, .nsegs = NT, .segs = f->segs};
 }
 
 static int handle(fx *f, int src, int tag)
@@ -230,20 +248,23 @@ static int stores_equal(ps_store *a, ps_store *b)
 }
 
 /* The reference: clocks [0, nclocks) summed in the given worker order,
- * straight on a store, the way BSP must do it. */
+ * straight on a store, the way BSP must do it: every push has SAMPLES
+ * samples, so each adds with weight 1 and the sum is applied divided by the
+ * pushes that count (skip_w's does not). */
 static ps_store *reference(fx *f, const uint32_t *order, int nclocks, int skip_w)
 {
     ps_store *s = NULL;
     assert_int_equal(ps_store_create(&s, &f->cfg.store), 0);
+    uint32_t n = skip_w >= 0 ? f->nw - 1 : f->nw;
     for (int64_t c = 0; c < nclocks; c++) {
         for (uint32_t i = 0; i < f->nw; i++) {
             if ((int)order[i] == skip_w) {
                 continue;
             }
             ps_push p = make_push(f, order[i], c, -1);
-            ps_store_accumulate(s, &p, 1.0f / (float)f->nw);
+            ps_store_accumulate(s, &p, 1.0f);
         }
-        assert_int_equal(ps_store_apply(s, c + 1), 0);
+        assert_int_equal(ps_store_apply_scaled(s, c + 1, 1.0f / (float)n), 0);
     }
     return s;
 }
@@ -441,6 +462,14 @@ static void test_server_rejects_bad_messages_naming_the_sender(void **state)
     fx_open(&f, PS_SYNC_BSP, 3, 1);
     PS_TEST_EXPECT_LOG(push_from(&f, 0, 0, 0, 4), PS_ENONFINITE, "from worker 0");
     fx_close(&f);
+    /* Gradients that are the mean over no samples. */
+    fx_open(&f, PS_SYNC_BSP, 3, 1);
+    p = make_push(&f, 2, 0, -1);
+    p.samples = 0;
+    assert_int_equal(ps_codec_encode_push(f.codec, &p, &f.buf), 0);
+    PS_TEST_EXPECT_LOG(handle(&f, 3, PS_TAG_PUSH), PS_EMSG,
+                       "push from rank 3 (worker 2) for clock 0 carries gradients of 0 samples");
+    fx_close(&f);
 }
 
 static void test_server_refuses_a_second_done(void **state)
@@ -484,6 +513,195 @@ static void test_server_skips_a_held_nonfinite_push(void **state)
     assert_true(stores_equal(ps_server_store(f.srv), want));
     ps_store_destroy(&want);
     fx_close(&f);
+}
+
+/* A push of every row this server holds (every slot of its shard of each
+ * table) from worker w, value v(w, slot, j) = ((7 slot + 3 j + 5 w + clock)
+ * % 9 - 4) / 4: small multiples of 1/4, so sums and the weights below are
+ * exact in float. nan puts a NaN in the first value. */
+static ps_push shard_push(fx *f, uint32_t w, int64_t clock, uint32_t samples, int nan)
+{
+    const ps_msg_table *lim = ps_store_limits(ps_server_store(f->srv));
+    size_t ns = 0;
+    for (uint32_t t = 0; t < NT; t++) {
+        for (uint64_t k = 0; k < lim[t].slots; k++) {
+            for (uint32_t j = 0; j < lim[t].width; j++) {
+                f->vals[t][k * lim[t].width + j] =
+                    (float)((long)((7 * k + 3 * j + 5 * w + (uint64_t)clock) % 9) - 4) * 0.25f;
+            }
+            f->keys[t][k] = k;
+        }
+        if (lim[t].slots) {
+            f->segs[ns++] = (ps_seg){.table = t,
+                                     .nkeys = lim[t].slots,
+                                     .slots = f->keys[t],
+                                     .values = f->vals[t],
+                                     .nvalues = lim[t].slots * lim[t].width};
+        }
+    }
+    if (nan) {
+        f->vals[0][0] = NAN;
+    }
+    return (ps_push){.clock = clock,
+                     .worker = w,
+                     .samples = samples,
+                     .nsegs = samples ? ns : 0,
+                     .segs = f->segs};
+}
+
+static int send_push(fx *f, const ps_push *p)
+{
+    assert_int_equal(ps_codec_encode_push(f->codec, p, &f->buf), 0);
+    return handle(f, f->worker_ranks[p->worker], PS_TAG_PUSH);
+}
+
+/* BSP's step is the mean over every sample of the clock: worker 0's batch
+ * of 2 and worker 1's of 6 weigh 1/4 and 3/4; worker 2's empty push (the
+ * end of its part of the epoch) and worker 3's dropped one (a NaN, with
+ * --nonfinite skip) weigh nothing. With SGD at lr 1 the step moves w by
+ * exactly the mean, which these values make exact in float: the store must
+ * equal one fed the mean itself, bit for bit, whatever the arrival order
+ * (early pushes are held). Counts of 3 and 1 (weights not exact in float)
+ * are checked against the mean in double, to 1e-6. */
+static void test_server_bsp_weights_pushes_by_their_samples(void **state)
+{
+    (void)state;
+    static const uint32_t counts[2][4] = {{2, 6, 0, 8}, {3, 1, 0, 8}};
+    for (int lazy = 0; lazy < 2; lazy++) {
+        for (int c = 0; c < 2; c++) {
+            for (int reversed = 0; reversed < 2; reversed++) {
+                fx f;
+                fx_prepare(&f, PS_SYNC_BSP, 4, lazy, 0, 1);
+                ps_opt_defaults(&f.cfg.store.hp, PS_OPT_SGD);
+                f.cfg.store.hp.lr = 1.0f;
+                f.cfg.nonfinite_skip = 1;
+                fx_start(&f);
+                ps_store *want = NULL;
+                assert_int_equal(ps_store_create(&want, &f.cfg.store), 0);
+                /* The mean over the 8 (or 4) samples that count. */
+                float g0[8 * 3 + 2], g1[8 * 3 + 2], mean[8 * 3 + 2];
+                double mean_d[8 * 3 + 2];
+                ps_push p = shard_push(&f, 0, 0, 1, 0);
+                memcpy(g0, f.vals[0], 24 * sizeof(float));
+                memcpy(g0 + 24, f.vals[1], 2 * sizeof(float));
+                p = shard_push(&f, 1, 0, 1, 0);
+                memcpy(g1, f.vals[0], 24 * sizeof(float));
+                memcpy(g1 + 24, f.vals[1], 2 * sizeof(float));
+                double n0 = counts[c][0], n1 = counts[c][1];
+                for (int i = 0; i < 26; i++) {
+                    mean_d[i] = (n0 * g0[i] + n1 * g1[i]) / (n0 + n1);
+                    mean[i] = (float)mean_d[i];
+                }
+                memcpy(f.vals[0], mean, 24 * sizeof(float));
+                memcpy(f.vals[1], mean + 24, 2 * sizeof(float));
+                ps_store_accumulate(want, &p, 1.0f);
+                assert_int_equal(ps_store_apply(want, 1), 0);
+
+                ps_test_capture cap;
+                ps_test_capture_begin(&cap);
+                for (int i = 0; i < 4; i++) {
+                    uint32_t w = reversed ? 3 - (uint32_t)i : (uint32_t)i;
+                    p = shard_push(&f, w, 0, counts[c][w], w == 3);
+                    assert_int_equal(send_push(&f, &p), 0);
+                }
+                char *log = ps_test_capture_end(&cap);
+                assert_non_null(strstr(log, "dropping the gradients of worker 3 for clock 0"));
+                test_free(log);
+                assert_int_equal(ps_server_version(f.srv), 1);
+                if (c == 0) {
+                    assert_true(stores_equal(ps_server_store(f.srv), want));
+                } else {
+                    ps_store_arrays a, w0;
+                    ps_store_arrays_get(ps_server_store(f.srv), 0, &a);
+                    ps_store_arrays_get(want, 0, &w0);
+                    for (int i = 0; i < 24; i++) {
+                        /* SGD at lr 1 from the same w: the difference is the
+                         * gradient's error. */
+                        assert_true(fabs((double)a.w[i] - (double)w0.w[i]) <= 1e-6);
+                    }
+                }
+                ps_store_destroy(&want);
+                fx_close(&f);
+            }
+        }
+    }
+}
+
+/* A step that overflows from finite gradients (SGD at lr 3e38, g = 10) is
+ * the server's error, not the workers': PS_ENONFINITE naming the server's
+ * index, the table, the key (server 1 of 2 holds keys 4..7, so slot 0 is
+ * key 4), the column and the step. Lazy (one push straight, or two summed)
+ * and dense. */
+static void test_server_reports_a_step_that_overflows(void **state)
+{
+    (void)state;
+    for (int lazy = 0; lazy < 2; lazy++) {
+        for (uint32_t nw = 1; nw <= 2; nw++) {
+            fx f;
+            fx_prepare(&f, PS_SYNC_BSP, nw, lazy, 1, 2);
+            ps_opt_defaults(&f.cfg.store.hp, PS_OPT_SGD);
+            f.cfg.store.hp.lr = 3e38f;
+            fx_start(&f);
+            uint64_t slots[2] = {0, 2};
+            float v[6] = {10, 10, 10, 10, 10, 10};
+            ps_seg seg = {.table = 0, .nkeys = 2, .slots = slots, .values = v, .nvalues = 6};
+            for (uint32_t w = 0; w + 1 < nw; w++) {
+                ps_push p = {.clock = 0, .worker = w, .samples = 1, .nsegs = 1, .segs = &seg};
+                assert_int_equal(send_push(&f, &p), 0);
+            }
+            ps_push p = {.clock = 0, .worker = nw - 1, .samples = 1, .nsegs = 1, .segs = &seg};
+            PS_TEST_EXPECT_LOG(send_push(&f, &p), PS_ENONFINITE,
+                               "non-finite weight -inf on server 1 after step 1: table w, key 4, "
+                               "column 0");
+            fx_close(&f);
+        }
+    }
+}
+
+/* SSP and ASP with --nonfinite skip on two servers: worker 0's clock-0
+ * push has a NaN in server 0's part only. Server 0 drops its part (its
+ * weights stay), server 1 applies its own, and both count the push as step
+ * 1, so bias correction and schedule stay the same on every shard. */
+static void test_server_servers_agree_on_t_when_one_drops_part_of_a_push(void **state)
+{
+    (void)state;
+    const ps_sync syncs[2] = {PS_SYNC_SSP, PS_SYNC_ASP};
+    for (int y = 0; y < 2; y++) {
+        for (int lazy = 0; lazy < 2; lazy++) {
+            fx f[2];
+            for (uint32_t s = 0; s < 2; s++) {
+                fx_prepare(&f[s], syncs[y], 2, lazy, s, 2);
+                f[s].cfg.nonfinite_skip = 1;
+                fx_start(&f[s]);
+            }
+            float w0[12];
+            ps_store_arrays a;
+            ps_store_arrays_get(ps_server_store(f[0].srv), 0, &a);
+            memcpy(w0, a.w, sizeof w0);
+            ps_test_capture cap;
+            ps_test_capture_begin(&cap);
+            for (uint32_t s = 0; s < 2; s++) {
+                ps_push p = shard_push(&f[s], 0, 0, 4, s == 0);
+                assert_int_equal(send_push(&f[s], &p), 0);
+            }
+            char *log = ps_test_capture_end(&cap);
+            assert_non_null(strstr(log, "dropping the gradients of worker 0 for clock 0"));
+            test_free(log);
+            assert_int_equal(ps_store_step(ps_server_store(f[0].srv)), 1);
+            assert_int_equal(ps_store_step(ps_server_store(f[1].srv)), 1);
+            assert_memory_equal(a.w, w0, sizeof w0); /* the dropped part changed nothing */
+            for (int64_t c = 0; c < 2; c++) {
+                for (uint32_t s = 0; s < 2; s++) {
+                    ps_push p = shard_push(&f[s], 1, c, 4, 0);
+                    assert_int_equal(send_push(&f[s], &p), 0);
+                }
+            }
+            assert_int_equal(ps_store_step(ps_server_store(f[0].srv)), 3);
+            assert_int_equal(ps_store_step(ps_server_store(f[1].srv)), 3);
+            fx_close(&f[0]);
+            fx_close(&f[1]);
+        }
+    }
 }
 
 static void test_server_create_checks_cfg_and_survives_oom(void **state)
@@ -553,7 +771,7 @@ static int run_worker(ps_comm *c, void *arg)
         float v[3] = {0.5f * (float)(w + 1), -1.0f, 2.0f};
         uint64_t key = w;
         ps_seg seg = {.table = 0, .nkeys = 1, .slots = &key, .values = v, .nvalues = 3};
-        ps_push p = {.clock = clock, .worker = w, .nsegs = 1, .segs = &seg};
+        ps_push p = {.clock = clock, .worker = w, .samples = 1, .nsegs = 1, .segs = &seg};
         ps_seg pseg = {.table = 0, .nkeys = 1, .slots = &key};
         ps_pull q = {.request_id = (uint64_t)clock,
                      .min_version = clock + 1,
@@ -664,6 +882,13 @@ int main(void)
                                         ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_skips_a_held_nonfinite_push, ps_test_setup,
                                         ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_bsp_weights_pushes_by_their_samples,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_reports_a_step_that_overflows, ps_test_setup,
+                                        ps_test_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_server_servers_agree_on_t_when_one_drops_part_of_a_push, ps_test_setup,
+            ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_create_checks_cfg_and_survives_oom,
                                         ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_run_serves_workers_until_done, ps_test_setup_mt,

@@ -21,6 +21,7 @@
 
 #include "common/ckpt.h"
 #include "common/err.h"
+#include "common/file.h"
 #include "common/mem.h"
 #include "server/snapshot.h"
 #include "server/store.h"
@@ -122,7 +123,7 @@ static void assert_rows_match(ps_store *s, ps_store *orig)
                 assert_memory_equal(a.state[k] + slot * w, o.state[k] + os * w, w * sizeof(float));
             }
             if (a.avg) {
-                assert_memory_equal(a.avg + slot * w, o.avg + os * w, w * sizeof(float));
+                assert_memory_equal(a.avg + slot * w, o.avg + os * w, w * sizeof(double));
             }
             assert_int_equal(a.last_step[slot], o.last_step[os]);
         }
@@ -146,7 +147,7 @@ static void fill_from(ps_store *s, ps_store *orig)
                 memcpy(a.state[k] + slot * w, o.state[k] + os * w, w * sizeof(float));
             }
             if (a.avg) {
-                memcpy(a.avg + slot * w, o.avg + os * w, w * sizeof(float));
+                memcpy(a.avg + slot * w, o.avg + os * w, w * sizeof(double));
             }
             a.last_step[slot] = o.last_step[os];
         }
@@ -177,7 +178,7 @@ static void test_snapshot_round_trip_same_layout(void **state)
         assert_memory_equal(a.w, o.w, bytes);
         assert_memory_equal(a.state[0], o.state[0], bytes);
         assert_memory_equal(a.state[1], o.state[1], bytes);
-        assert_memory_equal(a.avg, o.avg, bytes);
+        assert_memory_equal(a.avg, o.avg, 2 * bytes); /* double */
         assert_memory_equal(a.last_step, o.last_step, a.nslots * sizeof(int64_t));
     }
     assert_int_equal(ps_store_step(s), 3);
@@ -273,6 +274,83 @@ static void test_snapshot_refuses_mismatched_job(void **state)
     assert_int_equal(load_fresh(tables, 0.0f, dir, 3, 1, "adam"), PS_ECKPT);
     assert_int_equal(load_fresh(tables, 0.9f, dir_off, 3, 1, "adam"), PS_ECKPT);
     assert_int_equal(load_fresh(tables, 0.0f, dir_off, 3, 1, "adam"), 0);
+    ps_store_destroy(&orig);
+    ps_store_destroy(&plain);
+}
+
+/* A shard as adamps wrote it before shard_format (header field 0): the
+ * temporal average in float32, after w and the state, then the last steps. */
+static void write_old_shard(ps_store *s, const char *dir, int64_t clock)
+{
+    char path[256];
+    ps_file_table ft[2];
+    const void *parts[12];
+    size_t lens[12], np = 0;
+    float *avg32[2] = {NULL, NULL};
+    assert_int_equal(ps_ckpt_make_dir(dir, clock), 0);
+    assert_int_equal(ps_ckpt_shard_path(path, sizeof path, dir, clock, 0), 0);
+    for (uint32_t t = 0; t < 2; t++) {
+        ps_store_arrays a;
+        ps_store_arrays_get(s, t, &a);
+        size_t n = (size_t)a.nslots * a.width;
+        ft[t] = (ps_file_table){.rows = tables[t].rows,
+                                .width = a.width,
+                                .nslots = a.nslots,
+                                .nstate = (uint32_t)a.nstate};
+        memcpy(ft[t].name, tables[t].name, sizeof ft[t].name);
+        parts[np] = a.w;
+        lens[np++] = n * sizeof(float);
+        for (int k = 0; k < a.nstate; k++) {
+            parts[np] = a.state[k];
+            lens[np++] = n * sizeof(float);
+        }
+        if (a.avg) {
+            avg32[t] = test_malloc(n * sizeof(float));
+            for (size_t i = 0; i < n; i++) {
+                avg32[t][i] = (float)a.avg[i];
+            }
+            parts[np] = avg32[t];
+            lens[np++] = n * sizeof(float);
+        }
+        parts[np] = a.last_step;
+        lens[np++] = a.nslots * sizeof(int64_t);
+    }
+    ps_file_header h = {.clock = clock,
+                        .nservers = 1,
+                        .nworkers = 1,
+                        .ntables = 2,
+                        .tables = ft,
+                        .step = ps_store_step(s)};
+    snprintf(h.kind, sizeof h.kind, "shard");
+    snprintf(h.optimizer, sizeof h.optimizer, "adam");
+    assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, np), 0);
+    for (int t = 0; t < 2; t++) {
+        if (avg32[t]) {
+            test_free(avg32[t]);
+        }
+    }
+}
+
+/* Format 2 keeps the temporal average in float64. An older shard with an
+ * average is refused, saying why; without averaging the layouts are the
+ * same and it loads. */
+static void test_snapshot_refuses_float32_average_of_old_format(void **state)
+{
+    (void)state;
+    char dir[128], dir_off[128];
+    test_dir(dir, sizeof dir, "oldfmt");
+    test_dir(dir_off, sizeof dir_off, "oldfmt_noavg");
+    ps_store *orig = make_original(0.9f), *plain = make_original(0.0f);
+    write_old_shard(orig, dir, 3);
+    write_old_shard(plain, dir_off, 3);
+    PS_TEST_EXPECT_LOG(load_fresh(tables, 0.9f, dir, 3, 1, "adam"), PS_ECKPT,
+                       "shard format 0 keeps the temporal average in float32; this adamps "
+                       "keeps it in float64 (format 2) and cannot resume it");
+    ps_store_cfg c = make_cfg(tables, 0, 1, PS_SHARD_RANGE, 0.0f, 8);
+    ps_store *s = make_store(&c);
+    assert_int_equal(ps_snapshot_load(s, dir_off, 3, 1, "adam"), 0);
+    assert_rows_match(s, plain);
+    ps_store_destroy(&s);
     ps_store_destroy(&orig);
     ps_store_destroy(&plain);
 }
@@ -413,12 +491,44 @@ static void test_ckpt_worker_state_round_trip(void **state)
     test_dir(dir, sizeof dir, "worker");
     assert_int_equal(ps_ckpt_make_dir(dir, 4), 0);
     assert_int_equal(ps_ckpt_make_dir(dir, 4), 0); /* racing ranks: exists is fine */
-    ps_ckpt_worker_state st = {.loss_ema = 0.123456789, .have_ema = 1}, back;
+    ps_ckpt_worker_state st = {.loss_ema = 0.123456789, .have_ema = 1, .blas_threads = 3}, back;
+    snprintf(st.blas_core, sizeof st.blas_core, "SkylakeX");
     assert_int_equal(ps_ckpt_write_worker(dir, 4, 1, 3, &st, "cfg"), 0);
     memset(&back, 0, sizeof back);
     assert_int_equal(ps_ckpt_read_worker(dir, 4, 1, 3, &back), 0);
     assert_true(back.loss_ema == st.loss_ema);
     assert_int_equal(back.have_ema, 1);
+    assert_int_equal(back.blas_threads, 3);
+    assert_string_equal(back.blas_core, "SkylakeX");
+    /* The same kernel and threads on resume: nothing to say; others warn,
+     * naming both. */
+    assert_int_equal(ps_ckpt_warn_blas_change(&back, 1, "SkylakeX", 3), 0);
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    int warned = ps_ckpt_warn_blas_change(&back, 1, "Haswell", 3);
+    int warned2 = ps_ckpt_warn_blas_change(&back, 1, "SkylakeX", 1);
+    char *log = ps_test_capture_end(&cap);
+    assert_int_equal(warned, 1);
+    assert_int_equal(warned2, 1);
+    assert_non_null(strstr(log, "worker 1: the checkpoint was computed with OpenBLAS SkylakeX "
+                                "kernel, 3 thread(s), this run uses Haswell, 3 thread(s)"));
+    assert_non_null(strstr(log, "this run uses SkylakeX, 1 thread(s)"));
+    test_free(log);
+    /* A file from before the BLAS fields (12 bytes of state) still reads,
+     * recording none, and so never warns. */
+    char old[256];
+    assert_int_equal(ps_ckpt_worker_path(old, sizeof old, dir, 4, 0), 0);
+    ps_file_header h = {.clock = 4, .rank = 0, .nworkers = 3};
+    snprintf(h.kind, sizeof h.kind, "worker");
+    const void *parts[2] = {&st.loss_ema, &st.have_ema};
+    size_t lens[2] = {sizeof st.loss_ema, sizeof st.have_ema};
+    assert_int_equal(ps_file_write_atomic(old, &h, parts, lens, 2), 0);
+    memset(&back, 0x55, sizeof back);
+    assert_int_equal(ps_ckpt_read_worker(dir, 4, 0, 3, &back), 0);
+    assert_true(back.loss_ema == st.loss_ema);
+    assert_string_equal(back.blas_core, "");
+    assert_int_equal(back.blas_threads, 0);
+    assert_int_equal(ps_ckpt_warn_blas_change(&back, 0, "Haswell", 2), 0);
     assert_int_equal(ps_ckpt_read_worker(dir, 4, 1, 4, &back), PS_ECKPT); /* worker count */
     assert_int_equal(ps_ckpt_read_worker(dir, 4, 2, 3, &back), PS_EIO);   /* no such file */
     assert_int_equal(ps_ckpt_read_worker(dir, 5, 1, 3, &back), PS_EIO);   /* no such clock */
@@ -441,7 +551,7 @@ static void test_ckpt_remove_deletes_directory(void **state)
     ps_store *orig = make_original(0.9f);
     assert_int_equal(ps_snapshot_save(orig, dir, 3, "adam", 1, NULL), 0);
     assert_int_equal(ps_snapshot_save(orig, dir, 4, "adam", 1, NULL), 0);
-    ps_ckpt_worker_state st = {0.5, 1};
+    ps_ckpt_worker_state st = {.loss_ema = 0.5, .have_ema = 1};
     assert_int_equal(ps_ckpt_write_worker(dir, 3, 0, 1, &st, NULL), 0);
     ps_ckpt_manifest m = {.clock = 4, .nservers = 1, .nworkers = 1};
     assert_int_equal(ps_ckpt_write_manifest(dir, &m, NULL), 0);
@@ -467,6 +577,7 @@ int main(void)
         T(test_snapshot_reshards_one_to_many),
         T(test_snapshot_reshards_three_to_fewer),
         T(test_snapshot_refuses_mismatched_job),
+        T(test_snapshot_refuses_float32_average_of_old_format),
         T(test_snapshot_missing_files_are_io_errors),
         T(test_snapshot_rejects_flipped_payload_byte),
         T(test_snapshot_save_and_load_survive_oom_sweep),

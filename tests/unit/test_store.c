@@ -60,7 +60,8 @@ static ps_store *make_store(const ps_store_cfg *c)
 /* Copies of one table's arrays, to compare before and after. */
 typedef struct {
     size_t n, nslots;
-    float *w, *st[3], *avg;
+    float *w, *st[3];
+    double *avg;
     int64_t *last;
     int nstate;
 } snap;
@@ -80,8 +81,8 @@ static void snap_take(ps_store *s, uint32_t table, snap *out)
         memcpy(out->st[k], a.state[k], out->n * sizeof(float));
     }
     if (a.avg) {
-        out->avg = test_malloc(out->n * sizeof(float) + 1);
-        memcpy(out->avg, a.avg, out->n * sizeof(float));
+        out->avg = test_malloc(out->n * sizeof(double) + 1);
+        memcpy(out->avg, a.avg, out->n * sizeof(double));
     }
     out->last = test_malloc(a.nslots * sizeof(int64_t) + 1);
     memcpy(out->last, a.last_step, a.nslots * sizeof(int64_t));
@@ -109,7 +110,7 @@ static void assert_same_as_snap(ps_store *s, uint32_t table, const snap *sn)
         assert_memory_equal(a.state[k], sn->st[k], sn->n * sizeof(float));
     }
     if (sn->avg) {
-        assert_memory_equal(a.avg, sn->avg, sn->n * sizeof(float));
+        assert_memory_equal(a.avg, sn->avg, sn->n * sizeof(double));
     }
     assert_memory_equal(a.last_step, sn->last, sn->nslots * sizeof(int64_t));
 }
@@ -607,15 +608,113 @@ static void test_store_check_finite_rejects_nan_and_inf(void **state)
 }
 
 
+/* --- L2 and the step's scale ---------------------------------------------- */
+
+/* The L2 term is the store's, once per row per step: with SGD at lr 1, a
+ * row that two pushes (each scaled 1/2) touched steps by
+ * scale * (g_a/2 + g_b/2) + l2 * w, the same as a row one push touched,
+ * never twice the penalty. Lazy: only touched rows decay; dense: every row
+ * of the weight table does (g = 0 plus l2 * w). The bias table is not in
+ * l2_tables and never decays. Expected values use the same float
+ * operations, so the comparison is exact. */
+static void test_store_l2_once_per_row_per_step(void **state)
+{
+    (void)state;
+    for (int lazy = 0; lazy <= 1; lazy++) {
+        ps_store_cfg c = make_cfg(two_tables, 2, 0, 1, PS_SHARD_RANGE, PS_OPT_SGD, lazy, 0);
+        c.hp.lr = 1.0f;
+        c.l2 = 0.5f;
+        c.l2_tables = 1; /* w, not b */
+        ps_store *s = make_store(&c);
+        snap w0, b0;
+        snap_take(s, 0, &w0);
+        snap_take(s, 1, &b0);
+        const uint64_t ra[2] = {1, 4}, rb[1] = {1}, r0[1] = {0};
+        const float ga[6] = {0.5f, -1.0f, 2.0f, 0.25f, 3.0f, -0.75f}, gb[3] = {4.0f, 1.5f, -2.0f};
+        const float gbias[4] = {1, 2, 3, 4};
+        push1(s, 0, ra, 2, ga, 3, 0.5f);
+        push1(s, 0, rb, 1, gb, 3, 0.5f);
+        push1(s, 1, r0, 1, gbias, 4, 1.0f);
+        const float scale = 0.75f;
+        assert_int_equal(ps_store_apply_scaled(s, 1, scale), 0);
+        ps_store_arrays a;
+        ps_store_arrays_get(s, 0, &a);
+        for (uint64_t r = 0; r < 10; r++) {
+            for (int j = 0; j < 3; j++) {
+                float g = 0.0f;
+                if (r == 1) {
+                    g = (0.0f + 0.5f * ga[j]) + 0.5f * gb[j];
+                } else if (r == 4) {
+                    g = 0.0f + 0.5f * ga[3 + j];
+                }
+                float w = w0.w[r * 3 + j];
+                float want = lazy && r != 1 && r != 4 ? w : w - 1.0f * (scale * g + 0.5f * w);
+                assert_true(a.w[r * 3 + j] == want);
+            }
+        }
+        ps_store_arrays_get(s, 1, &a);
+        for (int j = 0; j < 4; j++) {
+            assert_true(a.w[j] == b0.w[j] - 1.0f * (scale * gbias[j]));
+        }
+        snap_free(&w0);
+        snap_free(&b0);
+        ps_store_destroy(&s);
+    }
+}
+
+/* A step that makes a weight infinite from finite gradients (SGD at lr
+ * 3e38) is PS_ENONFINITE after the step, naming the table, key, column
+ * and step, through every apply path: lazy (a few rows, every row, one
+ * push straight) and dense. */
+static void test_store_apply_reports_non_finite_weights(void **state)
+{
+    (void)state;
+    const uint64_t r7[1] = {7}, all[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    float g[30];
+    for (int i = 0; i < 30; i++) {
+        g[i] = i == 22 ? 10.0f : 0.0f; /* key 7, column 1 */
+    }
+    for (int path = 0; path < 4; path++) {
+        ps_store_cfg c = make_cfg(two_tables, 2, 0, 1, PS_SHARD_RANGE, PS_OPT_SGD, path != 3, 0);
+        c.hp.lr = 3e38f;
+        ps_store *s = make_store(&c);
+        int rc;
+        ps_test_capture cap;
+        ps_test_capture_begin(&cap);
+        if (path == 0) {
+            push1(s, 0, r7, 1, g + 21, 3, 1.0f);
+            rc = ps_store_apply(s, 1);
+        } else if (path == 2) {
+            ps_seg seg = {.table = 0, .nkeys = 1, .slots = r7, .values = g + 21, .nvalues = 3};
+            ps_push p = {.nsegs = 1, .segs = &seg};
+            rc = ps_store_apply_push(s, &p, 1);
+        } else {
+            push1(s, 0, all, 10, g, 3, 1.0f);
+            rc = ps_store_apply(s, 1);
+        }
+        char *log = ps_test_capture_end(&cap);
+        assert_int_equal(rc, PS_ENONFINITE);
+        assert_non_null(
+            strstr(log, "non-finite weight -inf on server 0 after step 1: table w, key 7, column 1"));
+        test_free(log);
+        assert_int_equal(ps_store_step(s), 1);
+        ps_store_destroy(&s);
+    }
+}
+
 /* ps_store_apply_push must equal accumulate(scale 1) + apply bit for bit,
  * for partial pushes (lazy rows), a push of every row (the dense fast path)
- * and with temporal averaging, over several steps. */
+ * and with temporal averaging and the L2 term, over several steps. */
 static void test_store_apply_push_equals_accumulate_apply(void **state)
 {
     (void)state;
     static const ps_opt_kind kinds[3] = {PS_OPT_ADAM, PS_OPT_AMSGRAD, PS_OPT_ADAGRAD};
     for (int k = 0; k < 3; k++) {
         ps_store_cfg c = make_cfg(two_tables, 2, 0, 1, PS_SHARD_RANGE, kinds[k], 1, 0.9f);
+        if (k != 1) { /* the L2 term too: apply_push adds it to a copy */
+            c.l2 = 0.01f;
+            c.l2_tables = 1;
+        }
         ps_store *a = make_store(&c), *b = make_store(&c);
         uint64_t some[3] = {1, 4, 9}, all[10], bias[1] = {0};
         float g[30], gb[4];
@@ -671,6 +770,8 @@ int main(void)
         T(test_store_read_averaged_is_bias_corrected),
         T(test_store_lazy_average_matches_dense),
         T(test_store_check_finite_rejects_nan_and_inf),
+        T(test_store_l2_once_per_row_per_step),
+        T(test_store_apply_reports_non_finite_weights),
         T(test_store_apply_push_equals_accumulate_apply),
 #undef T
     };
