@@ -360,11 +360,12 @@ static void test_cfg_flag_table_covers_the_usage(void **state)
                           "(default: per optimizer: adam 1e-08,", "adagrad 1e-10",
                           "(default: per optimizer: nesterov 0.9)",
                           "(default: per optimizer: adamw 0.01)",
-                          "(default: per model: logreg 0, mlp 0.2)",
-                          "(default: per model: logreg 0, mlp 0.5)", "(default: 128)",
-                          "(default: bsp)", "(default: 1000,1000)", "(default: auto)",
+                          "(default: per model: logreg 0, mlp 0.2,",
+                          "mlp 0.5, cnn 0.5, vae 0)", "(default: 128)",
+                          "(default: bsp)", "(default: per model: logreg 1000,1000,",
+                          "cnn none, vae 500)", "(default: c32-c64-1000)", "(default: auto)",
                           "(default: /usr/share/datasets/fashion-mnist)",
-                          "--optimizer adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad"};
+                          "--optimizer adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad|adadelta"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++) {
         if (!strstr(text, must[i])) {
             print_error("usage lacks '%s'\n", must[i]);
