@@ -91,6 +91,66 @@ int ps_model_has_accuracy(ps_model_kind kind)
     return kind != PS_MODEL_VAE;
 }
 
+void ps_model_info_write(const ps_model_cfg *cfg, ps_file_model *out)
+{
+    _Static_assert(PS_FILE_MAX_HIDDEN >= PS_MODEL_MAX_HIDDEN, "a file holds every hidden layer");
+    _Static_assert(PS_FILE_MAX_HIDDEN >= PS_MODEL_MAX_CONV, "a file holds every convolution");
+    snprintf(out->kind, sizeof out->kind, "%s", ps_model_kind_name(cfg->kind));
+    out->in_dim = cfg->in_dim;
+    out->nclasses = cfg->nclasses;
+    out->sparse_input = cfg->sparse_input != 0;
+    out->nhidden = cfg->kind == PS_MODEL_LOGREG ? 0 : cfg->nhidden;
+    memset(out->hidden, 0, sizeof out->hidden);
+    memcpy(out->hidden, cfg->hidden, out->nhidden * sizeof *out->hidden);
+    int acts = cfg->kind == PS_MODEL_MLP || cfg->kind == PS_MODEL_VAE;
+    snprintf(out->activation, sizeof out->activation, "%s",
+             acts ? ps_model_activation_name(cfg->activation) : "");
+    out->nconv = cfg->kind == PS_MODEL_CNN ? cfg->nconv : 0;
+    memset(out->conv, 0, sizeof out->conv);
+    memcpy(out->conv, cfg->conv, out->nconv * sizeof *out->conv);
+    out->latent = cfg->kind == PS_MODEL_VAE ? cfg->latent : 0;
+}
+
+int ps_model_info_read(const ps_file_model *in, ps_model_cfg *out, char *field, size_t fieldlen,
+                       char *why, size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    out->init_override = -1;
+    const char *bad = NULL;
+    ps_model_kind kind = PS_MODEL_LOGREG;
+    ps_act_kind act = PS_ACT_RELU;
+    if (ps_model_parse_kind(in->kind, &kind)) {
+        bad = "model.kind";
+        snprintf(why, whylen, "\"%s\" is not logreg, mlp, cnn or vae", in->kind);
+    } else if (in->activation[0] && ps_model_parse_activation(in->activation, &act)) {
+        bad = "model.activation";
+        snprintf(why, whylen, "\"%s\" is not relu, sigmoid, softplus or tanh", in->activation);
+    } else if (kind == PS_MODEL_LOGREG && in->nhidden) {
+        bad = "model.hidden";
+        snprintf(why, whylen, "%u hidden layers for a logreg model", in->nhidden);
+    } else if (in->nhidden > PS_MODEL_MAX_HIDDEN || in->nconv > PS_MODEL_MAX_CONV ||
+               (kind != PS_MODEL_CNN && in->nconv)) {
+        bad = "model.conv";
+        snprintf(why, whylen, "%u convolutions and %u hidden layers for a %s model", in->nconv,
+                 in->nhidden, kind_names[kind]);
+    }
+    if (bad) {
+        snprintf(field, fieldlen, "%s", bad);
+        return PS_EFORMAT;
+    }
+    out->kind = kind;
+    out->in_dim = in->in_dim;
+    out->nclasses = in->nclasses;
+    out->sparse_input = in->sparse_input;
+    out->nhidden = in->nhidden;
+    memcpy(out->hidden, in->hidden, in->nhidden * sizeof *out->hidden);
+    out->activation = act;
+    out->nconv = in->nconv;
+    memcpy(out->conv, in->conv, in->nconv * sizeof *out->conv);
+    out->latent = in->latent;
+    return 0;
+}
+
 /* The fields that shape the tables, common to every kind; the kind's own
  * go to its ops->tables. */
 static int check_shape(const ps_model_cfg *c)

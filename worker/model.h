@@ -47,8 +47,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/dataset.h"
+#include "common/file.h"
 #include "common/table.h"
+#include "data/dataset.h"
 
 #define PS_MODEL_MAX_HIDDEN 8
 /* Convolution stages of a cnn: conv, bias, then two dense layers, all
@@ -66,25 +67,25 @@ typedef enum { PS_ACT_RELU = 0, PS_ACT_SIGMOID, PS_ACT_SOFTPLUS, PS_ACT_TANH } p
 
 typedef struct {
     ps_model_kind kind;
-    uint64_t in_dim;      /* features (sparse: the key space, may be 2^30 and more) */
-    uint32_t nclasses;    /* >= 2 */
-    int sparse_input;     /* batches must match: 1 = CSR, 0 = dense */
-    uint32_t nhidden;     /* mlp: hidden layers, 1..PS_MODEL_MAX_HIDDEN; cnn and vae: 1 (the
-                             fully connected width; the encoder's and decoder's width) */
+    uint64_t in_dim;   /* features (sparse: the key space, may be 2^30 and more) */
+    uint32_t nclasses; /* >= 2 */
+    int sparse_input;  /* batches must match: 1 = CSR, 0 = dense */
+    uint32_t nhidden;  /* mlp: hidden layers, 1..PS_MODEL_MAX_HIDDEN; cnn and vae: 1 (the
+                          fully connected width; the encoder's and decoder's width) */
     uint32_t hidden[PS_MODEL_MAX_HIDDEN];
-    ps_act_kind activation; /* mlp and vae hidden units; cnn is ReLU, logreg has none */
-    uint32_t nconv;         /* cnn: convolution stages, 1..PS_MODEL_MAX_CONV */
+    ps_act_kind activation;           /* mlp and vae hidden units; cnn is ReLU, logreg has none */
+    uint32_t nconv;                   /* cnn: convolution stages, 1..PS_MODEL_MAX_CONV */
     uint32_t conv[PS_MODEL_MAX_CONV]; /* cnn: output channels of each stage */
     uint32_t latent;                  /* vae: latent dimensions, >= 1 */
-    float dropout_input;  /* drop probability of an input feature, [0, 1) */
-    float dropout_hidden; /* mlp, cnn (the fully connected layer): drop probability of a
-                             hidden unit, [0, 1); vae: must be 0 */
-    float l2;             /* 0.5 * l2 * ||w||^2 on weight rows a batch touches (not biases) */
-    int init_override;    /* -1: default (logreg zeros, others glorot); else a ps_init_kind
-                             for the weight tables (normal: stddev 0.01) */
-    uint64_t seed;        /* dropout masks (and, on servers, table init) */
-    uint32_t worker;      /* dropout masks differ across workers */
-    uint32_t max_batch;   /* largest batch passed to forward_backward, >= 1 */
+    float dropout_input;              /* drop probability of an input feature, [0, 1) */
+    float dropout_hidden;             /* mlp, cnn (the fully connected layer): drop probability of a
+                                         hidden unit, [0, 1); vae: must be 0 */
+    float l2;           /* 0.5 * l2 * ||w||^2 on weight rows a batch touches (not biases) */
+    int init_override;  /* -1: default (logreg zeros, others glorot); else a ps_init_kind
+                           for the weight tables (normal: stddev 0.01) */
+    uint64_t seed;      /* dropout masks (and, on servers, table init) */
+    uint32_t worker;    /* dropout masks differ across workers */
+    uint32_t max_batch; /* largest batch passed to forward_backward, >= 1 */
 } ps_model_cfg;
 
 typedef struct ps_model ps_model;
@@ -132,6 +133,21 @@ void ps_model_destroy(ps_model **m);
  * always suffice), OUT *n. Returns 0, PS_ECONFIG, or PS_EINVAL (logged) when
  * cap is too small. Pure, thread-safe. */
 int ps_model_tables(const ps_model_cfg *cfg, ps_table_desc *out, uint32_t cap, uint32_t *n);
+
+/* The architecture of cfg as a model file describes it (proto ModelInfo):
+ * kind, in_dim, nclasses, sparse_input, hidden, activation (mlp and vae;
+ * "" otherwise), conv (cnn) and latent (vae) into out; hash_bits,
+ * hash_fingerprint and averaged are the caller's and left as they are.
+ * Pure. */
+void ps_model_info_write(const ps_model_cfg *cfg, ps_file_model *out);
+/* The inverse: the architecture fields of out from a model file's info,
+ * the run fields zero but init_override = -1. An unknown kind or
+ * activation, or lists that do not fit the kind, are PS_EFORMAT with the
+ * field's name in field (fieldlen bytes) and the reason in why (whylen);
+ * nothing is logged (the caller names the file). ps_model_tables then
+ * checks the shape. Pure. */
+int ps_model_info_read(const ps_file_model *in, ps_model_cfg *out, char *field, size_t fieldlen,
+                       char *why, size_t whylen);
 
 /* Number of tables: 2 for logreg, 2 * (nhidden + 1) for the mlp,
  * 2 * (nconv + 2) for the cnn, 8 for the vae. */

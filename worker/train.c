@@ -109,7 +109,8 @@ static void inject_delay(trainer *tr, uint64_t clock)
     uint64_t x = ps_rng_hash((uint64_t)time(NULL), tr->wc->client.worker, clock,
                              (uint64_t)(ps_comm_time() * 1e6));
     double ms = ps_rng_unit_double(x) * tr->wc->delay_ms;
-    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+                          .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
@@ -165,7 +166,9 @@ static int evaluate(trainer *tr, int64_t version, double *loss, double *acc)
         correct += nc;
     }
     *loss = tr->test.n ? loss_sum / (double)tr->test.n : NAN;
-    *acc = tr->test.n ? (double)correct / (double)tr->test.n : NAN;
+    /* A vae has no classes: no accuracy (null in the metrics). */
+    int classes = ps_model_has_accuracy(ps_model_config(tr->model)->kind);
+    *acc = tr->test.n && classes ? (double)correct / (double)tr->test.n : NAN;
     return 0;
 }
 
@@ -183,8 +186,9 @@ static void progress(trainer *tr, uint64_t clock, int force)
     double eta = clock > tr->start_clock
                      ? el / (double)(clock - tr->start_clock) * (double)(tr->total_steps - clock)
                      : 0;
-    PS_LOG(INFO, "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss %.4f  push %.1f MB/s "
-                 "pull %.1f MB/s  eta %.0fs",
+    PS_LOG(INFO,
+           "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss %.4f  push %.1f MB/s "
+           "pull %.1f MB/s  eta %.0fs",
            (double)clock / (double)tr->steps_per_epoch, (unsigned long long)clock,
            (unsigned long long)tr->total_steps, el > 0 ? samples / el : 0, tr->loss_ema,
            el > 0 ? sent / el / 1e6 : 0, el > 0 ? recv / el / 1e6 : 0, eta);
@@ -228,8 +232,12 @@ static int eval_and_record(trainer *tr, uint64_t clock)
     }
     /* Machine-readable final line for scripts and tests. */
     if (clock == tr->total_steps) {
-        printf("final step=%llu test_loss=%.6f test_acc=%.4f time_s=%.2f samples_per_sec=%.1f\n",
-               (unsigned long long)clock, loss, acc, el, rate);
+        char acc_text[32] = "null";
+        if (!isnan(acc)) {
+            snprintf(acc_text, sizeof acc_text, "%.4f", acc);
+        }
+        printf("final step=%llu test_loss=%.6f test_acc=%s time_s=%.2f samples_per_sec=%.1f\n",
+               (unsigned long long)clock, loss, acc_text, el, rate);
         fflush(stdout);
     }
     return rc;
@@ -329,8 +337,8 @@ static int checkpoint(trainer *tr, ps_comm *workers, int64_t done, int64_t *prev
     if ((rc = ps_client_checkpoint(tr->client, done))) {
         return rc;
     }
-    ps_ckpt_manifest m = {.clock = done, .nservers = tr->wc->nservers_running,
-                          .nworkers = tr->wc->client.nworkers};
+    ps_ckpt_manifest m = {
+        .clock = done, .nservers = tr->wc->nservers_running, .nworkers = tr->wc->client.nworkers};
     if ((rc = ps_ckpt_write_manifest(cfg->ckpt_dir, &m, tr->wc->config_text))) {
         return rc;
     }
@@ -396,9 +404,9 @@ static int step(trainer *tr, uint64_t clock)
     ps_batch b = ps_dataset_view(&s->batch, 0, s->batch.n);
     if (b.n > 0) {
         double loss = 0;
-        if ((rc = ps_model_forward_backward(tr->model, &b, s->keys,
-                                            (const float *const *)tr->params, tr->grads, clock,
-                                            &loss))) {
+        if ((rc =
+                 ps_model_forward_backward(tr->model, &b, s->keys, (const float *const *)tr->params,
+                                           tr->grads, clock, &loss))) {
             return rc;
         }
         tr->loss_ema = tr->have_ema ? 0.98 * tr->loss_ema + 0.02 * loss : loss;
