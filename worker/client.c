@@ -67,10 +67,11 @@ int ps_client_create(ps_client **out, const ps_client_cfg *cfg, ps_comm *comm)
             goto fail;
         }
         /* Replies carry values only; slots bound the row count of a segment. */
-        c->limits[t] = (ps_msg_table){.width = cfg->tables[t].width, .slots = cfg->tables[t].rows};
+        c->limits[t] = (ps_msg_table){.width = cfg->tables[t].width,
+                                        .slots = cfg->tables[t].rows};
     }
-    c->lim =
-        (ps_msg_limits){.tables = c->limits, .ntables = cfg->ntables, .nworkers = cfg->nworkers};
+    c->lim = (ps_msg_limits){.tables = c->limits, .ntables = cfg->ntables,
+                               .nworkers = cfg->nworkers};
     for (int r = 0; r < size; r++) {
         c->server_of_rank[r] = -1;
     }
@@ -194,8 +195,9 @@ int ps_client_plan(ps_client *c, ps_plan *p, const ps_keylist *keys)
         for (size_t i = 0; i < keys[t].n; i++) {
             uint64_t key = keys[t].keys[i];
             if (key >= sh->rows) {
-                PS_LOG(ERROR, "key %llu of table %s is past its %llu rows", (unsigned long long)key,
-                       c->cfg.tables[t].name, (unsigned long long)sh->rows);
+                PS_LOG(ERROR, "key %llu of table %s is past its %llu rows",
+                       (unsigned long long)key, c->cfg.tables[t].name,
+                       (unsigned long long)sh->rows);
                 return PS_ERANGE;
             }
             uint32_t server;
@@ -240,12 +242,9 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
     for (uint32_t s = 0; s < p->nservers; s++) {
         plan_part *pt = &p->parts[s];
         pt->request_id = ++c->next_id;
-        ps_pull m = {.request_id = pt->request_id,
-                     .min_version = min_version,
-                     .worker = c->cfg.worker,
-                     .averaged = averaged,
-                     .nsegs = part_segs(c, pt, p->ntables),
-                     .segs = c->segs};
+        ps_pull m = {.request_id = pt->request_id, .min_version = min_version,
+                     .worker = c->cfg.worker, .averaged = averaged,
+                     .nsegs = part_segs(c, pt, p->ntables), .segs = c->segs};
         int rc = ps_codec_encode_pull(c->codec, &m, &c->out);
         if (rc || (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_PULL, &c->out))) {
             return rc;
@@ -274,20 +273,18 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
     const plan_part *pt = &p->parts[s];
     size_t want = part_segs(c, pt, p->ntables);
     if (r->request_id != pt->request_id || r->nsegs != want) {
-        PS_LOG(ERROR,
-               "reply from server rank %d answers request %llu with %zu segments; "
-               "expected request %llu with %zu",
-               src, (unsigned long long)r->request_id, r->nsegs, (unsigned long long)pt->request_id,
-               want);
+        PS_LOG(ERROR, "reply from server rank %d answers request %llu with %zu segments; "
+                      "expected request %llu with %zu",
+               src, (unsigned long long)r->request_id, r->nsegs,
+               (unsigned long long)pt->request_id, want);
         return PS_EMSG;
     }
     for (size_t i = 0; i < r->nsegs; i++) {
         const ps_seg *want_seg = &c->segs[i], *got = &r->segs[i];
         size_t width = c->cfg.tables[want_seg->table].width;
         if (got->table != want_seg->table || got->nvalues != want_seg->nkeys * width) {
-            PS_LOG(ERROR,
-                   "reply from server rank %d: segment %zu has table %u with %zu values; "
-                   "expected table %u with %zu",
+            PS_LOG(ERROR, "reply from server rank %d: segment %zu has table %u with %zu values; "
+                          "expected table %u with %zu",
                    src, i, got->table, got->nvalues, want_seg->table, want_seg->nkeys * width);
             return PS_EMSG;
         }
@@ -359,11 +356,8 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
                     off += width;
                 }
             }
-            c->segs[nsegs++] = (ps_seg){.table = t,
-                                        .nkeys = n,
-                                        .slots = pt->slots + a,
-                                        .values = vals,
-                                        .nvalues = n * width};
+            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
+                                        .values = vals, .nvalues = n * width};
         }
         ps_push m = {.clock = clock, .worker = c->cfg.worker, .nsegs = nsegs, .segs = c->segs};
         if ((rc = ps_codec_encode_push(c->codec, &m, &c->out)) ||

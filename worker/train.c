@@ -109,8 +109,7 @@ static void inject_delay(trainer *tr, uint64_t clock)
     uint64_t x = ps_rng_hash((uint64_t)time(NULL), tr->wc->client.worker, clock,
                              (uint64_t)(ps_comm_time() * 1e6));
     double ms = ps_rng_unit_double(x) * tr->wc->delay_ms;
-    struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
-                          .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
@@ -186,9 +185,8 @@ static void progress(trainer *tr, uint64_t clock, int force)
     double eta = clock > tr->start_clock
                      ? el / (double)(clock - tr->start_clock) * (double)(tr->total_steps - clock)
                      : 0;
-    PS_LOG(INFO,
-           "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss %.4f  push %.1f MB/s "
-           "pull %.1f MB/s  eta %.0fs",
+    PS_LOG(INFO, "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss %.4f  push %.1f MB/s "
+                 "pull %.1f MB/s  eta %.0fs",
            (double)clock / (double)tr->steps_per_epoch, (unsigned long long)clock,
            (unsigned long long)tr->total_steps, el > 0 ? samples / el : 0, tr->loss_ema,
            el > 0 ? sent / el / 1e6 : 0, el > 0 ? recv / el / 1e6 : 0, eta);
@@ -337,8 +335,8 @@ static int checkpoint(trainer *tr, ps_comm *workers, int64_t done, int64_t *prev
     if ((rc = ps_client_checkpoint(tr->client, done))) {
         return rc;
     }
-    ps_ckpt_manifest m = {
-        .clock = done, .nservers = tr->wc->nservers_running, .nworkers = tr->wc->client.nworkers};
+    ps_ckpt_manifest m = {.clock = done, .nservers = tr->wc->nservers_running,
+                          .nworkers = tr->wc->client.nworkers};
     if ((rc = ps_ckpt_write_manifest(cfg->ckpt_dir, &m, tr->wc->config_text))) {
         return rc;
     }
@@ -404,9 +402,9 @@ static int step(trainer *tr, uint64_t clock)
     ps_batch b = ps_dataset_view(&s->batch, 0, s->batch.n);
     if (b.n > 0) {
         double loss = 0;
-        if ((rc =
-                 ps_model_forward_backward(tr->model, &b, s->keys, (const float *const *)tr->params,
-                                           tr->grads, clock, &loss))) {
+        if ((rc = ps_model_forward_backward(tr->model, &b, s->keys,
+                                            (const float *const *)tr->params, tr->grads, clock,
+                                            &loss))) {
             return rc;
         }
         tr->loss_ema = tr->have_ema ? 0.98 * tr->loss_ema + 0.02 * loss : loss;
