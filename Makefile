@@ -84,7 +84,8 @@ else
 Q := @
 endif
 
-.PHONY: all run test test-slurm unit mpitest bench fuzz clean install deps check-deps check-layers
+.PHONY: all run test test-slurm unit mpitest bench fuzz clean install deps check-deps check-layers \
+	experiments
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -155,6 +156,12 @@ run: check-deps
 bench: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
 	@BIN=./$(BIN) BUILD=$(BUILD) bench/run.sh
+
+# The paper's experiments (docs/experiments.md): `make experiments` runs the
+# reduced versions, `make experiments ARGS=--full` the paper-length ones.
+experiments: check-deps
+	@$(MAKE) --no-print-directory $(BIN)
+	@deploy/experiments --bin ./$(BIN) $(ARGS)
 
 fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build-fuzz

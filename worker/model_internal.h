@@ -17,6 +17,10 @@
  * (as long as batch * in_dim < 2^56). */
 #define PS_LAYER_UNIT_SHIFT 56
 
+/* The vae's noise is unit i * latent + j of the Gaussian stream with key
+ * ps_rng_hash(seed, worker, step, PS_VAE_GAUSS_STREAM) ("gauss"). */
+#define PS_VAE_GAUSS_STREAM 0x6761757373ULL
+
 /* One kind of model. The implementation state is private to its file; cfg
  * has been checked (shape and run fields) before create, and batches and
  * keys before train and score. */

@@ -17,8 +17,6 @@
 #include "common/rng.h"
 #include "worker/model_internal.h"
 
-/* Names the Gaussian stream of the hash ("gauss"), apart from dropout's. */
-#define GAUSS_STREAM 0x6761757373ULL
 /* Evaluation draws from the key of this (worker, step), which training
  * never uses, so every evaluation sees the same noise. */
 #define EVAL_WORKER UINT32_MAX
@@ -165,7 +163,7 @@ static int vae_train(void *impl, const ps_batch *b, const ps_keylist *keys,
     const ps_model_cfg *c = m->cfg;
     size_t n = b->n, D = m->D, H = m->H, L = m->L;
     float scale = 1.0f / (float)n;
-    uint64_t key = ps_rng_hash(c->seed, c->worker, step, GAUSS_STREAM);
+    uint64_t key = ps_rng_hash(c->seed, c->worker, step, PS_VAE_GAUSS_STREAM);
     *loss = run(m, b, 0, n, params, key) / (double)n;
 
     /* Decoder: d(loss)/d(logit) = (sigmoid(l) - x) / n. */
@@ -211,7 +209,7 @@ static void vae_score(void *impl, const ps_batch *b, size_t r0, size_t n, const 
     (void)classes; /* ps_model_predict refuses a vae before it gets here */
     vae *m = impl;
     /* A fixed key: sample i of b gets the same noise at every evaluation. */
-    uint64_t key = ps_rng_hash(m->cfg->seed, EVAL_WORKER, EVAL_STEP, GAUSS_STREAM);
+    uint64_t key = ps_rng_hash(m->cfg->seed, EVAL_WORKER, EVAL_STEP, PS_VAE_GAUSS_STREAM);
     double l = run(m, b, r0, n, params, key);
     if (loss_sum) {
         *loss_sum += l;
