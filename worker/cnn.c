@@ -134,12 +134,9 @@ static int cnn_tables(const ps_model_cfg *c, ps_table_desc *out, uint32_t *n)
     return 0;
 }
 
-static void cnn_destroy(void **impl)
+static void cnn_fini(void *impl)
 {
-    cnn *m = *impl;
-    if (!m) {
-        return;
-    }
+    cnn *m = impl;
     for (uint32_t k = 0; k <= K; k++) {
         ps_aligned_free(m->relu[k]);
         ps_aligned_free(m->pool[k]);
@@ -150,19 +147,12 @@ static void cnn_destroy(void **impl)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         ps_aligned_free(bufs[i]);
     }
-    ps_free(m);
-    *impl = NULL;
 }
 
-static int cnn_create(void **impl, const ps_model_cfg *cfg, const ps_table_desc *tables)
+static int cnn_init(void *impl)
 {
-    (void)tables;
-    cnn *m = ps_calloc(1, sizeof *m);
-    if (!m) {
-        return PS_ENOMEM;
-    }
-    *impl = m;
-    m->cfg = cfg;
+    cnn *m = impl;
+    const ps_model_cfg *cfg = m->cfg;
     m->nconv = cfg->nconv;
     int rc = shape(cfg, m->c, m->h);
     PS_ASSERT(rc == 0); /* ps_model_tables checked it */
@@ -176,7 +166,6 @@ static int cnn_create(void **impl, const ps_model_cfg *cfg, const ps_table_desc 
     if ((uint64_t)nb * maxmap > UINT32_MAX) {
         PS_LOG(ERROR, "model config: a batch of %zu maps of %zu values overflows pooling indices",
                nb, maxmap);
-        cnn_destroy(impl);
         return PS_ECONFIG;
     }
     m->fc_in = m->h[m->nconv] * m->h[m->nconv] * m->c[m->nconv];
@@ -201,11 +190,7 @@ static int cnn_create(void **impl, const ps_model_cfg *cfg, const ps_table_desc 
     if (ok && cfg->dropout_input > 0.0f) {
         ok = (m->xin = ps_layers_alloc(nb, cfg->in_dim)) != NULL;
     }
-    if (!ok) {
-        cnn_destroy(impl);
-        return PS_ENOMEM;
-    }
-    return 0;
+    return ok ? 0 : PS_ENOMEM;
 }
 
 /* The input of stage k for samples [s0, ...) and how to read it: stage 1
@@ -342,4 +327,4 @@ static void cnn_score(void *impl, const ps_batch *b, size_t r0, size_t n, const 
                          ncorrect, classes ? classes + r0 : NULL);
 }
 
-const ps_model_ops ps_cnn_ops = {cnn_tables, cnn_create, cnn_destroy, cnn_train, cnn_score};
+const ps_model_ops ps_cnn_ops = {sizeof(cnn), cnn_tables, cnn_init, cnn_fini, cnn_train, cnn_score};

@@ -75,12 +75,9 @@ static int mlp_tables(const ps_model_cfg *c, ps_table_desc *out, uint32_t *n)
     return 0;
 }
 
-static void mlp_destroy(void **impl)
+static void mlp_fini(void *impl)
 {
-    mlp *m = *impl;
-    if (!m) {
-        return;
-    }
+    mlp *m = impl;
     for (uint32_t l = 0; l <= MAX_LAYERS; l++) {
         ps_aligned_free(m->act[l]);
     }
@@ -89,19 +86,12 @@ static void mlp_destroy(void **impl)
     ps_aligned_free(m->mask);
     ps_aligned_free(m->xin);
     ps_free(m->xval);
-    ps_free(m);
-    *impl = NULL;
 }
 
-static int mlp_create(void **impl, const ps_model_cfg *cfg, const ps_table_desc *tables)
+static int mlp_init(void *impl)
 {
-    (void)tables;
-    mlp *m = ps_calloc(1, sizeof *m);
-    if (!m) {
-        return PS_ENOMEM;
-    }
-    *impl = m;
-    m->cfg = cfg;
+    mlp *m = impl;
+    const ps_model_cfg *cfg = m->cfg;
     uint32_t nh = cfg->kind == PS_MODEL_MLP ? cfg->nhidden : 0;
     m->nlayers = nh + 1;
     uint32_t maxh = 0;
@@ -124,11 +114,7 @@ static int mlp_create(void **impl, const ps_model_cfg *cfg, const ps_table_desc 
     if (ok && !cfg->sparse_input && cfg->dropout_input > 0.0f) {
         ok = (m->xin = ps_layers_alloc(nb, cfg->in_dim)) != NULL;
     }
-    if (!ok) {
-        mlp_destroy(impl);
-        return PS_ENOMEM;
-    }
-    return 0;
+    return ok ? 0 : PS_ENOMEM;
 }
 
 /* Sparse input values after dropout, one per non-zero of the batch. */
@@ -318,4 +304,4 @@ static void mlp_score(void *impl, const ps_batch *b, size_t r0, size_t n, const 
                          loss_sum, ncorrect, classes ? classes + r0 : NULL);
 }
 
-const ps_model_ops ps_mlp_ops = {mlp_tables, mlp_create, mlp_destroy, mlp_train, mlp_score};
+const ps_model_ops ps_mlp_ops = {sizeof(mlp), mlp_tables, mlp_init, mlp_fini, mlp_train, mlp_score};

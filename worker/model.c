@@ -252,7 +252,13 @@ int ps_model_create(ps_model **out, const ps_model_cfg *cfg)
     m->ops = kind_ops[cfg->kind];
     m->ntables = ntables;
     memcpy(m->tables, tables, ntables * sizeof *tables);
-    rc = m->ops->create(&m->impl, &m->cfg, m->tables);
+    /* The kind's state starts with its cfg pointer (model_internal.h). */
+    if (!(m->impl = ps_calloc(1, m->ops->size))) {
+        rc = PS_ENOMEM;
+    } else {
+        *(const ps_model_cfg **)m->impl = &m->cfg;
+        rc = m->ops->init(m->impl);
+    }
     if (rc == 0 && cfg->sparse_input && !(m->hist = ps_malloc(RADIX_SIZE * sizeof *m->hist))) {
         rc = PS_ENOMEM;
     }
@@ -274,7 +280,8 @@ void ps_model_destroy(ps_model **pm)
     }
     ps_model *m = *pm;
     if (m->impl) {
-        m->ops->destroy(&m->impl);
+        m->ops->fini(m->impl);
+        ps_free(m->impl);
     }
     for (int i = 0; i < 2; i++) {
         ps_free(m->sort_id[i]);

@@ -21,18 +21,22 @@
  * ps_rng_hash(seed, worker, step, PS_VAE_GAUSS_STREAM) ("gauss"). */
 #define PS_VAE_GAUSS_STREAM 0x6761757373ULL
 
-/* One kind of model. The implementation state is private to its file; cfg
- * has been checked (shape and run fields) before create, and batches and
- * keys before train and score. */
+/* One kind of model. The implementation state is private to its file: a
+ * struct of `size` bytes whose first member is `const ps_model_cfg *cfg`;
+ * worker/model.c allocates it zeroed, sets cfg (checked: shape and run
+ * fields) and frees it. Batches and keys are checked before train and
+ * score. */
 typedef struct {
+    size_t size;
     /* Checks the kind's own shape fields (PS_ECONFIG, logged naming the
-     * field) and writes its tables into out[0..*n) (cap >= the count, the
-     * caller checked PS_MODEL_MAX_TABLES). Pure. */
+     * field) and writes its tables into out[0..*n) (at most
+     * PS_MODEL_MAX_TABLES). Pure. */
     int (*tables)(const ps_model_cfg *c, ps_table_desc *out, uint32_t *n);
-    /* Allocates the kind's buffers for c->max_batch samples; c is borrowed
-     * for the life of the state. PS_ENOMEM (logged). */
-    int (*create)(void **impl, const ps_model_cfg *c, const ps_table_desc *tables);
-    void (*destroy)(void **impl);
+    /* Allocates the kind's buffers for cfg->max_batch samples: 0,
+     * PS_ENOMEM or PS_ECONFIG (logged). fini runs after init, also after
+     * a failed one, and frees whatever init allocated. */
+    int (*init)(void *impl);
+    void (*fini)(void *impl);
     /* The data loss (mean over the batch, no L2) and its gradient. */
     int (*train)(void *impl, const ps_batch *b, const ps_keylist *keys, const float *const *params,
                  float *const *grads, uint64_t step, double *loss);

@@ -65,30 +65,20 @@ static int vae_tables(const ps_model_cfg *c, ps_table_desc *out, uint32_t *n)
     return 0;
 }
 
-static void vae_destroy(void **impl)
+static void vae_fini(void *impl)
 {
-    vae *m = *impl;
-    if (!m) {
-        return;
-    }
+    vae *m = impl;
     float *bufs[] = {m->xb,     m->h1,   m->enc, m->eps, m->z,    m->h2,
                      m->logits, m->dlog, m->dh2, m->dz,  m->denc, m->dh1};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         ps_aligned_free(bufs[i]);
     }
-    ps_free(m);
-    *impl = NULL;
 }
 
-static int vae_create(void **impl, const ps_model_cfg *cfg, const ps_table_desc *tables)
+static int vae_init(void *impl)
 {
-    (void)tables;
-    vae *m = ps_calloc(1, sizeof *m);
-    if (!m) {
-        return PS_ENOMEM;
-    }
-    *impl = m;
-    m->cfg = cfg;
+    vae *m = impl;
+    const ps_model_cfg *cfg = m->cfg;
     m->D = cfg->in_dim;
     m->H = cfg->hidden[0];
     m->L = cfg->latent;
@@ -99,7 +89,6 @@ static int vae_create(void **impl, const ps_model_cfg *cfg, const ps_table_desc 
         !(m->logits = ps_layers_alloc(nb, m->D)) || !(m->dlog = ps_layers_alloc(nb, m->D)) ||
         !(m->dh2 = ps_layers_alloc(nb, m->H)) || !(m->dz = ps_layers_alloc(nb, m->L)) ||
         !(m->denc = ps_layers_alloc(nb, 2 * m->L)) || !(m->dh1 = ps_layers_alloc(nb, m->H))) {
-        vae_destroy(impl);
         return PS_ENOMEM;
     }
     return 0;
@@ -216,4 +205,4 @@ static void vae_score(void *impl, const ps_batch *b, size_t r0, size_t n, const 
     }
 }
 
-const ps_model_ops ps_vae_ops = {vae_tables, vae_create, vae_destroy, vae_train, vae_score};
+const ps_model_ops ps_vae_ops = {sizeof(vae), vae_tables, vae_init, vae_fini, vae_train, vae_score};
