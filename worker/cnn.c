@@ -12,7 +12,6 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "worker/dropout.h"
 #include "worker/model_internal.h"
 
 #define K PS_MODEL_MAX_CONV
@@ -218,14 +217,7 @@ static const float *forward(cnn *m, const ps_batch *b, size_t r0, size_t n,
                             const float *const *params, int train, uint64_t step)
 {
     const ps_model_cfg *c = m->cfg;
-    const float *x = b->x + r0 * c->in_dim;
-    if (train && c->dropout_input > 0.0f) {
-        ps_dropout d;
-        ps_dropout_init(&d, c->seed, c->worker, step, c->dropout_input);
-        ps_dropout_fill(&d, 0, m->xin, n * c->in_dim);
-        ps_layers_mul(m->xin, x, n * c->in_dim);
-        x = m->xin;
-    }
+    const float *x = ps_layers_drop_input(c, b->x + r0 * c->in_dim, n, train, step, m->xin);
     for (uint32_t k = 1; k <= m->nconv; k++) {
         uint32_t side = m->h[k - 1], cin = m->c[k - 1], cout = m->c[k];
         size_t plane = (size_t)side * side, rowlen = (size_t)cin * PS_CONV_K * PS_CONV_K;
@@ -245,9 +237,7 @@ static const float *forward(cnn *m, const ps_batch *b, size_t r0, size_t n,
     uint32_t t = 2 * m->nconv, C = c->nclasses;
     const float *mk = NULL;
     if (train && c->dropout_hidden > 0.0f) {
-        ps_dropout d;
-        ps_dropout_init(&d, c->seed, c->worker, step, c->dropout_hidden);
-        ps_dropout_fill(&d, UINT64_C(1) << PS_LAYER_UNIT_SHIFT, m->mask, n * m->fc);
+        ps_layers_hidden_mask(c, 1, step, m->mask, n * m->fc);
         mk = m->mask;
     }
     ps_layers_dense(n, m->fc_in, m->fc, m->pool[m->nconv], params[t], m->fcact);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/mem.h"
+#include "worker/dropout.h"
 #include "worker/model_internal.h"
 
 #define ALIGN 64
@@ -42,6 +43,26 @@ void ps_layers_axpy(float *restrict y, float a, const float *restrict x, size_t 
 void ps_layers_mul(float *restrict y, const float *restrict x, size_t n)
 {
     FOR_CHUNKED(j, n, y[j] *= x[j]);
+}
+
+const float *ps_layers_drop_input(const ps_model_cfg *c, const float *x, size_t n, int train,
+                                  uint64_t step, float *xin)
+{
+    if (!train || c->dropout_input <= 0.0f) {
+        return x;
+    }
+    ps_dropout d;
+    ps_dropout_init(&d, c->seed, c->worker, step, c->dropout_input);
+    ps_dropout_fill(&d, 0, xin, n * c->in_dim);
+    ps_layers_mul(xin, x, n * c->in_dim);
+    return xin;
+}
+
+void ps_layers_hidden_mask(const ps_model_cfg *c, uint32_t l, uint64_t step, float *mask, size_t n)
+{
+    ps_dropout d;
+    ps_dropout_init(&d, c->seed, c->worker, step, c->dropout_hidden);
+    ps_dropout_fill(&d, (uint64_t)l << PS_LAYER_UNIT_SHIFT, mask, n);
 }
 
 void ps_layers_dense(size_t n, size_t din, size_t dout, const float *x, const float *w, float *z)

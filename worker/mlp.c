@@ -175,15 +175,6 @@ static void sparse_backward(const ps_batch *b, const uint32_t *pos, size_t nrows
     }
 }
 
-/* Hidden layer l's mask for n rows into m->mask (dropout on). */
-static void hidden_mask(mlp *m, uint32_t l, size_t n, uint64_t step)
-{
-    const ps_model_cfg *c = m->cfg;
-    ps_dropout drop;
-    ps_dropout_init(&drop, c->seed, c->worker, step, c->dropout_hidden);
-    ps_dropout_fill(&drop, (uint64_t)l << PS_LAYER_UNIT_SHIFT, m->mask, n * m->width[l]);
-}
-
 /* Runs rows [r0, r0 + n) of b forward; act[L] ends with the logits.
  * train turns dropout on. xvals: the sparse values to use. */
 static void forward(mlp *m, const ps_batch *b, size_t r0, size_t n, const ps_keylist *keys,
@@ -194,14 +185,7 @@ static void forward(mlp *m, const ps_batch *b, size_t r0, size_t n, const ps_key
     if (c->sparse_input) {
         sparse_forward(b, r0, n, keys[0].pos, xvals, params[0], d1, m->act[1]);
     } else {
-        const float *x = b->x + r0 * c->in_dim;
-        if (train && c->dropout_input > 0.0f) {
-            ps_dropout d;
-            ps_dropout_init(&d, c->seed, c->worker, step, c->dropout_input);
-            ps_dropout_fill(&d, 0, m->xin, n * c->in_dim);
-            ps_layers_mul(m->xin, x, n * c->in_dim);
-            x = m->xin;
-        }
+        const float *x = ps_layers_drop_input(c, b->x + r0 * c->in_dim, n, train, step, m->xin);
         ps_layers_dense(n, c->in_dim, d1, x, params[0], m->act[1]);
     }
     for (uint32_t l = 1; l <= m->nlayers; l++) {
@@ -213,7 +197,7 @@ static void forward(mlp *m, const ps_batch *b, size_t r0, size_t n, const ps_key
         }
         const float *mk = NULL;
         if (l < m->nlayers && train && c->dropout_hidden > 0.0f) {
-            hidden_mask(m, l, n, step);
+            ps_layers_hidden_mask(c, l, step, m->mask, n * d);
             mk = m->mask;
         }
         for (size_t i = 0; i < n; i++) {
@@ -279,7 +263,7 @@ static int mlp_train(void *impl, const ps_batch *b, const ps_keylist *keys,
         }
         const float *mk = NULL;
         if (dropping && c->activation != PS_ACT_RELU) {
-            hidden_mask(m, l - 1, n, step);
+            ps_layers_hidden_mask(c, l - 1, step, m->mask, n * dp);
             mk = m->mask;
         }
         float *gbp = grads[2 * (l - 2) + 1];

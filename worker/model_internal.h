@@ -61,6 +61,14 @@ float *ps_layers_alloc(size_t rows, size_t cols);
 void ps_layers_axpy(float *y, float a, const float *x, size_t n);
 /* y[i] *= x[i] */
 void ps_layers_mul(float *y, const float *x, size_t n);
+/* The n dense input rows at x after inverted dropout when training with
+ * c->dropout_input > 0 (unit i * in_dim + f of (seed, worker, step), into
+ * xin, which is returned); otherwise x itself. */
+const float *ps_layers_drop_input(const ps_model_cfg *c, const float *x, size_t n, int train,
+                                  uint64_t step, float *xin);
+/* The dropout mask of n units of hidden layer l (1-based), units
+ * (l << PS_LAYER_UNIT_SHIFT) + k, with c->dropout_hidden. */
+void ps_layers_hidden_mask(const ps_model_cfg *c, uint32_t l, uint64_t step, float *mask, size_t n);
 /* z[i][:] = x[i][:] W for n rows: x is n x din, W din x dout, z n x dout
  * (row-major, sgemm). */
 void ps_layers_dense(size_t n, size_t din, size_t dout, const float *x, const float *w, float *z);
