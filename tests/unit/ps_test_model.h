@@ -1,14 +1,16 @@
 /* Shared by the model tests (test_model.c, test_cnn.c, test_vae.c):
  * parameters that are a fixed function of (table, key, column), gradient
  * buffers, and the finite-difference gradient check of a model against an
- * independent double-precision reference of its loss. Include after
- * cmocka.h and worker/model.h; every helper is static inline. */
+ * independent double-precision reference of its loss, and the allocation
+ * failure sweep of ps_model_create. Include after cmocka.h and
+ * tests/unit/ps_test.h; every helper is static inline. */
 #ifndef PS_TEST_MODEL_H
 #define PS_TEST_MODEL_H
 
 #include <math.h>
 #include <stdlib.h>
 
+#include "common/err.h"
 #include "common/rng.h"
 #include "worker/model.h"
 
@@ -157,6 +159,26 @@ static inline ps_batch ps_test_dense_batch(uint64_t seed, size_t n, uint32_t dim
         y[i] = (int32_t)ps_rng_below(&r, nclasses);
     }
     return (ps_batch){n, dim, nclasses, 0, x, NULL, NULL, NULL, y};
+}
+
+/* Fails allocation 0, 1, 2, ... until ps_model_create(cfg) succeeds: each
+ * failure is PS_ENOMEM with the model pointer untouched (cmocka checks
+ * for leaks); success needs more than min_allocs allocations. */
+static inline void ps_test_model_create_oom_sweep(const ps_model_cfg *cfg, long min_allocs)
+{
+    for (long n = 0;; n++) {
+        ps_model *m = NULL;
+        ps_test_fail_alloc(n);
+        int rc = ps_model_create(&m, cfg);
+        ps_test_fail_alloc(-1);
+        if (rc == 0) {
+            assert_true(n > min_allocs);
+            ps_model_destroy(&m);
+            return;
+        }
+        assert_int_equal(rc, PS_ENOMEM);
+        assert_null(m);
+    }
 }
 
 /* A double activation, as the model defines them. */

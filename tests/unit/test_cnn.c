@@ -342,19 +342,7 @@ static void test_cnn_create_survives_every_failed_allocation(void **state)
     (void)state;
     const uint32_t conv[] = {2, 3};
     ps_model_cfg c = cnn_cfg(49, 2, conv, 4, 3, 0.2f, 0.3f);
-    for (long n = 0;; n++) {
-        ps_model *m = NULL;
-        ps_test_fail_alloc(n);
-        int rc = ps_model_create(&m, &c);
-        ps_test_fail_alloc(-1);
-        if (rc == 0) {
-            assert_true(n > 5);
-            ps_model_destroy(&m);
-            break;
-        }
-        assert_int_equal(rc, PS_ENOMEM);
-        assert_null(m);
-    }
+    ps_test_model_create_oom_sweep(&c, 5);
 }
 
 int main(void)

@@ -631,19 +631,7 @@ static void test_model_create_survives_every_failed_allocation(void **state)
     ps_model_cfg cfgs[] = {mlp_cfg(8, 3, 0, 3, 0.2f, 0.5f), mlp_cfg(8, 3, 1, 2, 0.2f, 0.5f),
                            logreg_cfg(8, 2, 1, 0.0f)};
     for (size_t i = 0; i < 3; i++) {
-        for (long n = 0;; n++) {
-            ps_model *m = NULL;
-            ps_test_fail_alloc(n);
-            int rc = ps_model_create(&m, &cfgs[i]);
-            ps_test_fail_alloc(-1);
-            if (rc == 0) {
-                assert_true(n > 2);
-                ps_model_destroy(&m);
-                break;
-            }
-            assert_int_equal(rc, PS_ENOMEM);
-            assert_null(m);
-        }
+        ps_test_model_create_oom_sweep(&cfgs[i], 2);
     }
     tbatch tb;
     make_batch(&tb, 61, 5, 8, 3, 0.5);
