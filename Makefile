@@ -85,7 +85,8 @@ else
 Q := @
 endif
 
-.PHONY: all run test test-slurm uninstall unit mpitest bench fuzz fuzz-ci clean install deps check-deps check-layers
+.PHONY: all run test test-slurm uninstall unit mpitest bench fuzz fuzz-ci clean install deps \
+	check-deps check-layers experiments
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -156,6 +157,12 @@ run: check-deps
 bench: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
 	@BIN=./$(BIN) BUILD=$(BUILD) bench/run.sh
+
+# The paper's experiments (docs/experiments.md): `make experiments` runs the
+# reduced versions, `make experiments ARGS=--full` the paper-length ones.
+experiments: check-deps
+	@$(MAKE) --no-print-directory $(BIN)
+	@deploy/experiments --bin ./$(BIN) $(ARGS)
 
 # Every parser of untrusted bytes under libFuzzer (tests/fuzz/fuzz.mk):
 # FUZZ_SECONDS (60) each; fuzz-ci gives each 20 s, for CI.

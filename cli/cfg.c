@@ -24,10 +24,11 @@
 #define CHOICE(c) .type = PS_CFG_CHOICE, .choices = &(c)
 #define CUSTOM(o) .type = PS_CFG_CUSTOM, .ops = &(o)
 #define PER_RULE(bit) .dep = PS_CFG_PER_RULE, .reads = (bit)
-#define PER_MODEL(logreg, mlp)                                                                     \
+#define PER_MODEL(logreg, mlp, cnn, vae)                                                           \
     .dep = PS_CFG_PER_MODEL, .by_model = (const char *const[PS_MODEL_NKINDS])                      \
     {                                                                                              \
-        [PS_MODEL_LOGREG] = (logreg), [PS_MODEL_MLP] = (mlp)                                       \
+        [PS_MODEL_LOGREG] = (logreg), [PS_MODEL_MLP] = (mlp), [PS_MODEL_CNN] = (cnn),              \
+        [PS_MODEL_VAE] = (vae)                                                                     \
     }
 #define LIST(a)                                                                                    \
     {                                                                                              \
@@ -57,6 +58,7 @@ OWNER_CHOICE(opt, ps_opt_kind, ps_opt_parse, ps_opt_name, PS_OPT_COUNT_);
 OWNER_CHOICE(model, ps_model_kind, ps_model_parse_kind, ps_model_kind_name, PS_MODEL_NKINDS);
 OWNER_CHOICE(shard, ps_shard_mode, ps_shard_parse_mode, ps_shard_mode_name, PS_SHARD_HASH + 1);
 OWNER_CHOICE(init, ps_init_kind, ps_init_parse, ps_init_name, PS_INIT_GLOROT + 1);
+OWNER_CHOICE(act, ps_act_kind, ps_model_parse_activation, ps_model_activation_name, PS_ACT_COUNT);
 
 /* --max-memory: bytes with a binary suffix (cli/budget.h), or auto (0). */
 static int parse_max_memory(ps_cfg *cfg, const char *text, char *err, size_t errlen)
@@ -113,11 +115,17 @@ static const ps_cfg_row flags[] = {
      .cmds = CMD(PS_CMD_TRAIN) | CMD(PS_CMD_SYNTH),
      .help = "model kind; for predict: the DIR written by --save-model"},
     {FLAG("hidden", "hidden", MODEL, hidden), CUSTOM(ps_cfg_hidden), .metavar = "N,N,..",
-     .def = "1000,1000", .help = "mlp hidden layer widths, at most 8"},
+     PER_MODEL("1000,1000", "1000,1000", "", "500"), .help = "hidden widths (vae: one)"},
+    {FLAG("activation", "activation", MODEL, activation), CHOICE(act_choice),
+     PER_MODEL("relu", "relu", "relu", "softplus"), .help = "mlp and vae hidden units"},
+    {FLAG("conv", "conv", MODEL, nconv), CUSTOM(ps_cfg_conv), .metavar = "cN-..-N",
+     .def = "c32-c64-1000", .help = "cnn: conv channels, then FC width"},
+    {FLAG("latent", "latent", MODEL, latent), UINT(1, INT_MAX / 2), .metavar = "N", .def = "50",
+     .help = "vae: latent dimensions"},
     {FLAG("dropout-input", "dropout_input", MODEL, dropout_input), REAL(unit), .metavar = "P",
-     PER_MODEL("0", "0.2"), .help = "input dropout, in [0, 1)"},
-    {FLAG("dropout", "dropout", MODEL, dropout), REAL(unit), .metavar = "P", PER_MODEL("0", "0.5"),
-     .help = "hidden dropout, in [0, 1)"},
+     PER_MODEL("0", "0.2", "0.2", "0"), .help = "input dropout, in [0, 1)"},
+    {FLAG("dropout", "dropout", MODEL, dropout), REAL(unit), .metavar = "P",
+     PER_MODEL("0", "0.5", "0.5", "0"), .help = "hidden (cnn: FC) dropout, in [0, 1)"},
     {FLAG("l2", "l2", MODEL, l2), REAL(nonneg), .metavar = "LAMBDA", .def = "0",
      .help = "L2 penalty in the loss, >= 0"},
     {FLAG("init", "init", MODEL, init), CHOICE(init_choice), .word = "auto", .def = "auto",
@@ -365,6 +373,21 @@ static int check_combinations(ps_cfg *cfg, const unsigned char *seen, char *err,
         rc = ps_cfg_err(
             err, errlen,
             "--hidden: an mlp needs at least one hidden layer (--model logreg has none)");
+    } else if (cfg->model == PS_MODEL_VAE && cfg->nhidden != 1 && !predict) {
+        rc = ps_cfg_err(err, errlen,
+                        "--hidden: the vae has one hidden width (encoder and decoder), e.g. "
+                        "--hidden 500");
+    } else if (cfg->model == PS_MODEL_CNN && given(seen, "hidden")) {
+        rc = ps_cfg_err(err, errlen,
+                        "--hidden does not apply to --model cnn: the fully connected width is "
+                        "the last number of --conv");
+    } else if (cfg->model == PS_MODEL_CNN && given(seen, "activation") &&
+               cfg->activation != PS_ACT_RELU) {
+        rc = ps_cfg_err(err, errlen,
+                        "--activation: the cnn's units are relu (section 6.3); --activation is "
+                        "for the mlp and the vae");
+    } else if (cfg->model == PS_MODEL_VAE && (cfg->dropout > 0 || cfg->dropout_input > 0)) {
+        rc = ps_cfg_err(err, errlen, "--dropout/--dropout-input: the vae takes no dropout");
     } else if (nsources > 1) {
         rc = ps_cfg_err(err, errlen, "%s and %s are exclusive: give one data source", sources[0],
                         sources[1]);
@@ -607,9 +630,13 @@ static void default_text(const ps_cfg_row *f, const ps_cfg *d, char *buf, size_t
         }
         buf[used < n ? used - 1 : n - 1] = '\0'; /* the last comma */
     } else if (f->dep == PS_CFG_PER_MODEL) {
-        snprintf(buf, n, "per model: %s %s, %s %s", ps_model_kind_name(PS_MODEL_LOGREG),
-                 f->by_model[PS_MODEL_LOGREG], ps_model_kind_name(PS_MODEL_MLP),
-                 f->by_model[PS_MODEL_MLP]);
+        used = (size_t)snprintf(buf, n, "per model:");
+        for (int k = 0; k < PS_MODEL_NKINDS && used < n; k++) {
+            const char *v = f->by_model[k][0] ? f->by_model[k] : "none";
+            used += (size_t)snprintf(buf + used, n - used, " %s %s,",
+                                     ps_model_kind_name((ps_model_kind)k), v);
+        }
+        buf[used < n ? used - 1 : n - 1] = '\0'; /* the last comma */
     } else {
         ps_cfg_format_value(d, f, buf, n);
         if (buf[0] == '\0') {

@@ -29,9 +29,14 @@ typedef struct {
     ps_cmd cmd;
 
     /* model */
-    ps_model_kind model; /* --model logreg|mlp */
-    uint32_t nhidden;    /* --hidden 1000,1000 */
+    ps_model_kind model; /* --model logreg|mlp|cnn|vae */
+    uint32_t nhidden;    /* --hidden 1000,1000 (per model; the vae's one width) */
     uint32_t hidden[PS_MODEL_MAX_HIDDEN];
+    ps_act_kind activation; /* --activation (per model) */
+    uint32_t nconv;         /* --conv c32-c64-1000: convolution channels, */
+    uint32_t conv[PS_MODEL_MAX_CONV];
+    uint32_t conv_fc; /* then the fully connected width */
+    uint32_t latent;  /* --latent: vae latent dimensions */
     float dropout_input; /* --dropout-input (per model) */
     float dropout;       /* --dropout: hidden units (per model) */
     float l2;            /* --l2 */

@@ -77,8 +77,9 @@ typedef struct {
 } ps_cfg_row;
 
 extern const ps_cfg_range ps_cfg_nonneg, ps_cfg_pos, ps_cfg_unit; /* [0,inf) (0,inf) [0,1) */
-/* --hidden's list, --synthetic's key=value spec, --consistency bsp|ssp:K|asp. */
-extern const ps_cfg_custom ps_cfg_hidden, ps_cfg_synthetic, ps_cfg_consistency;
+/* --hidden's list, --synthetic's key=value spec, --consistency bsp|ssp:K|asp,
+ * --conv's cN-..-N. */
+extern const ps_cfg_custom ps_cfg_hidden, ps_cfg_synthetic, ps_cfg_consistency, ps_cfg_conv;
 /* --synthetic's keys, rows of their own (in cfg.c); the last is test=. */
 #define PS_CFG_NSYNTH 7
 extern const ps_cfg_row ps_cfg_synth_keys[PS_CFG_NSYNTH];

@@ -1,5 +1,5 @@
 /* One setting's text and its value: strict numbers, choices, paths and
- * the three custom codecs (--hidden, --synthetic, --consistency). */
+ * the custom codecs (--hidden, --synthetic, --consistency, --conv). */
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
@@ -334,6 +334,68 @@ static void format_hidden(const ps_cfg *cfg, char *buf, size_t n)
     }
 }
 
+/* "c32-c64-1000": 1..PS_MODEL_MAX_CONV convolution stages "cN" (output
+ * channels), then the fully connected width. */
+static int parse_conv(ps_cfg *cfg, const char *text, char *err, size_t errlen)
+{
+    int rc = 0;
+    uint32_t n = 0, fc = 0;
+    uint32_t ch[PS_MODEL_MAX_CONV];
+    const char *p = text;
+    while (rc == 0 && *p) {
+        size_t len = strcspn(p, "-");
+        int is_conv = p[0] == 'c';
+        char one[32];
+        uint64_t v = 0;
+        if (len == 0 || len >= sizeof one || fc) {
+            rc = ps_cfg_err(err, errlen,
+                            "--conv: '%s' is not cN-..-N (channels per convolution, then the "
+                            "fully connected width, e.g. c32-c64-1000)",
+                            text);
+            break;
+        }
+        memcpy(one, p + is_conv, len - (size_t)is_conv);
+        one[len - (size_t)is_conv] = '\0';
+        if ((rc = parse_uint("--conv", one, 1, is_conv ? 65536 : INT32_MAX, &v, err, errlen))) {
+            break;
+        }
+        if (is_conv && n == PS_MODEL_MAX_CONV) {
+            rc = ps_cfg_err(err, errlen, "--conv: '%s' has more than %d convolutions", text,
+                            PS_MODEL_MAX_CONV);
+        } else if (is_conv) {
+            ch[n++] = (uint32_t)v;
+        } else {
+            fc = (uint32_t)v;
+        }
+        p += len + (p[len] == '-');
+    }
+    if (rc == 0 && (n == 0 || fc == 0)) {
+        rc = ps_cfg_err(err, errlen,
+                        "--conv: '%s' needs at least one convolution cN and ends with the fully "
+                        "connected width (e.g. c32-c64-1000)",
+                        text);
+    }
+    if (rc == 0) {
+        memset(cfg->conv, 0, sizeof cfg->conv);
+        memcpy(cfg->conv, ch, n * sizeof *ch);
+        cfg->nconv = n;
+        cfg->conv_fc = fc;
+    }
+    return rc;
+}
+
+static void format_conv(const ps_cfg *cfg, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < cfg->nconv && i < PS_MODEL_MAX_CONV && used < n; i++) {
+        used += (size_t)snprintf(buf + used, n - used, "c%u-", cfg->conv[i]);
+    }
+    if (used < n) {
+        snprintf(buf + used, n - used, "%u", cfg->conv_fc);
+    }
+}
+
 /* One "key=value" of --synthetic; ctx marks the keys seen. */
 static int synthetic_item(ps_cfg *cfg, const char *item, size_t i, void *ctx, char *err,
                           size_t errlen)
@@ -435,5 +497,6 @@ static void format_consistency(const ps_cfg *cfg, char *buf, size_t n)
 }
 
 const ps_cfg_custom ps_cfg_hidden = {parse_hidden, format_hidden};
+const ps_cfg_custom ps_cfg_conv = {parse_conv, format_conv};
 const ps_cfg_custom ps_cfg_synthetic = {parse_synthetic, format_synthetic};
 const ps_cfg_custom ps_cfg_consistency = {parse_consistency, format_consistency};

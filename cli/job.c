@@ -94,6 +94,18 @@ void ps_job_model_cfg(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t wo
     out->sparse_input = spec->sparse;
     out->nhidden = cfg->nhidden;
     memcpy(out->hidden, cfg->hidden, sizeof out->hidden);
+    out->activation = cfg->activation;
+    if (cfg->model == PS_MODEL_CNN) {
+        /* --conv's last number is the cnn's one fully connected layer. */
+        memset(out->hidden, 0, sizeof out->hidden);
+        out->nhidden = 1;
+        out->hidden[0] = cfg->conv_fc;
+        out->nconv = cfg->nconv;
+        memcpy(out->conv, cfg->conv, sizeof out->conv);
+    }
+    if (cfg->model == PS_MODEL_VAE) {
+        out->latent = cfg->latent;
+    }
     out->dropout_input = cfg->dropout_input;
     out->dropout_hidden = cfg->dropout;
     out->l2 = cfg->l2;

@@ -44,7 +44,8 @@ void ps_job_synth_cfg(const ps_cfg *cfg, ps_synth_cfg *out);
 /* Batches: --batch, --shuffle, --seed, --stream. */
 void ps_job_batcher_cfg(const ps_cfg *cfg, ps_batcher_cfg *out);
 /* The model for data of shape spec on worker `worker` (0 on servers):
- * --model, --hidden, dropout, --l2, --init, --seed; buffers for the larger
+ * --model, --hidden, --activation, --conv (cnn), --latent (vae), dropout,
+ * --l2, --init, --seed; buffers for the larger
  * of --batch and eval_batch samples. */
 void ps_job_model_cfg(const ps_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
                       uint32_t eval_batch, ps_model_cfg *out);

@@ -33,7 +33,7 @@ typedef struct {
 
 /* The ModelInfo message: what a kind "model" file's tables make up. */
 typedef struct {
-    char kind[16]; /* "logreg" or "mlp"; NUL-terminated */
+    char kind[16]; /* "logreg", "mlp", "cnn", "vae"; NUL-terminated */
     uint64_t in_dim;
     uint32_t nclasses;
     int sparse_input; /* 1: CSR input */
@@ -41,7 +41,11 @@ typedef struct {
     uint64_t hash_fingerprint;
     uint32_t nhidden;
     uint32_t hidden[PS_FILE_MAX_HIDDEN];
-    int averaged; /* 1: the temporal average */
+    int averaged;        /* 1: the temporal average */
+    char activation[16]; /* "" (older files: relu) or the hidden units' name */
+    uint32_t nconv;      /* cnn: convolution stages, at most PS_FILE_MAX_HIDDEN */
+    uint32_t conv[PS_FILE_MAX_HIDDEN];
+    uint32_t latent; /* vae */
 } ps_file_model;
 
 /* Plain-C view of the FileHeader message. For writing, every pointer is

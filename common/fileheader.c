@@ -38,7 +38,7 @@ static void pb_free(void *data, void *p)
  * handling differs, are copied by hand. */
 #define TABLE_NUMBERS(X) X(rows) X(width) X(first_slot) X(nslots) X(nstate)
 #define MODEL_NUMBERS(X)                                                                           \
-    X(in_dim) X(nclasses) X(sparse_input) X(hash_bits) X(hash_fingerprint) X(averaged)
+    X(in_dim) X(nclasses) X(sparse_input) X(hash_bits) X(hash_fingerprint) X(averaged) X(latent)
 #define HEADER_NUMBERS(X)                                                                          \
     X(format_version)                                                                              \
     X(payload_bytes)                                                                               \
@@ -89,9 +89,12 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
             rc = PS_EINVAL;
             goto done;
         }
-        if (m->nhidden > PS_FILE_MAX_HIDDEN) {
-            PS_LOG(ERROR, "file header: model has %u hidden layers, at most %d allowed", m->nhidden,
-                   PS_FILE_MAX_HIDDEN);
+        if (m->nhidden > PS_FILE_MAX_HIDDEN || m->nconv > PS_FILE_MAX_HIDDEN ||
+            !memchr(m->activation, '\0', sizeof m->activation)) {
+            PS_LOG(ERROR,
+                   "file header: model has %u hidden layers and %u convolutions (at most %d "
+                   "each), or an activation name that is not NUL-terminated",
+                   m->nhidden, m->nconv, PS_FILE_MAX_HIDDEN);
             rc = PS_EINVAL;
             goto done;
         }
@@ -101,6 +104,9 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
 #undef TO_MODEL
         model.n_hidden = m->nhidden;
         model.hidden = (uint32_t *)m->hidden;
+        model.activation = (char *)m->activation;
+        model.n_conv = m->nconv;
+        model.conv = (uint32_t *)m->conv;
     }
 
     Adamps__FileHeader msg = ADAMPS__FILE_HEADER__INIT;
@@ -168,9 +174,18 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
         rc = PS_ECKPT;
         goto free_msg;
     }
-    if (model && model->n_hidden > PS_FILE_MAX_HIDDEN) {
-        PS_LOG(ERROR, "%s: file header field model.hidden has %zu layers, at most %d allowed", what,
-               model->n_hidden, PS_FILE_MAX_HIDDEN);
+    if (model && (model->n_hidden > PS_FILE_MAX_HIDDEN || model->n_conv > PS_FILE_MAX_HIDDEN)) {
+        PS_LOG(ERROR,
+               "%s: file header field model.hidden or model.conv has %zu / %zu layers, at most %d "
+               "allowed",
+               what, model->n_hidden, model->n_conv, PS_FILE_MAX_HIDDEN);
+        rc = PS_ECKPT;
+        goto free_msg;
+    }
+    if (model && strlen(model->activation) >= sizeof out->model.activation) {
+        PS_LOG(ERROR,
+               "%s: file header field model.activation is %zu bytes long, at most %zu allowed",
+               what, strlen(model->activation), sizeof out->model.activation - 1);
         rc = PS_ECKPT;
         goto free_msg;
     }
@@ -211,6 +226,11 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
         m->nhidden = (uint32_t)model->n_hidden;
         for (size_t i = 0; i < model->n_hidden; i++) {
             m->hidden[i] = model->hidden[i];
+        }
+        strcpy(m->activation, model->activation);
+        m->nconv = (uint32_t)model->n_conv;
+        for (size_t i = 0; i < model->n_conv; i++) {
+            m->conv[i] = model->conv[i];
         }
     }
 

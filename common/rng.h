@@ -8,11 +8,28 @@
 #ifndef PS_RNG_H
 #define PS_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
     uint64_t s;
 } ps_rng;
+
+/* splitmix64's finaliser (Steele, Lea & Flood 2014): a bijection with full
+ * avalanche. Shared by every counter stream here and in worker/dropout. */
+static inline uint64_t ps_rng_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+/* Output i of the splitmix64 stream whose state starts at key:
+ * mix(key + (i + 1) * gamma). Distinct i give independent draws, so a unit
+ * of a mask or a noise vector is read directly, with no state to step. */
+static inline uint64_t ps_rng_counter(uint64_t key, uint64_t i)
+{
+    return ps_rng_mix64(key + (i + 1) * 0x9e3779b97f4a7c15ULL);
+}
 
 /* A 64-bit value that depends on every bit of every input. */
 uint64_t ps_rng_hash(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
@@ -31,6 +48,17 @@ static inline double ps_rng_unit_double(uint64_t x)
 }
 /* Standard normal from two 64-bit values (Box-Muller). */
 double ps_rng_normal_from(uint64_t x1, uint64_t x2);
+
+/* Counter-based standard normals: number `unit` of the stream with key
+ * `key` (a ps_rng_hash of, e.g., (seed, worker, step, stream tag), as
+ * worker/dropout keys its masks). Units 2k and 2k + 1 are the cos and sin
+ * halves of one Box-Muller pair drawn from counters 2k and 2k + 1, so a
+ * unit is a pure function of (key, unit): the same step replays the same
+ * noise (gradient checks, resumed runs) with nothing to checkpoint. */
+double ps_rng_gauss(uint64_t key, uint64_t unit);
+/* out[i] = ps_rng_gauss(key, first_unit + i) rounded to float, i < n; one
+ * log, sqrt and sincos per two units. */
+void ps_rng_gauss_fill(uint64_t key, uint64_t first_unit, float *out, size_t n);
 
 void ps_rng_seed(ps_rng *r, uint64_t seed);
 uint64_t ps_rng_next(ps_rng *r);

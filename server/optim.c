@@ -34,12 +34,13 @@ typedef struct {
 static const char *const opt_names[PS_OPT_COUNT_] = {
     [PS_OPT_ADAM] = "adam",         [PS_OPT_ADAMAX] = "adamax",   [PS_OPT_SGD] = "sgd",
     [PS_OPT_NESTEROV] = "nesterov", [PS_OPT_ADAGRAD] = "adagrad", [PS_OPT_RMSPROP] = "rmsprop",
-    [PS_OPT_ADAMW] = "adamw",       [PS_OPT_AMSGRAD] = "amsgrad",
+    [PS_OPT_ADAMW] = "adamw",       [PS_OPT_AMSGRAD] = "amsgrad", [PS_OPT_ADADELTA] = "adadelta",
 };
 
 static const int opt_nstate[PS_OPT_COUNT_] = {
     [PS_OPT_ADAM] = 2,    [PS_OPT_ADAMAX] = 2,  [PS_OPT_SGD] = 0,   [PS_OPT_NESTEROV] = 1,
     [PS_OPT_ADAGRAD] = 1, [PS_OPT_RMSPROP] = 1, [PS_OPT_ADAMW] = 2, [PS_OPT_AMSGRAD] = 3,
+    [PS_OPT_ADADELTA] = 2,
 };
 
 void ps_opt_defaults(ps_opt_hp *hp, ps_opt_kind kind)
@@ -75,6 +76,11 @@ void ps_opt_defaults(ps_opt_hp *hp, ps_opt_kind kind)
         break;
     case PS_OPT_ADAMW:
         hp->weight_decay = 0.01f;
+        break;
+    case PS_OPT_ADADELTA:
+        hp->lr = 1.0f; /* torch.optim.Adadelta's defaults */
+        hp->beta2 = 0.9f;
+        hp->eps = 1e-6f;
         break;
     default:
         break;
@@ -115,6 +121,7 @@ unsigned ps_opt_reads(ps_opt_kind kind)
         [PS_OPT_RMSPROP] = PS_OPT_READS_BETA2 | PS_OPT_READS_EPS,
         [PS_OPT_ADAMW] = ADAM_FAMILY | PS_OPT_READS_EPS | PS_OPT_READS_WEIGHT_DECAY,
         [PS_OPT_AMSGRAD] = ADAM_FAMILY | PS_OPT_READS_EPS,
+        [PS_OPT_ADADELTA] = PS_OPT_READS_BETA2 | PS_OPT_READS_EPS,
     };
     if ((int)kind < 0 || kind >= PS_OPT_COUNT_) {
         return 0;
@@ -313,6 +320,25 @@ PS_KERNEL void rmsprop_run(const coef *restrict c, float *restrict w, float *res
     FOR_BLOCKED(j, n, rmsprop_elem(c, w + j, v + j, g[j]));
 }
 
+/* torch.optim.Adadelta (Zeiler 2012, with torch's lr), rho = beta2:
+ * sq = rho sq + (1 - rho) g^2; d = sqrt(acc + eps) / sqrt(sq + eps) g;
+ * acc = rho acc + (1 - rho) d^2; w -= lr d. */
+PS_ELEM void adadelta_elem(const coef *restrict c, float *restrict w, float *restrict sq,
+                           float *restrict acc, float g)
+{
+    float si = c->b2 * *sq + c->omb2 * (g * g);
+    float d = sqrtf(*acc + c->eps) / sqrtf(si + c->eps) * g;
+    *sq = si;
+    *acc = c->b2 * *acc + c->omb2 * (d * d);
+    *w -= c->lr * d;
+}
+
+PS_KERNEL void adadelta_run(const coef *restrict c, float *restrict w, float *restrict sq,
+                            float *restrict acc, const float *restrict g, size_t n)
+{
+    FOR_BLOCKED(j, n, adadelta_elem(c, w + j, sq + j, acc + j, g[j]));
+}
+
 /* One contiguous run [off, off + n) of w and every state array. The switch
  * is per call, not per element: dense calls it once, lazy once per row. */
 static inline void run_span(ps_opt_kind kind, const coef *c, float *w, float *const *s, size_t off,
@@ -340,6 +366,9 @@ static inline void run_span(ps_opt_kind kind, const coef *c, float *w, float *co
         break;
     case PS_OPT_RMSPROP:
         rmsprop_run(c, w + off, s[0] + off, g, n);
+        break;
+    case PS_OPT_ADADELTA:
+        adadelta_run(c, w + off, s[0] + off, s[1] + off, g, n);
         break;
     default:
         PS_ASSERT(!"unknown optimizer kind");

@@ -18,6 +18,7 @@ typedef enum {
     PS_OPT_RMSPROP,
     PS_OPT_ADAMW,    /* decoupled weight decay (Loshchilov & Hutter) */
     PS_OPT_AMSGRAD,  /* Reddi et al.: v_max = max(v_max, v) */
+    PS_OPT_ADADELTA, /* Zeiler 2012 (section 6.2's baseline), torch.optim.Adadelta form */
     PS_OPT_COUNT_
 } ps_opt_kind;
 
@@ -27,7 +28,8 @@ typedef struct {
     ps_opt_kind kind;
     float lr;             /* alpha */
     float beta1;          /* Adam family: first moment decay */
-    float beta2;          /* Adam family: second moment decay; RMSProp: its decay */
+    float beta2;          /* Adam family: second moment decay; RMSProp, AdaDelta: their
+                             decay (AdaDelta's rho) */
     float eps;            /* not used by AdaMax (the paper has none) */
     int bias_correction;  /* 1 = Alg. 1; 0 = m, v used raw (section 6.4 study) */
     float momentum;       /* Nesterov */
@@ -38,12 +40,13 @@ typedef struct {
 /* Fills hp with kind's own defaults: the paper's for the Adam family
  * (AdaMax alpha 0.002, section 7.1), torch.optim's for the baselines (lr
  * 0.01 for SGD, Nesterov, AdaGrad and RMSProp; eps 1e-10 for AdaGrad,
- * beta2 0.99 for RMSProp, momentum 0.9 for Nesterov, wd 0.01 for AdamW).
+ * beta2 0.99 for RMSProp, momentum 0.9 for Nesterov, wd 0.01 for AdamW;
+ * AdaDelta lr 1.0, rho (beta2) 0.9, eps 1e-6).
  * Fields kind does not read (ps_opt_reads) are 0, except beta1, beta2 and
  * eps, which keep Adam's values. */
 void ps_opt_defaults(ps_opt_hp *hp, ps_opt_kind kind);
 /* Parses "adam", "adamax", "sgd", "nesterov", "adagrad", "rmsprop", "adamw",
- * "amsgrad"; returns 0, or PS_EINVAL with *out untouched. Logs nothing: the
+ * "amsgrad", "adadelta"; returns 0, or PS_EINVAL with *out untouched. Logs nothing: the
  * caller knows which flag or file the name came from. */
 int ps_opt_parse(const char *name, ps_opt_kind *out);
 /* The name ps_opt_parse reads, or "unknown" for a kind out of range. */
@@ -62,7 +65,8 @@ const char *ps_opt_name(ps_opt_kind kind);
 #define PS_OPT_READS_LR (1u << 6)
 unsigned ps_opt_reads(ps_opt_kind kind);
 /* Per-parameter state arrays the rule needs (0..3): Adam m, v; AMSGrad
- * m, v, v_max; AdaMax m, u; Nesterov buf; AdaGrad sum; RMSProp v; SGD none.
+ * m, v, v_max; AdaMax m, u; Nesterov buf; AdaGrad sum; RMSProp v; AdaDelta
+ * the averages of g^2 and of the squared updates; SGD none.
  * State starts at zero. */
 int ps_opt_nstate(ps_opt_kind kind);
 

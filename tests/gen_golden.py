@@ -17,7 +17,8 @@ Inputs (seeded, so the output is reproducible):
 Expected values: one file per case, w after selected steps. Where torch
 implements the rule as we do, torch.optim computes them:
   Adam, Adam + invsqrt schedule (group lr set to alpha/sqrt(t) before each
-  step), Adam(amsgrad=True), AdamW, Adagrad, RMSprop, SGD, SGD(nesterov).
+  step), Adam(amsgrad=True), AdamW, Adagrad, RMSprop, Adadelta, SGD,
+  SGD(nesterov).
 Where torch departs from the paper, numpy computes the paper's formula in
 float32, mirroring the C order of operations (scalars in double, rounded to
 float once per step):
@@ -143,6 +144,8 @@ def run_torch_dense(h, w0, grads):
         opt = torch.optim.Adagrad([p], lr=h["lr"], eps=h["eps"])
     elif k == "rmsprop":
         opt = torch.optim.RMSprop([p], lr=h["lr"], alpha=h["beta2"], eps=h["eps"])
+    elif k == "adadelta":
+        opt = torch.optim.Adadelta([p], lr=h["lr"], rho=h["beta2"], eps=h["eps"])
     elif k == "sgd":
         opt = torch.optim.SGD([p], lr=h["lr"])
     elif k == "nesterov":
@@ -291,6 +294,8 @@ def main():
         ("adamw", hp("adamw", 1e-3, wd=0.01), "torch.optim.AdamW(weight_decay=0.01)"),
         ("adagrad", hp("adagrad", 1e-2, eps=1e-10), "torch.optim.Adagrad"),
         ("rmsprop", hp("rmsprop", 1e-2, beta2=0.99), "torch.optim.RMSprop(alpha=0.99)"),
+        ("adadelta", hp("adadelta", 1.0, beta2=0.9, eps=1e-6),
+         "torch.optim.Adadelta(lr=1.0, rho=0.9, eps=1e-6)"),
         ("sgd", hp("sgd", 1e-2), "torch.optim.SGD"),
         ("nesterov", hp("nesterov", 1e-2, momentum=0.9),
          "torch.optim.SGD(momentum=0.9, nesterov=True)"),

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # deploy/plot end to end: two small metrics files (one with a null, a
 # repeated step, as a resumed run writes, and train_nll; the other with the
-# pre-rename train_loss key) give four PNGs; a bad line is
-# rejected with an error naming the file and line. Prints one pass/fail line
-# and exits non-zero on failure.
+# pre-rename train_loss key) give four PNGs; a bad line is rejected with an
+# error naming the file and line; -m with --logy and --grid (the
+# experiments' figures) draw too. Prints one pass/fail line and exits
+# non-zero on failure.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 plot="$here/deploy/plot"
@@ -69,8 +70,28 @@ if "$plot" -o "$tmp/out4" "$tmp/missing.jsonl" >/dev/null 2>&1; then
     fail "plot accepted a missing file"
 fi
 
+# One metric on a log axis (a null and a missing key are left out), and the
+# small-multiples grid with a diverged (nan) and an off-scale point.
+png_ok() {
+    [ -s "$1" ] && [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]
+}
+if ! "$plot" -o "$out" -m test_loss --logy --title "t" --name one.png "$tmp/run a.jsonl" \
+    "$tmp/run'b.jsonl" >"$tmp/log5" 2>&1 || ! png_ok "$out/one.png"; then
+    fail "-m test_loss --logy: $(tr '\n' ' ' <"$tmp/log5")"
+fi
+printf 'panel\tseries\tx\ty\nA\ts1\t-5\t300\nA\ts1\t-4\t200\nA\ts2\t-5\tnan\nA\ts2\t-4\t9000\nB\ts1\t-5\t310\n' \
+    >"$tmp/grid.tsv"
+if ! "$plot" -o "$out" --grid "$tmp/grid.tsv" --cols 2 --ymax 600 --key "2:top right" \
+    >"$tmp/log6" 2>&1 || ! png_ok "$out/grid.png"; then
+    fail "--grid: $(tr '\n' ' ' <"$tmp/log6")"
+fi
+printf 'a\tb\n1\t2\n' >"$tmp/badgrid.tsv"
+if "$plot" -o "$out" --grid "$tmp/badgrid.tsv" >/dev/null 2>&1; then
+    fail "--grid accepted a table without the panel/series/x/y header"
+fi
+
 if [ ${#fails[@]} -eq 0 ]; then
-    echo "PASS test_plot: 4 PNGs written, bad input rejected"
+    echo "PASS test_plot: 4 PNGs written, one-metric log plot and grid drawn, bad input rejected"
     exit 0
 fi
 echo "FAIL test_plot: ${fails[*]}"

@@ -2,17 +2,11 @@
 
 #include "common/rng.h"
 
-#define GAMMA 0x9e3779b97f4a7c15ULL
-
-/* splitmix64 (Steele, Lea & Flood 2014): output i of the stream with state
- * key is mix(key + (i + 1) * gamma), a bijective finaliser with full
- * avalanche, so four-unit groups are independent draws. */
+/* Four units per output of the key's splitmix64 counter stream, so
+ * four-unit groups are independent draws. */
 static inline uint64_t group_bits(uint64_t key, uint64_t group)
 {
-    uint64_t z = key + (group + 1) * GAMMA;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return ps_rng_counter(key, group);
 }
 
 void ps_dropout_init(ps_dropout *d, uint64_t seed, uint32_t worker, uint64_t step, float p)

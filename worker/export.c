@@ -152,11 +152,6 @@ done:
     return rc;
 }
 
-static const char *kind_name(const ps_model_cfg *mc)
-{
-    return mc->kind == PS_MODEL_MLP ? "mlp" : "logreg";
-}
-
 /* dir/model.bin: the header describes the model and its tables, the
  * payload is the tables (crc: their CRC from pass 1). */
 static int write_bin(const ps_model *m, const ps_export_info *info, const char *dir, uint32_t crc)
@@ -173,15 +168,9 @@ static int write_bin(const ps_model *m, const ps_export_info *info, const char *
                         .has_model = 1};
     snprintf(h.kind, sizeof h.kind, "model");
     ps_file_model *fm = &h.model;
-    snprintf(fm->kind, sizeof fm->kind, "%s", kind_name(mc));
-    fm->in_dim = mc->in_dim;
-    fm->nclasses = mc->nclasses;
-    fm->sparse_input = mc->sparse_input != 0;
+    ps_model_info_write(mc, fm);
     fm->hash_bits = info->hash_bits;
     fm->hash_fingerprint = ps_export_hash_fingerprint(info->hash_bits);
-    fm->nhidden = mc->kind == PS_MODEL_MLP ? mc->nhidden : 0;
-    _Static_assert(PS_FILE_MAX_HIDDEN == PS_MODEL_MAX_HIDDEN, "file and model limits agree");
-    memcpy(fm->hidden, mc->hidden, fm->nhidden * sizeof *fm->hidden);
     fm->averaged = info->averaged != 0;
     for (uint32_t t = 0; t < nt; t++) {
         const ps_table_desc *d = ps_model_table(m, t);
@@ -232,17 +221,28 @@ static int write_json(const ps_model *m, const ps_export_info *info, const char 
 #define ADD(a, value) (rc = rc ? rc : ps_json_append(a, value))
     SET(o, "format", ps_json_string("adamps-model"));
     SET(o, "format_version", ps_json_int(1));
-    SET(o, "model", ps_json_string(kind_name(mc)));
+    SET(o, "model", ps_json_string(ps_model_kind_name(mc->kind)));
     SET(o, "in_dim", ps_json_int((int64_t)mc->in_dim));
     SET(o, "nclasses", ps_json_int(mc->nclasses));
     SET(o, "sparse_input", ps_json_int(mc->sparse_input != 0));
     SET(o, "hash_bits", ps_json_int(info->hash_bits));
     SET(o, "hidden", arr = ps_json_array());
-    for (uint32_t i = 0; mc->kind == PS_MODEL_MLP && i < mc->nhidden; i++) {
+    for (uint32_t i = 0; mc->kind != PS_MODEL_LOGREG && i < mc->nhidden; i++) {
         ADD(arr, ps_json_int(mc->hidden[i]));
     }
-    SET(o, "activation", ps_json_string("relu"));
-    SET(o, "output", ps_json_string("softmax"));
+    if (mc->kind == PS_MODEL_CNN) {
+        SET(o, "conv", arr = ps_json_array());
+        for (uint32_t i = 0; i < mc->nconv; i++) {
+            ADD(arr, ps_json_int(mc->conv[i]));
+        }
+    }
+    if (mc->kind == PS_MODEL_VAE) {
+        SET(o, "latent", ps_json_int(mc->latent));
+    }
+    SET(o, "activation",
+        ps_json_string(mc->kind == PS_MODEL_CNN ? "relu"
+                                                : ps_model_activation_name(mc->activation)));
+    SET(o, "output", ps_json_string(mc->kind == PS_MODEL_VAE ? "bernoulli" : "softmax"));
     SET(o, "layout",
         ps_json_string("logits = x @ w + b per layer; a table is rows x width, "
                        "rows = inputs, width = outputs"));

@@ -1,6 +1,9 @@
+/* The generic part of the model module (worker/model.h): kinds and their
+ * names, configuration checks, the table list, batch keys (a radix sort of
+ * a sparse batch's feature ids), L2, and dispatch to each kind's
+ * implementation (worker/model_internal.h: mlp.c, cnn.c, vae.c). */
 #include "worker/model.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,53 +12,56 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "worker/dropout.h"
+#include "worker/model_internal.h"
 
-#define MAX_LAYERS (PS_MODEL_MAX_HIDDEN + 1)
-#define ALIGN 64
 /* Radix digit for sorting a batch's feature ids: 2^11 counters fit in L1. */
 #define RADIX_BITS 11
 #define RADIX_SIZE (1u << RADIX_BITS)
-/* Hidden layer l's dropout units start at l << 56, the input's at 0, so the
- * layers draw from disjoint parts of the (seed, worker, step, unit) space
- * (as long as batch * in_dim < 2^56). */
-#define LAYER_UNIT_SHIFT 56
-/* Element-wise kernels work in fixed-size chunks: -O2's cheap vectoriser
- * only vectorises loops whose trip count it knows, and these passes are the
- * step's main cost outside BLAS. */
-#define CHUNK 16
 
 struct ps_model {
     ps_model_cfg cfg;
-    uint32_t nlayers;               /* L: hidden layers + output */
-    uint32_t width[MAX_LAYERS + 1]; /* width[l], l = 1..L: outputs of layer l */
-    uint32_t maxw;                  /* max width[l] */
+    const ps_model_ops *ops;
+    void *impl; /* the kind's state */
     uint32_t ntables;
     ps_table_desc tables[PS_MODEL_MAX_TABLES];
-    float *act[MAX_LAYERS + 1]; /* act[l]: max_batch x width[l]; hidden after ReLU+dropout,
-                                   output logits, then probabilities */
-    float *xin;                 /* dense input after dropout (dense, dropout_input > 0) */
-    float *mask;                /* dropout mask of one layer, max_batch x max hidden width */
-    float *dbuf[2];             /* gradients w.r.t. pre-activations, ping-pong */
-    float *xval;                /* sparse input values after dropout, one per non-zero */
-    size_t xval_cap;
     uint64_t *sort_id[2]; /* radix sort of (feature id, non-zero index) pairs */
     uint32_t *sort_k[2];
     size_t sort_cap[4];
     uint32_t *hist; /* RADIX_SIZE counters */
 };
 
-static const char *const kind_names[PS_MODEL_NKINDS] = {
-    [PS_MODEL_LOGREG] = "logreg", [PS_MODEL_MLP] = "mlp"};
+static const char *const kind_names[PS_MODEL_NKINDS] = {[PS_MODEL_LOGREG] = "logreg",
+                                                        [PS_MODEL_MLP] = "mlp",
+                                                        [PS_MODEL_CNN] = "cnn",
+                                                        [PS_MODEL_VAE] = "vae"};
+
+static const ps_model_ops *const kind_ops[PS_MODEL_NKINDS] = {[PS_MODEL_LOGREG] = &ps_mlp_ops,
+                                                              [PS_MODEL_MLP] = &ps_mlp_ops,
+                                                              [PS_MODEL_CNN] = &ps_cnn_ops,
+                                                              [PS_MODEL_VAE] = &ps_vae_ops};
+
+static const char *const act_names[PS_ACT_COUNT] = {[PS_ACT_RELU] = "relu",
+                                                    [PS_ACT_SIGMOID] = "sigmoid",
+                                                    [PS_ACT_SOFTPLUS] = "softplus",
+                                                    [PS_ACT_TANH] = "tanh"};
+
+static int parse_name(const char *const *names, int count, const char *text, int *out)
+{
+    for (int k = 0; text && k < count; k++) {
+        if (strcmp(text, names[k]) == 0) {
+            *out = k;
+            return 0;
+        }
+    }
+    return PS_EINVAL;
+}
 
 int ps_model_parse_kind(const char *text, ps_model_kind *out)
 {
-    int rc = PS_EINVAL;
-    for (int k = 0; text && k < PS_MODEL_NKINDS && rc != 0; k++) {
-        if (strcmp(text, kind_names[k]) == 0) {
-            *out = (ps_model_kind)k;
-            rc = 0;
-        }
+    int k;
+    int rc = parse_name(kind_names, PS_MODEL_NKINDS, text, &k);
+    if (rc == 0) {
+        *out = (ps_model_kind)k;
     }
     return rc;
 }
@@ -65,11 +71,92 @@ const char *ps_model_kind_name(ps_model_kind kind)
     return (unsigned)kind < PS_MODEL_NKINDS ? kind_names[kind] : "?";
 }
 
-/* The fields that shape the tables (ps_model_tables). */
+int ps_model_parse_activation(const char *text, ps_act_kind *out)
+{
+    int k;
+    int rc = parse_name(act_names, PS_ACT_COUNT, text, &k);
+    if (rc == 0) {
+        *out = (ps_act_kind)k;
+    }
+    return rc;
+}
+
+const char *ps_model_activation_name(ps_act_kind act)
+{
+    return (unsigned)act < PS_ACT_COUNT ? act_names[act] : "?";
+}
+
+int ps_model_has_accuracy(ps_model_kind kind)
+{
+    return kind != PS_MODEL_VAE;
+}
+
+void ps_model_info_write(const ps_model_cfg *cfg, ps_file_model *out)
+{
+    _Static_assert(PS_FILE_MAX_HIDDEN >= PS_MODEL_MAX_HIDDEN, "a file holds every hidden layer");
+    _Static_assert(PS_FILE_MAX_HIDDEN >= PS_MODEL_MAX_CONV, "a file holds every convolution");
+    snprintf(out->kind, sizeof out->kind, "%s", ps_model_kind_name(cfg->kind));
+    out->in_dim = cfg->in_dim;
+    out->nclasses = cfg->nclasses;
+    out->sparse_input = cfg->sparse_input != 0;
+    out->nhidden = cfg->kind == PS_MODEL_LOGREG ? 0 : cfg->nhidden;
+    memset(out->hidden, 0, sizeof out->hidden);
+    memcpy(out->hidden, cfg->hidden, out->nhidden * sizeof *out->hidden);
+    int acts = cfg->kind == PS_MODEL_MLP || cfg->kind == PS_MODEL_VAE;
+    snprintf(out->activation, sizeof out->activation, "%s",
+             acts ? ps_model_activation_name(cfg->activation) : "");
+    out->nconv = cfg->kind == PS_MODEL_CNN ? cfg->nconv : 0;
+    memset(out->conv, 0, sizeof out->conv);
+    memcpy(out->conv, cfg->conv, out->nconv * sizeof *out->conv);
+    out->latent = cfg->kind == PS_MODEL_VAE ? cfg->latent : 0;
+}
+
+int ps_model_info_read(const ps_file_model *in, ps_model_cfg *out, char *field, size_t fieldlen,
+                       char *why, size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    out->init_override = -1;
+    const char *bad = NULL;
+    ps_model_kind kind = PS_MODEL_LOGREG;
+    ps_act_kind act = PS_ACT_RELU;
+    if (ps_model_parse_kind(in->kind, &kind)) {
+        bad = "model.kind";
+        snprintf(why, whylen, "\"%s\" is not logreg, mlp, cnn or vae", in->kind);
+    } else if (in->activation[0] && ps_model_parse_activation(in->activation, &act)) {
+        bad = "model.activation";
+        snprintf(why, whylen, "\"%s\" is not relu, sigmoid, softplus or tanh", in->activation);
+    } else if (kind == PS_MODEL_LOGREG && in->nhidden) {
+        bad = "model.hidden";
+        snprintf(why, whylen, "%u hidden layers for a logreg model", in->nhidden);
+    } else if (in->nhidden > PS_MODEL_MAX_HIDDEN || in->nconv > PS_MODEL_MAX_CONV ||
+               (kind != PS_MODEL_CNN && in->nconv)) {
+        bad = "model.conv";
+        snprintf(why, whylen, "%u convolutions and %u hidden layers for a %s model", in->nconv,
+                 in->nhidden, kind_names[kind]);
+    }
+    if (bad) {
+        snprintf(field, fieldlen, "%s", bad);
+        return PS_EFORMAT;
+    }
+    out->kind = kind;
+    out->in_dim = in->in_dim;
+    out->nclasses = in->nclasses;
+    out->sparse_input = in->sparse_input;
+    out->nhidden = in->nhidden;
+    memcpy(out->hidden, in->hidden, in->nhidden * sizeof *out->hidden);
+    out->activation = act;
+    out->nconv = in->nconv;
+    memcpy(out->conv, in->conv, in->nconv * sizeof *out->conv);
+    out->latent = in->latent;
+    return 0;
+}
+
+/* The fields that shape the tables, common to every kind; the kind's own
+ * go to its ops->tables. */
 static int check_shape(const ps_model_cfg *c)
 {
-    if (c->kind != PS_MODEL_LOGREG && c->kind != PS_MODEL_MLP) {
-        PS_LOG(ERROR, "model config: kind %d is neither logreg nor mlp", (int)c->kind);
+    if ((unsigned)c->kind >= PS_MODEL_NKINDS) {
+        PS_LOG(ERROR, "model config: kind %d is not logreg, mlp, cnn or vae", (int)c->kind);
         return PS_ECONFIG;
     }
     if (c->in_dim == 0 || (!c->sparse_input && c->in_dim > INT_MAX)) {
@@ -77,33 +164,30 @@ static int check_shape(const ps_model_cfg *c)
                (unsigned long long)c->in_dim, INT_MAX);
         return PS_ECONFIG;
     }
-    if (c->sparse_input && c->in_dim > (UINT64_C(1) << LAYER_UNIT_SHIFT)) {
+    if (c->sparse_input && c->in_dim > (UINT64_C(1) << PS_LAYER_UNIT_SHIFT)) {
         PS_LOG(ERROR, "model config: sparse in_dim %llu exceeds 2^%d",
-               (unsigned long long)c->in_dim, LAYER_UNIT_SHIFT);
+               (unsigned long long)c->in_dim, PS_LAYER_UNIT_SHIFT);
+        return PS_ECONFIG;
+    }
+    if (c->sparse_input && (c->kind == PS_MODEL_CNN || c->kind == PS_MODEL_VAE)) {
+        PS_LOG(ERROR, "model config: a %s takes dense input (images), not sparse features",
+               kind_names[c->kind]);
         return PS_ECONFIG;
     }
     if (c->nclasses < 2 || c->nclasses > INT_MAX) {
         PS_LOG(ERROR, "model config: nclasses %u must be >= 2", c->nclasses);
         return PS_ECONFIG;
     }
-    if (c->init_override != -1 && (c->init_override < PS_INIT_ZEROS ||
-                                   c->init_override > PS_INIT_GLOROT)) {
+    if (c->init_override != -1 &&
+        (c->init_override < PS_INIT_ZEROS || c->init_override > PS_INIT_GLOROT)) {
         PS_LOG(ERROR, "model config: init_override %d is not -1 or a ps_init_kind",
                c->init_override);
         return PS_ECONFIG;
     }
-    if (c->kind == PS_MODEL_MLP) {
-        if (c->nhidden < 1 || c->nhidden > PS_MODEL_MAX_HIDDEN) {
-            PS_LOG(ERROR, "model config: mlp needs 1..%d hidden layers, got %u",
-                   PS_MODEL_MAX_HIDDEN, c->nhidden);
-            return PS_ECONFIG;
-        }
-        for (uint32_t i = 0; i < c->nhidden; i++) {
-            if (c->hidden[i] == 0 || c->hidden[i] > INT_MAX) {
-                PS_LOG(ERROR, "model config: hidden layer %u has width %u", i + 1, c->hidden[i]);
-                return PS_ECONFIG;
-            }
-        }
+    if ((unsigned)c->activation >= PS_ACT_COUNT) {
+        PS_LOG(ERROR, "model config: activation %d is not relu, sigmoid, softplus or tanh",
+               (int)c->activation);
+        return PS_ECONFIG;
     }
     return 0;
 }
@@ -121,6 +205,11 @@ static int check_run(const ps_model_cfg *c)
                (double)c->dropout_input, (double)c->dropout_hidden);
         return PS_ECONFIG;
     }
+    if (c->kind == PS_MODEL_VAE && (c->dropout_input > 0.0f || c->dropout_hidden > 0.0f)) {
+        PS_LOG(ERROR, "model config: the vae takes no dropout (input %g, hidden %g)",
+               (double)c->dropout_input, (double)c->dropout_hidden);
+        return PS_ECONFIG;
+    }
     if (!(c->l2 >= 0.0f) || !isfinite(c->l2)) {
         PS_LOG(ERROR, "model config: l2 %g must be finite and >= 0", (double)c->l2);
         return PS_ECONFIG;
@@ -130,53 +219,21 @@ static int check_run(const ps_model_cfg *c)
 
 int ps_model_tables(const ps_model_cfg *c, ps_table_desc *out, uint32_t cap, uint32_t *n)
 {
+    ps_table_desc all[PS_MODEL_MAX_TABLES];
+    uint32_t count = 0;
     *n = 0;
     int rc = check_shape(c);
-    if (rc) {
+    if (rc || (rc = kind_ops[c->kind]->tables(c, all, &count))) {
         return rc;
     }
-    uint32_t nlayers = (c->kind == PS_MODEL_MLP ? c->nhidden : 0) + 1;
-    if (cap < 2 * nlayers) {
-        PS_LOG(ERROR, "model tables: room for %u tables, the model has %u", cap, 2 * nlayers);
+    PS_ASSERT(count <= PS_MODEL_MAX_TABLES);
+    if (cap < count) {
+        PS_LOG(ERROR, "model tables: room for %u tables, the model has %u", cap, count);
         return PS_EINVAL;
     }
-    ps_init_kind wdef = c->kind == PS_MODEL_LOGREG ? PS_INIT_ZEROS : PS_INIT_GLOROT;
-    ps_init_kind winit = c->init_override >= 0 ? (ps_init_kind)c->init_override : wdef;
-    uint64_t fan_in = c->in_dim;
-    for (uint32_t l = 1; l <= nlayers; l++) {
-        ps_table_desc *w = &out[2 * (l - 1)];
-        ps_table_desc *b = w + 1;
-        uint32_t width = l < nlayers ? c->hidden[l - 1] : c->nclasses;
-        memset(w, 0, 2 * sizeof *w);
-        if (c->kind == PS_MODEL_LOGREG) {
-            snprintf(w->name, sizeof w->name, "w");
-            snprintf(b->name, sizeof b->name, "b");
-        } else {
-            snprintf(w->name, sizeof w->name, "w%u", l);
-            snprintf(b->name, sizeof b->name, "b%u", l);
-        }
-        w->rows = fan_in;
-        w->width = width;
-        w->init = winit;
-        w->scale = winit == PS_INIT_GLOROT   ? ps_table_glorot_scale(fan_in, width)
-                   : winit == PS_INIT_NORMAL ? 0.01f
-                                             : 0.0f;
-        b->rows = 1;
-        b->width = width;
-        b->init = PS_INIT_ZEROS;
-        b->scale = 0.0f;
-        fan_in = width;
-    }
-    *n = 2 * nlayers;
+    memcpy(out, all, count * sizeof *all);
+    *n = count;
     return 0;
-}
-
-static float *alloc_floats(size_t rows, size_t cols)
-{
-    if (cols && rows > SIZE_MAX / sizeof(float) / cols) {
-        return NULL;
-    }
-    return ps_aligned_alloc(ALIGN, rows * cols * sizeof(float));
 }
 
 int ps_model_create(ps_model **out, const ps_model_cfg *cfg)
@@ -192,47 +249,28 @@ int ps_model_create(ps_model **out, const ps_model_cfg *cfg)
         return PS_ENOMEM;
     }
     m->cfg = *cfg;
+    m->ops = kind_ops[cfg->kind];
     m->ntables = ntables;
     memcpy(m->tables, tables, ntables * sizeof *tables);
-    uint32_t nh = cfg->kind == PS_MODEL_MLP ? cfg->nhidden : 0;
-    m->nlayers = nh + 1;
-    uint32_t maxh = 0;
-    for (uint32_t l = 1; l <= nh; l++) {
-        m->width[l] = cfg->hidden[l - 1];
-        maxh = m->width[l] > maxh ? m->width[l] : maxh;
+    /* The kind's state starts with its cfg pointer (model_internal.h). */
+    if (!(m->impl = ps_calloc(1, m->ops->size))) {
+        rc = PS_ENOMEM;
+    } else {
+        *(const ps_model_cfg **)m->impl = &m->cfg;
+        rc = m->ops->init(m->impl);
     }
-    m->width[m->nlayers] = cfg->nclasses;
-    m->maxw = maxh > cfg->nclasses ? maxh : cfg->nclasses;
-
-    size_t nb = cfg->max_batch;
-    rc = PS_ENOMEM;
-    for (uint32_t l = 1; l <= m->nlayers; l++) {
-        if (!(m->act[l] = alloc_floats(nb, m->width[l]))) {
-            goto fail;
+    if (rc == 0 && cfg->sparse_input && !(m->hist = ps_malloc(RADIX_SIZE * sizeof *m->hist))) {
+        rc = PS_ENOMEM;
+    }
+    if (rc) {
+        if (rc == PS_ENOMEM) {
+            PS_LOG(ERROR, "model: out of memory allocating buffers for batch %u", cfg->max_batch);
         }
-    }
-    for (int i = 0; i < 2; i++) {
-        if (!(m->dbuf[i] = alloc_floats(nb, m->maxw))) {
-            goto fail;
-        }
-    }
-    if (maxh && cfg->dropout_hidden > 0.0f && !(m->mask = alloc_floats(nb, maxh))) {
-        goto fail;
-    }
-    if (!cfg->sparse_input && cfg->dropout_input > 0.0f &&
-        !(m->xin = alloc_floats(nb, cfg->in_dim))) {
-        goto fail;
-    }
-    if (cfg->sparse_input && !(m->hist = ps_malloc(RADIX_SIZE * sizeof *m->hist))) {
-        goto fail;
+        ps_model_destroy(&m);
+        return rc;
     }
     *out = m;
     return 0;
-
-fail:
-    PS_LOG(ERROR, "model: out of memory allocating buffers for batch %u", cfg->max_batch);
-    ps_model_destroy(&m);
-    return rc;
 }
 
 void ps_model_destroy(ps_model **pm)
@@ -241,14 +279,10 @@ void ps_model_destroy(ps_model **pm)
         return;
     }
     ps_model *m = *pm;
-    for (uint32_t l = 0; l <= MAX_LAYERS; l++) {
-        ps_aligned_free(m->act[l]);
+    if (m->impl) {
+        m->ops->fini(m->impl);
+        ps_free(m->impl);
     }
-    ps_aligned_free(m->dbuf[0]);
-    ps_aligned_free(m->dbuf[1]);
-    ps_aligned_free(m->mask);
-    ps_aligned_free(m->xin);
-    ps_free(m->xval);
     for (int i = 0; i < 2; i++) {
         ps_free(m->sort_id[i]);
         ps_free(m->sort_k[i]);
@@ -476,97 +510,6 @@ void ps_model_keys_fini(ps_keylist *keys, uint32_t n)
     }
 }
 
-
-/* ---- element-wise kernels ---- */
-
-/* y[i] = a * x[i] + y[i] */
-static void axpy(float *restrict y, float a, const float *restrict x, size_t n)
-{
-    size_t j = 0;
-    for (; j + CHUNK <= n; j += CHUNK) {
-        for (size_t k = 0; k < CHUNK; k++) {
-            y[j + k] += a * x[j + k];
-        }
-    }
-    for (; j < n; j++) {
-        y[j] += a * x[j];
-    }
-}
-
-/* y[i] *= x[i] */
-static void mul_inplace(float *restrict y, const float *restrict x, size_t n)
-{
-    size_t j = 0;
-    for (; j + CHUNK <= n; j += CHUNK) {
-        for (size_t k = 0; k < CHUNK; k++) {
-            y[j + k] *= x[j + k];
-        }
-    }
-    for (; j < n; j++) {
-        y[j] *= x[j];
-    }
-}
-
-/* z[j] = z[j] + b[j] */
-static void add_bias(float *restrict z, const float *restrict b, size_t n)
-{
-    for (size_t j = 0; j < n; j++) {
-        z[j] += b[j];
-    }
-}
-
-/* z[j] = max(z[j] + b[j], 0) * mk[j]; mk == NULL: no dropout. */
-static void bias_relu_mask(float *restrict z, const float *restrict b, const float *restrict mk,
-                           size_t n)
-{
-    size_t j = 0;
-    if (mk) {
-        for (; j + CHUNK <= n; j += CHUNK) {
-            for (size_t k = 0; k < CHUNK; k++) {
-                float v = z[j + k] + b[j + k];
-                z[j + k] = (v > 0.0f ? v : 0.0f) * mk[j + k];
-            }
-        }
-        for (; j < n; j++) {
-            float v = z[j] + b[j];
-            z[j] = (v > 0.0f ? v : 0.0f) * mk[j];
-        }
-        return;
-    }
-    for (; j + CHUNK <= n; j += CHUNK) {
-        for (size_t k = 0; k < CHUNK; k++) {
-            float v = z[j + k] + b[j + k];
-            z[j + k] = v > 0.0f ? v : 0.0f;
-        }
-    }
-    for (; j < n; j++) {
-        float v = z[j] + b[j];
-        z[j] = v > 0.0f ? v : 0.0f;
-    }
-}
-
-/* Back through dropout and ReLU: a > 0 exactly where the unit was kept and
- * active, and there its mask value is s. da becomes dZ; gb += dZ. */
-static void relu_mask_grad(float *restrict da, const float *restrict a, float s,
-                           float *restrict gb, size_t n)
-{
-    size_t j = 0;
-    for (; j + CHUNK <= n; j += CHUNK) {
-        for (size_t k = 0; k < CHUNK; k++) {
-            float g = da[j + k] * (a[j + k] > 0.0f ? s : 0.0f);
-            da[j + k] = g;
-            gb[j + k] += g;
-        }
-    }
-    for (; j < n; j++) {
-        float g = da[j] * (a[j] > 0.0f ? s : 0.0f);
-        da[j] = g;
-        gb[j] += g;
-    }
-}
-
-/* ---- compute ---- */
-
 static int check_keys(const ps_model *m, const ps_batch *b, const ps_keylist *keys,
                       const float *const *params, float *const *grads, const char *who)
 {
@@ -579,8 +522,8 @@ static int check_keys(const ps_model *m, const ps_batch *b, const ps_keylist *ke
                 return PS_EINVAL;
             }
         } else if (keys[t].n != m->tables[t].rows) {
-            PS_LOG(ERROR, "%s: table %s has %zu keys, needs all %llu rows", who,
-                   m->tables[t].name, keys[t].n, (unsigned long long)m->tables[t].rows);
+            PS_LOG(ERROR, "%s: table %s has %zu keys, needs all %llu rows", who, m->tables[t].name,
+                   keys[t].n, (unsigned long long)m->tables[t].rows);
             return PS_EINVAL;
         }
         /* An empty key set (a batch without features) needs no buffer. */
@@ -593,125 +536,7 @@ static int check_keys(const ps_model *m, const ps_batch *b, const ps_keylist *ke
     return 0;
 }
 
-/* Sparse input values after dropout, one per non-zero of the batch. */
-static int sparse_dropout_values(ps_model *m, const ps_batch *b, uint64_t step)
-{
-    uint64_t base = b->indptr[0];
-    size_t nnz = (size_t)(b->indptr[b->n] - base);
-    void *p = m->xval;
-    int rc = ps_grow(&p, &m->xval_cap, nnz, sizeof(float));
-    m->xval = p;
-    if (rc) {
-        PS_LOG(ERROR, "model: out of memory for %zu dropout values", nnz);
-        return rc;
-    }
-    const ps_model_cfg *c = &m->cfg;
-    ps_dropout d;
-    ps_dropout_init(&d, c->seed, c->worker, step, c->dropout_input);
-    for (size_t i = 0; i < b->n; i++) {
-        /* Same unit numbering as dense input, so the two layouts of one batch
-         * draw the same mask. */
-        for (uint64_t k = b->indptr[i]; k < b->indptr[i + 1]; k++) {
-            uint64_t unit = (uint64_t)i * c->in_dim + b->idx[k];
-            m->xval[k - base] = b->val[k] * ps_dropout_unit(&d, unit);
-        }
-    }
-    return 0;
-}
-
-/* out[i][:] = sum over the row's non-zeros of v * W[pos]; rows of W are
- * the compact rows of the batch's keys. */
-static void sparse_forward(const ps_batch *b, size_t r0, size_t n, const uint32_t *pos,
-                           const float *vals, const float *w, uint32_t d, float *out)
-{
-    uint64_t base = b->indptr[0];
-    for (size_t i = 0; i < n; i++) {
-        float *o = out + i * d;
-        memset(o, 0, d * sizeof *o);
-        for (uint64_t k = b->indptr[r0 + i]; k < b->indptr[r0 + i + 1]; k++) {
-            axpy(o, vals[k - base], w + (size_t)pos[k - base] * d, d);
-        }
-    }
-}
-
-/* gw[pos][:] += v * dz[i][:] over the batch's non-zeros; gw is zeroed first. */
-static void sparse_backward(const ps_batch *b, const uint32_t *pos, size_t nrows,
-                            const float *vals, const float *dz, uint32_t d, float *gw)
-{
-    uint64_t base = b->indptr[0];
-    if (nrows == 0) {
-        return; /* no features in the batch, and gw may be NULL */
-    }
-    memset(gw, 0, nrows * d * sizeof *gw);
-    for (size_t i = 0; i < b->n; i++) {
-        const float *g = dz + i * d;
-        for (uint64_t k = b->indptr[i]; k < b->indptr[i + 1]; k++) {
-            axpy(gw + (size_t)pos[k - base] * d, vals[k - base], g, d);
-        }
-    }
-}
-
-/* Runs rows [r0, r0 + n) of b forward; act[L] ends with the logits.
- * train turns dropout on. xvals: the sparse values to use. */
-static void forward(ps_model *m, const ps_batch *b, size_t r0, size_t n, const ps_keylist *keys,
-                    const float *const *params, const float *xvals, int train, uint64_t step)
-{
-    const ps_model_cfg *c = &m->cfg;
-    uint32_t d1 = m->width[1];
-    if (c->sparse_input) {
-        sparse_forward(b, r0, n, keys[0].pos, xvals, params[0], d1, m->act[1]);
-    } else {
-        const float *x = b->x + r0 * c->in_dim;
-        if (train && c->dropout_input > 0.0f) {
-            ps_dropout d;
-            ps_dropout_init(&d, c->seed, c->worker, step, c->dropout_input);
-            ps_dropout_fill(&d, 0, m->xin, n * c->in_dim);
-            mul_inplace(m->xin, x, n * c->in_dim);
-            x = m->xin;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d1, (int)c->in_dim,
-                    1.0f, x, (int)c->in_dim, params[0], (int)d1, 0.0f, m->act[1], (int)d1);
-    }
-    for (uint32_t l = 1; l <= m->nlayers; l++) {
-        uint32_t d = m->width[l];
-        const float *bias = params[2 * (l - 1) + 1];
-        float *z = m->act[l];
-        if (l > 1) {
-            uint32_t dp = m->width[l - 1];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)d, (int)dp, 1.0f,
-                        m->act[l - 1], (int)dp, params[2 * (l - 1)], (int)d, 0.0f, z, (int)d);
-        }
-        const float *mk = NULL;
-        if (l < m->nlayers && train && c->dropout_hidden > 0.0f) {
-            ps_dropout drop;
-            ps_dropout_init(&drop, c->seed, c->worker, step, c->dropout_hidden);
-            ps_dropout_fill(&drop, (uint64_t)l << LAYER_UNIT_SHIFT, m->mask, n * d);
-            mk = m->mask;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (l == m->nlayers) {
-                add_bias(z + i * d, bias, d);
-            } else {
-                bias_relu_mask(z + i * d, bias, mk ? mk + i * d : NULL, d);
-            }
-        }
-    }
-}
-
-/* Log-sum-exp of one row of logits. */
-static double row_lse(const float *z, uint32_t d, float *zmax)
-{
-    float mx = z[0];
-    for (uint32_t j = 1; j < d; j++) {
-        mx = z[j] > mx ? z[j] : mx;
-    }
-    double s = 0.0;
-    for (uint32_t j = 0; j < d; j++) {
-        s += exp((double)(z[j] - mx));
-    }
-    *zmax = mx;
-    return (double)mx + log(s);
-}
+/* ---- compute ---- */
 
 int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *keys,
                               const float *const *params, float *const *grads, uint64_t step,
@@ -722,84 +547,16 @@ int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *
     if (rc || (rc = check_keys(m, b, keys, params, grads, "forward_backward"))) {
         return rc;
     }
-    size_t n = b->n;
-    const float *xvals = NULL;
-    if (c->sparse_input) {
-        xvals = b->val + b->indptr[0];
-        if (c->dropout_input > 0.0f) {
-            if ((rc = sparse_dropout_values(m, b, step))) {
-                return rc;
-            }
-            xvals = m->xval;
-        }
+    double total = 0.0;
+    if ((rc = m->ops->train(m->impl, b, keys, params, grads, step, &total))) {
+        return rc;
     }
-    forward(m, b, 0, n, keys, params, xvals, 1, step);
-
-    /* Softmax cross-entropy; dZ_L = (p - onehot) / n. */
-    uint32_t L = m->nlayers, C = m->width[L];
-    float *dz = m->dbuf[0];
-    double lsum = 0.0;
-    float inv_n = 1.0f / (float)n;
-    for (size_t i = 0; i < n; i++) {
-        const float *z = m->act[L] + i * C;
-        float mx;
-        double lse = row_lse(z, C, &mx);
-        lsum += lse - (double)z[b->y[i]];
-        for (uint32_t j = 0; j < C; j++) {
-            dz[i * C + j] = (float)exp((double)z[j] - lse) * inv_n;
-        }
-        dz[i * C + (uint32_t)b->y[i]] -= inv_n;
-    }
-    double total = lsum / (double)n;
-
-    /* Output bias gradient: column sums of dZ_L. */
-    float *gb = grads[2 * (L - 1) + 1];
-    memset(gb, 0, C * sizeof *gb);
-    for (size_t i = 0; i < n; i++) {
-        for (uint32_t j = 0; j < C; j++) {
-            gb[j] += dz[i * C + j];
-        }
-    }
-    float hscale = c->dropout_hidden > 0.0f ? 1.0f / (1.0f - c->dropout_hidden) : 1.0f;
-    for (uint32_t l = L; l >= 1; l--) {
-        uint32_t d = m->width[l];
-        float *gw = grads[2 * (l - 1)];
-        if (l == 1 && c->sparse_input) {
-            sparse_backward(b, keys[0].pos, keys[0].n, xvals, dz, d, gw);
-            break;
-        }
-        const float *a_prev;
-        int dp;
-        if (l == 1) {
-            a_prev = (c->dropout_input > 0.0f) ? m->xin : b->x;
-            dp = (int)c->in_dim;
-        } else {
-            a_prev = m->act[l - 1];
-            dp = (int)m->width[l - 1];
-        }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dp, (int)d, (int)n, 1.0f, a_prev, dp,
-                    dz, (int)d, 0.0f, gw, (int)d);
-        if (l == 1) {
-            break;
-        }
-        /* dA_{l-1} = dZ_l W_l^T, then through dropout and ReLU: A > 0 exactly
-         * where the unit was kept and active, and its mask value is hscale. */
-        float *da = m->dbuf[dz == m->dbuf[0]];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, dp, (int)d, 1.0f, dz, (int)d,
-                    params[2 * (l - 1)], (int)d, 0.0f, da, dp);
-        float *gbp = grads[2 * (l - 2) + 1];
-        memset(gbp, 0, (size_t)dp * sizeof *gbp);
-        for (size_t i = 0; i < n; i++) {
-            relu_mask_grad(da + i * dp, a_prev + i * dp, hscale, gbp, (size_t)dp);
-        }
-        dz = da;
-    }
-
+    /* L2 on the weight tables (even indices in every kind's list) over the
+     * rows present. */
     if (c->l2 > 0.0f) {
         double reg = 0.0;
-        for (uint32_t l = 1; l <= L; l++) {
-            uint32_t t = 2 * (l - 1);
-            size_t len = keys[t].n * (size_t)m->width[l];
+        for (uint32_t t = 0; t < m->ntables; t += 2) {
+            size_t len = keys[t].n * (size_t)m->tables[t].width;
             if (len == 0) {
                 continue;
             }
@@ -818,41 +575,16 @@ int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *
     return 0;
 }
 
-/* Index of the largest logit, the lowest on ties. */
-static uint32_t row_argmax(const float *z, uint32_t d)
-{
-    uint32_t best = 0;
-    for (uint32_t j = 1; j < d; j++) {
-        best = z[j] > z[best] ? j : best;
-    }
-    return best;
-}
-
-/* Runs all of b forward without dropout, max_batch rows at a time, and
- * collects what the caller asks for: loss_sum and ncorrect (both or
- * neither; needs labels) and classes (b->n entries). */
+/* Runs all of b through the kind's score, max_batch rows at a time. */
 static void score(ps_model *m, const ps_batch *b, const ps_keylist *keys,
                   const float *const *params, double *loss_sum, size_t *ncorrect, int32_t *classes)
 {
-    const float *xvals = m->cfg.sparse_input ? b->val + b->indptr[0] : NULL;
-    uint32_t L = m->nlayers, C = m->width[L];
     double lsum = 0.0;
     size_t good = 0;
     for (size_t r0 = 0; r0 < b->n; r0 += m->cfg.max_batch) {
         size_t n = b->n - r0 < m->cfg.max_batch ? b->n - r0 : m->cfg.max_batch;
-        forward(m, b, r0, n, keys, params, xvals, 0, 0);
-        for (size_t i = 0; i < n; i++) {
-            const float *z = m->act[L] + i * C;
-            uint32_t best = row_argmax(z, C);
-            if (classes) {
-                classes[r0 + i] = (int32_t)best;
-            }
-            if (loss_sum) {
-                float mx;
-                lsum += row_lse(z, C, &mx) - (double)z[b->y[r0 + i]];
-                good += best == (uint32_t)b->y[r0 + i];
-            }
-        }
+        m->ops->score(m->impl, b, r0, n, keys, params, loss_sum ? &lsum : NULL,
+                      loss_sum ? &good : NULL, classes);
     }
     if (loss_sum) {
         *loss_sum = lsum;
@@ -874,6 +606,10 @@ int ps_model_evaluate(ps_model *m, const ps_batch *b, const ps_keylist *keys,
 int ps_model_predict(ps_model *m, const ps_batch *b, const ps_keylist *keys,
                      const float *const *params, int32_t *classes)
 {
+    if (!ps_model_has_accuracy(m->cfg.kind)) {
+        PS_LOG(ERROR, "predict: a %s has no classes to predict", kind_names[m->cfg.kind]);
+        return PS_EINVAL;
+    }
     int rc = check_batch(m, b, SIZE_MAX, "predict", 0);
     if (rc || (rc = check_keys(m, b, keys, params, NULL, "predict"))) {
         return rc;

@@ -64,12 +64,15 @@ static int check_header(const char *path, const ps_file_header *h, ps_model_cfg 
     if (!h->has_model) {
         return bad_field(path, "model", "missing: the header does not describe a model");
     }
-    int mlp = strcmp(fm->kind, "mlp") == 0;
-    if (!mlp && strcmp(fm->kind, "logreg") != 0) {
-        return bad_field(path, "model.kind", "\"%s\" is neither logreg nor mlp", fm->kind);
+    char bad[32], why[160];
+    if (ps_model_info_read(fm, mc, bad, sizeof bad, why, sizeof why)) {
+        return bad_field(path, bad, "%s", why);
     }
-    if (!mlp && fm->nhidden) {
-        return bad_field(path, "model.hidden", "%u hidden layers for a logreg model", fm->nhidden);
+    if (!ps_model_has_accuracy(mc->kind)) {
+        return bad_field(path, "model.kind",
+                         "\"%s\": a vae has no classes to predict (its test ELBO is the "
+                         "training run's test_loss)",
+                         fm->kind);
     }
     if (fm->hash_bits > PS_FHASH_MAX_BITS ||
         (fm->hash_bits && (!fm->sparse_input || fm->in_dim != UINT64_C(1) << fm->hash_bits))) {
@@ -84,15 +87,7 @@ static int check_header(const char *path, const ps_file_header *h, ps_model_cfg 
                          ": the model was trained with another hash",
                          fm->hash_fingerprint, ps_export_hash_fingerprint(fm->hash_bits));
     }
-    *mc = (ps_model_cfg){.kind = mlp ? PS_MODEL_MLP : PS_MODEL_LOGREG,
-                         .in_dim = fm->in_dim,
-                         .nclasses = fm->nclasses,
-                         .sparse_input = fm->sparse_input,
-                         .nhidden = fm->nhidden,
-                         .init_override = -1,
-                         .max_batch = PS_PREDICT_CHUNK};
-    _Static_assert(PS_FILE_MAX_HIDDEN == PS_MODEL_MAX_HIDDEN, "file and model limits agree");
-    memcpy(mc->hidden, fm->hidden, sizeof mc->hidden);
+    mc->max_batch = PS_PREDICT_CHUNK;
     if (ps_model_tables(mc, want, MAX_TABLES, nt)) {
         return bad_field(path, "model", "describes a model adamps cannot build (reason above)");
     }

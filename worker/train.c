@@ -175,7 +175,9 @@ static int evaluate(trainer *tr, const ps_dataset *set, int64_t version, double 
         correct += nc;
     }
     *loss = set->n ? loss_sum / (double)set->n : NAN;
-    *acc = set->n ? (double)correct / (double)set->n : NAN;
+    /* A vae has no classes: no accuracy (null in the metrics). */
+    int classes = ps_model_has_accuracy(ps_model_config(tr->model)->kind);
+    *acc = set->n && classes ? (double)correct / (double)set->n : NAN;
     return 0;
 }
 
@@ -279,8 +281,12 @@ static int eval_and_record(trainer *tr, uint64_t clock)
     }
     /* Machine-readable final line for scripts and tests. */
     if (clock == tr->total_steps) {
-        printf("final step=%llu test_loss=%.6f test_acc=%.4f time_s=%.2f samples_per_sec=%.1f\n",
-               (unsigned long long)clock, loss, acc, el, rate);
+        char acc_text[32] = "null";
+        if (!isnan(acc)) {
+            snprintf(acc_text, sizeof acc_text, "%.4f", acc);
+        }
+        printf("final step=%llu test_loss=%.6f test_acc=%s time_s=%.2f samples_per_sec=%.1f\n",
+               (unsigned long long)clock, loss, acc_text, el, rate);
         fflush(stdout);
     }
     return rc;

@@ -149,6 +149,9 @@ EXPECT(x_model, c->model = PS_MODEL_LOGREG; c->dropout_input = 0.0f; c->dropout 
 EXPECT(x_hidden, c->nhidden = 3; c->hidden[0] = 64; c->hidden[1] = 32; c->hidden[2] = 16)
 EXPECT(x_dropout_input, c->dropout_input = 0.25f)
 EXPECT(x_dropout, c->dropout = 0.125f)
+EXPECT(x_activation, c->activation = PS_ACT_TANH)
+EXPECT(x_conv, c->nconv = 3; c->conv[0] = 8; c->conv[1] = 16; c->conv[2] = 4; c->conv_fc = 64)
+EXPECT(x_latent, c->latent = 7)
 EXPECT(x_l2, c->l2 = 0.5f)
 EXPECT(x_init, c->init = PS_INIT_GLOROT)
 EXPECT(x_dataset, SET(c->dataset, "fashion-mnist"); c->format = PS_FMT_IDX)
@@ -206,6 +209,9 @@ static const flag_case flag_cases[] = {
     {"hidden", "64,32,16", B_FILES, x_hidden},
     {"dropout-input", "0.25", B_FILES, x_dropout_input},
     {"dropout", "0.125", B_FILES, x_dropout},
+    {"activation", "tanh", B_FILES, x_activation},
+    {"conv", "c8-c16-c4-64", B_FILES, x_conv},
+    {"latent", "7", B_FILES, x_latent},
     {"l2", "0.5", B_FILES, x_l2},
     {"init", "glorot", B_FILES, x_init},
     {"dataset", "fashion-mnist", B_NONE, x_dataset},
@@ -364,11 +370,12 @@ static void test_cfg_flag_table_covers_the_usage(void **state)
                           "(default: per optimizer: adam 1e-08,", "adagrad 1e-10",
                           "(default: per optimizer: nesterov 0.9)",
                           "(default: per optimizer: adamw 0.01)",
-                          "(default: per model: logreg 0, mlp 0.2)",
-                          "(default: per model: logreg 0, mlp 0.5)", "(default: 128)",
-                          "(default: bsp)", "(default: 1000,1000)", "(default: auto)",
+                          "(default: per model: logreg 0, mlp 0.2,",
+                          "mlp 0.5, cnn 0.5, vae 0)", "(default: 128)",
+                          "(default: bsp)", "(default: per model: logreg 1000,1000,",
+                          "cnn none, vae 500)", "(default: c32-c64-1000)", "(default: auto)",
                           "(default: /usr/share/datasets/fashion-mnist)",
-                          "--optimizer adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad"};
+                          "--optimizer adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad|adadelta"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++) {
         if (!strstr(text, must[i])) {
             print_error("usage lacks '%s'\n", must[i]);
@@ -573,6 +580,16 @@ static void test_cfg_rejects_impossible_combinations(void **state)
         {{DS, "--resume"}, "--resume needs --checkpoint-dir"},
         {{DS, "--hidden", ""}, "--hidden: an mlp needs at least one hidden layer"},
         {{DS, "--hidden=", "--model", "mlp"}, "--hidden"},
+        {{DS, "--model", "vae", "--hidden", "500,500"}, "the vae has one hidden width"},
+        {{DS, "--model", "vae", "--dropout", "0.5"}, "the vae takes no dropout"},
+        {{DS, "--model", "cnn", "--hidden", "100"}, "--hidden does not apply to --model cnn"},
+        {{DS, "--model", "cnn", "--activation", "tanh"}, "the cnn's units are relu"},
+        {{DS, "--conv", "c32-c64"}, "--conv: 'c32-c64' needs at least one convolution"},
+        {{DS, "--conv", "100"}, "--conv: '100' needs at least one convolution"},
+        {{DS, "--conv", "c32-10-c5"}, "--conv: 'c32-10-c5' is not cN-..-N"},
+        {{DS, "--conv", "c0-10"}, "--conv: '0'"},
+        {{DS, "--conv", "c1-c1-c1-c1-c1-c1-c1-10"}, "more than 6 convolutions"},
+        {{DS, "--activation", "gelu"}, "--activation"},
         {{DS, "--format", "libsvm"}, "--format"},
         {{"train", "--synthetic", "rows=100", "--format", "idx"}, "--format"},
         {{"synth"}, "synth needs --out"},

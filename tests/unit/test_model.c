@@ -1,6 +1,7 @@
-/* Tests for worker/model: configuration and tables, batch keys, gradients
- * against central finite differences of an independent double-precision
- * reference (logreg and MLP, dense and sparse, L2, dropout), dense/sparse
+/* Tests for worker/model (the generic part) and worker/mlp: configuration
+ * and tables, batch keys, gradients against central finite differences of
+ * an independent double-precision reference (logreg and MLP, dense and
+ * sparse, L2, dropout, every activation), dense/sparse
  * agreement, evaluation on a hand-made problem, and OOM sweeps. */
 #include <math.h>
 #include <setjmp.h>
@@ -17,10 +18,11 @@
 #include "worker/dropout.h"
 #include "worker/model.h"
 #include "tests/unit/ps_test.h"
+#include "tests/unit/ps_test_model.h"
 
 #define MAXN 8
 #define MAXD 16
-#define MAXT (2 * (PS_MODEL_MAX_HIDDEN + 1))
+#define MAXT PS_TEST_MAXT
 
 /* One batch held both ways: dense x and the same values as CSR. */
 typedef struct {
@@ -86,40 +88,6 @@ static ps_model_cfg logreg_cfg(uint32_t dim, uint32_t nclasses, int sparse, floa
     return c;
 }
 
-/* Parameters for the rows in keys: value (t, key, col) is a fixed function
- * of those, so two layouts of the same rows hold the same numbers. */
-static void fill_params(const ps_model *m, const ps_keylist *keys, float **p)
-{
-    for (uint32_t t = 0; t < ps_model_ntables(m); t++) {
-        uint32_t w = ps_model_table(m, t)->width;
-        p[t] = malloc((keys[t].n ? keys[t].n : 1) * w * sizeof(float));
-        assert_non_null(p[t]);
-        for (size_t i = 0; i < keys[t].n; i++) {
-            for (uint32_t j = 0; j < w; j++) {
-                uint64_t h = ps_rng_hash(2024, t, keys[t].keys[i], j);
-                p[t][i * w + j] = (ps_rng_unit_float(h) - 0.5f) * 1.2f;
-            }
-        }
-    }
-}
-
-static void alloc_like(const ps_model *m, const ps_keylist *keys, float **g)
-{
-    for (uint32_t t = 0; t < ps_model_ntables(m); t++) {
-        uint32_t w = ps_model_table(m, t)->width;
-        g[t] = calloc((keys[t].n ? keys[t].n : 1) * w, sizeof(float));
-        assert_non_null(g[t]);
-    }
-}
-
-static void free_arrays(float **a, uint32_t n)
-{
-    for (uint32_t t = 0; t < n; t++) {
-        free(a[t]);
-        a[t] = NULL;
-    }
-}
-
 /* ---- double-precision reference, written from the definitions ---- */
 
 static long find_key(const ps_keylist *k, uint64_t key)
@@ -182,7 +150,7 @@ static double ref_loss(const ps_model_cfg *c, const ps_batch *b, const ps_keylis
             }
             for (uint32_t j = 0; j < d; j++) {
                 uint64_t unit = ((uint64_t)l << 56) + i * d + j;
-                a[j] = (z[j] > 0.0 ? z[j] : 0.0) *
+                a[j] = ps_test_act(c->activation, z[j]) *
                        ps_dropout_scale(c->seed, c->worker, step, unit, c->dropout_hidden);
             }
             uint32_t dn = width[l + 1];
@@ -204,60 +172,6 @@ static double ref_loss(const ps_model_cfg *c, const ps_batch *b, const ps_keylis
         }
     }
     return total + 0.5 * c->l2 * reg;
-}
-
-/* The model's loss matches the reference within 1e-5 (relative), and every
- * gradient entry matches the reference's central difference (h = 1e-6 in
- * double) within 2e-4 + 1e-3 |g|: float forward/backward against exact math. */
-static void gradcheck(const ps_model_cfg *cfg, const ps_batch *b, uint64_t step)
-{
-    ps_model *m = NULL;
-    assert_int_equal(ps_model_create(&m, cfg), 0);
-    uint32_t nt = ps_model_ntables(m);
-    ps_keylist keys[MAXT] = {{0}};
-    assert_int_equal(ps_model_batch_keys(m, b, keys), 0);
-    float *p[MAXT] = {0}, *g[MAXT] = {0};
-    double *pd[MAXT] = {0};
-    fill_params(m, keys, p);
-    alloc_like(m, keys, g);
-    double loss;
-    assert_int_equal(ps_model_forward_backward(m, b, keys, (const float *const *)p, g, step,
-                                               &loss), 0);
-    for (uint32_t t = 0; t < nt; t++) {
-        size_t len = keys[t].n * ps_model_table(m, t)->width;
-        pd[t] = malloc((len ? len : 1) * sizeof(double));
-        assert_non_null(pd[t]);
-        for (size_t e = 0; e < len; e++) {
-            pd[t][e] = p[t][e];
-        }
-    }
-    double ref = ref_loss(cfg, b, keys, pd, step);
-    assert_true(fabs(loss - ref) <= 1e-5 * fabs(ref) + 1e-6);
-    const double h = 1e-6;
-    for (uint32_t t = 0; t < nt; t++) {
-        size_t len = keys[t].n * ps_model_table(m, t)->width;
-        for (size_t e = 0; e < len; e++) {
-            double keep = pd[t][e];
-            pd[t][e] = keep + h;
-            double up = ref_loss(cfg, b, keys, pd, step);
-            pd[t][e] = keep - h;
-            double down = ref_loss(cfg, b, keys, pd, step);
-            pd[t][e] = keep;
-            double fd = (up - down) / (2.0 * h);
-            if (fabs(g[t][e] - fd) > 2e-4 + 1e-3 * fabs(fd)) {
-                fail_msg("table %s entry %zu: model %g, finite difference %g",
-                         ps_model_table(m, t)->name, e, (double)g[t][e], fd);
-            }
-        }
-    }
-    for (uint32_t t = 0; t < nt; t++) {
-        free(pd[t]);
-    }
-    free_arrays(p, nt);
-    free_arrays(g, nt);
-    ps_model_keys_fini(keys, nt);
-    ps_model_destroy(&m);
-    assert_null(m);
 }
 
 /* ---- tests ---- */
@@ -476,13 +390,13 @@ static void test_logreg_gradient_matches_finite_differences(void **state)
     tbatch tb;
     make_batch(&tb, 11, 7, 9, 5, 0.4);
     ps_model_cfg c = logreg_cfg(9, 5, 0, 0.1f);
-    gradcheck(&c, &tb.dense, 1);
+    ps_test_gradcheck(&c, &tb.dense, 1, ref_loss);
     c.sparse_input = 1;
-    gradcheck(&c, &tb.sparse, 1);
+    ps_test_gradcheck(&c, &tb.sparse, 1, ref_loss);
     make_batch(&tb, 12, 1, 9, 2, 0.5);
     c = logreg_cfg(9, 2, 1, 0.05f);
     c.dropout_input = 0.3f;
-    gradcheck(&c, &tb.sparse, 3);
+    ps_test_gradcheck(&c, &tb.sparse, 3, ref_loss);
 }
 
 static void test_mlp_gradient_matches_finite_differences_dense(void **state)
@@ -491,13 +405,13 @@ static void test_mlp_gradient_matches_finite_differences_dense(void **state)
     tbatch tb;
     make_batch(&tb, 21, 1, 6, 2, 0.7);
     ps_model_cfg c = mlp_cfg(6, 2, 0, 1, 0.2f, 0.3f);
-    gradcheck(&c, &tb.dense, 4);
+    ps_test_gradcheck(&c, &tb.dense, 4, ref_loss);
     make_batch(&tb, 22, 7, 6, 5, 0.7);
     c = mlp_cfg(6, 5, 0, 2, 0.2f, 0.3f);
     c.l2 = 0.01f;
-    gradcheck(&c, &tb.dense, 5);
+    ps_test_gradcheck(&c, &tb.dense, 5, ref_loss);
     c = mlp_cfg(6, 5, 0, 3, 0.0f, 0.0f);
-    gradcheck(&c, &tb.dense, 6);
+    ps_test_gradcheck(&c, &tb.dense, 6, ref_loss);
 }
 
 static void test_mlp_gradient_matches_finite_differences_sparse(void **state)
@@ -506,13 +420,37 @@ static void test_mlp_gradient_matches_finite_differences_sparse(void **state)
     tbatch tb;
     make_batch(&tb, 31, 7, 10, 5, 0.3);
     ps_model_cfg c = mlp_cfg(10, 5, 1, 1, 0.25f, 0.4f);
-    gradcheck(&c, &tb.sparse, 8);
+    ps_test_gradcheck(&c, &tb.sparse, 8, ref_loss);
     c = mlp_cfg(10, 5, 1, 2, 0.25f, 0.4f);
     c.l2 = 0.02f;
-    gradcheck(&c, &tb.sparse, 9);
+    ps_test_gradcheck(&c, &tb.sparse, 9, ref_loss);
     make_batch(&tb, 32, 1, 10, 2, 0.5);
     c = mlp_cfg(10, 2, 1, 2, 0.1f, 0.5f);
-    gradcheck(&c, &tb.sparse, 10);
+    ps_test_gradcheck(&c, &tb.sparse, 10, ref_loss);
+}
+
+/* Sigmoid, softplus and tanh hidden units, dense and sparse input, with
+ * and without dropout (whose backward pass rebuilds each layer's mask),
+ * one to three hidden layers, with L2. */
+static void test_mlp_activations_match_finite_differences(void **state)
+{
+    (void)state;
+    const ps_act_kind acts[] = {PS_ACT_SIGMOID, PS_ACT_SOFTPLUS, PS_ACT_TANH};
+    tbatch tb;
+    make_batch(&tb, 81, 6, 7, 4, 0.5);
+    for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+        for (uint32_t nh = 1; nh <= 3; nh++) {
+            ps_model_cfg c = mlp_cfg(7, 4, 0, nh, 0.2f, 0.4f);
+            c.activation = acts[a];
+            c.l2 = 0.01f;
+            ps_test_gradcheck(&c, &tb.dense, 11 + nh, ref_loss);
+            c.sparse_input = 1;
+            ps_test_gradcheck(&c, &tb.sparse, 11 + nh, ref_loss);
+            c = mlp_cfg(7, 4, 0, nh, 0.0f, 0.0f);
+            c.activation = acts[a];
+            ps_test_gradcheck(&c, &tb.dense, 1, ref_loss);
+        }
+    }
 }
 
 /* The same batch as dense and as CSR, same step, dropout on: same loss
@@ -533,11 +471,11 @@ static void test_mlp_dense_and_sparse_layouts_agree(void **state)
     assert_int_equal(ps_model_batch_keys(md, &tb.dense, kd), 0);
     assert_int_equal(ps_model_batch_keys(ms, &tb.sparse, ks), 0);
     float *pd[MAXT] = {0}, *ps[MAXT] = {0}, *gd[MAXT] = {0}, *gs[MAXT] = {0}, *g2[MAXT] = {0};
-    fill_params(md, kd, pd);
-    fill_params(ms, ks, ps);
-    alloc_like(md, kd, gd);
-    alloc_like(ms, ks, gs);
-    alloc_like(ms, ks, g2);
+    ps_test_fill_params(md, kd, pd);
+    ps_test_fill_params(ms, ks, ps);
+    ps_test_alloc_like(md, kd, gd);
+    ps_test_alloc_like(ms, ks, gs);
+    ps_test_alloc_like(ms, ks, g2);
     double ld, ls, l2;
     assert_int_equal(ps_model_forward_backward(md, &tb.dense, kd, (const float *const *)pd, gd,
                                                7, &ld), 0);
@@ -570,11 +508,11 @@ static void test_mlp_dense_and_sparse_layouts_agree(void **state)
     assert_int_equal(ps_model_forward_backward(ms, &tb.sparse, ks, (const float *const *)ps, g2,
                                                8, &l2), 0);
     assert_true(l2 != ls);
-    free_arrays(pd, 6);
-    free_arrays(ps, 6);
-    free_arrays(gd, 6);
-    free_arrays(gs, 6);
-    free_arrays(g2, 6);
+    ps_test_free_arrays(pd, 6);
+    ps_test_free_arrays(ps, 6);
+    ps_test_free_arrays(gd, 6);
+    ps_test_free_arrays(gs, 6);
+    ps_test_free_arrays(g2, 6);
     ps_model_keys_fini(kd, 6);
     ps_model_keys_fini(ks, 6);
     ps_model_destroy(&md);
@@ -631,8 +569,8 @@ static void test_model_rejects_mismatched_batch_and_keys(void **state)
     ps_keylist keys[4] = {{0}};
     assert_int_equal(ps_model_batch_keys(m, &tb.sparse, keys), 0);
     float *p[MAXT] = {0}, *g[MAXT] = {0};
-    fill_params(m, keys, p);
-    alloc_like(m, keys, g);
+    ps_test_fill_params(m, keys, p);
+    ps_test_alloc_like(m, keys, g);
     double loss;
     const float *const *cp = (const float *const *)p;
     assert_int_equal(ps_model_forward_backward(m, &other.sparse, keys, cp, g, 1, &loss),
@@ -645,8 +583,8 @@ static void test_model_rejects_mismatched_batch_and_keys(void **state)
     tb.y[2] = 0;
     assert_int_equal(ps_model_forward_backward(m, &tb.sparse, keys, cp, g, 1, &loss), 0);
     assert_true(isfinite(loss) && loss > 0.0);
-    free_arrays(p, 4);
-    free_arrays(g, 4);
+    ps_test_free_arrays(p, 4);
+    ps_test_free_arrays(g, 4);
     ps_model_keys_fini(keys, 4);
     ps_model_destroy(&m);
 }
@@ -662,15 +600,15 @@ static void test_model_sparse_batch_without_features_needs_no_rows(void **state)
     assert_int_equal(tb.indptr[3], 0);
     ps_model_cfg c = mlp_cfg(8, 3, 1, 1, 0.2f, 0.3f);
     c.l2 = 0.1f;
-    gradcheck(&c, &tb.sparse, 2);
+    ps_test_gradcheck(&c, &tb.sparse, 2, ref_loss);
     ps_model *m = NULL;
     assert_int_equal(ps_model_create(&m, &c), 0);
     ps_keylist keys[4] = {{0}};
     assert_int_equal(ps_model_batch_keys(m, &tb.sparse, keys), 0);
     assert_int_equal(keys[0].n, 0);
     float *p[4] = {0}, *g[4] = {0};
-    fill_params(m, keys, p);
-    alloc_like(m, keys, g);
+    ps_test_fill_params(m, keys, p);
+    ps_test_alloc_like(m, keys, g);
     free(p[0]);
     free(g[0]);
     p[0] = g[0] = NULL;
@@ -678,8 +616,8 @@ static void test_model_sparse_batch_without_features_needs_no_rows(void **state)
     assert_int_equal(ps_model_forward_backward(m, &tb.sparse, keys, (const float *const *)p, g,
                                                2, &loss), 0);
     assert_true(isfinite(loss) && loss > 0.0);
-    free_arrays(p, 4);
-    free_arrays(g, 4);
+    ps_test_free_arrays(p, 4);
+    ps_test_free_arrays(g, 4);
     ps_model_keys_fini(keys, 4);
     ps_model_destroy(&m);
 }
@@ -693,19 +631,7 @@ static void test_model_create_survives_every_failed_allocation(void **state)
     ps_model_cfg cfgs[] = {mlp_cfg(8, 3, 0, 3, 0.2f, 0.5f), mlp_cfg(8, 3, 1, 2, 0.2f, 0.5f),
                            logreg_cfg(8, 2, 1, 0.0f)};
     for (size_t i = 0; i < 3; i++) {
-        for (long n = 0;; n++) {
-            ps_model *m = NULL;
-            ps_test_fail_alloc(n);
-            int rc = ps_model_create(&m, &cfgs[i]);
-            ps_test_fail_alloc(-1);
-            if (rc == 0) {
-                assert_true(n > 2);
-                ps_model_destroy(&m);
-                break;
-            }
-            assert_int_equal(rc, PS_ENOMEM);
-            assert_null(m);
-        }
+        ps_test_model_create_oom_sweep(&cfgs[i], 2);
     }
     tbatch tb;
     make_batch(&tb, 61, 5, 8, 3, 0.5);
@@ -720,14 +646,14 @@ static void test_model_create_survives_every_failed_allocation(void **state)
         double loss;
         if (rc == 0) {
             ps_test_fail_alloc(-1);
-            fill_params(m, keys, p);
-            alloc_like(m, keys, g);
+            ps_test_fill_params(m, keys, p);
+            ps_test_alloc_like(m, keys, g);
             ps_test_fail_alloc(n);
             rc = ps_model_forward_backward(m, &tb.sparse, keys, (const float *const *)p, g, 1,
                                            &loss);
             ps_test_fail_alloc(-1);
-            free_arrays(p, nt);
-            free_arrays(g, nt);
+            ps_test_free_arrays(p, nt);
+            ps_test_free_arrays(g, nt);
         }
         ps_test_fail_alloc(-1);
         ps_model_keys_fini(keys, nt);
@@ -752,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_logreg_gradient_matches_finite_differences),
         cmocka_unit_test(test_mlp_gradient_matches_finite_differences_dense),
         cmocka_unit_test(test_mlp_gradient_matches_finite_differences_sparse),
+        cmocka_unit_test(test_mlp_activations_match_finite_differences),
         cmocka_unit_test(test_mlp_dense_and_sparse_layouts_agree),
         cmocka_unit_test(test_model_evaluate_counts_known_accuracy),
         cmocka_unit_test(test_model_rejects_mismatched_batch_and_keys),

@@ -540,6 +540,7 @@ static void test_opt_nstate_and_defaults(void **state)
     const int want[PS_OPT_COUNT_] = {
         [PS_OPT_ADAM] = 2,    [PS_OPT_ADAMAX] = 2,  [PS_OPT_SGD] = 0,   [PS_OPT_NESTEROV] = 1,
         [PS_OPT_ADAGRAD] = 1, [PS_OPT_RMSPROP] = 1, [PS_OPT_ADAMW] = 2, [PS_OPT_AMSGRAD] = 3,
+        [PS_OPT_ADADELTA] = 2,
     };
     for (int k = 0; k < PS_OPT_COUNT_; k++) {
         assert_int_equal(ps_opt_nstate((ps_opt_kind)k), want[k]);
@@ -560,6 +561,8 @@ static void test_opt_nstate_and_defaults(void **state)
     assert_true(hp.momentum == 0.9f);
     ps_opt_defaults(&hp, PS_OPT_ADAMW);
     assert_true(hp.weight_decay == 0.01f);
+    ps_opt_defaults(&hp, PS_OPT_ADADELTA); /* torch.optim.Adadelta's */
+    assert_true(hp.lr == 1.0f && hp.beta2 == 0.9f && hp.eps == 1e-6f);
 }
 
 /* Three dense steps of rule hp on 4 parameters. The gradients change
@@ -626,6 +629,7 @@ int main(void)
         GOLDEN("adamax"),
         GOLDEN("adagrad"),
         GOLDEN("rmsprop"),
+        GOLDEN("adadelta"),
         GOLDEN("sgd"),
         GOLDEN("nesterov"),
         GOLDEN("lazy_adam"),

@@ -481,7 +481,7 @@ static void test_predict_rejects_header_not_matching_tables(void **state)
     static const char *const needles[E_COUNT] = {
         "field \"kind\"",
         "field \"model\": missing",
-        "field \"model.kind\": \"cnn\"",
+        "field \"model.kind\": \"rnn\"",
         "field \"model.hidden\"",
         "field \"tables[0]\": table 'w' 4 x 3, but the model needs 'w' 5 x 3",
         "field \"model\": describes a model adamps cannot build",
@@ -509,7 +509,7 @@ static void test_predict_rejects_header_not_matching_tables(void **state)
             h.has_model = 0;
             break;
         case E_MKIND:
-            strcpy(h.model.kind, "cnn");
+            strcpy(h.model.kind, "rnn"); /* a kind adamps does not have */
             break;
         case E_HIDDEN:
             h.model.nhidden = 1;
