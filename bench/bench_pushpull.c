@@ -215,7 +215,7 @@ static int worker_rep(worker_side *w, ps_comm *comm, int iters, double *seconds,
     }
     double t1 = ps_comm_time();
     ps_comm_bytes(comm, &s1, &r1);
-    if (rc || (rc = ps_client_done(w->client))) {
+    if (rc || (rc = ps_client_done(w->client, 0))) {
         return rc;
     }
     *seconds = (t1 - t0) / iters;

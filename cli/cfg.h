@@ -73,6 +73,7 @@ typedef struct {
     ps_sync sync;        /* --consistency bsp|ssp:K|asp */
     uint32_t staleness;  /* K of ssp:K */
     int nonfinite_skip;  /* --nonfinite abort|skip */
+    double peer_timeout; /* --peer-timeout SECONDS (0 = wait for ever) */
     double delay_ms;     /* --inject-delay-ms X: testing */
 
     /* output */
@@ -81,7 +82,9 @@ typedef struct {
     char save_model[PS_CFG_PATH]; /* --save-model DIR */
     char ckpt_dir[PS_CFG_PATH];   /* --checkpoint-dir D */
     uint64_t ckpt_every;          /* --checkpoint-every K clocks (0 = off) */
+    uint32_t keep_ckpts;          /* --keep-checkpoints K */
     int resume;                   /* --resume */
+    char resume_allow[PS_CFG_PATH]; /* --resume-allow FLAG,FLAG: changes accepted on resume */
     int quiet;                    /* --quiet */
     int log_json;                 /* --log-format text|json */
     double progress_secs;         /* --progress-every SECONDS */

@@ -107,6 +107,19 @@ int ps_afile_write(ps_afile *f, const void *buf, size_t len)
     return 0;
 }
 
+int ps_afile_flush(ps_afile *f)
+{
+    if (f->failed) {
+        return PS_EIO;
+    }
+    if (fdatasync(f->fd) != 0) {
+        PS_LOG(ERROR, "%s: fdatasync of temp file %s failed: %s", f->path, f->tmp, strerror(errno));
+        f->failed = 1;
+        return PS_EIO;
+    }
+    return 0;
+}
+
 void ps_afile_abort(ps_afile **pf)
 {
     ps_afile *f = pf ? *pf : NULL;

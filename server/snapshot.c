@@ -188,13 +188,33 @@ done:
     return rc;
 }
 
+/* Whether the shard files of checkpoint `clock` were written under the
+ * layout this store has (server count and shard mode), judged from this
+ * server's own file; when it cannot be read, its load will say why. */
+static int same_layout(const ps_store *s, const char *dir, int64_t clock, uint32_t old_nservers)
+{
+    const ps_shard *cur = ps_store_shard((ps_store *)s, 0);
+    char path[4096];
+    ps_file_reader *r = NULL;
+    ps_file_header h;
+    if (old_nservers != cur->nservers ||
+        ps_ckpt_shard_path(path, sizeof path, dir, clock, ps_store_server(s)) ||
+        ps_file_open(&r, path, &h)) {
+        return old_nservers == cur->nservers;
+    }
+    int same = h.shard_mode == (uint32_t)cur->mode;
+    ps_file_header_fini(&h);
+    ps_file_close(&r);
+    return same;
+}
+
 int ps_snapshot_load(ps_store *s, const char *dir, int64_t clock, uint32_t old_nservers,
                      const char *opt_name)
 {
-    const ps_shard *cur = ps_store_shard(s, 0);
     uint32_t me = ps_store_server(s);
-    /* Same layout: only our own file holds our rows. */
-    int same = old_nservers == cur->nservers;
+    /* Same layout: only our own file holds our rows. Otherwise (another
+     * server count, or --shard changed) every file may. */
+    int same = same_layout(s, dir, clock, old_nservers);
     uint64_t filled = 0, want = 0;
     for (uint32_t t = 0; t < ps_store_ntables(s); t++) {
         ps_store_arrays a;

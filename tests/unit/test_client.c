@@ -79,7 +79,7 @@ static int worker_rank(ps_comm *c, void *arg)
         (rc = ps_client_pull_start(cl, p, 1, 0)) == 0 &&
         (rc = ps_client_pull_wait(cl, p, after)) == 0 &&
         (!j->checkpoint || (rc = ps_client_checkpoint(cl, 1)) == 0)) {
-        rc = ps_client_done(cl);
+        rc = ps_client_done(cl, 0);
     }
     ps_plan_destroy(&p);
     ps_client_destroy(&cl);
@@ -120,8 +120,7 @@ static void run_case(ps_shard_mode shard, uint32_t nservers, int lazy, const cha
                                   .sync = PS_SYNC_BSP,
                                   .ckpt_dir = ckpt_dir,
                                   .config_text = "test_client",
-                                  .opt_name = "adam",
-                                  .resume_clock = -1};
+                                  .opt_name = "adam"};
         scfg[s].store = (ps_store_cfg){.tables = tables,
                                        .ntables = NT,
                                        .server = s,

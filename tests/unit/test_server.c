@@ -69,7 +69,6 @@ static void fx_cfg(fx *f, ps_sync sync, uint32_t nw, int lazy)
     f->cfg.sync = sync;
     f->cfg.config_text = "test_server";
     f->cfg.opt_name = "adam";
-    f->cfg.resume_clock = -1;
 }
 
 static void fx_open(fx *f, ps_sync sync, uint32_t nw, int lazy)
@@ -388,11 +387,10 @@ static void test_server_checkpoint_done_at_its_clock_and_resumes(void **state)
     expect_no_reply(&f, 1);
     assert_int_equal(access(path, F_OK), 0);
     /* A server resuming from it starts at version 1 with the same shard. */
-    ps_server_cfg rcfg = f.cfg;
-    rcfg.resume_clock = 1;
-    rcfg.resume_nservers = 1;
+    ps_ckpt_manifest m1 = {.clock = 1, .nservers = 1, .nworkers = 2};
     ps_server *again = NULL;
-    assert_int_equal(ps_server_create(&again, &rcfg, f.c[0]), 0);
+    assert_int_equal(ps_server_create(&again, &f.cfg, f.c[0]), 0);
+    assert_int_equal(ps_server_resume(again, &m1), 0);
     assert_int_equal(ps_server_version(again), 1);
     assert_true(stores_equal(ps_server_store(again), ps_server_store(f.srv)));
     ps_server_destroy(&again);
