@@ -72,6 +72,8 @@ static void catch_stop_signals(void)
 typedef struct {
     int *node_of_rank, *is_server, *server_ranks, *worker_ranks;
     int nservers, nworkers, my_id;
+    char (*label)[32];     /* per rank: "server 0", "worker 1", for messages */
+    const char **labels;   /* pointers into label */
 } layout;
 
 static int make_layout(ps_comm *comm, const ps_cfg *cfg, layout *l)
@@ -119,6 +121,8 @@ static void layout_fini(layout *l)
     ps_free(l->is_server);
     ps_free(l->server_ranks);
     ps_free(l->worker_ranks);
+    ps_free(l->label);
+    ps_free(l->labels);
 }
 
 /* Collective: the coordinator reads the data's shape, everyone gets it. */
@@ -142,15 +146,16 @@ static int agree_spec(ps_comm *comm, const ps_cfg *cfg, const layout *l, ps_sour
 /* Who watches whom (common/comm.h, liveness): a server its workers, a
  * worker the servers and the coordinator, the coordinator every rank. So
  * every wait has peers it can judge, and every rank is watched. */
-static int set_liveness(ps_comm *comm, const ps_cfg *cfg, const layout *l)
+static int set_liveness(ps_comm *comm, const ps_cfg *cfg, layout *l)
 {
     int rank = ps_comm_rank(comm), n = 0;
     int *peers = ps_malloc(sizeof(int) * (size_t)ps_comm_size(comm));
     if (!peers) {
         return PS_ENOMEM;
     }
+    int size = ps_comm_size(comm);
     int server = l->is_server[rank], coord = rank == l->worker_ranks[0];
-    for (int r = 0; r < ps_comm_size(comm); r++) {
+    for (int r = 0; r < size; r++) {
         if (server ? !l->is_server[r] : l->is_server[r] || coord || r == l->worker_ranks[0]) {
             peers[n++] = r;
         }
@@ -158,6 +163,15 @@ static int set_liveness(ps_comm *comm, const ps_cfg *cfg, const layout *l)
     ps_comm_set_timeout(comm, cfg->peer_timeout);
     int rc = ps_comm_set_peers(comm, peers, n);
     ps_free(peers);
+    if (rc == 0 && (l->label = ps_calloc((size_t)size, sizeof *l->label)) &&
+        (l->labels = ps_calloc((size_t)size, sizeof *l->labels))) {
+        for (int s = 0, w = 0, r = 0; r < size; r++) {
+            snprintf(l->label[r], sizeof l->label[r], l->is_server[r] ? "server %d" : "worker %d",
+                     l->is_server[r] ? s++ : w++);
+            l->labels[r] = l->label[r];
+        }
+        ps_comm_set_labels(comm, l->labels);
+    }
     return rc;
 }
 

@@ -135,6 +135,9 @@ double ps_comm_timeout(const ps_comm *c);
  * ps_comm_alive() serves on this thread. Returns 0 or PS_EINVAL (a rank
  * outside the world, logged). */
 int ps_comm_set_peers(ps_comm *c, const int *ranks, int n);
+/* Names for the world's ranks in timeout messages ("worker 1"), indexed by
+ * world rank; borrowed until the world is destroyed. NULL: ranks only. */
+void ps_comm_set_labels(ps_comm *c, const char *const *labels);
 /* Sends the heartbeats now due and takes those waiting. Call it from any
  * loop that can run for longer than a few seconds without waiting.
  * Returns 0 or the send's error. Cheap when nothing is due. */

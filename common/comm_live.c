@@ -40,6 +40,7 @@ struct ps_live {
     double next_check;
     double last_drain;
     int silent; /* world rank of the last peer that timed out, or -1 */
+    const char *const *labels; /* per world rank, for messages; borrowed; may be NULL */
     ps_comm *world;
     ps_bytes beat; /* empty; its pooled buffer circulates through send */
 };
@@ -172,6 +173,13 @@ int ps_comm_set_peers(ps_comm *c, const int *ranks, int n)
     return 0;
 }
 
+void ps_comm_set_labels(ps_comm *c, const char *const *labels)
+{
+    if (c->live) {
+        c->live->labels = labels;
+    }
+}
+
 int ps_comm_silent_rank(const ps_comm *c)
 {
     if (!c->live || c->live->silent < 0) {
@@ -265,10 +273,13 @@ static int overdue(ps_comm *c, int src, double now, const char *what)
         return 0;
     }
     L->silent = world_of(c, worst);
+    const char *who = L->labels ? L->labels[L->silent] : "";
+    const char *me = L->labels ? L->labels[L->self] : "";
     PS_LOG(ERROR,
-           "rank %d has sent nothing, not even a heartbeat, for %.1f s (--peer-timeout %g) "
-           "while this rank waited for %s: it is stopped, hung or unreachable",
-           L->silent, age, L->timeout, what);
+           "rank %d%s%s%s has sent nothing, not even a heartbeat, for %.1f s (--peer-timeout %g) "
+           "while rank %d%s%s%s waited for %s: it is stopped, hung or unreachable",
+           L->silent, who[0] ? " (" : "", who, who[0] ? ")" : "", age, L->timeout, L->self,
+           me[0] ? " (" : "", me, me[0] ? ")" : "", what);
     return PS_ETIMEDOUT;
 }
 

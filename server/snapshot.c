@@ -150,8 +150,12 @@ static int load_rows(ps_file_reader *r, const ps_shard *old, uint32_t j, const p
     return 0;
 }
 
+/* Loads the rows of file j that this server owns. *other_mode (NULL: do
+ * not ask) is set, and nothing loaded, when the file was written under
+ * another shard mode: then every file may hold rows of this server. */
 static int load_file(ps_store *s, const char *path, int64_t clock, uint32_t old_nservers,
-                     uint32_t j, const char *opt_name, uint8_t *buf, uint64_t *filled)
+                     uint32_t j, const char *opt_name, uint8_t *buf, uint64_t *filled,
+                     int *other_mode)
 {
     ps_file_reader *r = NULL;
     ps_file_header h;
@@ -160,6 +164,10 @@ static int load_file(ps_store *s, const char *path, int64_t clock, uint32_t old_
         return rc;
     }
     if ((rc = check_header(s, path, &h, clock, old_nservers, j, opt_name))) {
+        goto done;
+    }
+    if (other_mode && h.shard_mode != (uint32_t)ps_store_shard(s, 0)->mode) {
+        *other_mode = 1;
         goto done;
     }
     uint32_t me = ps_store_server(s);
@@ -188,33 +196,15 @@ done:
     return rc;
 }
 
-/* Whether the shard files of checkpoint `clock` were written under the
- * layout this store has (server count and shard mode), judged from this
- * server's own file; when it cannot be read, its load will say why. */
-static int same_layout(const ps_store *s, const char *dir, int64_t clock, uint32_t old_nservers)
-{
-    const ps_shard *cur = ps_store_shard((ps_store *)s, 0);
-    char path[4096];
-    ps_file_reader *r = NULL;
-    ps_file_header h;
-    if (old_nservers != cur->nservers ||
-        ps_ckpt_shard_path(path, sizeof path, dir, clock, ps_store_server(s)) ||
-        ps_file_open(&r, path, &h)) {
-        return old_nservers == cur->nservers;
-    }
-    int same = h.shard_mode == (uint32_t)cur->mode;
-    ps_file_header_fini(&h);
-    ps_file_close(&r);
-    return same;
-}
-
 int ps_snapshot_load(ps_store *s, const char *dir, int64_t clock, uint32_t old_nservers,
                      const char *opt_name)
 {
+    const ps_shard *cur = ps_store_shard(s, 0);
     uint32_t me = ps_store_server(s);
     /* Same layout: only our own file holds our rows. Otherwise (another
-     * server count, or --shard changed) every file may. */
-    int same = same_layout(s, dir, clock, old_nservers);
+     * server count, or --shard changed, which our own file's header tells)
+     * every file may. */
+    int same = old_nservers == cur->nservers, other_mode = 0;
     uint64_t filled = 0, want = 0;
     for (uint32_t t = 0; t < ps_store_ntables(s); t++) {
         ps_store_arrays a;
@@ -227,13 +217,13 @@ int ps_snapshot_load(ps_store *s, const char *dir, int64_t clock, uint32_t old_n
     }
     int rc = 0;
     char path[4096];
-    for (uint32_t j = 0; j < old_nservers && rc == 0; j++) {
-        if (same && j != me) {
-            continue;
-        }
+    if (same && (rc = ps_ckpt_shard_path(path, sizeof path, dir, clock, me)) == 0) {
+        rc = load_file(s, path, clock, old_nservers, me, opt_name, buf, &filled, &other_mode);
+    }
+    for (uint32_t j = 0; (!same || other_mode) && j < old_nservers && rc == 0; j++) {
         rc = ps_ckpt_shard_path(path, sizeof path, dir, clock, j);
         if (rc == 0) {
-            rc = load_file(s, path, clock, old_nservers, j, opt_name, buf, &filled);
+            rc = load_file(s, path, clock, old_nservers, j, opt_name, buf, &filled, NULL);
         }
     }
     ps_free(buf);
