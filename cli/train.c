@@ -72,8 +72,8 @@ static void catch_stop_signals(void)
 typedef struct {
     int *node_of_rank, *is_server, *server_ranks, *worker_ranks;
     int nservers, nworkers, my_id;
-    char (*label)[32];     /* per rank: "server 0", "worker 1", for messages */
-    const char **labels;   /* pointers into label */
+    char (*label)[32];   /* per rank: "server 0", "worker 1", for messages */
+    const char **labels; /* pointers into label */
 } layout;
 
 static int make_layout(ps_comm *comm, const ps_cfg *cfg, layout *l)
@@ -216,8 +216,9 @@ static int prepare_ckpt(const ps_cfg *cfg, const layout *l, uint64_t need, time_
     ps_ckpt_manifest old;
     uint32_t n = 0;
     if (ps_ckpt_list(dir, &old, 1, &n) == 0 && n) {
-        PS_LOG(WARN, "%s holds checkpoints of an earlier run (the newest ckpt-%lld); without "
-                     "--resume this run starts over and replaces them as it writes its own",
+        PS_LOG(WARN,
+               "%s holds checkpoints of an earlier run (the newest ckpt-%lld); without "
+               "--resume this run starts over and replaces them as it writes its own",
                dir, (long long)old.clock);
     }
     return 0;
@@ -255,9 +256,9 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_
                      : prepare_ckpt(cfg, &l, checkpoint_bytes(cfg, tables, ntables, &l), job_start,
                                     &plan, &lock_fd);
     }
-    if ((rc = ps_comm_agree(comm, rc)) || (rc = ps_comm_bcast(comm, l.worker_ranks[0], &plan,
-                                                               sizeof plan)) ||
-        (rc = plan.rc) || (rc = ps_comm_split(comm, server ? -1 : 0, &workers))) {
+    if ((rc = ps_comm_agree(comm, rc)) ||
+        (rc = ps_comm_bcast(comm, l.worker_ranks[0], &plan, sizeof plan)) || (rc = plan.rc) ||
+        (rc = ps_comm_split(comm, server ? -1 : 0, &workers))) {
         goto done;
     }
     if (cfg->ckpt_dir[0]) {
@@ -321,8 +322,7 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_
     }
     /* The last wait: nobody finalises while a peer may still need it, and a
      * rank that falls silent now is named like at any other time. */
-    if ((rc == 0 || rc == PS_ESTOPPED) && (rc = ps_comm_agree(comm, rc)) == PS_ESTOPPED &&
-        coord) {
+    if ((rc == 0 || rc == PS_ESTOPPED) && (rc = ps_comm_agree(comm, rc)) == PS_ESTOPPED && coord) {
         PS_LOG(INFO, "stopped after a signal; exit 75");
     }
     if (rc && rc != PS_ESTOPPED) {

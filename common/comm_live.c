@@ -39,7 +39,7 @@ struct ps_live {
     double next_beat; /* the earliest sent[p] + interval over peers */
     double next_check;
     double last_drain;
-    int silent; /* world rank of the last peer that timed out, or -1 */
+    int silent;                /* world rank of the last peer that timed out, or -1 */
     const char *const *labels; /* per world rank, for messages; borrowed; may be NULL */
     ps_comm *world;
     ps_bytes beat; /* empty; its pooled buffer circulates through send */

@@ -185,7 +185,8 @@ static void inject_pause(trainer *tr, uint64_t clock)
 static void write_metrics(trainer *tr, const ps_metric_kv *kv, size_t n)
 {
     if (tr->metrics && ps_metrics_write(tr->metrics, kv, n) != 0 && tr->metrics_lost++ == 0) {
-        PS_LOG(WARN, "%s: a metrics line was not written (see above); training goes on", tr->wc->metrics);
+        PS_LOG(WARN, "%s: a metrics line was not written (see above); training goes on",
+               tr->wc->metrics);
     }
 }
 

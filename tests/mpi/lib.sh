@@ -5,6 +5,7 @@
 : "${BIN:=./adamps}"
 : "${CASE_TIMEOUT:=180}"
 LOGDIR=${LOGDIR:-$(mktemp -d /tmp/adamps-mpitest.XXXXXX)}
+mkdir -p "$LOGDIR"
 PASS=0
 FAIL=0
 FAILED=()

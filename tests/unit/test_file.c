@@ -73,7 +73,6 @@ static void write_framed(const char *path, const void *hdr, uint32_t hlen, const
     ps_test_write_file(path, raw, n + plen);
 }
 
-
 static ps_file_table tables[2] = {
     {"embedding", 1000, 16, 0, 500, 3},
     {"out", 16, 10, 8, 8, 3},
