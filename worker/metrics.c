@@ -176,7 +176,7 @@ static int64_t line_step(const char *line, size_t len)
     return -1;
 }
 
-int ps_metrics_truncate_after(ps_metrics *m, int64_t step, size_t *dropped)
+int ps_metrics_truncate_from(ps_metrics *m, int64_t step, size_t *dropped)
 {
     *dropped = 0;
     struct stat sb;
@@ -205,7 +205,7 @@ int ps_metrics_truncate_after(ps_metrics *m, int64_t step, size_t *dropped)
                 m->line.data[m->line.len++] = (uint8_t)chunk[i];
                 continue;
             }
-            if (cut < 0 && line_step((const char *)m->line.data, m->line.len) > step) {
+            if (cut < 0 && line_step((const char *)m->line.data, m->line.len) >= step) {
                 cut = line_start;
             }
             *dropped += cut >= 0;
@@ -218,7 +218,7 @@ int ps_metrics_truncate_after(ps_metrics *m, int64_t step, size_t *dropped)
         pos += r;
     }
     if (cut >= 0 && ftruncate(m->fd, cut) != 0) {
-        PS_LOG(ERROR, "%s: cannot drop the lines past step %lld: %s", m->path, (long long)step,
+        PS_LOG(ERROR, "%s: cannot drop the lines from step %lld on: %s", m->path, (long long)step,
                strerror(errno));
         return PS_EIO;
     }

@@ -394,21 +394,22 @@ static int resume_any(trainer *tr)
     return rc;
 }
 
-/* After a resume: the metrics rows the crashed run wrote past the
- * checkpoint go (this run writes them again), and a record says where the
- * run picked up. */
+/* After a resume: the metrics rows the crashed run wrote after the
+ * checkpoint (from its step on: the evaluation at a checkpoint's step comes
+ * after the checkpoint) go, since this run writes them again, and a record
+ * says where the run picked up. */
 static int metrics_resumed(trainer *tr)
 {
     if (!tr->metrics || tr->wc->nresume == 0) {
         return 0;
     }
     size_t dropped = 0;
-    int rc = ps_metrics_truncate_after(tr->metrics, (int64_t)tr->start_clock, &dropped);
+    int rc = ps_metrics_truncate_from(tr->metrics, (int64_t)tr->start_clock, &dropped);
     if (rc) {
         return rc;
     }
     if (dropped) {
-        PS_LOG(INFO, "%s: dropped %zu lines past step %llu, which this run writes again",
+        PS_LOG(INFO, "%s: dropped %zu lines from step %llu on, which this run writes again",
                tr->wc->metrics, dropped, (unsigned long long)tr->start_clock);
     }
     char name[32];
@@ -630,6 +631,15 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
         goto done;
     }
     uint64_t b = tr.start_clock;
+    if (b > tr.total_steps) {
+        if (tr.coordinator) {
+            PS_LOG(ERROR, "--resume: the checkpoint is at step %llu, past the %llu steps of this "
+                          "run (--steps, --epochs): nothing is left to train",
+                   (unsigned long long)b, (unsigned long long)tr.total_steps);
+        }
+        rc = PS_ECONFIG;
+        goto done;
+    }
     if (tr.coordinator && !wc->quiet) {
         PS_LOG(INFO, "training %llu steps (%llu per epoch) on %u workers, %u servers",
                (unsigned long long)tr.total_steps, (unsigned long long)tr.steps_per_epoch,

@@ -43,7 +43,7 @@ fi
 
 # 2. Two jobs on one directory: the second is refused naming the first's
 # pid and host; the first is not disturbed.
-start_np rv_first 3 train "${RV[@]}" --steps 300 --inject-delay-ms 30 \
+start_np rv_first 3 train "${RV[@]}" --steps 300 --inject-delay-ms 60 \
     --checkpoint-dir "$LOGDIR/rv_lock" --checkpoint-every 50 --save-model "$LOGDIR/rv_first"
 first=$JOB
 first_log=$LOG
@@ -153,4 +153,24 @@ if [ "$RC" -eq 0 ] && [ "$(final_field step)" = 40 ] &&
     pass "metrics_write_failure_does_not_stop_training"
 else
     fail metrics_write_failure "rc=$RC"
+fi
+
+# 8. A resumed run's metrics: the lines the crashed run wrote after its
+# checkpoint (steps 20 and 25) go, a record says where it picked up, time_s
+# goes on from the checkpoint's, and every step appears once.
+rm -rf "$LOGDIR/rv_mck"
+ADAMPS_TEST_INJECT=crash-at-27 run_np rv_metrics_crash 3 train "${RV[@]}" --steps 40 --eval-every 5 \
+    --checkpoint-dir "$LOGDIR/rv_mck" --checkpoint-every 10 --metrics "$LOGDIR/rv_m.jsonl"
+before=$(grep -c '"step":2[05]' "$LOGDIR/rv_m.jsonl")
+t15=$(sed -n 's/.*"step":15,.*"time_s":\([0-9.e-]*\).*/\1/p' "$LOGDIR/rv_m.jsonl")
+run_np rv_metrics_resume 3 train "${RV[@]}" --steps 40 --eval-every 5 \
+    --checkpoint-dir "$LOGDIR/rv_mck" --checkpoint-every 10 --metrics "$LOGDIR/rv_m.jsonl" --resume
+steps=$(sed -n 's/^{"step":\([0-9]*\),.*/\1/p' "$LOGDIR/rv_m.jsonl" | tr '\n' ' ')
+t20=$(sed -n 's/.*"step":20,.*"time_s":\([0-9.e-]*\).*/\1/p' "$LOGDIR/rv_m.jsonl")
+if [ "$RC" -eq 0 ] && [ "$before" = 2 ] && [ "$steps" = "5 10 15 20 25 30 35 40 " ] &&
+    grep -q '"event":"resumed","checkpoint":"ckpt-20","resume_step":20' "$LOGDIR/rv_m.jsonl" &&
+    grep -q "dropped 2 lines from step 20 on" "$LOG" && ge "$t20" "$t15" && ge "$t15" 0.000001; then
+    pass "resumed_metrics_drop_rows_past_the_checkpoint_and_continue_time (steps $steps)"
+else
+    fail resumed_metrics "rc=$RC steps '$steps' time_s at 15: '$t15', at 20 after: '$t20'"
 fi
