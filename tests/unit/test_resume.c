@@ -22,7 +22,7 @@
 #include "common/mem.h"
 #include "tests/unit/ps_test.h"
 
-#define MAXA 24
+#define MAXA 40
 
 static ps_cfg cfg_of(const char *const *extra)
 {
