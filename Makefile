@@ -1,7 +1,8 @@
 # adamps: one Makefile. `make` builds ./adamps; `make test` runs the layer
 # check, the unit and MPI tests; `make test SAN=1` the same under
-# AddressSanitizer + UBSan; `make run` trains the default job; `make bench`
-# prints the benchmarks.
+# AddressSanitizer + UBSan; `make test-faults` the slow fault cases (about a
+# minute); `make test-slurm` the Slurm script on a one-node cluster; `make
+# run` trains the default job; `make bench` prints the benchmarks.
 #
 # Objects are grouped by layer (docs/design.md, "Layers"): COMMON_O (both
 # roles), DATA_O (readers), SERVER_O, WORKER_O, CLI_O. Every .c of a layer
