@@ -76,16 +76,12 @@ done
 # 2. A frozen coordinator: the servers and workers name it.
 start_np fk_freeze_coord 3 train "${FK[@]}" --servers 1 --steps 100000 --peer-timeout 2
 sleep 1.5
-victim=$(rank_pid 0)
-MARK=$(date +%s.%N)
-[ -n "$victim" ] && kill -STOP "$victim"
-wait_np
-[ -n "$victim" ] && kill -CONT "$victim" 2>/dev/null
-if [ -n "$victim" ] && [ "$RC" -ne 0 ] && ge 5 "$TOOK" &&
+freeze_rank 0
+if [ -n "$VICTIM" ] && [ "$RC" -ne 0 ] && ge 5 "$TOOK" &&
     grep -q "rank 0 (worker 0) has sent nothing" "$LOG"; then
     pass "frozen_coordinator_ends_the_job_naming_it (rc $RC after ${TOOK}s, timeout 2 s)"
 else
-    fail frozen_coordinator "victim '$victim' rc=$RC after ${TOOK}s"
+    fail frozen_coordinator "victim '$VICTIM' rc=$RC after ${TOOK}s"
 fi
 
 # 3. A server busy for 4 s writing each checkpoint, with heartbeats (a slow

@@ -78,6 +78,17 @@ rank_pid() {
     return 1
 }
 
+# freeze_rank R: SIGSTOPs rank R of the job started by start_np, waits for
+# the job to end (wait_np: RC, and TOOK from the signal), then lets the
+# stopped process go on (if mpirun left it). VICTIM is its pid, or empty.
+freeze_rank() {
+    VICTIM=$(rank_pid "$1")
+    MARK=$(date +%s.%N)
+    [ -n "$VICTIM" ] && kill -STOP "$VICTIM"
+    wait_np
+    [ -n "$VICTIM" ] && kill -CONT "$VICTIM" 2>/dev/null
+}
+
 # wait_for PATH SECONDS: until PATH exists (a checkpoint, say).
 wait_for() {
     local i

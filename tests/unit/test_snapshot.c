@@ -185,6 +185,33 @@ static void test_snapshot_round_trip_same_layout(void **state)
     ps_store_destroy(&orig);
 }
 
+/* The original's rows, saved at clock by each of n servers in mode. */
+static void save_layout(const char *dir, int64_t clock, uint32_t n, ps_shard_mode mode,
+                        ps_store *orig)
+{
+    for (uint32_t server = 0; server < n; server++) {
+        ps_store_cfg c = make_cfg(tables, server, n, mode, 0.9f, 8);
+        ps_store *s = make_store(&c);
+        fill_from(s, orig);
+        assert_int_equal(ps_snapshot_save(s, dir, clock, "adam", 2, "x"), 0);
+        ps_store_destroy(&s);
+    }
+}
+
+/* Each of n servers in mode loads what old_n servers saved at clock, and
+ * holds the original's rows under its own layout. */
+static void load_layout(const char *dir, int64_t clock, uint32_t old_n, uint32_t n,
+                        ps_shard_mode mode, ps_store *orig)
+{
+    for (uint32_t server = 0; server < n; server++) {
+        ps_store_cfg c = make_cfg(tables, server, n, mode, 0.9f, 9);
+        ps_store *s = make_store(&c);
+        assert_int_equal(ps_snapshot_load(s, dir, clock, old_n, "adam"), 0);
+        assert_rows_match(s, orig);
+        ps_store_destroy(&s);
+    }
+}
+
 /* Saved by 1 server, loaded by each server of 2- and 3-server layouts in
  * both shard modes. */
 static void test_snapshot_reshards_one_to_many(void **state)
@@ -196,13 +223,7 @@ static void test_snapshot_reshards_one_to_many(void **state)
     assert_int_equal(ps_snapshot_save(orig, dir, 3, "adam", 2, NULL), 0);
     for (uint32_t n = 2; n <= 3; n++) {
         for (int mode = PS_SHARD_RANGE; mode <= PS_SHARD_HASH; mode++) {
-            for (uint32_t server = 0; server < n; server++) {
-                ps_store_cfg c = make_cfg(tables, server, n, (ps_shard_mode)mode, 0.9f, 8);
-                ps_store *s = make_store(&c);
-                assert_int_equal(ps_snapshot_load(s, dir, 3, 1, "adam"), 0);
-                assert_rows_match(s, orig);
-                ps_store_destroy(&s);
-            }
+            load_layout(dir, 3, 1, n, (ps_shard_mode)mode, orig);
         }
     }
     ps_store_destroy(&orig);
@@ -215,25 +236,9 @@ static void test_snapshot_reshards_three_to_fewer(void **state)
     char dir[128];
     test_dir(dir, sizeof dir, "three_to_fewer");
     ps_store *orig = make_original(0.9f);
-    for (uint32_t server = 0; server < 3; server++) {
-        ps_store_cfg c = make_cfg(tables, server, 3, PS_SHARD_HASH, 0.9f, 8);
-        ps_store *s = make_store(&c);
-        fill_from(s, orig);
-        assert_int_equal(ps_snapshot_save(s, dir, 4, "adam", 2, "x"), 0);
-        ps_store_destroy(&s);
-    }
-    ps_store_cfg c1 = make_cfg(tables, 0, 1, PS_SHARD_RANGE, 0.9f, 9);
-    ps_store *one = make_store(&c1);
-    assert_int_equal(ps_snapshot_load(one, dir, 4, 3, "adam"), 0);
-    assert_rows_match(one, orig);
-    ps_store_destroy(&one);
-    for (uint32_t server = 0; server < 2; server++) {
-        ps_store_cfg c2 = make_cfg(tables, server, 2, PS_SHARD_RANGE, 0.9f, 9);
-        ps_store *s = make_store(&c2);
-        assert_int_equal(ps_snapshot_load(s, dir, 4, 3, "adam"), 0);
-        assert_rows_match(s, orig);
-        ps_store_destroy(&s);
-    }
+    save_layout(dir, 4, 3, PS_SHARD_HASH, orig);
+    load_layout(dir, 4, 3, 1, PS_SHARD_RANGE, orig);
+    load_layout(dir, 4, 3, 2, PS_SHARD_RANGE, orig);
     ps_store_destroy(&orig);
 }
 
@@ -245,20 +250,8 @@ static void test_snapshot_reshards_when_only_the_shard_mode_changes(void **state
     char dir[128];
     test_dir(dir, sizeof dir, "mode_change");
     ps_store *orig = make_original(0.9f);
-    for (uint32_t server = 0; server < 2; server++) {
-        ps_store_cfg c = make_cfg(tables, server, 2, PS_SHARD_RANGE, 0.9f, 8);
-        ps_store *s = make_store(&c);
-        fill_from(s, orig);
-        assert_int_equal(ps_snapshot_save(s, dir, 5, "adam", 2, "x"), 0);
-        ps_store_destroy(&s);
-    }
-    for (uint32_t server = 0; server < 2; server++) {
-        ps_store_cfg c = make_cfg(tables, server, 2, PS_SHARD_HASH, 0.9f, 9);
-        ps_store *s = make_store(&c);
-        assert_int_equal(ps_snapshot_load(s, dir, 5, 2, "adam"), 0);
-        assert_rows_match(s, orig);
-        ps_store_destroy(&s);
-    }
+    save_layout(dir, 5, 2, PS_SHARD_RANGE, orig);
+    load_layout(dir, 5, 2, 2, PS_SHARD_HASH, orig);
     ps_store_destroy(&orig);
 }
 

@@ -71,16 +71,12 @@ for who in 1:worker 2:server; do
     r=${who%%:*}
     start_np "rv_freeze_${who#*:}" 3 train "${RV[@]}" --steps 100000 --peer-timeout 1.5
     sleep 1.5
-    victim=$(rank_pid "$r")
-    MARK=$(date +%s.%N)
-    [ -n "$victim" ] && kill -STOP "$victim"
-    wait_np
-    [ -n "$victim" ] && kill -CONT "$victim" 2>/dev/null
-    if [ -n "$victim" ] && [ "$RC" -ne 0 ] && ge 4.5 "$TOOK" &&
+    freeze_rank "$r"
+    if [ -n "$VICTIM" ] && [ "$RC" -ne 0 ] && ge 4.5 "$TOOK" &&
         grep -q "rank $r (${who#*:} [0-9]) has sent nothing, not even a heartbeat, for 1\.[5-9] s" "$LOG"; then
         pass "frozen_${who#*:}_ends_the_job_naming_it (rc $RC after ${TOOK}s, timeout 1.5 s)"
     else
-        fail "frozen_${who#*:}_ends_the_job" "victim '$victim' rc=$RC after ${TOOK}s"
+        fail "frozen_${who#*:}_ends_the_job" "victim '$VICTIM' rc=$RC after ${TOOK}s"
     fi
 done
 
