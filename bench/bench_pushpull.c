@@ -229,8 +229,11 @@ static int run_case(ps_comm *comm, const options *o, uint64_t nkeys, uint32_t wi
     int rank = ps_comm_rank(comm);
     static const int worker_rank = WORKER_RANK;
     ps_table_desc table = {.name = "w", .rows = nkeys, .width = width, .init = PS_INIT_ZEROS};
-    ps_server_cfg sc = {.nworkers = 1, .worker_ranks = &worker_rank, .sync = PS_SYNC_ASP,
-                        .config_text = "", .opt_name = ps_opt_name(o->opt)};
+    ps_server_cfg sc = {.nworkers = 1,
+                        .worker_ranks = &worker_rank,
+                        .sync = PS_SYNC_ASP,
+                        .config_text = "",
+                        .opt_name = ps_opt_name(o->opt)};
     sc.store = (ps_store_cfg){.tables = &table, .ntables = 1, .server = 0, .nservers = 1,
                               .shard = PS_SHARD_RANGE, .lazy = o->lazy, .seed = 1};
     ps_opt_defaults(&sc.store.hp, o->opt);

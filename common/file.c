@@ -345,9 +345,9 @@ int ps_file_open(ps_file_reader **out, const char *path, ps_file_header *h)
         rc = PS_EIO;
         goto fail_open;
     }
-    int crc_ok = want > hlen && get_le32((unsigned char *)hbuf + hlen) ==
-                                    (uint32_t)crc_update(crc_update(0, prefix, sizeof prefix),
-                                                         hbuf, hlen);
+    int crc_ok =
+        want > hlen && get_le32((unsigned char *)hbuf + hlen) ==
+                           (uint32_t)crc_update(crc_update(0, prefix, sizeof prefix), hbuf, hlen);
     /* A damaged header is never decoded for use; decoding one only tells
      * an older format (which had no header CRC) from a corrupt file. */
     rc = ps_fileheader_decode(crc_ok ? path : NULL, hbuf, hlen, h);

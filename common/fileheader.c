@@ -148,36 +148,36 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
         if (st.oom) {
             rc = PS_ENOMEM;
         } else {
-            DECODE_LOG("%s: file header (%zu bytes) does not parse as a FileHeader message",
-                   what, len);
+            DECODE_LOG("%s: file header (%zu bytes) does not parse as a FileHeader message", what,
+                       len);
             rc = PS_ECKPT;
         }
         goto done;
     }
     if (strlen(msg->kind) >= sizeof out->kind) {
         DECODE_LOG("%s: file header kind is %zu bytes long, at most %zu allowed", what,
-               strlen(msg->kind), sizeof out->kind - 1);
+                   strlen(msg->kind), sizeof out->kind - 1);
         rc = PS_ECKPT;
         goto free_msg;
     }
     for (size_t i = 0; i < msg->n_tables; i++) {
         if (strlen(msg->tables[i]->name) >= sizeof out->tables[0].name) {
             DECODE_LOG("%s: file header table %zu name is %zu bytes long, at most %zu allowed",
-                   what, i, strlen(msg->tables[i]->name), sizeof out->tables[0].name - 1);
+                       what, i, strlen(msg->tables[i]->name), sizeof out->tables[0].name - 1);
             rc = PS_ECKPT;
             goto free_msg;
         }
     }
     const Adamps__ModelInfo *model = msg->model;
     if (model && strlen(model->kind) >= sizeof out->model.kind) {
-        DECODE_LOG("%s: file header field model.kind is %zu bytes long, at most %zu allowed",
-               what, strlen(model->kind), sizeof out->model.kind - 1);
+        DECODE_LOG("%s: file header field model.kind is %zu bytes long, at most %zu allowed", what,
+                   strlen(model->kind), sizeof out->model.kind - 1);
         rc = PS_ECKPT;
         goto free_msg;
     }
     if (model && model->n_hidden > PS_FILE_MAX_HIDDEN) {
         DECODE_LOG("%s: file header field model.hidden has %zu layers, at most %d allowed", what,
-               model->n_hidden, PS_FILE_MAX_HIDDEN);
+                   model->n_hidden, PS_FILE_MAX_HIDDEN);
         rc = PS_ECKPT;
         goto free_msg;
     }

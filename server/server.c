@@ -425,8 +425,9 @@ static int on_ctrl(ps_server *s, const ps_comm_msg *m)
         return PS_EPEER;
     case PS_CTRL_STOP:
         if (c.worker != 0 || c.clock <= 0) {
-            PS_LOG(ERROR, "stop at clock %lld from rank %d (worker %u): only the coordinator "
-                          "(worker 0) stops the job, at a clock > 0",
+            PS_LOG(ERROR,
+                   "stop at clock %lld from rank %d (worker %u): only the coordinator "
+                   "(worker 0) stops the job, at a clock > 0",
                    (long long)c.clock, m->src, c.worker);
             return PS_EMSG;
         }
@@ -591,8 +592,7 @@ static void log_silent(const ps_server *s)
             PS_LOG(ERROR,
                    "server %u: worker %u (rank %d) fell silent after %lld pushes; version %lld "
                    "waits for it",
-                   ps_store_server(s->store), w, r, (long long)s->pushed[w],
-                   (long long)s->version);
+                   ps_store_server(s->store), w, r, (long long)s->pushed[w], (long long)s->version);
         }
     }
 }

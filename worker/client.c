@@ -355,8 +355,8 @@ static int next_msg(ps_client *c, const char *what, ps_comm_msg *m)
     /* The slot goes past the end with its buffer: m points into it until
      * a later hold reuses it. */
     c->held[--c->nheld] = first;
-    *m = (ps_comm_msg){.src = first.src, .tag = first.tag, .data = first.b.data,
-                       .len = first.b.len};
+    *m =
+        (ps_comm_msg){.src = first.src, .tag = first.tag, .data = first.b.data, .len = first.b.len};
     return 0;
 }
 
@@ -537,8 +537,9 @@ int ps_client_checkpoint(ps_client *c, int64_t clock)
                    (long long)clock, r.kind, (long long)r.clock);
             rc = PS_EMSG;
         } else if (r.value != 0) {
-            PS_LOG(ERROR, "server %d (rank %d) could not write its shard of checkpoint %lld: %s "
-                          "(its own error line says which file and why)",
+            PS_LOG(ERROR,
+                   "server %d (rank %d) could not write its shard of checkpoint %lld: %s "
+                   "(its own error line says which file and why)",
                    s, m.src, (long long)clock, r.text);
             rc = PS_EIO;
         }

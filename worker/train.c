@@ -362,9 +362,8 @@ static int resume_any(trainer *tr)
     for (uint32_t i = 0; i < wc->nresume; i++) {
         const ps_ckpt_manifest *m = &wc->resume[i];
         ps_ckpt_worker_state st;
-        rc = ps_comm_agree(tr->world, ps_ckpt_read_worker(wc->ckpt_dir, m->clock,
-                                                          wc->client.worker, wc->client.nworkers,
-                                                          &st));
+        rc = ps_comm_agree(tr->world, ps_ckpt_read_worker(wc->ckpt_dir, m->clock, wc->client.worker,
+                                                          wc->client.nworkers, &st));
         if (rc == 0) {
             tr->loss_ema = st.loss_ema;
             tr->have_ema = st.have_ema;
@@ -492,8 +491,9 @@ static int stop_signals(trainer *tr, uint64_t b)
         return rc;
     }
     int64_t stop = (int64_t)b + (wc->max_staleness > 0 ? wc->max_staleness : 0) + 2;
-    PS_LOG(INFO, "stop signal at clock %llu: every worker stops at clock %lld, checkpoints there "
-                 "and the job exits 75",
+    PS_LOG(INFO,
+           "stop signal at clock %llu: every worker stops at clock %lld, checkpoints there "
+           "and the job exits 75",
            (unsigned long long)b, (long long)stop);
     return ps_client_stop(tr->client, stop);
 }
@@ -633,8 +633,9 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
     uint64_t b = tr.start_clock;
     if (b > tr.total_steps) {
         if (tr.coordinator) {
-            PS_LOG(ERROR, "--resume: the checkpoint is at step %llu, past the %llu steps of this "
-                          "run (--steps, --epochs): nothing is left to train",
+            PS_LOG(ERROR,
+                   "--resume: the checkpoint is at step %llu, past the %llu steps of this "
+                   "run (--steps, --epochs): nothing is left to train",
                    (unsigned long long)b, (unsigned long long)tr.total_steps);
         }
         rc = PS_ECONFIG;
@@ -665,8 +666,9 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
     }
     if (stopped) {
         if ((rc = drain_pull(&tr, b)) == 0 && tr.coordinator) {
-            PS_LOG(INFO, "stopped at step %llu after a stop signal; %s/ckpt-%llu holds it: rerun "
-                         "with --resume to go on (exit 75)",
+            PS_LOG(INFO,
+                   "stopped at step %llu after a stop signal; %s/ckpt-%llu holds it: rerun "
+                   "with --resume to go on (exit 75)",
                    (unsigned long long)b, wc->ckpt_dir, (unsigned long long)b);
         }
     } else if (tr.coordinator) {

@@ -201,7 +201,6 @@ EXPECT(x_progress, c->progress_secs = 0.5)
 EXPECT(x_clock_log, SET(c->clock_log, "clocks.txt"))
 EXPECT(x_out, SET(c->out, "o.txt"))
 
-
 static const flag_case flag_cases[] = {
     {"model", "logreg", B_FILES, x_model},
     {"hidden", "64,32,16", B_FILES, x_hidden},

@@ -302,8 +302,7 @@ static void test_codec_reply_round_trips_with_width(void **state)
         {.table = 1, .nkeys = 3, .values = v1, .nvalues = 12},
         {.table = 2, .nkeys = 2, .values = v2, .nvalues = 20},
     };
-    ps_reply in = {.request_id = 42, .version = 9, .stop_clock = 12, .nsegs = 2, .segs = segs},
-             out;
+    ps_reply in = {.request_id = 42, .version = 9, .stop_clock = 12, .nsegs = 2, .segs = segs}, out;
     assert_int_equal(ps_codec_create(&c), 0);
     assert_int_equal(ps_codec_encode_reply(c, &in, &b), 0);
     assert_int_equal(ps_codec_decode_reply(c, &test_lim, 0, b.data, b.len, &out), 0);
@@ -325,8 +324,11 @@ static void test_codec_ctrl_round_trips_every_kind(void **state)
     ps_bytes b = {0};
     assert_int_equal(ps_codec_create(&c), 0);
     for (int k = PS_CTRL_HELLO; k <= PS_CTRL_LAST; k++) {
-        ps_ctrl in = {.kind = (ps_ctrl_kind)k, .worker = (uint32_t)k % 5, .clock = 1000 + k,
-                      .value = UINT64_MAX - (uint64_t)k, .text = k % 2 ? "ckpt/dir é" : NULL};
+        ps_ctrl in = {.kind = (ps_ctrl_kind)k,
+                      .worker = (uint32_t)k % 5,
+                      .clock = 1000 + k,
+                      .value = UINT64_MAX - (uint64_t)k,
+                      .text = k % 2 ? "ckpt/dir é" : NULL};
         ps_ctrl out;
         assert_int_equal(ps_codec_encode_ctrl(c, &in, &b), 0);
         /* Limits are optional for control messages. */
