@@ -17,16 +17,14 @@
 
 #define PREFIX_BYTES 8
 #define HCRC_BYTES 4
-/* Payloads move in pieces this big, with a heartbeat between pieces. */
+/* Payloads are read in pieces this big, with a heartbeat between pieces
+ * (writes: common/afile.c). */
 #define IO_PIECE ((size_t)8 << 20)
-/* Written data is flushed to disk this often, so no fsync is long. */
-#define FLUSH_EVERY ((uint64_t)256 << 20)
 
 struct ps_file_writer {
     ps_afile *f;
     char *path;
     uint64_t left; /* declared payload bytes not yet written */
-    uint64_t unflushed;
     uint32_t want_crc;
     uLong crc;
 };
@@ -174,22 +172,10 @@ int ps_file_write_payload(ps_file_writer *w, const void *buf, size_t len)
                w->path, len, (unsigned long long)w->left);
         return PS_EINVAL;
     }
-    const unsigned char *p = buf;
-    int rc = 0;
-    while (!rc && len) {
-        size_t n = len < IO_PIECE ? len : IO_PIECE;
-        if (!(rc = ps_afile_write(w->f, p, n))) {
-            w->crc = crc_update(w->crc, p, n);
-            w->left -= n;
-            w->unflushed += n;
-            p += n;
-            len -= n;
-            if (w->unflushed >= FLUSH_EVERY) {
-                rc = ps_afile_flush(w->f);
-                w->unflushed = 0;
-            }
-            ps_comm_alive();
-        }
+    int rc = ps_afile_write(w->f, buf, len);
+    if (!rc) {
+        w->crc = crc_update(w->crc, buf, len);
+        w->left -= len;
     }
     return rc;
 }
