@@ -334,6 +334,7 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_
 done:
     ps_ckpt_unlock(&lock_fd);
     ps_comm_destroy(&workers);
+    ps_comm_set_labels(comm, NULL); /* they go with the layout */
     layout_fini(&l);
     return rc;
 }
