@@ -1,7 +1,9 @@
 # adamps: one Makefile. `make` builds ./adamps; `make test` runs the layer
 # check, the unit and MPI tests; `make test SAN=1` the same under
-# AddressSanitizer + UBSan; `make run` trains the default job; `make bench`
-# prints the benchmarks; `make fuzz` (`make fuzz-ci`) fuzzes every parser.
+# AddressSanitizer + UBSan; `make test-faults` the slow fault cases (about a
+# minute); `make test-slurm` the Slurm script on a one-node cluster; `make
+# run` trains the default job; `make bench` prints the benchmarks; `make
+# fuzz` (`make fuzz-ci`) fuzzes every parser.
 #
 # Objects are grouped by layer (docs/design.md, "Layers"): COMMON_O (both
 # roles), DATA_O (readers), SERVER_O, WORKER_O, CLI_O. Every .c of a layer
@@ -19,11 +21,19 @@ PKGS := openblas libprotobuf-c zlib jansson
 MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
 
+# Test hooks (ADAMPS_TEST_INJECT: crash, pause, freeze, bad messages,
+# failed writes) are compiled only with -DPS_TESTING: into the build-test/
+# flavour (TESTING=1) that the MPI tests run, and into the sanitizer build,
+# which is a test build anyway. ./adamps has none.
 ifeq ($(SAN),1)
 BUILD ?= build-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TESTFLAGS := -DPS_TESTING
 else ifeq ($(DEBUG),1)
 BUILD ?= build-debug
+else ifeq ($(TESTING),1)
+BUILD ?= build-test
+TESTFLAGS := -DPS_TESTING
 else
 BUILD ?= build
 endif
@@ -45,8 +55,8 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # -fno-math-errno lets sqrtf vectorise in the optimizer loops; nothing here
 # reads errno after a math call.
-CFLAGS_ALL := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DPS_VERSION='"$(VERSION)"' $(OPTFLAGS) -fno-math-errno \
-	$(WARN) $(SANFLAGS) -I. $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
+CFLAGS_ALL := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DPS_VERSION='"$(VERSION)"' \
+	$(OPTFLAGS) -fno-math-errno $(WARN) $(SANFLAGS) $(TESTFLAGS) -I. $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) $(MPI_LIBS) -lm -lpthread $(LDLIBS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
@@ -77,6 +87,12 @@ BIN := adamps
 else
 BIN := $(BUILD)/adamps
 endif
+# The binary the MPI tests run: one with the test hooks.
+ifeq ($(SAN),1)
+TEST_BIN := $(BIN)
+else
+TEST_BIN := build-test/adamps
+endif
 
 # Quiet by default; `make V=1` shows the commands.
 ifeq ($(V),1)
@@ -85,8 +101,8 @@ else
 Q := @
 endif
 
-.PHONY: all run test test-slurm uninstall unit mpitest bench fuzz fuzz-ci clean install deps \
-	check-deps check-layers experiments
+.PHONY: all run test test-faults test-slurm test-bin uninstall unit mpitest bench fuzz fuzz-ci \
+	clean install deps check-deps check-layers experiments
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -132,8 +148,16 @@ deps:
 unit: $(UNIT_BINS)
 	@tests/run_unit.sh $(UNIT_BINS)
 
-mpitest: $(BIN)
-	@BIN=./$(BIN) SAN=$(SAN) tests/mpi/run.sh
+# The hooked binary, built in its own flavour directory.
+test-bin:
+ifeq ($(SAN),1)
+	@$(MAKE) --no-print-directory $(BIN)
+else
+	@$(MAKE) --no-print-directory TESTING=1 build-test/adamps
+endif
+
+mpitest: test-bin
+	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/mpi/run.sh
 
 check-layers:
 	@tests/check_layers.sh
@@ -141,8 +165,15 @@ check-layers:
 test: check-deps check-layers
 	@$(MAKE) --no-print-directory $(BIN) $(UNIT_BINS)
 	@tests/run_unit.sh $(UNIT_BINS)
-	@BIN=./$(BIN) SAN=$(SAN) tests/mpi/run.sh
+	@$(MAKE) --no-print-directory test-bin
+	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/mpi/run.sh
 	@tests/test_plot.sh
+
+# The slow fault cases (kills under deploy/launch, frozen ranks, preemption,
+# full disk): a few minutes; CI runs them too.
+test-faults: check-deps
+	@$(MAKE) --no-print-directory test-bin
+	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/mpi/faults.sh
 
 # deploy/adamps.sbatch on a real one-node Slurm cluster started for the test.
 test-slurm: check-deps

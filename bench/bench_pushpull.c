@@ -215,7 +215,7 @@ static int worker_rep(worker_side *w, ps_comm *comm, int iters, double *seconds,
     }
     double t1 = ps_comm_time();
     ps_comm_bytes(comm, &s1, &r1);
-    if (rc || (rc = ps_client_done(w->client))) {
+    if (rc || (rc = ps_client_done(w->client, 0))) {
         return rc;
     }
     *seconds = (t1 - t0) / iters;
@@ -229,9 +229,11 @@ static int run_case(ps_comm *comm, const options *o, uint64_t nkeys, uint32_t wi
     int rank = ps_comm_rank(comm);
     static const int worker_rank = WORKER_RANK;
     ps_table_desc table = {.name = "w", .rows = nkeys, .width = width, .init = PS_INIT_ZEROS};
-    ps_server_cfg sc = {.nworkers = 1, .worker_ranks = &worker_rank, .sync = PS_SYNC_ASP,
-                        .config_text = "", .opt_name = ps_opt_name(o->opt),
-                        .resume_clock = -1};
+    ps_server_cfg sc = {.nworkers = 1,
+                        .worker_ranks = &worker_rank,
+                        .sync = PS_SYNC_ASP,
+                        .config_text = "",
+                        .opt_name = ps_opt_name(o->opt)};
     sc.store = (ps_store_cfg){.tables = &table, .ntables = 1, .server = 0, .nservers = 1,
                               .shard = PS_SHARD_RANGE, .lazy = o->lazy, .seed = 1};
     ps_opt_defaults(&sc.store.hp, o->opt);

@@ -78,6 +78,7 @@ typedef struct {
     ps_sync sync;        /* --consistency bsp|ssp:K|asp */
     uint32_t staleness;  /* K of ssp:K */
     int nonfinite_skip;  /* --nonfinite abort|skip */
+    double peer_timeout; /* --peer-timeout SECONDS (0 = wait for ever) */
     double delay_ms;     /* --inject-delay-ms X: testing */
     uint64_t max_memory; /* --max-memory BYTES per rank (0 = auto: the node's available) */
 
@@ -88,7 +89,9 @@ typedef struct {
     char save_model[PS_CFG_PATH]; /* --save-model DIR */
     char ckpt_dir[PS_CFG_PATH];   /* --checkpoint-dir D */
     uint64_t ckpt_every;          /* --checkpoint-every K clocks (0 = off) */
+    uint32_t keep_ckpts;          /* --keep-checkpoints K */
     int resume;                   /* --resume */
+    char resume_allow[PS_CFG_PATH]; /* --resume-allow FLAG,FLAG: changes accepted on resume */
     int quiet;                    /* --quiet */
     int log_json;                 /* --log-format text|json */
     double progress_secs;         /* --progress-every SECONDS */

@@ -141,7 +141,7 @@ void ps_job_worker_cfg(const ps_cfg *cfg, ps_worker_cfg *out)
     out->clock_log = cfg->clock_log;
     out->delay_ms = cfg->delay_ms;
     out->config_text = "";
-    out->resume_clock = -1;
+    out->keep_ckpts = cfg->keep_ckpts;
 }
 
 void ps_job_server_cfg(const ps_cfg *cfg, ps_server_cfg *out)
@@ -163,7 +163,6 @@ void ps_job_server_cfg(const ps_cfg *cfg, ps_server_cfg *out)
     out->ckpt_dir = cfg->ckpt_dir;
     out->opt_name = ps_opt_name(cfg->opt.kind);
     out->config_text = "";
-    out->resume_clock = -1;
 }
 
 void ps_job_predict_cfg(const ps_cfg *cfg, ps_predict_cfg *out)

@@ -1,19 +1,25 @@
-/* adamps train: decides roles, agrees on the data's shape, builds the
- * model's table list and runs each rank as a server or a worker. */
+/* adamps train: decides roles, sets up liveness (who watches whom, the
+ * peer timeout), agrees on the data's shape, builds the model's table list,
+ * prepares the checkpoint directory (lock, checks, sweep, what --resume
+ * may continue from) and runs each rank as a server or a worker. */
 #include <cblas.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/budget.h"
 #include "cli/cli.h"
 #include "cli/job.h"
 #include "cli/meminfo.h"
+#include "cli/resume.h"
 #include "common/ckpt.h"
 #include "common/comm.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "data/source.h"
+#include "server/optim.h"
 #include "server/server.h"
 #include "worker/model.h"
 #include "worker/train.h"
@@ -25,18 +31,51 @@ typedef struct {
     ps_source_spec spec;
 } probe_msg;
 
-/* Exit status for an rc: problems found before any training are usage or
- * input errors (2); the rest are run failures (1). */
+/* Exit status for an rc: problems no retry can fix (usage, input, a
+ * corrupt or foreign checkpoint, a full disk) are 2; a stop at a
+ * checkpoint after a signal is 75 (EX_TEMPFAIL: run again with --resume);
+ * the rest (a dead or silent peer, ...) are run failures (1), which
+ * deploy/launch retries. */
 static int exit_code(int rc)
 {
+    if (rc == PS_ESTOPPED) {
+        return 75;
+    }
     return rc == PS_ECONFIG || rc == PS_EFORMAT || rc == PS_EIO || rc == PS_ERANGE || rc == PS_ECKPT
                ? 2
                : 1;
 }
 
+/* SIGTERM or SIGUSR1 (preemption, the time limit): a checkpoint at the next
+ * clock boundary every worker can reach, then exit 75. A second signal
+ * ends the process at once. */
+static volatile sig_atomic_t stop_flag;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_flag) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_flag = 1;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
 typedef struct {
     int *node_of_rank, *is_server, *server_ranks, *worker_ranks;
     int nservers, nworkers, my_id;
+    char (*label)[32];   /* per rank: "server 0", "worker 1", for messages */
+    const char **labels; /* pointers into label */
 } layout;
 
 static int make_layout(ps_comm *comm, const ps_cfg *cfg, layout *l)
@@ -84,6 +123,8 @@ static void layout_fini(layout *l)
     ps_free(l->is_server);
     ps_free(l->server_ranks);
     ps_free(l->worker_ranks);
+    ps_free(l->label);
+    ps_free(l->labels);
 }
 
 /* Collective: the coordinator reads the data's shape, everyone gets it. */
@@ -148,61 +189,137 @@ static int check_memory(ps_comm *comm, const ps_cfg *cfg, const layout *l, const
     return rc;
 }
 
-/* --resume: every rank reads the manifest (a small file on the shared
- * checkpoint directory) and checks it fits this job. */
-static int read_resume(const ps_cfg *cfg, const layout *l, ps_ckpt_manifest *m)
+/* Who watches whom (common/comm.h, liveness): a server its workers, a
+ * worker the servers and the coordinator, the coordinator every rank. So
+ * every wait has peers it can judge, and every rank is watched. */
+static int set_liveness(ps_comm *comm, const ps_cfg *cfg, layout *l)
 {
-    m->clock = -1;
-    if (!cfg->resume) {
-        return 0;
+    int rank = ps_comm_rank(comm), n = 0;
+    int *peers = ps_malloc(sizeof(int) * (size_t)ps_comm_size(comm));
+    if (!peers) {
+        return PS_ENOMEM;
     }
-    int rc = ps_ckpt_read_manifest(cfg->ckpt_dir, m);
-    if (rc == 0 && m->nworkers != (uint32_t)l->nworkers) {
-        PS_LOG(ERROR,
-               "%s/MANIFEST: the checkpoint was written by %u workers, this job has %d; "
-               "resume with the same number of workers (servers may differ)",
-               cfg->ckpt_dir, m->nworkers, l->nworkers);
-        rc = PS_ECKPT;
+    int size = ps_comm_size(comm);
+    int server = l->is_server[rank], coord = rank == l->worker_ranks[0];
+    for (int r = 0; r < size; r++) {
+        if (server ? !l->is_server[r] : l->is_server[r] || coord || r == l->worker_ranks[0]) {
+            peers[n++] = r;
+        }
+    }
+    ps_comm_set_timeout(comm, cfg->peer_timeout);
+    int rc = ps_comm_set_peers(comm, peers, n);
+    ps_free(peers);
+    if (rc == 0 && (l->label = ps_calloc((size_t)size, sizeof *l->label)) &&
+        (l->labels = ps_calloc((size_t)size, sizeof *l->labels))) {
+        for (int s = 0, w = 0, r = 0; r < size; r++) {
+            snprintf(l->label[r], sizeof l->label[r], l->is_server[r] ? "server %d" : "worker %d",
+                     l->is_server[r] ? s++ : w++);
+            l->labels[r] = l->label[r];
+        }
+        ps_comm_set_labels(comm, l->labels);
     }
     return rc;
 }
 
-static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
+/* The bytes one checkpoint of this model takes: every table's w, the
+ * optimizer's state and the average per row, its last step, plus headers
+ * and the small files. */
+static uint64_t checkpoint_bytes(const ps_cfg *cfg, const ps_table_desc *tables, uint32_t n,
+                                 const layout *l)
+{
+    uint64_t arrays = 1 + (uint64_t)ps_opt_nstate(cfg->opt.kind) + (cfg->temporal_averaging > 0);
+    uint64_t bytes = 0;
+    for (uint32_t t = 0; t < n; t++) {
+        bytes += tables[t].rows * (tables[t].width * sizeof(float) * arrays + sizeof(int64_t));
+    }
+    return bytes + (uint64_t)(l->nservers + l->nworkers + 2) * 16384;
+}
+
+/* What the coordinator tells every rank about the checkpoint directory. */
+typedef struct {
+    int32_t rc;
+    uint32_t nresume;
+    ps_ckpt_manifest resume[PS_CKPT_MAX_LIST];
+} ckpt_plan;
+
+/* Coordinator, with --checkpoint-dir: the directory is created and checked
+ * now, not at the first checkpoint; this job locks it (*lock_fd) and
+ * sweeps what crashed writers left; with --resume, the checkpoints it may
+ * continue from. */
+static int prepare_ckpt(const ps_cfg *cfg, const layout *l, uint64_t need, time_t job_start,
+                        ckpt_plan *plan, int *lock_fd)
+{
+    const char *dir = cfg->ckpt_dir;
+    int rc = ps_ckpt_prepare_dir(dir, need);
+    if (rc || (rc = ps_ckpt_lock(dir, 5.0, lock_fd))) {
+        return rc;
+    }
+    ps_ckpt_sweep(dir, job_start);
+    if (cfg->resume) {
+        return ps_resume_plan(cfg, (uint32_t)l->nworkers, plan->resume, PS_CKPT_MAX_LIST,
+                              &plan->nresume);
+    }
+    ps_ckpt_manifest old;
+    uint32_t n = 0;
+    if (ps_ckpt_list(dir, &old, 1, &n) == 0 && n) {
+        PS_LOG(WARN,
+               "%s holds checkpoints of an earlier run (the newest ckpt-%lld); without "
+               "--resume this run starts over and replaces them as it writes its own",
+               dir, (long long)old.clock);
+    }
+    return 0;
+}
+
+static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_start)
 {
     layout l = {0};
-    ps_ckpt_manifest resume = {.clock = -1};
+    static ckpt_plan ckpt;
     ps_source_spec spec;
     ps_comm *workers = NULL;
+    int lock_fd = -1;
     int rank = ps_comm_rank(comm);
     int rc = make_layout(comm, cfg, &l);
     if (rc == 0) {
-        rc = agree_spec(comm, cfg, &l, &spec);
+        rc = set_liveness(comm, cfg, &l);
     }
     if (rc == 0) {
-        rc = read_resume(cfg, &l, &resume);
+        rc = agree_spec(comm, cfg, &l, &spec);
     }
     /* Config and data errors are the same on every rank here: leave cleanly. */
     if ((rc = ps_comm_agree(comm, rc))) {
         goto done;
     }
-    int server = l.is_server[rank];
+    int server = l.is_server[rank], coord = rank == l.worker_ranks[0];
     ps_model_cfg mcfg;
     ps_job_model_cfg(cfg, &spec, server ? 0 : (uint32_t)l.my_id, EVAL_BATCH, &mcfg);
     /* The table list only: the model's buffers are the worker's business. */
     ps_table_desc tables[PS_MODEL_MAX_TABLES];
     uint32_t ntables = 0;
-    ps_budget_job plan;
-    char plan_line[512];
-    if ((rc = ps_comm_agree(comm, ps_model_tables(&mcfg, tables, PS_MODEL_MAX_TABLES, &ntables)))) {
+    ps_budget_job budget;
+    char budget_line[512];
+    rc = ps_model_tables(&mcfg, tables, PS_MODEL_MAX_TABLES, &ntables);
+    if ((rc = ps_comm_agree(comm, rc))) {
         goto done;
     }
     ps_job_budget(cfg, &spec, &mcfg, tables, ntables, (uint32_t)l.nservers, (uint32_t)l.nworkers,
-                  EVAL_BATCH, &plan);
-    if ((rc = check_memory(comm, cfg, &l, &plan, plan_line, sizeof plan_line)) ||
+                  EVAL_BATCH, &budget);
+    if ((rc = check_memory(comm, cfg, &l, &budget, budget_line, sizeof budget_line))) {
+        goto done;
+    }
+    memset(&ckpt, 0, sizeof ckpt);
+    if (coord && cfg->ckpt_dir[0]) {
+        ckpt.rc = prepare_ckpt(cfg, &l, checkpoint_bytes(cfg, tables, ntables, &l), job_start,
+                               &ckpt, &lock_fd);
+    }
+    if ((rc = ps_comm_bcast(comm, l.worker_ranks[0], &ckpt, sizeof ckpt)) || (rc = ckpt.rc) ||
         (rc = ps_comm_split(comm, server ? -1 : 0, &workers))) {
         goto done;
     }
-    if (rank == l.worker_ranks[0] && !cfg->quiet) {
+    if (cfg->ckpt_dir[0]) {
+        catch_stop_signals();
+    }
+    const volatile sig_atomic_t *flag = cfg->ckpt_dir[0] ? &stop_flag : NULL;
+    if (coord && !cfg->quiet) {
         /* Unscanned libsvm: the workers count their own parts. */
         char ntrain[96];
         snprintf(ntrain, sizeof ntrain, spec.ntrain ? "%llu train" : "%llu bytes of training lines",
@@ -222,10 +339,10 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
                    (unsigned long long)tables[t].rows, tables[t].width,
                    ps_init_name(tables[t].init));
         }
-        PS_LOG(INFO, "%s", plan_line);
+        PS_LOG(INFO, "%s", budget_line);
     }
     char advice[256];
-    if (rank == l.worker_ranks[0] && ps_cfg_warning(cfg, advice, sizeof advice)) {
+    if (coord && ps_cfg_warning(cfg, advice, sizeof advice)) {
         PS_LOG(WARN, "%s", advice); /* even with --quiet */
     }
     if (server) {
@@ -234,8 +351,9 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
         sc.nworkers = (uint32_t)l.nworkers;
         sc.worker_ranks = l.worker_ranks;
         sc.config_text = header;
-        sc.resume_clock = resume.clock;
-        sc.resume_nservers = resume.nservers;
+        sc.resume = ckpt.resume;
+        sc.nresume = ckpt.nresume;
+        sc.stop_flag = flag;
         sc.store.tables = tables;
         sc.store.ntables = ntables;
         sc.store.server = (uint32_t)l.my_id;
@@ -247,7 +365,9 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
         wc.model = mcfg;
         wc.spec = spec;
         wc.config_text = header;
-        wc.resume_clock = resume.clock;
+        wc.resume = ckpt.resume;
+        wc.nresume = ckpt.nresume;
+        wc.stop_flag = flag;
         wc.nservers_running = (uint32_t)l.nservers;
         wc.client = (ps_client_cfg){.tables = tables,
                                     .ntables = ntables,
@@ -255,23 +375,33 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header)
                                     .server_ranks = l.server_ranks,
                                     .shard = cfg->shard,
                                     .worker = (uint32_t)l.my_id,
-                                    .nworkers = (uint32_t)l.nworkers};
+                                    .nworkers = (uint32_t)l.nworkers,
+                                    .coordinator_rank = l.worker_ranks[0]};
         rc = ps_worker_run(&wc, comm, workers);
     }
-    if (rc) {
+    /* The last wait: nobody finalises while a peer may still need it, and a
+     * rank that falls silent now is named like at any other time. */
+    if ((rc == 0 || rc == PS_ESTOPPED) && (rc = ps_comm_agree(comm, rc)) == PS_ESTOPPED && coord) {
+        PS_LOG(INFO, "stopped after a signal; exit 75");
+    }
+    if (rc && rc != PS_ESTOPPED) {
         /* Peers may be blocked waiting on this rank: only an abort ends them. */
         PS_LOG(ERROR, "%s %d failed: %s; aborting the job", server ? "server" : "worker", l.my_id,
                ps_strerror(rc));
         ps_comm_abort(comm, exit_code(rc));
     }
 done:
+    ps_ckpt_unlock(&lock_fd);
     ps_comm_destroy(&workers);
+    ps_comm_set_labels(comm, NULL); /* they go with the layout */
     layout_fini(&l);
     return rc;
 }
 
 int ps_cli_train(const ps_cfg *cfg, int *argc, char ***argv)
 {
+    /* Temp files older than this are no live writer's (the sweep). */
+    time_t job_start = time(NULL);
     ps_comm *comm = NULL;
     ps_log_set_json(cfg->log_json);
     if (ps_comm_init(&comm, argc, argv)) {
@@ -279,7 +409,7 @@ int ps_cli_train(const ps_cfg *cfg, int *argc, char ***argv)
     }
     static char header[8192];
     ps_cfg_format(cfg, header, sizeof header);
-    int rc = run(comm, cfg, header);
+    int rc = run(comm, cfg, header, job_start);
     ps_comm_destroy(&comm);
     return rc ? exit_code(rc) : 0;
 }

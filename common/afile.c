@@ -7,13 +7,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/comm.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
 
+/* Writes go in pieces this big with a heartbeat between them, and what
+ * was written is pushed to disk this often, so a rank writing a large file
+ * to a slow file system never spends long in one call (its peers would
+ * take it for hung: docs/design.md, "No silent hang"). */
+#define WRITE_PIECE ((size_t)8 << 20)
+#define FLUSH_EVERY ((size_t)256 << 20)
+
 struct ps_afile {
     int fd;
     int failed; /* a write failed and was logged; commit must not rename */
+    size_t unflushed;
     char *path;
     char *tmp;
     char *dir; /* for the directory fsync; kept so commit allocates nothing */
@@ -96,17 +105,38 @@ fail_alloc:
     return rc;
 }
 
-int ps_afile_write(ps_afile *f, const void *buf, size_t len)
+static int flush(ps_afile *f)
 {
-    if (f->failed) {
-        return PS_EIO;
-    }
-    if (ps_afile_write_all(f->fd, buf, len) != 0) {
-        PS_LOG(ERROR, "%s: write to temp file %s failed: %s", f->path, f->tmp, strerror(errno));
+    f->unflushed = 0;
+    if (fdatasync(f->fd) != 0) {
+        PS_LOG(ERROR, "%s: fdatasync of temp file %s failed: %s", f->path, f->tmp, strerror(errno));
         f->failed = 1;
         return PS_EIO;
     }
     return 0;
+}
+
+int ps_afile_write(ps_afile *f, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (!f->failed && len) {
+        size_t n = len < WRITE_PIECE ? len : WRITE_PIECE;
+        if (ps_afile_write_all(f->fd, p, n) != 0) {
+            PS_LOG(ERROR, "%s: write to temp file %s failed: %s", f->path, f->tmp,
+                   strerror(errno));
+            f->failed = 1;
+            break;
+        }
+        p += n;
+        len -= n;
+        if ((f->unflushed += n) >= FLUSH_EVERY && flush(f)) {
+            break;
+        }
+        if (len) {
+            ps_comm_alive();
+        }
+    }
+    return f->failed ? PS_EIO : 0;
 }
 
 void ps_afile_abort(ps_afile **pf)

@@ -13,8 +13,11 @@ typedef struct ps_afile ps_afile;
 /* Creates `path.tmp.<pid>`. Returns 0 and a new writer in *out; PS_ENOMEM;
  * PS_EIO (logged with the path and strerror). */
 int ps_afile_open(ps_afile **out, const char *path);
-/* Appends len bytes. Returns 0 or PS_EIO (logged). A failure is sticky:
- * later writes and the commit return PS_EIO without logging again. */
+/* Appends len bytes, in pieces of 8 MiB with ps_comm_alive() between them,
+ * pushing what was written to disk (fdatasync) every 256 MiB: however large
+ * the file, no single call takes long, and the commit's fsync has little
+ * left to do. Returns 0 or PS_EIO (logged). A failure is sticky: later
+ * writes and the commit return PS_EIO without logging again. */
 int ps_afile_write(ps_afile *f, const void *buf, size_t len);
 /* fsyncs the temp file, renames it over path, fsyncs the directory, frees
  * the writer and sets *f = NULL. Returns 0 or PS_EIO (logged). If the

@@ -308,6 +308,7 @@ int ps_codec_encode_reply(ps_codec *c, const ps_reply *m, ps_bytes *out)
     if (rc == 0) {
         p.request_id = m->request_id;
         p.version = m->version;
+        p.stop_clock = m->stop_clock;
         p.n_segs = m->nsegs;
         p.segs = m->nsegs ? c->esegp : NULL;
         rc = pack_into(&p.base, out);
@@ -320,7 +321,7 @@ int ps_codec_encode_ctrl(ps_codec *c, const ps_ctrl *m, ps_bytes *out)
     (void)c;
     Adamps__Control p = ADAMPS__CONTROL__INIT;
     int rc = 0;
-    if ((unsigned)m->kind > (unsigned)PS_CTRL_ERROR) {
+    if ((unsigned)m->kind > (unsigned)PS_CTRL_LAST) {
         PS_LOG(ERROR, "encode ctrl: unknown kind %d", (int)m->kind);
         rc = PS_EINVAL;
         goto done;
@@ -659,11 +660,13 @@ int ps_codec_decode_reply(ps_codec *c, const ps_msg_limits *lim, int sender, con
         goto done;
     }
     if ((rc = check_nonneg("reply", sender, "version", m->version)) != 0 ||
+        (rc = check_nonneg("reply", sender, "stop_clock", m->stop_clock)) != 0 ||
         (rc = decode_segs(c, MSG_REPLY, lim, sender, m->n_segs, m->segs)) != 0) {
         goto fail_msg;
     }
     out->request_id = m->request_id;
     out->version = m->version;
+    out->stop_clock = m->stop_clock;
     out->nsegs = m->n_segs;
     out->segs = c->dseg;
 fail_msg:
@@ -687,7 +690,7 @@ int ps_codec_decode_ctrl(ps_codec *c, const ps_msg_limits *lim, int sender, cons
     }
     /* protobuf-c keeps unknown enum numbers as they came (proto3 enums are
      * open), so the range check is ours. */
-    if ((unsigned)m->kind > (unsigned)PS_CTRL_ERROR) {
+    if ((unsigned)m->kind > (unsigned)PS_CTRL_LAST) {
         PS_LOG(ERROR, "ctrl from rank %d: unknown kind %d", sender, (int)m->kind);
         rc = PS_EMSG;
         goto fail_msg;

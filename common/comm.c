@@ -1,7 +1,8 @@
-/* The public ps_comm_* functions, which check their arguments, keep the
- * byte counters and dispatch through the communicator's ops table
- * (common/comm_internal.h), followed by the `mpi` backend. The only file
- * that includes <mpi.h>; the in-process backend is common/comm_loop.c. */
+/* The `mpi` backend of ps_comm (common/comm_internal.h), ps_comm_init and
+ * ps_comm_abort. The only file that includes <mpi.h>. The public ps_comm_*
+ * functions, which check arguments, keep the byte counters and run every
+ * wait (deadlines, heartbeats), are in common/comm_live.c; the in-process
+ * backend is common/comm_loop.c. */
 #include "common/comm.h"
 
 #include <mpi.h>
@@ -16,43 +17,6 @@
 #include "common/log.h"
 #include "common/mem.h"
 
-/* ---- dispatch ---------------------------------------------------------- */
-
-static int bad_rank(const ps_comm *c, int r, const char *what)
-{
-    PS_LOG(ERROR, "%s: rank %d is outside this communicator of %d ranks", what, r, c->size);
-    return PS_EINVAL;
-}
-
-void ps_comm_destroy(ps_comm **cp)
-{
-    if (!cp || !*cp) {
-        return;
-    }
-    ps_comm *c = *cp;
-    *cp = NULL;
-    c->ops->destroy(c);
-}
-
-int ps_comm_rank(const ps_comm *c)
-{
-    return c->rank;
-}
-
-int ps_comm_size(const ps_comm *c)
-{
-    return c->size;
-}
-
-double ps_comm_time(void)
-{
-    /* The clock MPI_Wtime reads on Linux, without needing MPI to be up, so
-     * both backends (and a process that never starts MPI) share it. */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void ps_comm_abort(ps_comm *c, int code)
 {
     fflush(stdout);
@@ -66,113 +30,6 @@ void ps_comm_abort(ps_comm *c, int code)
         MPI_Abort(MPI_COMM_WORLD, code);
     }
     exit(code); /* neither returns; this keeps the compiler sure */
-}
-
-int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg)
-{
-    if (tag < 0) {
-        PS_LOG(ERROR, "send to rank %d: tag %d is negative", dst, tag);
-        return PS_EINVAL;
-    }
-    if (dst < 0 || dst >= c->size) {
-        return bad_rank(c, dst, "send");
-    }
-    size_t len = msg->len;
-    int rc = c->ops->send(c, dst, tag, msg);
-    if (rc == 0) {
-        c->bytes_sent += len;
-    }
-    return rc;
-}
-
-int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_comm_msg *out)
-{
-    if (src != PS_ANY && (src < 0 || src >= c->size)) {
-        return bad_rank(c, src, "recv");
-    }
-    if (tag != PS_ANY && tag < 0) {
-        PS_LOG(ERROR, "recv from rank %d: tag %d is negative", src, tag);
-        return PS_EINVAL;
-    }
-    int rc = c->ops->recv(c, src, tag, wait, out);
-    if (rc == 0) {
-        c->bytes_received += out->len;
-    }
-    return rc;
-}
-
-int ps_comm_progress(ps_comm *c)
-{
-    return c->ops->progress(c);
-}
-
-void ps_comm_bytes(const ps_comm *c, uint64_t *sent, uint64_t *received)
-{
-    *sent = c->bytes_sent;
-    *received = c->bytes_received;
-}
-
-int ps_comm_agree(ps_comm *c, int rc)
-{
-    return c->ops->agree(c, rc);
-}
-
-int ps_comm_barrier(ps_comm *c)
-{
-    return c->ops->barrier(c);
-}
-
-int ps_comm_bcast(ps_comm *c, int root, void *buf, size_t len)
-{
-    if (root < 0 || root >= c->size) {
-        return bad_rank(c, root, "bcast root");
-    }
-    return c->ops->bcast(c, root, buf, len);
-}
-
-static int bad_count(int n, const char *what)
-{
-    PS_LOG(ERROR, "%s of %d elements", what, n);
-    return PS_EINVAL;
-}
-
-int ps_comm_allreduce_sum(ps_comm *c, double *vals, int n)
-{
-    return n < 0 ? bad_count(n, "allreduce (sum)") : c->ops->allreduce_sum(c, vals, n);
-}
-
-int ps_comm_allreduce_max_u64(ps_comm *c, uint64_t *vals, int n)
-{
-    return n < 0 ? bad_count(n, "allreduce (max)") : c->ops->allreduce_max_u64(c, vals, n);
-}
-
-int ps_comm_allgather_int(ps_comm *c, int val, int *out)
-{
-    return c->ops->allgather_int(c, val, out);
-}
-
-int ps_comm_split(ps_comm *c, int color, ps_comm **out)
-{
-    *out = NULL;
-    return c->ops->split(c, color, out);
-}
-
-int ps_comm_nodes(ps_comm *c, int *node_of_rank, int *nnodes)
-{
-    return c->ops->nodes(c, node_of_rank, nnodes);
-}
-
-int ps_comm_raw_pingpong(ps_comm *c, int peer, int lead, size_t req_bytes, size_t reply_bytes,
-                         int iters, double *seconds)
-{
-    if (peer < 0 || peer >= c->size) {
-        return bad_rank(c, peer, "raw ping-pong");
-    }
-    if (!c->ops->raw_pingpong) {
-        PS_LOG(ERROR, "raw ping-pong: the %s backend has no raw transport", c->ops->name);
-        return PS_EINVAL;
-    }
-    return c->ops->raw_pingpong(c, peer, lead, req_bytes, reply_bytes, iters, seconds);
 }
 
 /* ---- the mpi backend --------------------------------------------------- */
@@ -194,12 +51,16 @@ typedef struct {
     MPI_Comm mpi;
     int nap; /* 1: sleep while waiting (more ranks than cores on this node) */
     int is_world;
+    int *to_world; /* rank here -> rank in the world; NULL on the world */
     send_slot *inflight;
     size_t ninflight, cap_inflight;
     ps_bytes *pool; /* idle buffers, handed out by send */
     size_t npool, cap_pool;
     ps_bytes rbuf;
 } mpi_comm;
+
+_Static_assert(sizeof(MPI_Request) <= sizeof(((ps_coll *)0)->req),
+               "ps_coll has room for an MPI_Request");
 
 static const ps_comm_ops mpi_ops;
 static mpi_comm *abort_comm;
@@ -235,6 +96,37 @@ static void abort_hook(void)
     MPI_Abort(abort_comm ? abort_comm->mpi : MPI_COMM_WORLD, 70);
 }
 
+/* Ranks of mpi in MPI_COMM_WORLD (whose numbering our world dup shares). */
+static int translate_ranks(mpi_comm *c)
+{
+    int n = c->base.size;
+    int *mine = ps_malloc(sizeof(int) * (size_t)n);
+    c->to_world = ps_malloc(sizeof(int) * (size_t)n);
+    if (!mine || !c->to_world) {
+        ps_free(mine);
+        return PS_ENOMEM;
+    }
+    for (int r = 0; r < n; r++) {
+        mine[r] = r;
+    }
+    MPI_Group g = MPI_GROUP_NULL, w = MPI_GROUP_NULL;
+    int mpirc = MPI_Comm_group(c->mpi, &g);
+    if (mpirc == MPI_SUCCESS) {
+        mpirc = MPI_Comm_group(MPI_COMM_WORLD, &w);
+    }
+    if (mpirc == MPI_SUCCESS) {
+        mpirc = MPI_Group_translate_ranks(g, n, mine, w, c->to_world);
+    }
+    if (g != MPI_GROUP_NULL) {
+        MPI_Group_free(&g);
+    }
+    if (w != MPI_GROUP_NULL) {
+        MPI_Group_free(&w);
+    }
+    ps_free(mine);
+    return mpirc == MPI_SUCCESS ? 0 : mpi_fail(mpirc, "MPI_Group_translate_ranks", -1);
+}
+
 static int comm_wrap(ps_comm **out, MPI_Comm mpi, int is_world)
 {
     mpi_comm *c = ps_calloc(1, sizeof *c);
@@ -247,6 +139,12 @@ static int comm_wrap(ps_comm **out, MPI_Comm mpi, int is_world)
     MPI_Comm_rank(mpi, &c->base.rank);
     MPI_Comm_size(mpi, &c->base.size);
     MPI_Comm_set_errhandler(mpi, MPI_ERRORS_RETURN);
+    int rc = is_world ? ps_live_attach(&c->base) : translate_ranks(c);
+    if (rc) {
+        ps_free(c->to_world);
+        ps_free(c);
+        return rc;
+    }
     *out = &c->base;
     return 0;
 }
@@ -299,7 +197,20 @@ int ps_comm_init(ps_comm **out, int *argc, char ***argv)
     ps_log_set_rank(c->base.rank);
     abort_comm = c;
     ps_log_set_abort_hook(abort_hook);
-    return 0;
+    /* Every rank a peer until the caller knows better: nothing waits
+     * without a deadline, not even before the roles are known. */
+    int *all = ps_malloc(sizeof(int) * (size_t)c->base.size);
+    if (!all) {
+        ps_comm_destroy(out);
+        return PS_ENOMEM;
+    }
+    for (int r = 0; r < c->base.size; r++) {
+        all[r] = r;
+    }
+    ps_comm_set_timeout(*out, PS_COMM_TIMEOUT_DEFAULT);
+    rc = ps_comm_set_peers(*out, all, c->base.size);
+    ps_free(all);
+    return rc;
 }
 
 static void mpi_destroy(ps_comm *base)
@@ -315,6 +226,7 @@ static void mpi_destroy(ps_comm *base)
     ps_free(c->pool);
     ps_free(c->inflight);
     ps_free(c->rbuf.data);
+    ps_free(c->to_world);
     int finalize = c->is_world;
     if (abort_comm == c) {
         abort_comm = NULL;
@@ -387,7 +299,9 @@ static int mpi_send(ps_comm *base, int dst, int tag, ps_bytes *msg)
     return 0;
 }
 
-static int mpi_recv(ps_comm *base, int src, int tag, int wait, ps_comm_msg *out)
+/* Receives without waiting: MPI_Improbe + MPI_Mrecv into one buffer that
+ * grows to the largest message and is reused. */
+static int mpi_poll(ps_comm *base, int src, int tag, ps_comm_msg *out)
 {
     mpi_comm *c = as_mpi(base);
     int rc = mpi_progress(base);
@@ -396,28 +310,12 @@ static int mpi_recv(ps_comm *base, int src, int tag, int wait, ps_comm_msg *out)
     }
     MPI_Message mh;
     MPI_Status st;
-    long spins = 0;
-    int msrc = src == PS_ANY ? MPI_ANY_SOURCE : src;
-    int mtag = tag == PS_ANY ? MPI_ANY_TAG : tag;
-    /* The one place this backend waits for a message. It polls with a
-     * growing sleep instead of MPI_Mprobe, whose busy loop would take a core
-     * from the compute ranks sharing the node (a server idles most of the
-     * time). Latency cost: at most one sleep. */
-    long nap_ns = 0;
-    for (;;) {
-        int found = 0;
-        MPI_CHECK(MPI_Improbe(msrc, mtag, c->mpi, &found, &mh, &st), "MPI_Improbe", src);
-        if (found) {
-            break;
-        }
-        if (!wait) {
-            return PS_EEOF;
-        }
-        if (c->nap && ++spins > SPIN_POLLS) {
-            nap_ns = nap_ns ? (nap_ns * 2 > MAX_NAP_NS ? MAX_NAP_NS : nap_ns * 2) : MIN_NAP_NS;
-            struct timespec ts = {0, nap_ns};
-            nanosleep(&ts, NULL);
-        }
+    int found = 0;
+    MPI_CHECK(MPI_Improbe(src == PS_ANY ? MPI_ANY_SOURCE : src, tag == PS_ANY ? MPI_ANY_TAG : tag,
+                          c->mpi, &found, &mh, &st),
+              "MPI_Improbe", src);
+    if (!found) {
+        return PS_EEOF;
     }
     int count = 0;
     MPI_Get_count(&st, MPI_BYTE, &count);
@@ -435,52 +333,115 @@ static int mpi_recv(ps_comm *base, int src, int tag, int wait, ps_comm_msg *out)
     return 0;
 }
 
-static int mpi_agree(ps_comm *c, int rc)
+static int mpi_drain(ps_comm *base, int *src)
 {
-    int all = rc;
-    MPI_CHECK(MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, as_mpi(c)->mpi),
-              "MPI_Allreduce (agree)", -1);
-    return all;
-}
-
-static int mpi_barrier(ps_comm *c)
-{
-    MPI_CHECK(MPI_Barrier(as_mpi(c)->mpi), "MPI_Barrier", -1);
+    MPI_Message mh;
+    MPI_Status st;
+    int found = 0;
+    MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, PS_TAG_BEAT, as_mpi(base)->mpi, &found, &mh, &st),
+              "MPI_Improbe (heartbeat)", -1);
+    if (!found) {
+        return PS_EEOF;
+    }
+    /* Empty: nothing lands in the receive buffer. */
+    MPI_CHECK(MPI_Mrecv(NULL, 0, MPI_BYTE, &mh, MPI_STATUS_IGNORE), "MPI_Mrecv (heartbeat)",
+              st.MPI_SOURCE);
+    *src = st.MPI_SOURCE;
     return 0;
 }
 
-static int mpi_bcast(ps_comm *c, int root, void *buf, size_t len)
+/* Idle waiting when the node is oversubscribed: poll this many times, then
+ * sleep 2 us doubling to 200 us. With a core per rank, waiting just polls,
+ * as MPI_Mprobe would, whose busy loop would take a core from the compute
+ * ranks sharing the node (a server idles most of the time). */
+static void mpi_idle(ps_comm *base, double max_secs, long *nap)
 {
-    /* Chunks keep each count inside int. */
-    uint8_t *p = buf;
-    while (len) {
-        int n = len > (1u << 30) ? (1 << 30) : (int)len;
-        MPI_CHECK(MPI_Bcast(p, n, MPI_BYTE, root, as_mpi(c)->mpi), "MPI_Bcast", root);
-        p += n;
-        len -= (size_t)n;
+    long n = (*nap)++;
+    if (!as_mpi(base)->nap || n < SPIN_POLLS) {
+        return;
+    }
+    long shift = n - SPIN_POLLS < 7 ? n - SPIN_POLLS : 7;
+    long ns = MIN_NAP_NS << shift;
+    ns = ns > MAX_NAP_NS ? MAX_NAP_NS : ns;
+    if ((double)ns > max_secs * 1e9) {
+        ns = (long)(max_secs * 1e9);
+    }
+    struct timespec ts = {0, ns};
+    nanosleep(&ts, NULL);
+}
+
+/* Broadcasts go in chunks that keep each count inside int. */
+#define BCAST_CHUNK ((size_t)1 << 30)
+
+static int bcast_next(mpi_comm *c, ps_coll *k, MPI_Request *req)
+{
+    size_t n = k->n - k->done_bytes < BCAST_CHUNK ? k->n - k->done_bytes : BCAST_CHUNK;
+    MPI_CHECK(MPI_Ibcast((uint8_t *)k->buf + k->done_bytes, (int)n, MPI_BYTE, k->root, c->mpi, req),
+              "MPI_Ibcast", k->root);
+    return 0;
+}
+
+static int mpi_coll_start(ps_comm *base, ps_coll *k)
+{
+    mpi_comm *c = as_mpi(base);
+    MPI_Request *req = (MPI_Request *)&k->req;
+    int n = (int)k->n;
+    switch (k->kind) {
+    case PS_COLL_AGREE:
+        MPI_CHECK(MPI_Iallreduce(&k->ival, &k->out, 1, MPI_INT, MPI_MIN, c->mpi, req),
+                  "MPI_Iallreduce (agree)", -1);
+        break;
+    case PS_COLL_BARRIER:
+        MPI_CHECK(MPI_Ibarrier(c->mpi, req), "MPI_Ibarrier", -1);
+        break;
+    case PS_COLL_BCAST:
+        k->done_bytes = 0;
+        return bcast_next(c, k, req);
+    case PS_COLL_SUM:
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, k->buf, n, MPI_DOUBLE, MPI_SUM, c->mpi, req),
+                  "MPI_Iallreduce (sum)", -1);
+        break;
+    case PS_COLL_MAX:
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, k->buf, n, MPI_UINT64_T, MPI_MAX, c->mpi, req),
+                  "MPI_Iallreduce (max)", -1);
+        break;
+    case PS_COLL_GATHER:
+        MPI_CHECK(MPI_Iallgather(&k->ival, 1, MPI_INT, k->buf, 1, MPI_INT, c->mpi, req),
+                  "MPI_Iallgather", -1);
+        break;
+    case PS_COLL_SPLIT:
+        PS_ASSERT(!"mpi splits with MPI_Comm_split");
+        break;
     }
     return 0;
 }
 
-static int mpi_allreduce_sum(ps_comm *c, double *vals, int n)
+static int mpi_coll_test(ps_comm *base, ps_coll *k, int *done)
 {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, as_mpi(c)->mpi),
-              "MPI_Allreduce (sum)", -1);
+    MPI_Request *req = (MPI_Request *)&k->req;
+    MPI_CHECK(MPI_Test(req, done, MPI_STATUS_IGNORE), "MPI_Test (collective)", -1);
+    if (*done && k->kind == PS_COLL_BCAST) {
+        k->done_bytes += k->n - k->done_bytes < BCAST_CHUNK ? k->n - k->done_bytes : BCAST_CHUNK;
+        if (k->done_bytes < k->n) {
+            *done = 0;
+            return bcast_next(as_mpi(base), k, req);
+        }
+    }
     return 0;
 }
 
-static int mpi_allreduce_max_u64(ps_comm *c, uint64_t *vals, int n)
+static void mpi_coll_cancel(ps_comm *base, ps_coll *k)
 {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_UINT64_T, MPI_MAX, as_mpi(c)->mpi),
-              "MPI_Allreduce (max)", -1);
-    return 0;
+    /* A collective cannot be cancelled in MPI; the caller is giving up on
+     * the job and aborts it, so the request is simply left. */
+    (void)base;
+    (void)k;
 }
 
-static int mpi_allgather_int(ps_comm *c, int val, int *out)
+static int mpi_world_rank(const ps_comm *base, int r)
 {
-    MPI_CHECK(MPI_Allgather(&val, 1, MPI_INT, out, 1, MPI_INT, as_mpi(c)->mpi), "MPI_Allgather",
-              -1);
-    return 0;
+    const mpi_comm *c = (const mpi_comm *)base;
+    return c->to_world ? c->to_world[r] : r;
 }
 
 static int mpi_split(ps_comm *c, int color, ps_comm **out)
@@ -511,10 +472,8 @@ static int mpi_nodes(ps_comm *c, int *node_of_rank, int *nnodes)
     if (mpirc != MPI_SUCCESS) {
         return mpi_fail(mpirc, "MPI_Bcast (node leader)", -1);
     }
-    int rc = mpi_allgather_int(c, leader, node_of_rank);
-    if (rc) {
-        return rc;
-    }
+    MPI_CHECK(MPI_Allgather(&leader, 1, MPI_INT, node_of_rank, 1, MPI_INT, as_mpi(c)->mpi),
+              "MPI_Allgather (node leaders)", -1);
     /* Leaders are the lowest rank of their node, so numbering them in rank
      * order gives node indices 0..n-1; index[] maps leader rank -> node. */
     int *index = ps_malloc(sizeof(int) * (size_t)c->size);
@@ -591,15 +550,15 @@ static const ps_comm_ops mpi_ops = {
     .destroy = mpi_destroy,
     .abort = mpi_abort,
     .send = mpi_send,
-    .recv = mpi_recv,
+    .poll = mpi_poll,
+    .drain = mpi_drain,
+    .idle = mpi_idle,
     .progress = mpi_progress,
-    .agree = mpi_agree,
-    .barrier = mpi_barrier,
-    .bcast = mpi_bcast,
-    .allreduce_sum = mpi_allreduce_sum,
-    .allreduce_max_u64 = mpi_allreduce_max_u64,
-    .allgather_int = mpi_allgather_int,
+    .coll_start = mpi_coll_start,
+    .coll_test = mpi_coll_test,
+    .coll_cancel = mpi_coll_cancel,
     .split = mpi_split,
     .nodes = mpi_nodes,
+    .world_rank = mpi_world_rank,
     .raw_pingpong = mpi_raw_pingpong,
 };

@@ -65,19 +65,28 @@ void ps_comm_abort(ps_comm *c, int code) __attribute__((noreturn));
  * PS_ENOMEM, PS_EMPI, or PS_EPEER (loop, after a rank failed). */
 int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg);
 /* Receives the next message matching src/tag (PS_ANY for either). With
- * wait = 0 returns PS_EEOF at once when none is ready. The one blocking
- * wait of each backend. Returns 0, PS_EEOF, PS_EINVAL (src outside the
- * communicator), PS_ENOMEM, PS_EMPI, or PS_EPEER (loop: a rank of this
- * world failed, see ps_comm_loop_fail). */
+ * wait = 0 returns PS_EEOF at once when none is ready; with wait = 1 waits
+ * as ps_comm_wait does. Returns 0, PS_EEOF, PS_EINVAL (src outside the
+ * communicator), PS_ENOMEM, PS_EMPI, PS_ETIMEDOUT, or PS_EPEER (loop: a
+ * rank of this world failed, see ps_comm_loop_fail). */
 int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_comm_msg *out);
+/* Waits for the next message matching src/tag, sending heartbeats while it
+ * waits. Gives up with PS_ETIMEDOUT (logged: the silent rank, how long,
+ * and `what` this rank waited for, e.g. "pull replies") once an awaited
+ * peer (src, or for PS_ANY every peer in c) has sent nothing, not even a
+ * heartbeat, for the peer timeout. Other returns as ps_comm_recv. */
+int ps_comm_wait(ps_comm *c, int src, int tag, const char *what, ps_comm_msg *out);
 /* Advances sends in flight and recycles their buffers. */
 int ps_comm_progress(ps_comm *c);
 /* Bytes sent and received so far by this rank (point-to-point). */
 void ps_comm_bytes(const ps_comm *c, uint64_t *sent, uint64_t *received);
 
-/* Collectives return 0 (agree: the agreed rc), PS_EMPI (mpi), PS_ENOMEM
- * (split), PS_EPEER (loop: a rank of the world failed) or PS_EINVAL (loop:
- * the ranks called different collectives, or with different sizes). */
+/* Collectives wait as ps_comm_wait does (nonblocking MPI collectives and a
+ * test loop, so a silent peer gives PS_ETIMEDOUT, never a hang; split and
+ * nodes start with such a barrier). They return 0 (agree: the agreed rc),
+ * PS_EMPI (mpi), PS_ENOMEM (split), PS_ETIMEDOUT, PS_EPEER (loop: a rank
+ * of the world failed) or PS_EINVAL (loop: the ranks called different
+ * collectives, or with different sizes). */
 
 /* Collective: every rank passes its rc; all get the smallest (an error, if
  * any rank had one), so all ranks take the same branch afterwards. */
@@ -100,6 +109,46 @@ int ps_comm_split(ps_comm *c, int color, ps_comm **out);
  * memory node rank r runs on (MPI_Comm_split_type SHARED); *nnodes their
  * count. loop: every rank is on node 0. */
 int ps_comm_nodes(ps_comm *c, int *node_of_rank, int *nnodes);
+
+/* ---- liveness (docs/design.md, "No silent hang") --------------------------
+ *
+ * A rank waiting (ps_comm_wait, a blocking ps_comm_recv, any collective)
+ * gives up with PS_ETIMEDOUT when a peer it awaits has been silent for the
+ * timeout. Silence is judged only for peers, the world ranks named with
+ * ps_comm_set_peers: they are the ranks that send this one heartbeats,
+ * an empty message whenever a quarter of the timeout (at most 10 s) went
+ * by without anything else sent to that peer. Heartbeats go out from every
+ * wait, and from long local work through ps_comm_alive(); they never reach
+ * callers. ps_comm_init starts with every rank a peer and
+ * PS_COMM_TIMEOUT_DEFAULT; a loop world starts with no deadline. All
+ * communicators split from a world share its liveness state. */
+
+#define PS_COMM_TIMEOUT_DEFAULT 60.0
+
+/* Sets the peer timeout of c's world, in seconds; 0 (or less) turns
+ * deadlines and heartbeats off. Restarts every peer's clock. */
+void ps_comm_set_timeout(ps_comm *c, double seconds);
+/* The peer timeout in force (0: none). */
+double ps_comm_timeout(const ps_comm *c);
+/* Makes ranks[0..n) (world ranks; this rank itself is ignored) the peers
+ * of c's world, replacing the earlier set, and c the communicator that
+ * ps_comm_alive() serves on this thread. Returns 0 or PS_EINVAL (a rank
+ * outside the world, logged). */
+int ps_comm_set_peers(ps_comm *c, const int *ranks, int n);
+/* Names for the world's ranks in timeout messages ("worker 1"), indexed by
+ * world rank; borrowed until the world is destroyed. NULL: ranks only. */
+void ps_comm_set_labels(ps_comm *c, const char *const *labels);
+/* Sends the heartbeats now due and takes those waiting. Call it from any
+ * loop that can run for longer than a few seconds without waiting.
+ * Returns 0 or the send's error. Cheap when nothing is due. */
+int ps_comm_tick(ps_comm *c);
+/* ps_comm_tick on the communicator last given to ps_comm_set_peers on this
+ * thread (ps_comm_init's world on the main thread); nothing if none. For
+ * long work in modules that hold no communicator (file writes, data
+ * loading). Errors are left for the next wait to find. */
+void ps_comm_alive(void);
+/* The rank of c whose silence ended the last wait with PS_ETIMEDOUT, or -1. */
+int ps_comm_silent_rank(const ps_comm *c);
 
 /* Benchmark baseline only (bench/bench_pushpull.c), never used by training:
  * times `iters` raw blocking MPI_Send/MPI_Recv round trips with rank peer

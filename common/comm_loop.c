@@ -9,13 +9,20 @@
  * One mutex per world rather than one per mailbox: collectives, split and
  * failure touch every mailbox at once, and a test backend gains nothing
  * from finer locks. Each rank's mailbox has its own condition variable, so
- * a send wakes only the receiver. */
+ * a send wakes only the receiver.
+ *
+ * Nothing here waits for long: receives and collectives are tested, and
+ * idle waits on the rank's condition variable for a bounded time. The
+ * waiting loops, with their deadlines and heartbeats, are common/comm_live.c's,
+ * the same as for MPI. */
 #include "common/comm.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/comm_internal.h"
 #include "common/err.h"
@@ -35,40 +42,25 @@ typedef struct loop_msg {
 
 typedef struct {
     loop_msg *head, *tail; /* arrival order */
-    /* Signalled on an arrival, a completed collective and a failure; only
-     * the rank's own thread waits on it. */
+    /* Signalled on an arrival, a completed collective and a failure, each
+     * of which also counts in events; only the rank's own thread waits on
+     * it. */
     pthread_cond_t cv;
+    uint64_t events;
 } mailbox;
 
-typedef enum {
-    COLL_AGREE,
-    COLL_BARRIER,
-    COLL_BCAST,
-    COLL_SUM,
-    COLL_MAX,
-    COLL_GATHER,
-    COLL_SPLIT,
-    COLL_NODES,
-} coll_kind;
-
 static const char *const coll_names[] = {
-    "agree",           "barrier",   "bcast", "allreduce (sum)",
-    "allreduce (max)", "allgather", "split", "nodes",
+    [PS_COLL_AGREE] = "agree",         [PS_COLL_BARRIER] = "barrier",
+    [PS_COLL_BCAST] = "bcast",         [PS_COLL_SUM] = "allreduce (sum)",
+    [PS_COLL_MAX] = "allreduce (max)", [PS_COLL_GATHER] = "allgather",
+    [PS_COLL_SPLIT] = "split",
 };
 
-/* One rank's part in a collective, on that rank's stack. The rank that
- * arrives last carries out the whole collective over every rank's part,
- * writing each rank's results (and rc) into its part, so no shared result
- * is read after the round ends and the next round can start at once. */
-typedef struct {
-    coll_kind kind;
-    int root;      /* bcast */
-    size_t n;      /* bytes (bcast) or elements (allreduce) */
-    int ival;      /* agree's rc, allgather's value, split's colour */
-    void *buf;     /* bcast, allreduce: in and out; allgather: out */
-    ps_comm **out; /* split */
-    int rc;        /* written by the rank that completes the round */
-} coll_part;
+/* A rank's part in a collective is its ps_coll, on that rank's stack from
+ * start to done or cancel. The rank that arrives last carries out the
+ * whole collective over every rank's part, writing each rank's results
+ * (and rc) into its part, so no shared result is read after the round
+ * ends and the next round can start at once. */
 
 typedef struct loop_world loop_world;
 typedef struct loop_group loop_group;
@@ -77,12 +69,12 @@ struct loop_group {
     loop_world *world;
     loop_group *next; /* the world's list */
     int size;
-    int nhandles;      /* live handles; the last one's destroy frees the group */
-    int *world_rank;   /* rank here -> rank in the world */
-    mailbox *box;      /* by rank */
-    coll_part **parts; /* this round's parts, by rank */
-    int arrived;       /* ranks in the current round */
-    uint64_t round;    /* rounds completed */
+    int nhandles;    /* live handles; the last one's destroy frees the group */
+    int *world_rank; /* rank here -> rank in the world */
+    mailbox *box;    /* by rank */
+    ps_coll **parts; /* this round's parts, by rank */
+    int arrived;     /* ranks in the current round */
+    uint64_t round;  /* rounds completed */
 };
 
 struct loop_world {
@@ -96,6 +88,7 @@ typedef struct {
     ps_comm base;
     loop_group *g;
     loop_msg *cur; /* carries the message the last recv returned */
+    uint64_t seen; /* the mailbox's events when it was last found empty */
 } loop_comm;
 
 static const ps_comm_ops loop_ops;
@@ -223,6 +216,16 @@ int ps_comm_loop_create(ps_comm **comms, int n)
     int rc = group_open(w, n, NULL, comms);
     if (rc) {
         world_free(w);
+        return rc;
+    }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        rc = ps_live_attach(comms[i]);
+    }
+    if (rc) {
+        /* The last handle takes the world with it. */
+        for (int i = 0; i < n; i++) {
+            ps_comm_destroy(&comms[i]);
+        }
     }
     return rc;
 }
@@ -240,6 +243,13 @@ static void loop_destroy(ps_comm *base)
     }
 }
 
+/* Wakes rank r of g's waiting thread. World lock held. */
+static void box_signal(loop_group *g, int r)
+{
+    g->box[r].events++;
+    pthread_cond_signal(&g->box[r].cv);
+}
+
 void ps_comm_loop_fail(ps_comm *c)
 {
     if (!c || c->ops != &loop_ops) {
@@ -252,7 +262,7 @@ void ps_comm_loop_fail(ps_comm *c)
         w->failed = g->world_rank[c->rank];
         for (loop_group *q = w->groups; q; q = q->next) {
             for (int r = 0; r < q->size; r++) {
-                pthread_cond_signal(&q->box[r].cv);
+                box_signal(q, r);
             }
         }
     }
@@ -276,20 +286,33 @@ static int world_check(const loop_comm *c, const char *what)
     return PS_EPEER;
 }
 
-/* The one place this backend blocks (a deadline naming the silent rank
- * belongs here). Called, world lock held, when the caller's condition is
- * not met: returns PS_EPEER if a rank has failed (nothing would ever meet
- * it), else 0 after the next event on c's mailbox (an arrival, a completed
- * collective, a failure), and the caller checks its condition again. A
- * condition met while a failure was marked still counts, so every rank of
- * a collective that completed gets its result. */
-static int loop_wait(loop_comm *c, const char *what)
+/* Waits, world lock held, until the next event on c's mailbox since it was
+ * last looked at (an arrival, a completed collective, a failure) or until
+ * max_secs have passed. */
+static void box_wait(loop_comm *c, double max_secs)
 {
-    int rc = world_check(c, what);
-    if (rc == 0) {
-        pthread_cond_wait(&c->g->box[c->base.rank].cv, &c->g->world->lock);
+    mailbox *b = &c->g->box[c->base.rank];
+    if (b->events != c->seen || max_secs <= 0) {
+        return;
     }
-    return rc;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(max_secs * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    int rc = 0;
+    while (b->events == c->seen && rc != ETIMEDOUT) {
+        rc = pthread_cond_timedwait(&b->cv, &c->g->world->lock, &ts);
+    }
+}
+
+static void loop_idle(ps_comm *base, double max_secs, long *nap)
+{
+    (void)nap;
+    loop_comm *c = as_loop(base);
+    pthread_mutex_lock(&c->g->world->lock);
+    box_wait(c, max_secs);
+    pthread_mutex_unlock(&c->g->world->lock);
 }
 
 static int loop_send(ps_comm *base, int dst, int tag, ps_bytes *msg)
@@ -314,7 +337,7 @@ static int loop_send(ps_comm *base, int dst, int tag, ps_bytes *msg)
             b->head = m;
         }
         b->tail = m;
-        pthread_cond_signal(&b->cv);
+        box_signal(c->g, dst);
         spare.len = 0;
         *msg = spare;
     }
@@ -345,19 +368,17 @@ static loop_msg *box_take(mailbox *b, int src, int tag)
     return NULL;
 }
 
-static int loop_recv(ps_comm *base, int src, int tag, int wait, ps_comm_msg *out)
+static int loop_poll(ps_comm *base, int src, int tag, ps_comm_msg *out)
 {
     /* A zero-length message may carry no buffer at all. */
     static const uint8_t empty[1];
     loop_comm *c = as_loop(base);
     loop_world *w = c->g->world;
     mailbox *b = &c->g->box[base->rank];
-    loop_msg *m = NULL;
     pthread_mutex_lock(&w->lock);
-    int rc = world_check(c, "recv");
-    while (rc == 0 && !(m = box_take(b, src, tag))) {
-        rc = wait ? loop_wait(c, "recv") : PS_EEOF;
-    }
+    /* What has come counts even once a rank has failed. */
+    loop_msg *m = box_take(b, src, tag);
+    int rc = m ? 0 : world_check(c, "recv");
     if (m) {
         /* The previous message's buffer goes idle: its data was valid only
          * until this call. */
@@ -370,9 +391,27 @@ static int loop_recv(ps_comm *base, int src, int tag, int wait, ps_comm_msg *out
                              .tag = m->tag,
                              .data = m->buf.data ? m->buf.data : empty,
                              .len = m->buf.len};
+    } else if (rc == 0) {
+        c->seen = b->events;
+        rc = PS_EEOF;
     }
     pthread_mutex_unlock(&w->lock);
     return rc;
+}
+
+static int loop_drain(ps_comm *base, int *src)
+{
+    loop_comm *c = as_loop(base);
+    loop_world *w = c->g->world;
+    pthread_mutex_lock(&w->lock);
+    loop_msg *m = box_take(&c->g->box[base->rank], PS_ANY, PS_TAG_BEAT);
+    if (m) {
+        *src = m->src;
+        m->next = w->idle;
+        w->idle = m;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return m ? 0 : PS_EEOF;
 }
 
 static int loop_progress(ps_comm *c)
@@ -397,7 +436,7 @@ static int split_complete(loop_group *g)
     for (int r = 0; r < g->size && rc == 0; r++) {
         int colour = g->parts[r]->ival;
         /* A member of a group opened earlier has its handle already. */
-        if (colour < 0 || *g->parts[r]->out) {
+        if (colour < 0 || *g->parts[r]->split_out) {
             continue;
         }
         int n = 0;
@@ -409,14 +448,14 @@ static int split_complete(loop_group *g)
         }
         if ((rc = group_open(g->world, n, wr, hs)) == 0) {
             for (int i = 0; i < n; i++) {
-                *g->parts[members[i]]->out = hs[i];
+                *g->parts[members[i]]->split_out = hs[i];
             }
         }
     }
     for (int r = 0; rc && r < g->size; r++) {
-        if (*g->parts[r]->out) {
-            handle_release(as_loop(*g->parts[r]->out));
-            *g->parts[r]->out = NULL;
+        if (*g->parts[r]->split_out) {
+            handle_release(as_loop(*g->parts[r]->split_out));
+            *g->parts[r]->split_out = NULL;
         }
     }
 done:
@@ -430,7 +469,7 @@ done:
  * every rank gets. Called by the last rank to arrive, world lock held. */
 static int coll_complete(loop_group *g)
 {
-    coll_part *const *p = g->parts;
+    ps_coll *const *p = g->parts;
     for (int r = 1; r < g->size; r++) {
         if (p[r]->kind != p[0]->kind || p[r]->n != p[0]->n || p[r]->root != p[0]->root) {
             PS_LOG(ERROR,
@@ -443,20 +482,24 @@ static int coll_complete(loop_group *g)
     }
     int rc = 0;
     switch (p[0]->kind) {
-    case COLL_AGREE:
-        rc = p[0]->ival;
+    case PS_COLL_AGREE: {
+        int min = p[0]->ival;
         for (int r = 1; r < g->size; r++) {
-            rc = p[r]->ival < rc ? p[r]->ival : rc;
+            min = p[r]->ival < min ? p[r]->ival : min;
+        }
+        for (int r = 0; r < g->size; r++) {
+            p[r]->out = min;
         }
         break;
-    case COLL_BCAST:
+    }
+    case PS_COLL_BCAST:
         for (int r = 0; r < g->size; r++) {
             if (r != p[0]->root && p[0]->n) {
                 memcpy(p[r]->buf, p[p[0]->root]->buf, p[0]->n);
             }
         }
         break;
-    case COLL_SUM:
+    case PS_COLL_SUM:
         for (size_t i = 0; i < p[0]->n; i++) {
             /* In rank order, so a sum is the same bits every run. */
             double sum = ((double *)p[0]->buf)[i];
@@ -468,7 +511,7 @@ static int coll_complete(loop_group *g)
             }
         }
         break;
-    case COLL_MAX:
+    case PS_COLL_MAX:
         for (size_t i = 0; i < p[0]->n; i++) {
             uint64_t max = ((uint64_t *)p[0]->buf)[i];
             for (int r = 1; r < g->size; r++) {
@@ -480,103 +523,110 @@ static int coll_complete(loop_group *g)
             }
         }
         break;
-    case COLL_GATHER:
+    case PS_COLL_GATHER:
         for (int r = 0; r < g->size; r++) {
             for (int q = 0; q < g->size; q++) {
                 ((int *)p[r]->buf)[q] = p[q]->ival;
             }
         }
         break;
-    case COLL_SPLIT:
+    case PS_COLL_SPLIT:
         rc = split_complete(g);
         break;
-    case COLL_BARRIER:
-    case COLL_NODES:
+    case PS_COLL_BARRIER:
         break;
     }
     return rc;
 }
 
-/* Runs one collective: posts this rank's part; the last rank to arrive
- * completes the round and wakes the others. Returns the round's rc, or
- * PS_EPEER once a rank of the world has failed. */
-static int coll_run(loop_comm *c, coll_part *part)
+/* Posts this rank's part; the last rank to arrive completes the round and
+ * wakes the others. */
+static int loop_coll_start(ps_comm *base, ps_coll *k)
 {
+    loop_comm *c = as_loop(base);
     loop_group *g = c->g;
-    const char *what = coll_names[part->kind];
     pthread_mutex_lock(&g->world->lock);
-    int rc = world_check(c, what);
+    int rc = world_check(c, coll_names[k->kind]);
     if (rc == 0) {
-        uint64_t round = g->round;
-        g->parts[c->base.rank] = part;
+        k->round = g->round;
+        g->parts[c->base.rank] = k;
         if (++g->arrived == g->size) {
             int all = coll_complete(g);
             for (int r = 0; r < g->size; r++) {
                 g->parts[r]->rc = all;
-                pthread_cond_signal(&g->box[r].cv);
+                g->parts[r] = NULL;
+                box_signal(g, r);
             }
             g->arrived = 0;
             g->round++;
         }
-        while (rc == 0 && g->round == round) {
-            rc = loop_wait(c, what);
-        }
     }
     pthread_mutex_unlock(&g->world->lock);
-    return rc ? rc : part->rc;
+    return rc;
 }
 
-static int loop_agree(ps_comm *c, int rc)
+/* Withdraws k if its round has not completed. World lock held. */
+static void coll_withdraw(loop_comm *c, ps_coll *k)
 {
-    coll_part p = {.kind = COLL_AGREE, .ival = rc};
-    return coll_run(as_loop(c), &p);
+    loop_group *g = c->g;
+    if (k->round == g->round && g->parts[c->base.rank] == k) {
+        g->parts[c->base.rank] = NULL;
+        g->arrived--;
+    }
 }
 
-static int loop_barrier(ps_comm *c)
+static int loop_coll_test(ps_comm *base, ps_coll *k, int *done)
 {
-    coll_part p = {.kind = COLL_BARRIER};
-    return coll_run(as_loop(c), &p);
+    loop_comm *c = as_loop(base);
+    loop_group *g = c->g;
+    pthread_mutex_lock(&g->world->lock);
+    int rc = 0;
+    /* A round completed while a failure was marked still counts, so every
+     * rank of a collective that completed gets its result. */
+    *done = k->round != g->round;
+    if (*done) {
+        rc = k->rc;
+    } else if ((rc = world_check(c, coll_names[k->kind])) == 0) {
+        c->seen = g->box[c->base.rank].events;
+    } else {
+        coll_withdraw(c, k);
+    }
+    pthread_mutex_unlock(&g->world->lock);
+    return rc;
 }
 
-static int loop_bcast(ps_comm *c, int root, void *buf, size_t len)
+static void loop_coll_cancel(ps_comm *base, ps_coll *k)
 {
-    coll_part p = {.kind = COLL_BCAST, .root = root, .n = len, .buf = buf};
-    return coll_run(as_loop(c), &p);
+    loop_comm *c = as_loop(base);
+    pthread_mutex_lock(&c->g->world->lock);
+    coll_withdraw(c, k);
+    pthread_mutex_unlock(&c->g->world->lock);
 }
 
-static int loop_allreduce_sum(ps_comm *c, double *vals, int n)
+/* Split is a round of its own. It runs after a barrier every rank passed,
+ * so it waits only for ranks that are on their way; a failure still ends
+ * it. */
+static int loop_split(ps_comm *base, int color, ps_comm **out)
 {
-    coll_part p = {.kind = COLL_SUM, .n = (size_t)n, .buf = vals};
-    return coll_run(as_loop(c), &p);
-}
-
-static int loop_allreduce_max_u64(ps_comm *c, uint64_t *vals, int n)
-{
-    coll_part p = {.kind = COLL_MAX, .n = (size_t)n, .buf = vals};
-    return coll_run(as_loop(c), &p);
-}
-
-static int loop_allgather_int(ps_comm *c, int val, int *out)
-{
-    coll_part p = {.kind = COLL_GATHER, .ival = val, .buf = out};
-    return coll_run(as_loop(c), &p);
-}
-
-static int loop_split(ps_comm *c, int color, ps_comm **out)
-{
-    coll_part p = {.kind = COLL_SPLIT, .ival = color < 0 ? -1 : color, .out = out};
-    return coll_run(as_loop(c), &p);
+    ps_coll k = {.kind = PS_COLL_SPLIT, .ival = color < 0 ? -1 : color, .split_out = out};
+    int done = 0;
+    int rc = loop_coll_start(base, &k);
+    while (rc == 0 && (rc = loop_coll_test(base, &k, &done)) == 0 && !done) {
+        loop_idle(base, 0.05, NULL);
+    }
+    return rc;
 }
 
 static int loop_nodes(ps_comm *c, int *node_of_rank, int *nnodes)
 {
-    coll_part p = {.kind = COLL_NODES};
-    int rc = coll_run(as_loop(c), &p);
-    if (rc == 0) {
-        memset(node_of_rank, 0, sizeof(int) * (size_t)c->size);
-        *nnodes = 1;
-    }
-    return rc;
+    memset(node_of_rank, 0, sizeof(int) * (size_t)c->size);
+    *nnodes = 1;
+    return 0;
+}
+
+static int loop_world_rank(const ps_comm *c, int r)
+{
+    return ((const loop_comm *)c)->g->world_rank[r];
 }
 
 static const ps_comm_ops loop_ops = {
@@ -584,15 +634,15 @@ static const ps_comm_ops loop_ops = {
     .destroy = loop_destroy,
     .abort = loop_abort,
     .send = loop_send,
-    .recv = loop_recv,
+    .poll = loop_poll,
+    .drain = loop_drain,
+    .idle = loop_idle,
     .progress = loop_progress,
-    .agree = loop_agree,
-    .barrier = loop_barrier,
-    .bcast = loop_bcast,
-    .allreduce_sum = loop_allreduce_sum,
-    .allreduce_max_u64 = loop_allreduce_max_u64,
-    .allgather_int = loop_allgather_int,
+    .coll_start = loop_coll_start,
+    .coll_test = loop_coll_test,
+    .coll_cancel = loop_coll_cancel,
     .split = loop_split,
     .nodes = loop_nodes,
+    .world_rank = loop_world_rank,
     .raw_pingpong = NULL,
 };

@@ -17,7 +17,9 @@
     X(ECONFIG, "invalid configuration")                          \
     X(ECKPT, "bad or mismatched checkpoint")                     \
     X(EEOF, "end of data")                                       \
-    X(EPEER, "peer reported a fatal error")
+    X(EPEER, "peer reported a fatal error")                      \
+    X(ETIMEDOUT, "peer silent past --peer-timeout")              \
+    X(ESTOPPED, "stopped at a checkpoint after a signal")
 
 enum {
     PS_OK = 0,

@@ -9,12 +9,17 @@
 #include <zlib.h>
 
 #include "common/afile.h"
+#include "common/comm.h"
 #include "common/fileheader.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
 
 #define PREFIX_BYTES 8
+#define HCRC_BYTES 4
+/* Payloads are read in pieces this big, with a heartbeat between pieces
+ * (writes: common/afile.c). */
+#define IO_PIECE ((size_t)8 << 20)
 
 struct ps_file_writer {
     ps_afile *f;
@@ -79,6 +84,22 @@ uint32_t ps_file_crc32(uint32_t crc, const void *buf, size_t len)
     return (uint32_t)crc_update(crc, buf, len);
 }
 
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        v |= (uint32_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
 static void writer_free(ps_file_writer *w)
 {
     ps_free(w->path);
@@ -104,11 +125,10 @@ int ps_file_create(ps_file_writer **out, const char *path, const ps_file_header 
         rc = PS_EINVAL;
         goto fail_encode;
     }
-    unsigned char prefix[PREFIX_BYTES];
+    unsigned char prefix[PREFIX_BYTES], hcrc[HCRC_BYTES];
     memcpy(prefix, PS_FILE_MAGIC, 4);
-    for (int i = 0; i < 4; i++) {
-        prefix[4 + i] = (unsigned char)(hb.len >> (8 * i));
-    }
+    put_le32(prefix + 4, (uint32_t)hb.len);
+    put_le32(hcrc, (uint32_t)crc_update(crc_update(0, prefix, sizeof prefix), hb.data, hb.len));
     if (!(w = ps_calloc(1, sizeof *w)) || !(w->path = ps_strdup(path))) {
         rc = PS_ENOMEM;
         goto fail_alloc;
@@ -123,6 +143,9 @@ int ps_file_create(ps_file_writer **out, const char *path, const ps_file_header 
     rc = ps_afile_write(w->f, prefix, sizeof prefix);
     if (!rc) {
         rc = ps_afile_write(w->f, hb.data, hb.len);
+    }
+    if (!rc) {
+        rc = ps_afile_write(w->f, hcrc, sizeof hcrc);
     }
     if (rc) {
         goto fail_write;
@@ -285,10 +308,7 @@ int ps_file_open(ps_file_reader **out, const char *path, ps_file_header *h)
         rc = PS_ECKPT;
         goto fail_open;
     }
-    uint32_t hlen = 0;
-    for (int i = 0; i < 4; i++) {
-        hlen |= (uint32_t)prefix[4 + i] << (8 * i);
-    }
+    uint32_t hlen = get_le32(prefix + 4);
     if (hlen > PS_FILE_MAX_HEADER || hlen > size - PREFIX_BYTES) {
         PS_LOG(ERROR,
                "%s: bad file: header length check failed (%u bytes, file holds %llu after the "
@@ -297,30 +317,51 @@ int ps_file_open(ps_file_reader **out, const char *path, ps_file_header *h)
         rc = PS_ECKPT;
         goto fail_open;
     }
-    hbuf = ps_malloc(hlen);
+    hbuf = ps_malloc(hlen + HCRC_BYTES);
     if (!hbuf) {
         rc = PS_ENOMEM;
         goto fail_open;
     }
-    got = read_full(r->fd, hbuf, hlen);
-    if (got != (ssize_t)hlen) {
+    /* The header's CRC follows it, unless the file is cut short there. */
+    size_t want = hlen + (size - PREFIX_BYTES - hlen >= HCRC_BYTES ? HCRC_BYTES : 0);
+    got = read_full(r->fd, hbuf, want);
+    if (got != (ssize_t)want) {
         PS_LOG(ERROR, "%s: reading the %u-byte header failed: %s", path, hlen,
                got < 0 ? strerror(errno) : "file shrank while reading");
         rc = PS_EIO;
         goto fail_open;
     }
-    rc = ps_fileheader_decode(path, hbuf, hlen, h);
-    if (rc) {
+    int crc_ok =
+        want > hlen && get_le32((unsigned char *)hbuf + hlen) ==
+                           (uint32_t)crc_update(crc_update(0, prefix, sizeof prefix), hbuf, hlen);
+    /* A damaged header is never decoded for use; decoding one only tells
+     * an older format (which had no header CRC) from a corrupt file. */
+    rc = ps_fileheader_decode(crc_ok ? path : NULL, hbuf, hlen, h);
+    if (rc == PS_ENOMEM) {
         goto fail_open;
     }
-    if (h->format_version != PS_FILE_FORMAT_VERSION) {
-        PS_LOG(ERROR, "%s: bad file: format version check failed (file has version %u, this "
-                      "build reads version %u)",
-               path, h->format_version, PS_FILE_FORMAT_VERSION);
+    if (rc == 0 && h->format_version != PS_FILE_FORMAT_VERSION) {
+        PS_LOG(ERROR,
+               "%s: bad file: format version check failed (file has version %u, this build "
+               "reads version %u%s)",
+               path, h->format_version, PS_FILE_FORMAT_VERSION,
+               h->format_version < PS_FILE_FORMAT_VERSION
+                   ? ": written by an older adamps, whose files had no header CRC; start a "
+                     "new run, or use the build that wrote it"
+                   : "");
         rc = PS_ECKPT;
         goto fail_header;
     }
-    uint64_t have = size - PREFIX_BYTES - hlen;
+    if (!crc_ok) {
+        PS_LOG(ERROR, "%s: bad file: header CRC check failed (%s)", path,
+               want > hlen ? "the header or its CRC was changed" : "truncated after the header");
+        rc = PS_ECKPT;
+        goto fail_header;
+    }
+    if (rc) {
+        goto fail_open;
+    }
+    uint64_t have = size - PREFIX_BYTES - hlen - HCRC_BYTES;
     if (h->payload_bytes != have) {
         PS_LOG(ERROR,
                "%s: bad file: payload size check failed (header says %llu bytes, file holds "
@@ -353,13 +394,18 @@ int ps_file_read_payload(ps_file_reader *r, void *buf, size_t len)
                (unsigned long long)r->left);
         return PS_EINVAL;
     }
-    ssize_t got = read_full(r->fd, buf, len);
-    if (got != (ssize_t)len) {
-        PS_LOG(ERROR, "%s: payload read failed: %s", r->path,
-               got < 0 ? strerror(errno) : "file shrank while reading");
-        return PS_EIO;
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < IO_PIECE ? len - off : IO_PIECE;
+        ssize_t got = read_full(r->fd, (char *)buf + off, n);
+        if (got != (ssize_t)n) {
+            PS_LOG(ERROR, "%s: payload read failed: %s", r->path,
+                   got < 0 ? strerror(errno) : "file shrank while reading");
+            return PS_EIO;
+        }
+        r->crc = crc_update(r->crc, (char *)buf + off, n);
+        off += n;
+        ps_comm_alive();
     }
-    r->crc = crc_update(r->crc, buf, len);
     r->left -= len;
     if (r->left == 0 && !r->checked) {
         r->checked = 1;

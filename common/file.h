@@ -2,11 +2,18 @@
  * the manifest, a saved model's model.bin) is the 4-byte magic "APS1", a
  * 4-byte little-endian length L, L bytes of a protobuf FileHeader (format
  * version, kind, payload size, CRC-32 of the payload, config, clock, rank,
- * tables, model info), then the payload. Files are written to
- * `path.tmp.<pid>`, fsynced and renamed over `path`, and the directory is
- * fsynced, so a crash leaves the old file or the new one, never half of
- * one. The protobuf part lives in common/fileheader.c; this module holds no
- * protobuf. Not collective; thread-safe on distinct objects. */
+ * tables, model info), a 4-byte little-endian CRC-32 of the 8 + L bytes
+ * before it, then the payload. So every byte of the file is covered: the
+ * header by its own CRC (checked before any field is used), the payload by
+ * the CRC the header holds. Format 1 (before the header CRC) is refused
+ * with a message saying so. Files are written to `path.tmp.<pid>`,
+ * fsynced and renamed over `path`, and the directory is fsynced, so a
+ * crash leaves the old file or the new one, never half of one. Large
+ * payloads are written and read in pieces, each followed by
+ * ps_comm_alive(), so a rank busy with a slow file system keeps its peers
+ * waiting instead of timing out. The protobuf part lives in
+ * common/fileheader.c; this module holds no protobuf. Not collective;
+ * thread-safe on distinct objects. */
 #ifndef PS_FILE_H
 #define PS_FILE_H
 
@@ -14,7 +21,7 @@
 #include <stdint.h>
 
 #define PS_FILE_MAGIC "APS1"
-#define PS_FILE_FORMAT_VERSION 1u
+#define PS_FILE_FORMAT_VERSION 2u
 /* A header longer than this is garbage, whatever the file size says. */
 #define PS_FILE_MAX_HEADER ((uint32_t)64 << 20)
 
@@ -120,9 +127,9 @@ uint32_t ps_file_crc32(uint32_t crc, const void *buf, size_t len);
  * ps_file_header_fini) and returns the payload in *payload (allocated with
  * ps_malloc, the caller ps_free()s it) and its size in *len. Returns 0;
  * PS_ECKPT, after logging the path and which check failed (magic, header
- * length, header parse, format version, payload size against the file size,
- * CRC); PS_EIO (logged with strerror); PS_ENOMEM. On error h is zeroed and
- * *payload is NULL. */
+ * length, header CRC, header parse, format version, payload size against
+ * the file size, payload CRC); PS_EIO (logged with strerror); PS_ENOMEM.
+ * On error h is zeroed and *payload is NULL. */
 int ps_file_read(const char *path, ps_file_header *h, void **payload, size_t *len);
 
 /* Streaming reads, for shards too big to hold twice. */

@@ -135,6 +135,14 @@ done:
     return rc;
 }
 
+/* Decode errors are logged unless the caller asked for quiet (what NULL). */
+#define DECODE_LOG(...)                                                                            \
+    do {                                                                                           \
+        if (what) {                                                                                \
+            PS_LOG(ERROR, __VA_ARGS__);                                                            \
+        }                                                                                          \
+    } while (0)
+
 int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_header *out)
 {
     int rc = 0;
@@ -147,45 +155,43 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
         if (st.oom) {
             rc = PS_ENOMEM;
         } else {
-            PS_LOG(ERROR, "%s: file header (%zu bytes) does not parse as a FileHeader message",
-                   what, len);
+            DECODE_LOG("%s: file header (%zu bytes) does not parse as a FileHeader message", what,
+                       len);
             rc = PS_ECKPT;
         }
         goto done;
     }
     if (strlen(msg->kind) >= sizeof out->kind) {
-        PS_LOG(ERROR, "%s: file header kind is %zu bytes long, at most %zu allowed", what,
-               strlen(msg->kind), sizeof out->kind - 1);
+        DECODE_LOG("%s: file header kind is %zu bytes long, at most %zu allowed", what,
+                   strlen(msg->kind), sizeof out->kind - 1);
         rc = PS_ECKPT;
         goto free_msg;
     }
     for (size_t i = 0; i < msg->n_tables; i++) {
         if (strlen(msg->tables[i]->name) >= sizeof out->tables[0].name) {
-            PS_LOG(ERROR, "%s: file header table %zu name is %zu bytes long, at most %zu allowed",
-                   what, i, strlen(msg->tables[i]->name), sizeof out->tables[0].name - 1);
+            DECODE_LOG("%s: file header table %zu name is %zu bytes long, at most %zu allowed",
+                       what, i, strlen(msg->tables[i]->name), sizeof out->tables[0].name - 1);
             rc = PS_ECKPT;
             goto free_msg;
         }
     }
     const Adamps__ModelInfo *model = msg->model;
     if (model && strlen(model->kind) >= sizeof out->model.kind) {
-        PS_LOG(ERROR, "%s: file header field model.kind is %zu bytes long, at most %zu allowed",
-               what, strlen(model->kind), sizeof out->model.kind - 1);
+        DECODE_LOG("%s: file header field model.kind is %zu bytes long, at most %zu allowed", what,
+                   strlen(model->kind), sizeof out->model.kind - 1);
         rc = PS_ECKPT;
         goto free_msg;
     }
     if (model && (model->n_hidden > PS_FILE_MAX_HIDDEN || model->n_conv > PS_FILE_MAX_HIDDEN)) {
-        PS_LOG(ERROR,
-               "%s: file header field model.hidden or model.conv has %zu / %zu layers, at most %d "
-               "allowed",
-               what, model->n_hidden, model->n_conv, PS_FILE_MAX_HIDDEN);
+        DECODE_LOG("%s: file header field model.hidden or model.conv has %zu / %zu layers, at most "
+                   "%d allowed",
+                   what, model->n_hidden, model->n_conv, PS_FILE_MAX_HIDDEN);
         rc = PS_ECKPT;
         goto free_msg;
     }
     if (model && strlen(model->activation) >= sizeof out->model.activation) {
-        PS_LOG(ERROR,
-               "%s: file header field model.activation is %zu bytes long, at most %zu allowed",
-               what, strlen(model->activation), sizeof out->model.activation - 1);
+        DECODE_LOG("%s: file header field model.activation is %zu bytes long, at most %zu allowed",
+                   what, strlen(model->activation), sizeof out->model.activation - 1);
         rc = PS_ECKPT;
         goto free_msg;
     }

@@ -22,7 +22,8 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out);
 
 /* Decodes len bytes at buf into out, which must be zeroed or finalised; on
  * success the caller releases it with ps_file_header_fini. `what` names the
- * source (a file path) in the error log. Checks that the bytes parse, that
+ * source (a file path) in the error log; NULL: no log (the caller only
+ * probes bytes it already knows to be damaged). Checks that the bytes parse, that
  * kind and the model kind fit in 16 and each table name in 32 bytes with
  * their NUL, and that the model has at most PS_FILE_MAX_HIDDEN hidden
  * layers. Returns 0; PS_ECKPT (logged, out left zeroed); PS_ENOMEM. Does not check the format

@@ -53,6 +53,7 @@ typedef struct {
 typedef struct {
     uint64_t request_id;
     int64_t version;
+    int64_t stop_clock; /* > 0: the job stops at this clock (preemption); 0: no stop */
     size_t nsegs;
     const ps_seg *segs;
 } ps_reply;
@@ -63,7 +64,11 @@ typedef enum {
     PS_CTRL_CHECKPOINT = 2,
     PS_CTRL_CHECKPOINT_DONE = 3,
     PS_CTRL_ERROR = 4,
+    PS_CTRL_STOP = 5,         /* coordinator -> server: the job stops at `clock` */
+    PS_CTRL_STOP_REQUEST = 6, /* any rank -> coordinator: a stop signal came here */
 } ps_ctrl_kind;
+
+#define PS_CTRL_LAST PS_CTRL_STOP_REQUEST
 
 typedef struct {
     ps_ctrl_kind kind;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/comm.h"
 #include "common/err.h"
 #include "data/fhash.h"
 #include "common/log.h"
@@ -144,6 +145,8 @@ static int next_line(ps_libsvm *r, char **line, size_t *len)
             r->buf = nb;
             r->cap = ncap;
         }
+        /* A long scan or load keeps this rank's peers from timing out. */
+        ps_comm_alive();
         size_t got = fread(r->buf + r->len, 1, r->cap - 1 - r->len, r->f);
         if (got == 0) {
             if (ferror(r->f)) {

@@ -1,6 +1,8 @@
 #include "server/server.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/codec.h"
 #include "common/err.h"
@@ -51,6 +53,12 @@ struct ps_server {
     uint32_t ndone;
     int64_t ckpt_clock; /* a CHECKPOINT waiting for its version, or -1 */
     int ckpt_src;
+    int64_t stop_clock; /* announced by the coordinator (STOP), or 0 */
+    int stopped;        /* a worker's DONE said it stopped at the stop clock */
+    int stop_asked;     /* this rank's stop signal was passed on */
+#ifdef PS_TESTING
+    const char *inject; /* ADAMPS_TEST_INJECT, read once */
+#endif
     ps_bytes out;
     float *vals; /* reply values scratch */
     size_t cap_vals;
@@ -135,8 +143,11 @@ static int answer_pull(ps_server *s, const ps_pull *p, int src)
         }
         s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = vals, .nvalues = n};
     }
-    ps_reply r = {
-        .request_id = p->request_id, .version = s->version, .nsegs = p->nsegs, .segs = s->segs};
+    ps_reply r = {.request_id = p->request_id,
+                  .version = s->version,
+                  .stop_clock = s->stop_clock,
+                  .nsegs = p->nsegs,
+                  .segs = s->segs};
     if ((rc = ps_codec_encode_reply(s->codec, &r, &s->out))) {
         return rc;
     }
@@ -166,23 +177,67 @@ static int answer_waiting(ps_server *s)
     return rc;
 }
 
+#ifdef PS_TESTING
+/* Test builds only (make test): ADAMPS_TEST_INJECT=slow-ckpt-SECS makes
+ * every shard write take SECS longer, sleeping with heartbeats (a slow
+ * file system: peers must not time out), freeze-ckpt-SECS the same without
+ * heartbeats (a hung one: they must), fail-ckpt-N fails the write of
+ * checkpoint N as a full disk would. Returns a write's rc. */
+static int inject_ckpt(ps_server *s, int64_t clock)
+{
+    const char *w = s->inject;
+    double secs = 0;
+    int beat = 0;
+    if (!w) {
+        return 0;
+    }
+    if (strncmp(w, "fail-ckpt-", 10) == 0 && strtoll(w + 10, NULL, 10) == clock) {
+        PS_LOG(ERROR, "%s/ckpt-%lld: write failed: No space left on device (injected)",
+               s->cfg->ckpt_dir, (long long)clock);
+        return PS_EIO;
+    }
+    if (strncmp(w, "slow-ckpt-", 10) == 0) {
+        secs = strtod(w + 10, NULL);
+        beat = 1;
+    } else if (strncmp(w, "freeze-ckpt-", 12) == 0) {
+        secs = strtod(w + 12, NULL);
+    }
+    for (double t = 0; t < secs; t += 0.05) {
+        struct timespec ts = {0, 50000000L};
+        nanosleep(&ts, NULL);
+        if (beat) {
+            ps_comm_alive();
+        }
+    }
+    return 0;
+}
+#else
+#define inject_ckpt(s, clock) 0
+#endif
+
 /* Writes the shard once the requested clock is reached. Under BSP the
  * coordinator's next push comes after its request, so the version is then
  * exactly the requested clock: a consistent snapshot. Under SSP/ASP updates
- * of later clocks may already be in. */
+ * of later clocks may already be in. A failed write (a full disk) is not
+ * the server's to judge: it goes back to the coordinator, which knows
+ * which checkpoint is still intact and ends the job saying so. */
 static int maybe_checkpoint(ps_server *s)
 {
     if (s->ckpt_clock < 0 || s->version < s->ckpt_clock) {
         return 0;
     }
-    int rc = ps_snapshot_save(s->store, s->cfg->ckpt_dir, s->ckpt_clock, s->cfg->opt_name,
-                              s->cfg->nworkers, s->cfg->config_text);
-    ps_ctrl done = {.kind = PS_CTRL_CHECKPOINT_DONE, .clock = s->ckpt_clock, .text = ""};
-    s->ckpt_clock = -1;
-    if (rc == 0 && (rc = ps_codec_encode_ctrl(s->codec, &done, &s->out)) == 0) {
-        rc = ps_comm_send(s->comm, s->ckpt_src, PS_TAG_CTRL, &s->out);
+    int wrc = inject_ckpt(s, s->ckpt_clock);
+    if (wrc == 0) {
+        wrc = ps_snapshot_save(s->store, s->cfg->ckpt_dir, s->ckpt_clock, s->cfg->opt_name,
+                               s->cfg->nworkers, s->cfg->config_text);
     }
-    return rc;
+    ps_ctrl done = {.kind = PS_CTRL_CHECKPOINT_DONE,
+                    .clock = s->ckpt_clock,
+                    .value = wrc ? 1 : 0,
+                    .text = wrc ? ps_strerror(wrc) : ""};
+    s->ckpt_clock = -1;
+    int rc = ps_codec_encode_ctrl(s->codec, &done, &s->out);
+    return rc ? rc : ps_comm_send(s->comm, s->ckpt_src, PS_TAG_CTRL, &s->out);
 }
 
 static int64_t min_pushed(const ps_server *s)
@@ -386,6 +441,7 @@ static int on_ctrl(ps_server *s, const ps_comm_msg *m)
             return PS_EMSG;
         }
         s->done[c.worker] = 1;
+        s->stopped |= c.value != 0;
         /* Nothing can raise the version now: a waiting pull would never be
          * answered and its worker would wait for ever. */
         if (++s->ndone == s->cfg->nworkers && s->npulls) {
@@ -405,6 +461,18 @@ static int on_ctrl(ps_server *s, const ps_comm_msg *m)
     case PS_CTRL_ERROR:
         PS_LOG(ERROR, "worker %u (rank %d) failed: %s", c.worker, m->src, c.text);
         return PS_EPEER;
+    case PS_CTRL_STOP:
+        if (c.worker != 0 || c.clock <= 0) {
+            PS_LOG(ERROR,
+                   "stop at clock %lld from rank %d (worker %u): only the coordinator "
+                   "(worker 0) stops the job, at a clock > 0",
+                   (long long)c.clock, m->src, c.worker);
+            return PS_EMSG;
+        }
+        if (s->stop_clock == 0) {
+            s->stop_clock = c.clock;
+        }
+        return 0;
     default:
         PS_LOG(ERROR, "control message of kind %d from rank %d is not for a server", c.kind,
                m->src);
@@ -430,6 +498,11 @@ int ps_server_handle(ps_server *s, const ps_comm_msg *m)
 int ps_server_is_done(const ps_server *s)
 {
     return s->ndone == s->cfg->nworkers;
+}
+
+int ps_server_is_stopped(const ps_server *s)
+{
+    return s->stopped;
 }
 
 int64_t ps_server_version(const ps_server *s)
@@ -507,16 +580,9 @@ int ps_server_create(ps_server **out, const ps_server_cfg *cfg, ps_comm *comm)
         !(s->segs = ps_calloc(cfg->store.ntables, sizeof *s->segs))) {
         goto fail;
     }
-    if (cfg->resume_clock >= 0) {
-        if ((rc = ps_snapshot_load(s->store, cfg->ckpt_dir, cfg->resume_clock, cfg->resume_nservers,
-                                   cfg->opt_name))) {
-            goto fail;
-        }
-        s->version = cfg->resume_clock;
-        for (uint32_t w = 0; w < cfg->nworkers; w++) {
-            s->pushed[w] = cfg->resume_clock;
-        }
-    }
+#ifdef PS_TESTING
+    s->inject = getenv("ADAMPS_TEST_INJECT");
+#endif
     s->lim = (ps_msg_limits){.tables = ps_store_limits(s->store),
                              .ntables = cfg->store.ntables,
                              .nworkers = cfg->nworkers};
@@ -527,17 +593,81 @@ fail:
     return rc;
 }
 
+int ps_server_resume(ps_server *s, const ps_ckpt_manifest *m)
+{
+    int rc = ps_snapshot_load(s->store, s->cfg->ckpt_dir, m->clock, m->nservers, s->cfg->opt_name);
+    if (rc == 0) {
+        s->version = m->clock;
+        for (uint32_t w = 0; w < s->cfg->nworkers; w++) {
+            s->pushed[w] = m->clock;
+        }
+    }
+    return rc;
+}
+
+/* Collective: loads the newest of cfg->resume that every rank can read
+ * (the workers try the same list in the same order; the coordinator says
+ * which was taken and why newer ones were skipped). */
+static int resume_any(ps_server *s, ps_comm *comm)
+{
+    const ps_server_cfg *cfg = s->cfg;
+    int rc = 0;
+    for (uint32_t i = 0; i < cfg->nresume; i++) {
+        rc = ps_comm_agree(comm, ps_server_resume(s, &cfg->resume[i]));
+        if (rc != PS_ECKPT && rc != PS_EIO) {
+            break;
+        }
+    }
+    return rc;
+}
+
+/* After a wait gave up on a silent worker: what the server waited for. */
+static void log_silent(const ps_server *s)
+{
+    int r = ps_comm_silent_rank(s->comm);
+    for (uint32_t w = 0; w < s->cfg->nworkers; w++) {
+        if (s->cfg->worker_ranks[w] == r) {
+            PS_LOG(ERROR,
+                   "server %u: worker %u (rank %d) fell silent after %lld pushes; version %lld "
+                   "waits for it",
+                   ps_store_server(s->store), w, r, (long long)s->pushed[w], (long long)s->version);
+        }
+    }
+}
+
+/* A stop signal reached this server: the coordinator decides the clock. */
+static int pass_on_stop(ps_server *s)
+{
+    ps_ctrl m = {.kind = PS_CTRL_STOP_REQUEST, .text = ""};
+    int to = s->cfg->worker_ranks[0];
+    s->stop_asked = 1;
+    PS_LOG(INFO, "got a stop signal; asking the coordinator (rank %d) to stop at a clock", to);
+    int rc = ps_codec_encode_ctrl(s->codec, &m, &s->out);
+    return rc ? rc : ps_comm_send(s->comm, to, PS_TAG_CTRL, &s->out);
+}
+
 int ps_server_run(const ps_server_cfg *cfg, ps_comm *comm)
 {
     ps_server *s = NULL;
     int rc = ps_server_create(&s, cfg, comm);
     /* Start-up handshake: nobody sends before every rank is ready. */
-    rc = ps_comm_agree(comm, rc);
+    if ((rc = ps_comm_agree(comm, rc)) == 0) {
+        rc = resume_any(s, comm);
+    }
     while (rc == 0 && !ps_server_is_done(s)) {
         ps_comm_msg m;
-        if ((rc = ps_comm_recv(comm, PS_ANY, PS_ANY, 1, &m)) == 0) {
+        if ((rc = ps_comm_wait(comm, PS_ANY, PS_ANY, "pushes and pulls from the workers", &m)) ==
+            0) {
             rc = ps_server_handle(s, &m);
+        } else if (rc == PS_ETIMEDOUT) {
+            log_silent(s);
         }
+        if (rc == 0 && cfg->stop_flag && *cfg->stop_flag && !s->stop_asked) {
+            rc = pass_on_stop(s);
+        }
+    }
+    if (rc == 0 && ps_server_is_stopped(s)) {
+        rc = PS_ESTOPPED;
     }
     ps_server_destroy(&s);
     return rc;

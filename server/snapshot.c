@@ -184,8 +184,12 @@ static int load_rows(ps_file_reader *r, const ps_shard *old, uint32_t j, const p
     return 0;
 }
 
+/* Loads the rows of file j that this server owns. *other_mode (NULL: do
+ * not ask) is set, and nothing loaded, when the file was written under
+ * another shard mode: then every file may hold rows of this server. */
 static int load_file(ps_store *s, const char *path, int64_t clock, uint32_t old_nservers,
-                     uint32_t j, const char *opt_name, uint8_t *buf, uint64_t *filled)
+                     uint32_t j, const char *opt_name, uint8_t *buf, uint64_t *filled,
+                     int *other_mode)
 {
     ps_file_reader *r = NULL;
     ps_file_header h;
@@ -194,6 +198,10 @@ static int load_file(ps_store *s, const char *path, int64_t clock, uint32_t old_
         return rc;
     }
     if ((rc = check_header(s, path, &h, clock, old_nservers, j, opt_name))) {
+        goto done;
+    }
+    if (other_mode && h.shard_mode != (uint32_t)ps_store_shard(s, 0)->mode) {
+        *other_mode = 1;
         goto done;
     }
     uint32_t me = ps_store_server(s);
@@ -223,8 +231,10 @@ int ps_snapshot_load(ps_store *s, const char *dir, int64_t clock, uint32_t old_n
 {
     const ps_shard *cur = ps_store_shard(s, 0);
     uint32_t me = ps_store_server(s);
-    /* Same layout: only our own file holds our rows. */
-    int same = old_nservers == cur->nservers;
+    /* Same layout: only our own file holds our rows. Otherwise (another
+     * server count, or --shard changed, which our own file's header tells)
+     * every file may. */
+    int same = old_nservers == cur->nservers, other_mode = 0;
     uint64_t filled = 0, want = 0;
     size_t buf_bytes = READ_BLOCK_BYTES; /* at least one row of any array */
     for (uint32_t t = 0; t < ps_store_ntables(s); t++) {
@@ -243,13 +253,13 @@ int ps_snapshot_load(ps_store *s, const char *dir, int64_t clock, uint32_t old_n
     }
     int rc = 0;
     char path[4096];
-    for (uint32_t j = 0; j < old_nservers && rc == 0; j++) {
-        if (same && j != me) {
-            continue;
-        }
+    if (same && (rc = ps_ckpt_shard_path(path, sizeof path, dir, clock, me)) == 0) {
+        rc = load_file(s, path, clock, old_nservers, me, opt_name, buf, &filled, &other_mode);
+    }
+    for (uint32_t j = 0; (!same || other_mode) && j < old_nservers && rc == 0; j++) {
         rc = ps_ckpt_shard_path(path, sizeof path, dir, clock, j);
         if (rc == 0) {
-            rc = load_file(s, path, clock, old_nservers, j, opt_name, buf, &filled);
+            rc = load_file(s, path, clock, old_nservers, j, opt_name, buf, &filled, NULL);
         }
     }
     ps_free(buf);

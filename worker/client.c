@@ -28,6 +28,14 @@ struct ps_plan {
     uint32_t nservers, ntables;
 };
 
+/* A message that came while the client waited for something else and must
+ * wait its turn (a pull reply during a checkpoint), copied out of the comm's
+ * buffer. */
+typedef struct {
+    int src, tag;
+    ps_bytes b;
+} held_msg;
+
 struct ps_client {
     ps_client_cfg cfg;
     ps_comm *comm;
@@ -44,6 +52,10 @@ struct ps_client {
     /* hash sharding: (slot, pos) pairs sorted per server */
     slot_pos *pairs;
     size_t cap_pairs;
+    held_msg *held; /* arrival order; slots past nheld keep their buffers */
+    size_t nheld, cap_held;
+    int64_t stop_clock; /* the job stops at this clock (from a reply or ps_client_stop); 0: no */
+    int stop_requested; /* coordinator: some rank asked for a stop */
 };
 
 int ps_client_create(ps_client **out, const ps_client_cfg *cfg, ps_comm *comm)
@@ -99,6 +111,10 @@ void ps_client_destroy(ps_client **cp)
     ps_free(c->vals);
     ps_free(c->out.data);
     ps_free(c->pairs);
+    for (size_t i = 0; i < c->cap_held; i++) {
+        ps_free(c->held[i].b.data);
+    }
+    ps_free(c->held);
     ps_free(c);
     *cp = NULL;
 }
@@ -301,17 +317,113 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
     return 0;
 }
 
+static const char *tag_name(int tag)
+{
+    switch (tag) {
+    case PS_TAG_PUSH:
+        return "push";
+    case PS_TAG_PULL:
+        return "pull";
+    case PS_TAG_REPLY:
+        return "pull reply";
+    case PS_TAG_CTRL:
+        return "control";
+    default:
+        return "unknown tag";
+    }
+}
+
+/* A message that no wait of a worker expects: never something to wait
+ * past, since what was expected may never come. */
+static int unexpected(const ps_comm_msg *m, const char *waiting)
+{
+    PS_LOG(ERROR, "unexpected message with tag %d (%s) from rank %d while waiting for %s", m->tag,
+           tag_name(m->tag), m->src, waiting);
+    return PS_EMSG;
+}
+
+/* The next message for this worker: one held back earlier, else the next
+ * from any rank, with the peer deadline. m's data is valid until the next
+ * call. */
+static int next_msg(ps_client *c, const char *what, ps_comm_msg *m)
+{
+    if (c->nheld == 0) {
+        return ps_comm_wait(c->comm, PS_ANY, PS_ANY, what, m);
+    }
+    held_msg first = c->held[0];
+    memmove(c->held, c->held + 1, (c->nheld - 1) * sizeof *c->held);
+    /* The slot goes past the end with its buffer: m points into it until
+     * a later hold reuses it. */
+    c->held[--c->nheld] = first;
+    *m =
+        (ps_comm_msg){.src = first.src, .tag = first.tag, .data = first.b.data, .len = first.b.len};
+    return 0;
+}
+
+/* Keeps a copy of m for next_msg. */
+static int hold(ps_client *c, const ps_comm_msg *m)
+{
+    size_t old = c->cap_held;
+    int rc = PS_GROW(c->held, c->cap_held, c->nheld + 1);
+    if (rc) {
+        return rc;
+    }
+    memset(c->held + old, 0, (c->cap_held - old) * sizeof *c->held);
+    held_msg *h = &c->held[c->nheld];
+    if ((rc = ps_grow((void **)&h->b.data, &h->b.cap, m->len ? m->len : 1, 1))) {
+        return rc;
+    }
+    memcpy(h->b.data, m->data, m->len);
+    h->b.len = m->len;
+    h->src = m->src;
+    h->tag = m->tag;
+    c->nheld++;
+    return 0;
+}
+
+/* A control message that may come during any wait: a rank asking the
+ * coordinator to stop (SIGTERM or SIGUSR1 reached it). Anything else is
+ * unexpected there. */
+static int on_side_ctrl(ps_client *c, const ps_comm_msg *m, const char *waiting)
+{
+    ps_ctrl r;
+    int rc = ps_codec_decode_ctrl(c->codec, &c->lim, m->src, m->data, m->len, &r);
+    if (rc) {
+        return rc;
+    }
+    if (r.kind != PS_CTRL_STOP_REQUEST || c->cfg.worker != 0) {
+        PS_LOG(ERROR, "unexpected control message of kind %d from rank %d while waiting for %s",
+               r.kind, m->src, waiting);
+        return PS_EMSG;
+    }
+    if (!c->stop_requested) {
+        PS_LOG(INFO, "rank %d asks to stop (it got a stop signal)", m->src);
+    }
+    c->stop_requested = 1;
+    return 0;
+}
+
 int ps_client_pull_wait(ps_client *c, ps_plan *p, float *const *params)
 {
+    static const char what[] = "pull replies from the servers";
     /* Replies from one server arrive in request order (MPI does not let
      * messages between two ranks overtake), so the next reply from each
      * server belongs to the oldest pull in flight: this one. */
-    for (uint32_t got = 0; got < p->nservers; got++) {
+    for (uint32_t got = 0; got < p->nservers;) {
         ps_comm_msg m;
         ps_reply r;
-        int rc = ps_comm_recv(c->comm, PS_ANY, PS_TAG_REPLY, 1, &m);
+        int rc = next_msg(c, what, &m);
         if (rc) {
             return rc;
+        }
+        if (m.tag == PS_TAG_CTRL) {
+            if ((rc = on_side_ctrl(c, &m, what))) {
+                return rc;
+            }
+            continue;
+        }
+        if (m.tag != PS_TAG_REPLY) {
+            return unexpected(&m, what);
         }
         int s = c->server_of_rank[m.src];
         if (s < 0) {
@@ -322,6 +434,10 @@ int ps_client_pull_wait(ps_client *c, ps_plan *p, float *const *params)
             (rc = scatter_reply(c, p, (uint32_t)s, m.src, &r, params))) {
             return rc;
         }
+        if (r.stop_clock > 0 && c->stop_clock == 0) {
+            c->stop_clock = r.stop_clock;
+        }
+        got++;
     }
     return 0;
 }
@@ -373,41 +489,107 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
     return 0;
 }
 
-static int send_ctrl_all(ps_client *c, ps_ctrl_kind kind, int64_t clock)
+static int send_ctrl(ps_client *c, int dst, ps_ctrl_kind kind, int64_t clock, uint64_t value)
 {
-    for (uint32_t s = 0; s < c->cfg.nservers; s++) {
-        ps_ctrl m = {.kind = kind, .worker = c->cfg.worker, .clock = clock, .text = ""};
-        int rc = ps_codec_encode_ctrl(c->codec, &m, &c->out);
-        if (rc || (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_CTRL, &c->out))) {
-            return rc;
-        }
-    }
-    return 0;
+    ps_ctrl m = {.kind = kind, .worker = c->cfg.worker, .clock = clock, .value = value, .text = ""};
+    int rc = ps_codec_encode_ctrl(c->codec, &m, &c->out);
+    return rc ? rc : ps_comm_send(c->comm, dst, PS_TAG_CTRL, &c->out);
 }
 
-int ps_client_done(ps_client *c)
+static int send_ctrl_all(ps_client *c, ps_ctrl_kind kind, int64_t clock, uint64_t value)
 {
-    return send_ctrl_all(c, PS_CTRL_DONE, 0);
+    int rc = 0;
+    for (uint32_t s = 0; rc == 0 && s < c->cfg.nservers; s++) {
+        rc = send_ctrl(c, c->cfg.server_ranks[s], kind, clock, value);
+    }
+    return rc;
+}
+
+int ps_client_done(ps_client *c, int stopped)
+{
+    return send_ctrl_all(c, PS_CTRL_DONE, 0, stopped ? 1 : 0);
 }
 
 int ps_client_checkpoint(ps_client *c, int64_t clock)
 {
-    int rc = send_ctrl_all(c, PS_CTRL_CHECKPOINT, clock);
-    for (uint32_t got = 0; rc == 0 && got < c->cfg.nservers; got++) {
+    static const char what[] = "checkpoint confirmations from the servers";
+    int rc = send_ctrl_all(c, PS_CTRL_CHECKPOINT, clock, 0);
+    for (uint32_t got = 0; rc == 0 && got < c->cfg.nservers;) {
         ps_comm_msg m;
         ps_ctrl r;
-        if ((rc = ps_comm_recv(c->comm, PS_ANY, PS_TAG_CTRL, 1, &m)) ||
-            (rc = ps_codec_decode_ctrl(c->codec, &c->lim, m.src, m.data, m.len, &r))) {
+        if ((rc = ps_comm_wait(c->comm, PS_ANY, PS_ANY, what, &m))) {
             break;
         }
-        if (r.kind != PS_CTRL_CHECKPOINT_DONE || r.clock != clock || r.value != 0) {
-            PS_LOG(ERROR, "rank %d answered checkpoint %lld with kind %d clock %lld status %llu",
-                   m.src, (long long)clock, r.kind, (long long)r.clock,
-                   (unsigned long long)r.value);
-            rc = PS_EMSG;
+        int s = c->server_of_rank[m.src];
+        if (m.tag == PS_TAG_REPLY && s >= 0) {
+            /* The next batch's pull is in flight: its replies wait. */
+            rc = hold(c, &m);
+            continue;
         }
+        if (m.tag != PS_TAG_CTRL) {
+            rc = unexpected(&m, what);
+            break;
+        }
+        if ((rc = ps_codec_decode_ctrl(c->codec, &c->lim, m.src, m.data, m.len, &r))) {
+            break;
+        }
+        if (r.kind == PS_CTRL_STOP_REQUEST) {
+            rc = on_side_ctrl(c, &m, what);
+            continue;
+        }
+        if (r.kind != PS_CTRL_CHECKPOINT_DONE || s < 0 || r.clock != clock) {
+            PS_LOG(ERROR, "rank %d answered checkpoint %lld with kind %d clock %lld", m.src,
+                   (long long)clock, r.kind, (long long)r.clock);
+            rc = PS_EMSG;
+        } else if (r.value != 0) {
+            PS_LOG(ERROR,
+                   "server %d (rank %d) could not write its shard of checkpoint %lld: %s "
+                   "(its own error line says which file and why)",
+                   s, m.src, (long long)clock, r.text);
+            rc = PS_EIO;
+        }
+        got++;
     }
     return rc;
+}
+
+int ps_client_poll(ps_client *c)
+{
+    static const char what[] = "nothing (between clocks)";
+    for (;;) {
+        ps_comm_msg m;
+        int rc = ps_comm_recv(c->comm, PS_ANY, PS_TAG_CTRL, 0, &m);
+        if (rc) {
+            return rc == PS_EEOF ? 0 : rc;
+        }
+        if ((rc = on_side_ctrl(c, &m, what))) {
+            return rc;
+        }
+    }
+}
+
+int ps_client_request_stop(ps_client *c)
+{
+    return send_ctrl(c, c->cfg.coordinator_rank, PS_CTRL_STOP_REQUEST, 0, 0);
+}
+
+int ps_client_stop(ps_client *c, int64_t clock)
+{
+    int rc = send_ctrl_all(c, PS_CTRL_STOP, clock, 0);
+    if (rc == 0) {
+        c->stop_clock = clock;
+    }
+    return rc;
+}
+
+int64_t ps_client_stop_clock(const ps_client *c)
+{
+    return c->stop_clock;
+}
+
+int ps_client_stop_requested(const ps_client *c)
+{
+    return c->stop_requested;
 }
 
 int ps_plan_inject_bad_key(ps_plan *p)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -165,6 +166,67 @@ int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n)
 done:
     ps_json_free(&obj);
     return rc;
+}
+
+/* The "step" of one line (len bytes, no newline), or -1 when it has none. */
+static int64_t line_step(const char *line, size_t len)
+{
+    static const char key[] = "\"step\":";
+    for (size_t i = 0; i + sizeof key - 1 < len; i++) {
+        if (memcmp(line + i, key, sizeof key - 1) == 0) {
+            return strtoll(line + i + sizeof key - 1, NULL, 10);
+        }
+    }
+    return -1;
+}
+
+int ps_metrics_truncate_from(ps_metrics *m, int64_t step, size_t *dropped)
+{
+    *dropped = 0;
+    struct stat sb;
+    if (fstat(m->fd, &sb) != 0) {
+        PS_LOG(ERROR, "%s: cannot stat: %s", m->path, strerror(errno));
+        return PS_EIO;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        return 0;
+    }
+    /* Whole lines go through m->line, which grows to the longest. */
+    off_t pos = 0, cut = -1, line_start = 0;
+    m->line.len = 0;
+    char chunk[65536];
+    for (;;) {
+        ssize_t r = pread(m->fd, chunk, sizeof chunk, pos);
+        if (r < 0) {
+            PS_LOG(ERROR, "%s: read failed: %s", m->path, strerror(errno));
+            return PS_EIO;
+        }
+        for (ssize_t i = 0; i < r; i++) {
+            if (chunk[i] != '\n') {
+                if (PS_GROW(m->line.data, m->line.cap, m->line.len + 1)) {
+                    return PS_ENOMEM;
+                }
+                m->line.data[m->line.len++] = (uint8_t)chunk[i];
+                continue;
+            }
+            if (cut < 0 && line_step((const char *)m->line.data, m->line.len) >= step) {
+                cut = line_start;
+            }
+            *dropped += cut >= 0;
+            line_start = pos + i + 1;
+            m->line.len = 0;
+        }
+        if (r == 0) {
+            break;
+        }
+        pos += r;
+    }
+    if (cut >= 0 && ftruncate(m->fd, cut) != 0) {
+        PS_LOG(ERROR, "%s: cannot drop the lines from step %lld on: %s", m->path, (long long)step,
+               strerror(errno));
+        return PS_EIO;
+    }
+    return 0;
 }
 
 int ps_metrics_close(ps_metrics **pm)

@@ -51,6 +51,13 @@ int ps_metrics_open(ps_metrics **out, const char *path, ps_metrics_mode mode);
  * (logged). */
 int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n);
 
+/* A resumed run: cuts the file before its first line whose "step" is
+ * `step` or later (the lines a crashed run wrote after its checkpoint at
+ * `step`, which the resumed run writes again; lines are in step order).
+ * *dropped gets the number of lines cut. A file that is not a regular file
+ * is left alone. Returns 0, PS_ENOMEM or PS_EIO (logged). */
+int ps_metrics_truncate_from(ps_metrics *m, int64_t step, size_t *dropped);
+
 /* Closes the file and frees the writer. Returns 0 or PS_EIO (logged).
  * Accepts NULL and *m == NULL; sets *m = NULL. */
 int ps_metrics_close(ps_metrics **m);

@@ -53,8 +53,15 @@ typedef struct {
     double loss_ema;
     int have_ema;
     ps_metrics *metrics;
+    uint64_t metrics_lost; /* lines that could not be written */
     FILE *clock_log;
-    const char *inject; /* ADAMPS_TEST_INJECT, read once; NULL when unset */
+    const char *inject; /* test builds: ADAMPS_TEST_INJECT, read once; NULL when unset */
+    /* checkpoints and stops */
+    ps_comm *workers;
+    int64_t last_ckpt;  /* the newest complete checkpoint, or -1 */
+    double time_before; /* coordinator: training time of the runs before a resume */
+    int stop_sent;      /* this worker's stop signal went to the coordinator */
+    int64_t stop_at;    /* the clock every worker stops at, once agreed; else -1 */
 } trainer;
 
 static int64_t min_version(const ps_worker_cfg *wc, uint64_t clock)
@@ -127,6 +134,11 @@ static void inject_delay(trainer *tr, uint64_t clock)
  * or die at clock N ("crash-at-N") to test resuming. */
 static void inject_fault(trainer *tr, slot *s, uint64_t clock)
 {
+#ifndef PS_TESTING
+    (void)tr;
+    (void)s;
+    (void)clock;
+#else
     const char *what = tr->inject;
     if (!what || tr->wc->client.worker + 1 != tr->wc->client.nworkers) {
         return;
@@ -142,6 +154,47 @@ static void inject_fault(trainer *tr, slot *s, uint64_t clock)
         ps_plan_inject_bad_key(s->plan);
     } else if (strcmp(what, "nan") == 0 && s->keys[0].n) {
         tr->grads[0][0] = NAN;
+    }
+#endif
+}
+
+/* Test builds: "pause-at-N-SECS" makes the coordinator busy for SECS at
+ * clock N (a long evaluation) while its heartbeats go on, which must not
+ * end the job; "freeze-at-N-SECS" the same without heartbeats (a hung
+ * rank), which must, naming it. */
+static void inject_pause(trainer *tr, uint64_t clock)
+{
+#ifdef PS_TESTING
+    unsigned long long at = 0;
+    double secs = 0;
+    const char *w = tr->inject;
+    int beat = w && sscanf(w, "pause-at-%llu-%lf", &at, &secs) == 2;
+    if (!tr->coordinator || (!beat && !(w && sscanf(w, "freeze-at-%llu-%lf", &at, &secs) == 2)) ||
+        at != clock) {
+        return;
+    }
+    PS_LOG(INFO, "test: busy for %.1f s at clock %llu (%s heartbeats)", secs, at,
+           beat ? "with" : "without");
+    for (double t = 0; t < secs; t += 0.05) {
+        struct timespec ts = {0, 50000000L};
+        nanosleep(&ts, NULL);
+        if (beat) {
+            ps_comm_alive();
+        }
+    }
+#else
+    (void)tr;
+    (void)clock;
+#endif
+}
+
+/* A metrics line that cannot be written (a full disk) costs that line, not
+ * the run: the first failure is a warning, the count is told at the end. */
+static void write_metrics(trainer *tr, const ps_metric_kv *kv, size_t n)
+{
+    if (tr->metrics && ps_metrics_write(tr->metrics, kv, n) != 0 && tr->metrics_lost++ == 0) {
+        PS_LOG(WARN, "%s: a metrics line was not written (see above); training goes on",
+               tr->wc->metrics);
     }
 }
 
@@ -265,7 +318,7 @@ static int eval_and_record(trainer *tr, uint64_t clock)
         ps_metric_kv kv[] = {
             {"step", PS_METRIC_INT, {.i = (int64_t)clock}},
             {"epoch", PS_METRIC_DOUBLE, {.d = (double)clock / (double)tr->steps_per_epoch}},
-            {"time_s", PS_METRIC_DOUBLE, {.d = el}},
+            {"time_s", PS_METRIC_DOUBLE, {.d = tr->time_before + el}},
             {"samples_total", PS_METRIC_INT, {.i = (int64_t)samples}},
             {"train_loss_ma", PS_METRIC_DOUBLE, {.d = tr->have_ema ? tr->loss_ema : NAN}},
             {"train_nll", PS_METRIC_DOUBLE, {.d = train_nll}},
@@ -277,7 +330,7 @@ static int eval_and_record(trainer *tr, uint64_t clock)
             {"workers", PS_METRIC_INT, {.i = tr->wc->client.nworkers}},
             {"servers", PS_METRIC_INT, {.i = tr->wc->client.nservers}},
         };
-        rc = ps_metrics_write(tr->metrics, kv, sizeof kv / sizeof kv[0]);
+        write_metrics(tr, kv, sizeof kv / sizeof kv[0]);
     }
     /* Machine-readable final line for scripts and tests. */
     if (clock == tr->total_steps) {
@@ -321,7 +374,9 @@ static int setup(trainer *tr)
         return rc;
     }
     tr->ntables = ps_model_ntables(tr->model);
+#ifdef PS_TESTING
     tr->inject = getenv("ADAMPS_TEST_INJECT");
+#endif
     if ((rc = ps_batcher_create(&tr->batcher, &wc->batcher, &wc->source, &wc->spec,
                                 wc->client.worker, wc->client.nworkers))) {
         return rc;
@@ -351,35 +406,97 @@ static int setup(trainer *tr)
     }
     if (tr->coordinator && wc->metrics[0] &&
         (rc = ps_metrics_open(&tr->metrics, wc->metrics,
-                              wc->resume_clock >= 0 ? PS_METRICS_APPEND : PS_METRICS_TRUNCATE))) {
+                              wc->nresume ? PS_METRICS_APPEND : PS_METRICS_TRUNCATE))) {
         return rc;
     }
     if (wc->clock_log[0] && !(tr->clock_log = fopen(wc->clock_log, "a"))) {
         PS_LOG(ERROR, "cannot open the clock log %s", wc->clock_log);
         return PS_EIO;
     }
-    if (wc->resume_clock >= 0) {
+    return 0;
+}
+
+/* Collective over the world, matching the servers' resume: tries the
+ * checkpoints of wc->resume newest first and takes the first that every
+ * rank could read (each file's CRCs checked by whoever reads it). */
+static int resume_any(trainer *tr)
+{
+    const ps_worker_cfg *wc = tr->wc;
+    int rc = 0;
+    for (uint32_t i = 0; i < wc->nresume; i++) {
+        const ps_ckpt_manifest *m = &wc->resume[i];
         ps_ckpt_worker_state st;
-        if ((rc = ps_ckpt_read_worker(wc->ckpt_dir, wc->resume_clock, wc->client.worker,
-                                      wc->client.nworkers, &st))) {
+        rc = ps_comm_agree(tr->world, ps_ckpt_read_worker(wc->ckpt_dir, m->clock, wc->client.worker,
+                                                          wc->client.nworkers, &st));
+        if (rc == 0) {
+            tr->loss_ema = st.loss_ema;
+            tr->have_ema = st.have_ema;
+            tr->time_before = st.time_s;
+            tr->start_clock = (uint64_t)m->clock;
+            ps_ckpt_warn_blas_change(&st, wc->client.worker, openblas_get_corename(),
+                                     openblas_get_num_threads());
+            tr->last_ckpt = m->clock;
+            if (tr->coordinator) {
+                PS_LOG(INFO, "resuming from %s/ckpt-%lld at step %lld%s", wc->ckpt_dir,
+                       (long long)m->clock, (long long)m->clock,
+                       i ? " (the newer checkpoints did not verify: see above)" : "");
+            }
+            return 0;
+        }
+        if (rc != PS_ECKPT && rc != PS_EIO) {
             return rc;
         }
-        tr->loss_ema = st.loss_ema;
-        tr->have_ema = st.have_ema;
-        ps_ckpt_warn_blas_change(&st, wc->client.worker, openblas_get_corename(),
-                                 openblas_get_num_threads());
+        if (tr->coordinator) {
+            PS_LOG(WARN, "%s/ckpt-%lld does not verify (a file of it failed its checks, above)%s",
+                   wc->ckpt_dir, (long long)m->clock,
+                   i + 1 < wc->nresume ? "; trying the one before it" : "");
+        }
     }
+    if (wc->nresume && tr->coordinator) {
+        PS_LOG(ERROR, "--resume: none of the %u checkpoints in %s verifies", wc->nresume,
+               wc->ckpt_dir);
+    }
+    return rc;
+}
+
+/* After a resume: the metrics rows the crashed run wrote after the
+ * checkpoint (from its step on: the evaluation at a checkpoint's step comes
+ * after the checkpoint) go, since this run writes them again, and a record
+ * says where the run picked up. */
+static int metrics_resumed(trainer *tr)
+{
+    if (!tr->metrics || tr->wc->nresume == 0) {
+        return 0;
+    }
+    size_t dropped = 0;
+    int rc = ps_metrics_truncate_from(tr->metrics, (int64_t)tr->start_clock, &dropped);
+    if (rc) {
+        return rc;
+    }
+    if (dropped) {
+        PS_LOG(INFO, "%s: dropped %zu lines from step %llu on, which this run writes again",
+               tr->wc->metrics, dropped, (unsigned long long)tr->start_clock);
+    }
+    char name[32];
+    snprintf(name, sizeof name, "ckpt-%llu", (unsigned long long)tr->start_clock);
+    ps_metric_kv kv[] = {
+        PS_METRIC_S("event", "resumed"),
+        PS_METRIC_S("checkpoint", name),
+        PS_METRIC_I("resume_step", (int64_t)tr->start_clock),
+    };
+    write_metrics(tr, kv, sizeof kv / sizeof kv[0]);
     return 0;
 }
 
 /* After pushing clock `done - 1`: every worker saves its state, the servers
- * their shards, and the coordinator the manifest, last. Then the previous
- * checkpoint goes. */
-static int checkpoint(trainer *tr, ps_comm *workers, int64_t done, int64_t *prev)
+ * their shards, and the coordinator the manifests, last; then the
+ * checkpoints past the newest K go. Collective over the workers. */
+static int checkpoint(trainer *tr, int64_t done)
 {
     const ps_worker_cfg *cfg = tr->wc;
     ps_ckpt_worker_state st = {.loss_ema = tr->loss_ema,
                                .have_ema = tr->have_ema,
+                               .time_s = tr->time_before + ps_comm_time() - tr->t0,
                                .blas_threads = openblas_get_num_threads()};
     snprintf(st.blas_core, sizeof st.blas_core, "%s", openblas_get_corename());
     int rc = 0;
@@ -387,30 +504,110 @@ static int checkpoint(trainer *tr, ps_comm *workers, int64_t done, int64_t *prev
         rc = ps_ckpt_make_dir(cfg->ckpt_dir, done);
     }
     /* Every worker's file exists before the manifest can name it. */
-    rc = ps_comm_agree(workers, rc);
+    rc = ps_comm_agree(tr->workers, rc);
     if (rc == 0) {
         rc = ps_ckpt_write_worker(cfg->ckpt_dir, done, tr->wc->client.worker,
                                   tr->wc->client.nworkers, &st, tr->wc->config_text);
     }
-    if ((rc = ps_comm_agree(workers, rc)) || !tr->coordinator) {
-        return rc;
-    }
-    if ((rc = ps_client_checkpoint(tr->client, done))) {
+    if ((rc = ps_comm_agree(tr->workers, rc)) || !tr->coordinator) {
+        tr->last_ckpt = rc ? tr->last_ckpt : done;
         return rc;
     }
     ps_ckpt_manifest m = {.clock = done, .nservers = tr->wc->nservers_running,
                           .nworkers = tr->wc->client.nworkers};
-    if ((rc = ps_ckpt_write_manifest(cfg->ckpt_dir, &m, tr->wc->config_text))) {
+    if ((rc = ps_client_checkpoint(tr->client, done)) == 0) {
+        rc = ps_ckpt_commit(cfg->ckpt_dir, &m, tr->wc->config_text);
+    }
+    if (rc) {
+        char prev[128] = "there is no earlier one";
+        if (tr->last_ckpt >= 0) {
+            snprintf(prev, sizeof prev, "ckpt-%lld is intact and --resume continues from it",
+                     (long long)tr->last_ckpt);
+        }
+        PS_LOG(ERROR, "checkpoint %lld in %s could not be written; %s", (long long)done,
+               cfg->ckpt_dir, prev);
         return rc;
     }
-    if (*prev >= 0 && *prev != done) {
-        ps_ckpt_remove(cfg->ckpt_dir, *prev);
-    }
-    *prev = done;
+    ps_ckpt_prune(cfg->ckpt_dir, done, cfg->keep_ckpts);
+    tr->last_ckpt = done;
     if (!cfg->quiet) {
         PS_LOG(INFO, "checkpoint at step %lld written to %s", (long long)done, cfg->ckpt_dir);
     }
     return 0;
+}
+
+/* Before the push of clock b. A stop signal on a worker goes to the
+ * coordinator, which (on its own signal or such a request) tells the
+ * servers the clock everyone stops at: b + K + 2 for staleness K (0 under
+ * BSP and ASP), so that every reply a worker can still need before it is
+ * answered after the announcement and carries it (docs/design.md). */
+static int stop_signals(trainer *tr, uint64_t b)
+{
+    const ps_worker_cfg *wc = tr->wc;
+    int flag = wc->stop_flag && *wc->stop_flag;
+    if (!tr->coordinator) {
+        if (!flag || tr->stop_sent) {
+            return 0;
+        }
+        tr->stop_sent = 1;
+        PS_LOG(INFO, "got a stop signal; asking the coordinator to stop the job at a clock");
+        return ps_client_request_stop(tr->client);
+    }
+    int rc = ps_client_poll(tr->client);
+    if (rc || ps_client_stop_clock(tr->client) > 0 ||
+        (!flag && !ps_client_stop_requested(tr->client))) {
+        return rc;
+    }
+    int64_t stop = (int64_t)b + (wc->max_staleness > 0 ? wc->max_staleness : 0) + 2;
+    PS_LOG(INFO,
+           "stop signal at clock %llu: every worker stops at clock %lld, checkpoints there "
+           "and the job exits 75",
+           (unsigned long long)b, (long long)stop);
+    return ps_client_stop(tr->client, stop);
+}
+
+/* At boundary b (clocks 0..b-1 pushed): the periodic checkpoint, the final
+ * one (b = total), or the stop. Each worker agrees with the others
+ * whenever it is at one of those, with the same collective, so they match
+ * even when workers are at different clocks (SSP, ASP): the result says
+ * whether anyone is stopping and the largest clock among them, where every
+ * worker then checkpoints and stops. *stopped = 1: the run ends here. */
+static int at_boundary(trainer *tr, uint64_t b, int *stopped)
+{
+    const ps_worker_cfg *wc = tr->wc;
+    int end = b == tr->total_steps;
+    *stopped = 0;
+    if (!wc->ckpt_dir[0] || (b == tr->start_clock && (!end || (int64_t)b == tr->last_ckpt))) {
+        return 0; /* nothing new since the start or the checkpoint resumed from */
+    }
+    int64_t sc = ps_client_stop_clock(tr->client);
+    int stopping = sc > 0 && (int64_t)b >= sc;
+    int periodic = wc->ckpt_every && b % wc->ckpt_every == 0 && !end;
+    if (tr->stop_at < 0 && (end || periodic || stopping)) {
+        uint64_t v[2] = {(uint64_t)stopping, b};
+        int rc = ps_comm_allreduce_max_u64(tr->workers, v, 2);
+        if (rc) {
+            return rc;
+        }
+        if (!v[0]) {
+            return checkpoint(tr, (int64_t)b);
+        }
+        tr->stop_at = (int64_t)v[1];
+    }
+    if (tr->stop_at != (int64_t)b) {
+        return 0; /* on to the stop clock, without the periodic checkpoints */
+    }
+    *stopped = !end;
+    return checkpoint(tr, (int64_t)b);
+}
+
+/* After the stop checkpoint: the reply to the pull in flight (the batch of
+ * clock b) is taken, so no message is left behind. */
+static int drain_pull(trainer *tr, uint64_t b)
+{
+    slot *s = &tr->slots[b % 2];
+    int rc = grow_tables(tr, s->keys, tr->params, tr->cap_params);
+    return rc ? rc : ps_client_pull_wait(tr->client, s->plan, tr->params);
 }
 
 static void teardown(trainer *tr)
@@ -491,35 +688,62 @@ static int step(trainer *tr, uint64_t clock)
 
 int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
 {
-    trainer tr = {.wc = wc, .world = world, .coordinator = wc->client.worker == 0};
+    trainer tr = {.wc = wc,
+                  .world = world,
+                  .workers = workers,
+                  .coordinator = wc->client.worker == 0,
+                  .last_ckpt = -1,
+                  .stop_at = -1};
     int rc = setup(&tr);
-    /* Start-up handshake with the servers: nobody sends before all are ready. */
-    if ((rc = ps_comm_agree(world, rc)) || (rc = agree_schedule(&tr, workers))) {
+    int stopped = 0;
+    /* Start-up handshake with the servers: nobody sends before all are
+     * ready; then the checkpoint to resume from, agreed with them. */
+    if ((rc = ps_comm_agree(world, rc)) || (rc = resume_any(&tr)) ||
+        (rc = agree_schedule(&tr, workers)) || (rc = metrics_resumed(&tr))) {
         goto done;
     }
-    uint64_t start = wc->resume_clock >= 0 ? (uint64_t)wc->resume_clock : 0;
-    tr.start_clock = start;
-    int64_t prev_ckpt = wc->resume_clock;
+    uint64_t b = tr.start_clock;
+    if (b > tr.total_steps) {
+        if (tr.coordinator) {
+            PS_LOG(ERROR,
+                   "--resume: the checkpoint is at step %llu, past the %llu steps of this "
+                   "run (--steps, --epochs): nothing is left to train",
+                   (unsigned long long)b, (unsigned long long)tr.total_steps);
+        }
+        rc = PS_ECONFIG;
+        goto done;
+    }
     if (tr.coordinator && !wc->quiet) {
         PS_LOG(INFO, "training %llu steps (%llu per epoch) on %u workers, %u servers",
                (unsigned long long)tr.total_steps, (unsigned long long)tr.steps_per_epoch,
                wc->client.nworkers, wc->client.nservers);
     }
     tr.t0 = tr.last_print = ps_comm_time();
-    if (start < tr.total_steps && (rc = prepare(&tr, start))) {
+    if (b < tr.total_steps && (rc = prepare(&tr, b))) {
         goto done;
     }
-    uint64_t every = wc->ckpt_every;
-    for (uint64_t clock = start; clock < tr.total_steps; clock++) {
-        if ((rc = step(&tr, clock))) {
+    /* Boundary b: clocks 0..b-1 are pushed, the pull for b is in flight. */
+    while ((rc = at_boundary(&tr, b, &stopped)) == 0 && !stopped && b < tr.total_steps) {
+        if ((rc = stop_signals(&tr, b))) {
             goto done;
         }
-        if (every && (clock + 1) % every == 0 && clock + 1 < tr.total_steps &&
-            (rc = checkpoint(&tr, workers, (int64_t)clock + 1, &prev_ckpt))) {
+        inject_pause(&tr, b);
+        if ((rc = step(&tr, b))) {
             goto done;
         }
+        b++;
     }
-    if (tr.coordinator) {
+    if (rc) {
+        goto done;
+    }
+    if (stopped) {
+        if ((rc = drain_pull(&tr, b)) == 0 && tr.coordinator) {
+            PS_LOG(INFO,
+                   "stopped at step %llu after a stop signal; %s/ckpt-%llu holds it: rerun "
+                   "with --resume to go on (exit 75)",
+                   (unsigned long long)b, wc->ckpt_dir, (unsigned long long)b);
+        }
+    } else if (tr.coordinator) {
         progress(&tr, tr.total_steps, 1);
         rc = eval_and_record(&tr, tr.total_steps);
         if (rc == 0 && wc->save_model[0]) {
@@ -529,8 +753,12 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
     }
 done:
     if (rc == 0) {
-        rc = ps_client_done(tr.client);
+        rc = ps_client_done(tr.client, stopped);
+    }
+    if (tr.metrics_lost) {
+        PS_LOG(WARN, "%s: %llu metrics lines could not be written", wc->metrics,
+               (unsigned long long)tr.metrics_lost);
     }
     teardown(&tr);
-    return rc;
+    return rc == 0 && stopped ? PS_ESTOPPED : rc;
 }

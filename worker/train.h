@@ -7,6 +7,9 @@
 #ifndef PS_TRAIN_H
 #define PS_TRAIN_H
 
+#include <signal.h>
+
+#include "common/ckpt.h"
 #include "common/comm.h"
 #include "data/source.h"
 #include "worker/batcher.h"
@@ -35,19 +38,30 @@ typedef struct {
     uint32_t hash_bits;     /* recorded in the export's model.json */
     const char *ckpt_dir;
     uint64_t ckpt_every;       /* clocks between checkpoints; 0 = none */
+    uint32_t keep_ckpts;       /* complete checkpoints kept (the newest), >= 1 */
     const char *clock_log;     /* testing: "start|push worker clock" lines */
     double delay_ms;           /* testing: random sleep up to this per step */
     const char *config_text;   /* the run header, for model.json and checkpoints */
-    int64_t resume_clock;      /* >= 0: continue from this checkpoint (metrics append) */
+    /* Checkpoints to resume from, newest first: the first one every rank
+     * can read is taken (nresume 0: a fresh start). */
+    const ps_ckpt_manifest *resume;
+    uint32_t nresume;
     uint32_t nservers_running; /* for the checkpoint manifest */
+    /* Set (by a signal handler) when this rank got a stop signal; NULL:
+     * stops are off (no checkpoint directory). */
+    const volatile sig_atomic_t *stop_flag;
 } ps_worker_cfg;
 
 /* Loads the worker's data and state, agrees with every rank that start-up
- * worked (collective over world, matching the servers'), runs until its
- * last clock is pushed, then tells the servers it is done. `workers` is the
- * communicator of the workers only (collective calls on it: the clocks per
- * epoch, and a barrier at each checkpoint). Returns 0 or
- * the first error (logged). */
+ * worked and on the checkpoint to resume from (collective over world,
+ * matching the servers'), runs until its last clock is pushed, writes a
+ * final checkpoint (with a checkpoint directory), then tells the servers it
+ * is done. `workers` is the communicator of the workers only (collective
+ * calls on it: the clocks per epoch; at each checkpoint boundary an agree
+ * on stopping and two on the files). A stop signal (cfg->stop_flag, on any
+ * rank) ends the run at a clock every worker reaches, after a checkpoint
+ * there (docs/design.md, "Stopping at a clock"): then PS_ESTOPPED.
+ * Returns 0, PS_ESTOPPED or the first error (logged). */
 int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers);
 
 #endif

@@ -120,7 +120,7 @@ static void fuzz_ctrl(const uint8_t *data, size_t size)
     if (rc) {
         return;
     }
-    CHECK((unsigned)m.kind <= PS_CTRL_ERROR && m.clock >= 0 && m.text != NULL);
+    CHECK((unsigned)m.kind <= PS_CTRL_LAST && m.clock >= 0 && m.text != NULL);
     CHECK(!(size & 1) || m.worker < lim.nworkers);
     CHECK(ps_codec_encode_ctrl(enc, &m, &bytes) == 0);
     CHECK(ps_codec_decode_ctrl(enc, NULL, 1, bytes.data, bytes.len, &back) == 0);

@@ -5,6 +5,7 @@
 : "${BIN:=./adamps}"
 : "${CASE_TIMEOUT:=180}"
 LOGDIR=${LOGDIR:-$(mktemp -d /tmp/adamps-mpitest.XXXXXX)}
+mkdir -p "$LOGDIR"
 PASS=0
 FAIL=0
 FAILED=()
@@ -34,6 +35,78 @@ run_np() {
     timeout --kill-after=10 "$CASE_TIMEOUT" mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$BIN" "$@" \
         >"$LOG" 2>&1
     RC=$?
+}
+
+# start_np NAME N ARGS...: like run_np, but in the background: JOB is
+# mpirun's pid, LOG its log. wait_np then waits for it (at most CASE_TIMEOUT
+# seconds, then kills it) and sets RC and TOOK (seconds, with decimals,
+# from the call of wait_np, or from MARK when set).
+start_np() {
+    local name=$1 np=$2
+    shift 2
+    LOG="$LOGDIR/$name.log"
+    mpirun "${MPIRUN_FLAGS[@]}" -np "$np" "$BIN" "$@" >"$LOG" 2>&1 &
+    JOB=$!
+    MARK=
+}
+
+wait_np() {
+    local t0=${MARK:-$(date +%s.%N)} i
+    for ((i = 0; i < CASE_TIMEOUT * 10; i++)); do
+        kill -0 "$JOB" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$JOB" 2>/dev/null; then
+        echo "wait_np: job $JOB still running after ${CASE_TIMEOUT}s; killing it" >>"$LOG"
+        kill -9 "$JOB" 2>/dev/null
+    fi
+    wait "$JOB"
+    RC=$?
+    TOOK=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+}
+
+# rank_pid R: the pid of rank R of the job started by start_np (its ranks
+# are mpirun's children on this node), or nothing.
+rank_pid() {
+    local c
+    for c in $(pgrep -P "$JOB" 2>/dev/null); do
+        if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+            echo "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# freeze_rank R: SIGSTOPs rank R of the job started by start_np, waits for
+# the job to end (wait_np: RC, and TOOK from the signal), then lets the
+# stopped process go on (if mpirun left it). VICTIM is its pid, or empty.
+freeze_rank() {
+    VICTIM=$(rank_pid "$1")
+    MARK=$(date +%s.%N)
+    [ -n "$VICTIM" ] && kill -STOP "$VICTIM"
+    wait_np
+    [ -n "$VICTIM" ] && kill -CONT "$VICTIM" 2>/dev/null
+}
+
+# wait_for PATH SECONDS: until PATH exists (a checkpoint, say).
+wait_for() {
+    local i
+    for ((i = 0; i < $2 * 20; i++)); do
+        [ -e "$1" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# same_npy DIR1 DIR2: the .npy files of two saved models are identical.
+same_npy() {
+    local f n=0
+    for f in "$1"/*.npy; do
+        [ -e "$f" ] && cmp -s "$f" "$2/$(basename "$f")" || return 1
+        n=$((n + 1))
+    done
+    [ "$n" -gt 0 ]
 }
 
 pass() {

@@ -22,11 +22,14 @@ BIN=${BIN:-$root/adamps}
 }
 
 work=$(mktemp -d /tmp/adamps-slurm.XXXXXX)
+# The daemons are stopped by the pid files in $work, so the directory goes
+# (when every case passed) only after them.
 cleanup() {
     if [ -n "${SLURM_CONF:-}" ]; then
         scancel --full -u "$(id -un)" >/dev/null 2>&1
     fi
     tests/slurm/cluster.sh stop "$work/cluster"
+    [ "${FAIL:-1}" -ne 0 ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -70,9 +73,16 @@ wait_state() {
 }
 # Slurm holds a requeued job back (BeginTime about two minutes ahead); a
 # test has no reason to wait for that: make it eligible as soon as it is
-# pending again.
+# pending again and the old run's step daemons are gone. (They can outlive
+# the job's requeue by seconds, in PMIx's finalize; a step of the new run
+# that starts before then cannot bind its PMIx socket. Two minutes covers
+# that on a real cluster.)
 release() { # release ID
     wait_state "$1" 60 PENDING || return 1
+    for _ in $(seq 150); do
+        pgrep -f "^slurmstepd: \[$1\." >/dev/null || break
+        sleep 0.2
+    done
     scontrol update JobId="$1" StartTime=now
 }
 wait_file() { # wait_file PATH SECONDS
@@ -164,5 +174,4 @@ else
 fi
 
 echo "slurm: $PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ] && rm -rf "$work"
 [ "$FAIL" -eq 0 ]

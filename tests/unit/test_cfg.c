@@ -188,6 +188,9 @@ EXPECT(x_servers, c->servers = 2)
 EXPECT(x_shard, c->shard = PS_SHARD_HASH)
 EXPECT(x_consistency, c->sync = PS_SYNC_SSP; c->staleness = 3)
 EXPECT(x_nonfinite, c->nonfinite_skip = 1)
+EXPECT(x_peer_timeout, c->peer_timeout = 2.5)
+EXPECT(x_keep_ckpts, c->keep_ckpts = 5)
+EXPECT(x_resume_allow, SET(c->resume_allow, "lr,eval-every"))
 EXPECT(x_delay, c->delay_ms = 2.5)
 EXPECT(x_max_memory, c->max_memory = (uint64_t)3 << 29)
 EXPECT(x_eval_every, c->eval_every = 50)
@@ -202,7 +205,6 @@ EXPECT(x_log_format, c->log_json = 1)
 EXPECT(x_progress, c->progress_secs = 0.5)
 EXPECT(x_clock_log, SET(c->clock_log, "clocks.txt"))
 EXPECT(x_out, SET(c->out, "o.txt"))
-
 
 static const flag_case flag_cases[] = {
     {"model", "logreg", B_FILES, x_model},
@@ -246,6 +248,7 @@ static const flag_case flag_cases[] = {
     {"shard", "hash", B_FILES, x_shard},
     {"consistency", "ssp:3", B_FILES, x_consistency},
     {"nonfinite", "skip", B_FILES, x_nonfinite},
+    {"peer-timeout", "2.5", B_FILES, x_peer_timeout},
     {"inject-delay-ms", "2.5", B_FILES, x_delay},
     {"max-memory", "1536M", B_FILES, x_max_memory},
     {"eval-every", "50", B_FILES, x_eval_every},
@@ -254,7 +257,9 @@ static const flag_case flag_cases[] = {
     {"save-model", "model", B_FILES, x_save_model},
     {"checkpoint-dir", "ck", B_FILES, x_ckpt_dir},
     {"checkpoint-every", "10", B_FILES | B_CKPT, x_ckpt_every},
+    {"keep-checkpoints", "5", B_FILES | B_CKPT, x_keep_ckpts},
     {"resume", NULL, B_FILES | B_CKPT, x_resume},
+    {"resume-allow", "lr,eval-every", B_FILES, x_resume_allow},
     {"quiet", NULL, B_FILES, x_quiet},
     {"log-format", "json", B_FILES, x_log_format},
     {"progress-every", "0.5", B_FILES, x_progress},

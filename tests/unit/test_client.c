@@ -5,8 +5,11 @@
  * initial rows (ps_table_init_row) in key order, and that after the push
  * they are one Adam step (ps_opt_step on the same numbers, bit for bit).
  * A fake server played from the main thread sends replies with the wrong
- * request id, segment count, segment shape or sender: each is PS_EMSG
- * naming the rank. */
+ * request id, segment count, segment shape or sender, or with a wrong tag,
+ * or control messages no wait expects: each is PS_EMSG naming the rank,
+ * never a wait for ever. It also stamps a stop clock, sends a pull reply
+ * into a checkpoint's wait (kept for the pull), reports a failed shard
+ * write, and passes on a stop request. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,7 +82,7 @@ static int worker_rank(ps_comm *c, void *arg)
         (rc = ps_client_pull_start(cl, p, 1, 0)) == 0 &&
         (rc = ps_client_pull_wait(cl, p, after)) == 0 &&
         (!j->checkpoint || (rc = ps_client_checkpoint(cl, 1)) == 0)) {
-        rc = ps_client_done(cl);
+        rc = ps_client_done(cl, 0);
     }
     ps_plan_destroy(&p);
     ps_client_destroy(&cl);
@@ -120,8 +123,7 @@ static void run_case(ps_shard_mode shard, uint32_t nservers, int lazy, const cha
                                   .sync = PS_SYNC_BSP,
                                   .ckpt_dir = ckpt_dir,
                                   .config_text = "test_client",
-                                  .opt_name = "adam",
-                                  .resume_clock = -1};
+                                  .opt_name = "adam"};
         scfg[s].store = (ps_store_cfg){.tables = tables,
                                        .ntables = NT,
                                        .server = s,
@@ -250,9 +252,11 @@ static void fake_pull(fake *f)
     assert_int_equal(ps_codec_decode_pull(f->codec, &lim, 0, m.data, m.len, &f->pull), 0);
 }
 
-/* Replies from rank `from` to the pull taken, with request id + id_off,
- * nsegs segments, and segment 0 cut by `short_by` values. */
-static int fake_reply(fake *f, int from, uint64_t id_off, size_t nsegs, size_t short_by)
+/* Sends (without waiting) the reply from rank `from` to the pull taken,
+ * with request id + id_off, nsegs segments, segment 0 cut by `short_by`
+ * values, stamped with stop clock `stop`, on tag `tag`. */
+static void fake_send_reply(fake *f, int from, int tag, uint64_t id_off, size_t nsegs,
+                            size_t short_by, int64_t stop)
 {
     size_t off = 0;
     for (size_t i = 0; i < f->pull.nsegs; i++) {
@@ -264,12 +268,123 @@ static int fake_reply(fake *f, int from, uint64_t id_off, size_t nsegs, size_t s
         f->segs[i] = (ps_seg){.table = g->table, .values = f->vals + off, .nvalues = n};
         off += n;
     }
-    ps_reply r = {
-        .request_id = f->pull.request_id + id_off, .version = 0, .nsegs = nsegs, .segs = f->segs};
+    ps_reply r = {.request_id = f->pull.request_id + id_off,
+                  .version = 0,
+                  .stop_clock = stop,
+                  .nsegs = nsegs,
+                  .segs = f->segs};
     assert_int_equal(ps_codec_encode_reply(f->codec, &r, &f->buf), 0);
-    assert_int_equal(ps_comm_send(f->c[from], 0, PS_TAG_REPLY, &f->buf), 0);
+    assert_int_equal(ps_comm_send(f->c[from], 0, tag, &f->buf), 0);
+}
+
+static int fake_wait(fake *f)
+{
     float *params[NT] = {f->params_w, f->params_b};
     return ps_client_pull_wait(f->cl, f->plan, params);
+}
+
+/* The reply, then the client's wait for it. */
+static int fake_reply(fake *f, int from, uint64_t id_off, size_t nsegs, size_t short_by)
+{
+    fake_send_reply(f, from, PS_TAG_REPLY, id_off, nsegs, short_by, 0);
+    return fake_wait(f);
+}
+
+/* A control message from rank `from` to the client (rank 0). */
+static void fake_ctrl(fake *f, int from, ps_ctrl_kind kind, int64_t clock, uint64_t value,
+                      const char *text)
+{
+    ps_ctrl m = {.kind = kind, .worker = 0, .clock = clock, .value = value, .text = text};
+    assert_int_equal(ps_codec_encode_ctrl(f->codec, &m, &f->buf), 0);
+    assert_int_equal(ps_comm_send(f->c[from], 0, PS_TAG_CTRL, &f->buf), 0);
+}
+
+/* The control message the client sent the fake server: its kind. */
+static int fake_got_ctrl(fake *f)
+{
+    ps_comm_msg m;
+    ps_ctrl r;
+    assert_int_equal(ps_comm_recv(f->c[1], 0, PS_TAG_CTRL, 0, &m), 0);
+    assert_int_equal(ps_codec_decode_ctrl(f->codec, NULL, 0, m.data, m.len, &r), 0);
+    return r.kind;
+}
+
+/* A reply on the wrong tag is not waited past: it is an error naming the
+ * sender and the tag, and so is any message no wait of a worker expects. */
+static void test_client_wrong_tag_or_unexpected_message_is_an_error_naming_the_sender(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f);
+    fake_pull(&f);
+    fake_send_reply(&f, 1, PS_TAG_PUSH, 0, NT, 0, 0);
+    PS_TEST_EXPECT_LOG(fake_wait(&f), PS_EMSG,
+                       "unexpected message with tag 1 (push) from rank 1 while waiting for pull "
+                       "replies from the servers");
+    fake_pull(&f);
+    fake_send_reply(&f, 1, 7, 0, NT, 0, 0);
+    PS_TEST_EXPECT_LOG(fake_wait(&f), PS_EMSG,
+                       "unexpected message with tag 7 (unknown tag) from rank 1");
+    fake_pull(&f);
+    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 3, 0, "");
+    PS_TEST_EXPECT_LOG(fake_wait(&f), PS_EMSG,
+                       "unexpected control message of kind 3 from rank 1 while waiting for pull "
+                       "replies");
+    /* Between clocks, too. */
+    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 3, 0, "");
+    PS_TEST_EXPECT_LOG(ps_client_poll(f.cl), PS_EMSG, "unexpected control message of kind 3");
+    fake_close(&f);
+}
+
+/* A stamped reply sets the stop clock; a stop request from another rank
+ * reaches the coordinator in a wait or between clocks; its own
+ * announcement goes to every server. */
+static void test_client_learns_of_stops_from_replies_and_requests(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f);
+    assert_int_equal(ps_client_stop_clock(f.cl), 0);
+    fake_pull(&f);
+    fake_ctrl(&f, 2, PS_CTRL_STOP_REQUEST, 0, 0, ""); /* rank 2 got the signal */
+    fake_send_reply(&f, 1, PS_TAG_REPLY, 0, NT, 0, 12);
+    assert_int_equal(fake_wait(&f), 0);
+    assert_int_equal(ps_client_stop_clock(f.cl), 12);
+    assert_true(ps_client_stop_requested(f.cl));
+    fake_ctrl(&f, 2, PS_CTRL_STOP_REQUEST, 0, 0, "");
+    assert_int_equal(ps_client_poll(f.cl), 0);
+    assert_int_equal(ps_client_poll(f.cl), 0);         /* nothing waiting: no wait */
+    assert_int_equal(ps_client_request_stop(f.cl), 0); /* to the coordinator: itself here */
+    ps_comm_msg m;
+    assert_int_equal(ps_comm_recv(f.c[0], 0, PS_TAG_CTRL, 0, &m), 0);
+    assert_int_equal(ps_client_stop(f.cl, 20), 0);
+    assert_int_equal(fake_got_ctrl(&f), PS_CTRL_STOP);
+    assert_int_equal(ps_client_stop_clock(f.cl), 20);
+    fake_close(&f);
+}
+
+/* A checkpoint's wait keeps the reply of the pull in flight for the pull's
+ * own wait, and a shard the server could not write is PS_EIO naming it. */
+static void test_client_checkpoint_keeps_replies_and_reports_failed_writes(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f);
+    fake_pull(&f);
+    fake_send_reply(&f, 1, PS_TAG_REPLY, 0, NT, 0, 0);
+    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 1, 0, "");
+    assert_int_equal(ps_client_checkpoint(f.cl, 1), 0);
+    assert_int_equal(fake_got_ctrl(&f), PS_CTRL_CHECKPOINT);
+    memset(f.params_w, 0, sizeof f.params_w);
+    assert_int_equal(fake_wait(&f), 0); /* the reply held back */
+    for (size_t i = 0; i < NKW * 3; i++) {
+        assert_true(f.params_w[i] == (float)i);
+    }
+    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 2, 1, "input/output error");
+    PS_TEST_EXPECT_LOG(ps_client_checkpoint(f.cl, 2), PS_EIO,
+                       "server 0 (rank 1) could not write its shard of checkpoint 2: "
+                       "input/output error");
+    fake_close(&f);
 }
 
 static void test_client_rejects_replies_that_do_not_answer_the_pull(void **state)
@@ -314,6 +429,14 @@ int main(void)
                                         ps_test_setup_mt, ps_test_teardown_mt),
         cmocka_unit_test_setup_teardown(test_client_rejects_replies_that_do_not_answer_the_pull,
                                         ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_client_wrong_tag_or_unexpected_message_is_an_error_naming_the_sender,
+            ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_client_learns_of_stops_from_replies_and_requests,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_client_checkpoint_keeps_replies_and_reports_failed_writes, ps_test_setup,
+            ps_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

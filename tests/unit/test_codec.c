@@ -305,12 +305,13 @@ static void test_codec_reply_round_trips_with_width(void **state)
         {.table = 1, .nkeys = 3, .values = v1, .nvalues = 12},
         {.table = 2, .nkeys = 2, .values = v2, .nvalues = 20},
     };
-    ps_reply in = {.request_id = 42, .version = 9, .nsegs = 2, .segs = segs}, out;
+    ps_reply in = {.request_id = 42, .version = 9, .stop_clock = 12, .nsegs = 2, .segs = segs}, out;
     assert_int_equal(ps_codec_create(&c), 0);
     assert_int_equal(ps_codec_encode_reply(c, &in, &b), 0);
     assert_int_equal(ps_codec_decode_reply(c, &test_lim, 0, b.data, b.len, &out), 0);
     assert_int_equal(out.request_id, 42);
     assert_int_equal(out.version, 9);
+    assert_int_equal(out.stop_clock, 12);
     assert_int_equal(out.nsegs, 2);
     /* nkeys comes back as nvalues / width. */
     assert_segs_equal(segs, out.segs, 2, 0, 1);
@@ -325,16 +326,19 @@ static void test_codec_ctrl_round_trips_every_kind(void **state)
     ps_codec *c = NULL;
     ps_bytes b = {0};
     assert_int_equal(ps_codec_create(&c), 0);
-    for (int k = PS_CTRL_HELLO; k <= PS_CTRL_ERROR; k++) {
-        ps_ctrl in = {.kind = (ps_ctrl_kind)k, .worker = (uint32_t)k, .clock = 1000 + k,
-                      .value = UINT64_MAX - (uint64_t)k, .text = k % 2 ? "ckpt/dir é" : NULL};
+    for (int k = PS_CTRL_HELLO; k <= PS_CTRL_LAST; k++) {
+        ps_ctrl in = {.kind = (ps_ctrl_kind)k,
+                      .worker = (uint32_t)k % 5,
+                      .clock = 1000 + k,
+                      .value = UINT64_MAX - (uint64_t)k,
+                      .text = k % 2 ? "ckpt/dir é" : NULL};
         ps_ctrl out;
         assert_int_equal(ps_codec_encode_ctrl(c, &in, &b), 0);
         /* Limits are optional for control messages. */
         const ps_msg_limits *lim = k % 2 ? NULL : &test_lim;
         assert_int_equal(ps_codec_decode_ctrl(c, lim, 1, b.data, b.len, &out), 0);
         assert_int_equal(out.kind, k);
-        assert_int_equal(out.worker, k);
+        assert_int_equal(out.worker, k % 5);
         assert_int_equal(out.clock, 1000 + k);
         assert_true(out.value == in.value);
         assert_string_equal(out.text, in.text ? in.text : "");
@@ -703,7 +707,7 @@ static void test_codec_rejects_unknown_ctrl_kind(void **state)
     wbuf w = {.n = 0};
     ps_codec *c = NULL;
     ps_ctrl ct;
-    put_field_varint(&w, 1, 5);
+    put_field_varint(&w, 1, PS_CTRL_LAST + 1);
     assert_int_equal(ps_codec_create(&c), 0);
     quiet(1);
     assert_int_equal(ps_codec_decode_ctrl(c, NULL, 0, w.b, w.n, &ct), PS_EMSG);
@@ -800,7 +804,7 @@ static void decode_all_kinds(ps_codec *c, const uint8_t *buf, size_t len)
     rc = ps_codec_decode_ctrl(c, &test_lim, 0, buf, len, &ct);
     assert_true(rc == 0 || rc == PS_EMSG);
     if (rc == 0) {
-        assert_true(ct.kind <= PS_CTRL_ERROR && ct.clock >= 0 && ct.worker < test_lim.nworkers);
+        assert_true(ct.kind <= PS_CTRL_LAST && ct.clock >= 0 && ct.worker < test_lim.nworkers);
         assert_non_null(ct.text);
         (void)strlen(ct.text);
     }

@@ -2,9 +2,12 @@
  * source and tag, each sender's order under any-source receives, the
  * buffer exchange of send (zero copy, nothing allocated once warm), the
  * byte counters, every collective and split across threads, a failed rank
- * unblocking the others, mismatched collectives, out-of-memory paths, and
- * per-thread log ranks. Rank threads record what they saw; the main thread
- * asserts after the join (see ps_test_loop.h). */
+ * unblocking the others, mismatched collectives, out-of-memory paths,
+ * per-thread log ranks, and liveness: a wait (receive or collective) on a
+ * silent peer gives up within the timeout naming it, a peer busy for
+ * longer with heartbeats (ps_comm_alive) does not trip it, heartbeats
+ * never reach callers, and ranks that are not peers are not judged. Rank threads record what they
+ * saw; the main thread asserts after the join (see ps_test_loop.h). */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -598,6 +601,146 @@ static void test_log_rank_is_per_thread(void **state)
     test_free(log);
 }
 
+/* ---- liveness ---------------------------------------------------------------- */
+
+#define LIVE_TIMEOUT 0.4
+
+typedef struct {
+    int rc;        /* of the wait under test */
+    double waited; /* seconds it took */
+    int silent;    /* ps_comm_silent_rank after it */
+    int got_beat;  /* a heartbeat reached the caller */
+    int finished;  /* the busy rank got to the end */
+} live_seen;
+
+typedef struct {
+    int mode; /* how rank 1 behaves: LIVE_SILENT, LIVE_BUSY or LIVE_NOT_PEER */
+    int coll; /* rank 0 waits in a barrier instead of a receive */
+    live_seen seen[3];
+} live_job;
+
+enum { LIVE_SILENT, LIVE_BUSY, LIVE_NOT_PEER };
+
+/* Every rank a peer of every other, except rank 1 in LIVE_NOT_PEER. */
+static int live_setup(ps_comm *c, const live_job *j)
+{
+    int peers[3], n = 0;
+    for (int r = 0; r < ps_comm_size(c); r++) {
+        if (!(j->mode == LIVE_NOT_PEER && (r == 1 || ps_comm_rank(c) == 1))) {
+            peers[n++] = r;
+        }
+    }
+    ps_comm_set_timeout(c, LIVE_TIMEOUT);
+    return ps_comm_set_peers(c, peers, n);
+}
+
+/* Rank 0 waits for a message (or a barrier) from rank 1, which is silent,
+ * busy with heartbeats, or no peer of rank 0; so does rank 2, a third
+ * party. Rank 1 is quiet for three timeouts, then sends both "done" (or
+ * joins the barrier). */
+static int live_rank(ps_comm *c, void *arg)
+{
+    live_job *j = arg;
+    int r = ps_comm_rank(c);
+    live_seen *s = &j->seen[r];
+    int rc = live_setup(c, j);
+    if (rc || (rc = ps_comm_barrier(c))) {
+        return rc;
+    }
+    double t0 = ps_comm_time();
+    ps_comm_msg m;
+    if (r == 0) {
+        s->rc = j->coll ? ps_comm_barrier(c) : ps_comm_wait(c, 1, PS_ANY, "the test message", &m);
+        s->waited = ps_comm_time() - t0;
+        s->silent = ps_comm_silent_rank(c);
+        s->got_beat = s->rc == 0 && !j->coll && m.tag != 7;
+        if (s->rc) {
+            ps_comm_loop_fail(c); /* what cli/ does next: abort the job */
+        }
+        return 0;
+    }
+    if (r == 2) {
+        s->rc = j->coll ? ps_comm_barrier(c) : ps_comm_wait(c, 1, PS_ANY, "the end", &m);
+        return 0;
+    }
+    /* Rank 1: quiet for 3 timeouts, ticking or not. */
+    while (ps_comm_time() - t0 < 3 * LIVE_TIMEOUT) {
+        nap_ms(10);
+        if (j->mode != LIVE_SILENT) {
+            ps_comm_alive();
+        }
+    }
+    s->finished = 1;
+    if (j->coll) {
+        s->rc = ps_comm_barrier(c);
+    } else if ((s->rc = send_bytes(c, 0, 7, "done", 4)) == 0) {
+        s->rc = send_bytes(c, 2, 7, "done", 4);
+    }
+    return 0;
+}
+
+/* Every rank gets the same job (ps_test_run_same hands out elements). */
+static int live_rank_shared(ps_comm *c, void *arg)
+{
+    return live_rank(c, *(live_job **)arg);
+}
+
+static void run_live(live_job *j)
+{
+    live_job *ptrs[3] = {j, j, j};
+    int rcs[3];
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    ps_test_run_same(3, live_rank_shared, ptrs, sizeof ptrs[0], rcs);
+    char *log = ps_test_capture_end(&cap);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(rcs[r], 0);
+    }
+    if (j->seen[0].rc == PS_ETIMEDOUT) {
+        assert_non_null(strstr(log, "rank 1 has sent nothing, not even a heartbeat"));
+        assert_non_null(strstr(log, j->coll ? "while rank 0 waited for the barrier"
+                                            : "while rank 0 waited for the test message"));
+    }
+    test_free(log);
+}
+
+static void test_live_silent_peer_times_out_naming_it(void **state)
+{
+    (void)state;
+    for (int coll = 0; coll < 2; coll++) {
+        live_job j = {.mode = LIVE_SILENT, .coll = coll};
+        run_live(&j);
+        assert_int_equal(j.seen[0].rc, PS_ETIMEDOUT);
+        assert_int_equal(j.seen[0].silent, 1);
+        /* Within the timeout of the last word (the barrier before), not much later. */
+        assert_true(j.seen[0].waited >= LIVE_TIMEOUT * 0.9);
+        assert_true(j.seen[0].waited < LIVE_TIMEOUT * 2.5);
+    }
+}
+
+static void test_live_busy_peer_with_heartbeats_is_waited_for(void **state)
+{
+    (void)state;
+    for (int coll = 0; coll < 2; coll++) {
+        live_job j = {.mode = LIVE_BUSY, .coll = coll};
+        run_live(&j);
+        assert_int_equal(j.seen[0].rc, 0);
+        assert_int_equal(j.seen[1].finished, 1);
+        assert_int_equal(j.seen[0].got_beat, 0); /* the message, never a heartbeat */
+        assert_true(j.seen[0].waited >= 3 * LIVE_TIMEOUT * 0.9);
+        assert_int_equal(j.seen[2].rc, 0);
+    }
+}
+
+static void test_live_ranks_that_are_no_peer_are_not_judged(void **state)
+{
+    (void)state;
+    live_job j = {.mode = LIVE_NOT_PEER};
+    run_live(&j);
+    assert_int_equal(j.seen[0].rc, 0);
+    assert_int_equal(j.seen[0].silent, -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -624,6 +767,12 @@ int main(void)
                                         ps_test_setup_mt, ps_test_teardown_mt),
         cmocka_unit_test_setup_teardown(test_log_rank_is_per_thread, ps_test_setup_mt,
                                         ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_live_silent_peer_times_out_naming_it, ps_test_setup_mt,
+                                        ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_live_busy_peer_with_heartbeats_is_waited_for,
+                                        ps_test_setup_mt, ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_live_ranks_that_are_no_peer_are_not_judged,
+                                        ps_test_setup_mt, ps_test_teardown_mt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,9 +20,9 @@
 
 /* Every code, spelled out here so a code added without a message (or a
  * message dropped) is caught by the count check below. */
-static const int all_codes[] = {PS_ENOMEM,  PS_EINVAL, PS_EIO,  PS_EFORMAT,
-                                PS_ERANGE,  PS_EMSG,   PS_EMPI, PS_ENONFINITE,
-                                PS_ECONFIG, PS_ECKPT,  PS_EEOF, PS_EPEER};
+static const int all_codes[] = {PS_ENOMEM, PS_EINVAL, PS_EIO,        PS_EFORMAT, PS_ERANGE,
+                                PS_EMSG,   PS_EMPI,   PS_ENONFINITE, PS_ECONFIG, PS_ECKPT,
+                                PS_EEOF,   PS_EPEER,  PS_ETIMEDOUT,  PS_ESTOPPED};
 #define NCODES (sizeof all_codes / sizeof all_codes[0])
 
 static void test_err_every_code_has_distinct_message(void **state)

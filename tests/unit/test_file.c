@@ -43,6 +43,36 @@ static void path_in(char *out, size_t cap, const char *name)
     snprintf(out, cap, "%s/%s", dir, name);
 }
 
+static uint32_t get_le32(const unsigned char *p)
+{
+    return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+/* Writes magic, length, the hlen header bytes, their CRC (with_crc: the
+ * format-1 layout has none) and the payload, by hand. */
+static void write_framed(const char *path, const void *hdr, uint32_t hlen, const void *payload,
+                         size_t plen, int with_crc)
+{
+    unsigned char raw[4096];
+    memcpy(raw, "APS1", 4);
+    put_le32(raw + 4, hlen);
+    memcpy(raw + 8, hdr, hlen);
+    size_t n = 8 + hlen;
+    if (with_crc) {
+        put_le32(raw + n, ps_file_crc32(0, raw, n));
+        n += 4;
+    }
+    memcpy(raw + n, payload, plen);
+    ps_test_write_file(path, raw, n + plen);
+}
+
 static ps_file_table tables[2] = {
     {"embedding", 1000, 16, 0, 500, 3},
     {"out", 16, 10, 8, 8, 3},
@@ -71,16 +101,24 @@ static void write_sample(const char *path)
     assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 3), 0);
 }
 
-static void expect_read_fails(const char *path, int want)
+/* ps_file_read's rc for a file that must not read: nothing comes back. */
+static int read_fails(const char *path)
 {
     ps_file_header h;
     void *payload = (void *)1;
     size_t len = 99;
-    assert_int_equal(ps_file_read(path, &h, &payload, &len), want);
+    int rc = ps_file_read(path, &h, &payload, &len);
+    assert_true(rc != 0);
     assert_null(payload);
     assert_int_equal(len, 0);
     assert_null(h.config);
     assert_null(h.tables);
+    return rc;
+}
+
+static void expect_read_fails(const char *path, int want)
+{
+    assert_int_equal(read_fails(path), want);
 }
 
 static void expect_sample_intact(const char *path)
@@ -130,13 +168,41 @@ static void test_file_round_trip_keeps_header_and_payload(void **state)
     assert_null(out.config);
     ps_file_header_fini(&out); /* twice is harmless */
 
-    /* The layout is the documented one: magic, LE length, header, payload. */
+    /* The layout is the documented one: magic, LE length, header, LE CRC of
+     * everything before it, payload. */
     unsigned char raw[4096];
     size_t n = ps_test_read_file(path, raw, sizeof raw);
     assert_memory_equal(raw, "APS1", 4);
-    uint32_t hlen = raw[4] | raw[5] << 8 | raw[6] << 16 | (uint32_t)raw[7] << 24;
-    assert_int_equal(n, 8 + hlen + 8);
-    assert_memory_equal(raw + 8 + hlen, "abcdefgh", 8);
+    uint32_t hlen = get_le32(raw + 4);
+    assert_int_equal(n, 8 + hlen + 4 + 8);
+    assert_int_equal(get_le32(raw + 8 + hlen), ps_file_crc32(0, raw, 8 + hlen));
+    assert_memory_equal(raw + 8 + hlen + 4, "abcdefgh", 8);
+}
+
+/* Every byte of the header is covered: flipping any one of them (the
+ * prefix, a field, the header's own CRC) is refused, never read. */
+static void test_file_rejects_every_header_byte_flip(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in(path, sizeof path, "hflip.aps");
+    write_sample(path);
+    unsigned char raw[4096], bad[4096];
+    size_t n = ps_test_read_file(path, raw, sizeof raw);
+    size_t covered = 8 + get_le32(raw + 4) + 4;
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    for (size_t i = 0; i < covered; i++) {
+        for (int bit = 0; bit < 8; bit += 7) {
+            memcpy(bad, raw, n);
+            bad[i] ^= (unsigned char)(1u << bit);
+            ps_test_write_file(path, bad, n);
+            expect_read_fails(path, PS_ECKPT);
+        }
+    }
+    test_free(ps_test_capture_end(&cap));
+    ps_test_write_file(path, raw, n);
+    expect_sample_intact(path); /* the control */
 }
 
 /* ps_afile_write_all (shared with common/metrics.c) writes every byte, and a
@@ -228,14 +294,14 @@ static void test_file_model_info_limits(void **state)
      * protobuf and both are refused. */
     char path[128];
     path_in(path, sizeof path, "model-limits.aps");
-    unsigned char raw[8 + 13] = {'A', 'P', 'S', '1', 13, 0, 0, 0, 0x72, 11, 0x3a, 9};
-    memset(raw + 12, 1, 9);
-    ps_test_write_file(path, raw, sizeof raw);
-    expect_read_fails(path, PS_ECKPT);
-    unsigned char raw2[8 + 20] = {'A', 'P', 'S', '1', 20, 0, 0, 0, 0x72, 18, 0x0a, 16};
-    memset(raw2 + 12, 'k', 16);
-    ps_test_write_file(path, raw2, sizeof raw2);
-    expect_read_fails(path, PS_ECKPT);
+    unsigned char hdr[13] = {0x72, 11, 0x3a, 9};
+    memset(hdr + 4, 1, 9);
+    write_framed(path, hdr, sizeof hdr, "", 0, 1);
+    PS_TEST_EXPECT_LOG(read_fails(path), PS_ECKPT, "model.hidden or model.conv has 9 / 0 layers");
+    unsigned char hdr2[20] = {0x72, 18, 0x0a, 16};
+    memset(hdr2 + 4, 'k', 16);
+    write_framed(path, hdr2, sizeof hdr2, "", 0, 1);
+    PS_TEST_EXPECT_LOG(read_fails(path), PS_ECKPT, "model.kind is 16 bytes long");
 }
 
 /* The streaming writer: payload size and CRC declared up front, the data
@@ -450,7 +516,8 @@ static void test_file_rejects_wrong_magic(void **state)
     expect_read_fails(path, PS_ECKPT);
 }
 
-/* Builds a file by hand around a header with the given version. */
+/* Builds a file by hand around a header with the given version (format 1:
+ * the layout without the header CRC). */
 static void write_with_version(const char *path, uint32_t version)
 {
     ps_file_header h = sample_header();
@@ -459,14 +526,7 @@ static void write_with_version(const char *path, uint32_t version)
     h.crc32 = 0x352441C2u; /* CRC-32 of "abc" */
     ps_bytes hb = {0};
     assert_int_equal(ps_fileheader_encode(&h, &hb), 0);
-    unsigned char raw[4096];
-    memcpy(raw, "APS1", 4);
-    for (int i = 0; i < 4; i++) {
-        raw[4 + i] = (unsigned char)(hb.len >> (8 * i));
-    }
-    memcpy(raw + 8, hb.data, hb.len);
-    memcpy(raw + 8 + hb.len, "abc", 3);
-    ps_test_write_file(path, raw, 8 + hb.len + 3);
+    write_framed(path, hb.data, (uint32_t)hb.len, "abc", 3, version != 1);
     ps_free(hb.data);
 }
 
@@ -484,9 +544,13 @@ static void test_file_rejects_future_format_version(void **state)
     assert_memory_equal(payload, "abc", 3);
     ps_free(payload);
     ps_file_header_fini(&h);
-    /* ... and rejected with the next one. */
+    /* ... and rejected with the next one ... */
     write_with_version(path, PS_FILE_FORMAT_VERSION + 1);
     expect_read_fails(path, PS_ECKPT);
+    /* ... and format 1 (no header CRC), saying what it is. */
+    write_with_version(path, 1);
+    PS_TEST_EXPECT_LOG(read_fails(path), PS_ECKPT, "file has version 1");
+    PS_TEST_EXPECT_LOG(read_fails(path), PS_ECKPT, "written by an older adamps");
 }
 
 static void test_file_rejects_garbage_header(void **state)
@@ -494,16 +558,17 @@ static void test_file_rejects_garbage_header(void **state)
     (void)state;
     char path[128];
     path_in(path, sizeof path, "garbage.aps");
-    unsigned char raw[8 + 16 + 3] = {'A', 'P', 'S', '1', 16, 0, 0, 0};
-    memset(raw + 8, 0xff, 16); /* not a protobuf message */
-    memcpy(raw + 24, "abc", 3);
-    ps_test_write_file(path, raw, sizeof raw);
-    expect_read_fails(path, PS_ECKPT);
+    unsigned char garbage[16];
+    memset(garbage, 0xff, sizeof garbage); /* not a protobuf message, with a good CRC */
+    write_framed(path, garbage, sizeof garbage, "abc", 3, 1);
+    PS_TEST_EXPECT_LOG(read_fails(path), PS_ECKPT, "does not parse");
 
     /* A header length far past the end of the file. */
+    unsigned char raw[64];
+    size_t n = ps_test_read_file(path, raw, sizeof raw);
     raw[7] = 0x7f;
-    ps_test_write_file(path, raw, sizeof raw);
-    expect_read_fails(path, PS_ECKPT);
+    ps_test_write_file(path, raw, n);
+    PS_TEST_EXPECT_LOG(read_fails(path), PS_ECKPT, "header length check failed");
 }
 
 static void test_file_rejects_overlong_kind_in_header(void **state)
@@ -512,10 +577,10 @@ static void test_file_rejects_overlong_kind_in_header(void **state)
     char path[128];
     path_in(path, sizeof path, "kind.aps");
     /* Field 2 (kind), length-delimited, 20 bytes: parses, but does not fit. */
-    unsigned char raw[8 + 22] = {'A', 'P', 'S', '1', 22, 0, 0, 0, 0x12, 20};
-    memset(raw + 10, 'k', 20);
-    ps_test_write_file(path, raw, sizeof raw);
-    expect_read_fails(path, PS_ECKPT);
+    unsigned char hdr[22] = {0x12, 20};
+    memset(hdr + 2, 'k', 20);
+    write_framed(path, hdr, sizeof hdr, "", 0, 1);
+    PS_TEST_EXPECT_LOG(read_fails(path), PS_ECKPT, "kind is 20 bytes long");
 }
 
 static void test_file_encode_rejects_unterminated_kind(void **state)
@@ -690,6 +755,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, ps_test_setup, ps_test_teardown)
         T(test_file_round_trip_keeps_header_and_payload),
+        T(test_file_rejects_every_header_byte_flip),
         T(test_file_model_info_round_trips),
         T(test_file_model_info_limits),
         T(test_file_streaming_writer_checks_declared_size_and_crc),

@@ -128,7 +128,7 @@ static void test_job_server_cfg_carries_the_rule_in_force(void **state)
     assert_string_equal(sc.opt_name, "adamax");
     assert_int_equal(sc.sync, PS_SYNC_BSP);
     assert_int_equal(sc.store.lazy, 1);
-    assert_int_equal(sc.resume_clock, -1);
+    assert_int_equal(sc.nresume, 0);
 
     PARSE(&c, DS, "--optimizer", "rmsprop", "--consistency", "ssp:2", "--shard", "hash",
           "--nonfinite", "skip", "--sparse-update", "dense", "--temporal-averaging", "0.9",
@@ -192,7 +192,7 @@ static void test_job_worker_cfg_bounds_the_pull_and_copies_the_rest(void **state
     assert_int_equal(wc.steps, 0);
     assert_true(wc.epochs == 3.0);
     assert_string_equal(wc.metrics, "");
-    assert_int_equal(wc.resume_clock, -1);
+    assert_int_equal(wc.nresume, 0);
     PARSE(&c, DS, "--consistency", "ssp:3", "--batch", "32", "--steps", "40", "--metrics",
           "m.jsonl", "--temporal-averaging", "0.5", "--quiet");
     ps_job_worker_cfg(&c, &wc);

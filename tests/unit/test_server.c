@@ -73,7 +73,6 @@ static void fx_cfg(fx *f, ps_sync sync, uint32_t nw, int lazy)
     f->cfg.sync = sync;
     f->cfg.config_text = "test_server";
     f->cfg.opt_name = "adam";
-    f->cfg.resume_clock = -1;
 }
 
 /* Server `server` of nservers; the tests change f->cfg before creating. */
@@ -191,11 +190,17 @@ static int pull(fx *f, uint32_t w, uint64_t id, int64_t min_version)
     return pull_from(f, w, w, id, min_version);
 }
 
-static int ctrl(fx *f, uint32_t w, ps_ctrl_kind kind, int64_t clock, const char *text)
+static int ctrl_value(fx *f, uint32_t w, ps_ctrl_kind kind, int64_t clock, uint64_t value,
+                      const char *text)
 {
-    ps_ctrl m = {.kind = kind, .worker = w, .clock = clock, .text = text};
+    ps_ctrl m = {.kind = kind, .worker = w, .clock = clock, .value = value, .text = text};
     assert_int_equal(ps_codec_encode_ctrl(f->codec, &m, &f->buf), 0);
     return handle(f, f->worker_ranks[w], PS_TAG_CTRL);
+}
+
+static int ctrl(fx *f, uint32_t w, ps_ctrl_kind kind, int64_t clock, const char *text)
+{
+    return ctrl_value(f, w, kind, clock, 0, text);
 }
 
 /* Nothing waits in worker w's mailbox. */
@@ -206,8 +211,15 @@ static void expect_no_reply(fx *f, uint32_t w)
 }
 
 /* Worker w's next reply answers request id with version, and carries the
- * pulled rows as the store holds them now. */
+ * pulled rows as the store holds them now, and stop clock `stop`. */
+static void expect_reply_stop(fx *f, uint32_t w, uint64_t id, int64_t version, int64_t stop);
+
 static void expect_reply(fx *f, uint32_t w, uint64_t id, int64_t version)
+{
+    expect_reply_stop(f, w, id, version, 0);
+}
+
+static void expect_reply_stop(fx *f, uint32_t w, uint64_t id, int64_t version, int64_t stop)
 {
     static const ps_msg_table lt[NT] = {{3, 8}, {2, 1}};
     const ps_msg_limits lim = {.tables = lt, .ntables = NT, .nworkers = f->nw};
@@ -217,6 +229,7 @@ static void expect_reply(fx *f, uint32_t w, uint64_t id, int64_t version)
     assert_int_equal(ps_codec_decode_reply(f->codec, &lim, 0, m.data, m.len, &r), 0);
     assert_int_equal(r.request_id, id);
     assert_int_equal(r.version, version);
+    assert_int_equal(r.stop_clock, stop);
     assert_int_equal(r.nsegs, NT);
     float want[3 * 3];
     ps_store_read(ps_server_store(f->srv), 0, pull_keys_w, 3, 0, want);
@@ -409,11 +422,10 @@ static void test_server_checkpoint_done_at_its_clock_and_resumes(void **state)
     expect_no_reply(&f, 1);
     assert_int_equal(access(path, F_OK), 0);
     /* A server resuming from it starts at version 1 with the same shard. */
-    ps_server_cfg rcfg = f.cfg;
-    rcfg.resume_clock = 1;
-    rcfg.resume_nservers = 1;
+    ps_ckpt_manifest m1 = {.clock = 1, .nservers = 1, .nworkers = 2};
     ps_server *again = NULL;
-    assert_int_equal(ps_server_create(&again, &rcfg, f.c[0]), 0);
+    assert_int_equal(ps_server_create(&again, &f.cfg, f.c[0]), 0);
+    assert_int_equal(ps_server_resume(again, &m1), 0);
     assert_int_equal(ps_server_version(again), 1);
     assert_true(stores_equal(ps_server_store(again), ps_server_store(f.srv)));
     ps_server_destroy(&again);
@@ -734,19 +746,105 @@ static void test_server_create_checks_cfg_and_survives_oom(void **state)
     fx_close(&f);
 }
 
+/* The coordinator's STOP stamps every later reply (waiting pulls too);
+ * a STOP from another worker is refused; a DONE that says "stopped" makes
+ * the server stopped. */
+static void test_server_stamps_replies_after_a_stop(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_BSP, 2, 1);
+    assert_int_equal(pull(&f, 0, 1, 0), 0);
+    expect_reply(&f, 0, 1, 0);              /* before: no stamp */
+    assert_int_equal(pull(&f, 1, 2, 1), 0); /* waits for clock 0 */
+    assert_int_equal(ctrl(&f, 0, PS_CTRL_STOP, 3, ""), 0);
+    assert_int_equal(push(&f, 0, 0), 0);
+    assert_int_equal(push(&f, 1, 0), 0);
+    expect_reply_stop(&f, 1, 2, 1, 3);
+    assert_int_equal(pull(&f, 0, 3, 1), 0);
+    expect_reply_stop(&f, 0, 3, 1, 3);
+    PS_TEST_EXPECT_LOG(ctrl(&f, 1, PS_CTRL_STOP, 4, ""), PS_EMSG,
+                       "only the coordinator (worker 0) stops the job");
+    fx_close(&f);
+    fx_open(&f, PS_SYNC_ASP, 2, 1);
+    assert_int_equal(ctrl_value(&f, 0, PS_CTRL_DONE, 0, 1, ""), 0);
+    assert_int_equal(ctrl_value(&f, 1, PS_CTRL_DONE, 0, 1, ""), 0);
+    assert_true(ps_server_is_done(f.srv));
+    assert_true(ps_server_is_stopped(f.srv));
+    fx_close(&f);
+}
+
+/* A shard that cannot be written (a full disk, here a directory that
+ * cannot be made) goes back to the coordinator as a failed
+ * CHECKPOINT_DONE; the server itself carries on. */
+static void test_server_reports_a_failed_checkpoint_and_carries_on(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_BSP, 1, 1);
+    char file[300];
+    assert_int_equal(ps_test_tmpdir_create(f.dir, sizeof f.dir, "server_full"), 0);
+    snprintf(file, sizeof file, "%s/plain", f.dir);
+    ps_test_write_text(file, "not a directory");
+    f.cfg.ckpt_dir = file;
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    assert_int_equal(push(&f, 0, 0), 0);
+    assert_int_equal(ctrl(&f, 0, PS_CTRL_CHECKPOINT, 1, ""), 0);
+    test_free(ps_test_capture_end(&cap));
+    ps_comm_msg m;
+    ps_ctrl done;
+    const ps_msg_limits lim = {.nworkers = 1};
+    assert_int_equal(ps_comm_recv(f.c[1], 0, PS_TAG_CTRL, 0, &m), 0);
+    assert_int_equal(ps_codec_decode_ctrl(f.codec, &lim, 0, m.data, m.len, &done), 0);
+    assert_int_equal(done.kind, PS_CTRL_CHECKPOINT_DONE);
+    assert_int_equal(done.clock, 1);
+    assert_int_equal(done.value, 1);
+    assert_string_equal(done.text, "input/output error");
+    assert_int_equal(push(&f, 0, 1), 0); /* still serving */
+    assert_int_equal(pull(&f, 0, 9, 2), 0);
+    expect_reply(&f, 0, 9, 2);
+    fx_close(&f);
+}
+
 /* ---- ps_server_run in a thread -------------------------------------------- */
 
 typedef struct {
     const ps_server_cfg *cfg;
     int fail_before_push; /* this worker returns PS_EIO after start-up */
+    double timeout;       /* > 0: the peer timeout of every rank */
+    double pause;         /* seconds this worker is quiet before its first push */
+    int pause_beats;      /* ... sending heartbeats meanwhile */
     int agreed;
     int64_t reply_version;
     int rc_after;
+    double took; /* the server: seconds ps_server_run ran */
 } run_arg;
+
+/* Liveness as cli/ sets it up: the server and every worker are peers. */
+static int run_liveness(ps_comm *c, const run_arg *a)
+{
+    int peers[1 + MAXW], n = 0;
+    if (a->timeout <= 0) {
+        return 0;
+    }
+    for (int r = 0; r < ps_comm_size(c); r++) {
+        if (r == 0 || ps_comm_rank(c) == 0) {
+            peers[n++] = r;
+        }
+    }
+    ps_comm_set_timeout(c, a->timeout);
+    return ps_comm_set_peers(c, peers, n);
+}
 
 static int run_server(ps_comm *c, void *arg)
 {
-    return ps_server_run(((run_arg *)arg)->cfg, c);
+    run_arg *a = arg;
+    int rc = run_liveness(c, a);
+    double t0 = ps_comm_time();
+    rc = rc ? rc : ps_server_run(a->cfg, c);
+    a->took = ps_comm_time() - t0;
+    return rc;
 }
 
 /* A worker: start-up handshake, two clocks of push + pull, DONE. */
@@ -756,8 +854,16 @@ static int run_worker(ps_comm *c, void *arg)
     uint32_t w = (uint32_t)ps_comm_rank(c) - 1;
     ps_codec *codec = NULL;
     ps_bytes b = {0};
-    int rc = ps_codec_create(&codec);
+    int rc = run_liveness(c, a);
+    if (rc == 0) {
+        rc = ps_codec_create(&codec);
+    }
     a->agreed = ps_comm_agree(c, rc);
+    /* The server tries its checkpoints in turn, one agree each. */
+    for (uint32_t i = 0, go = a->agreed == 0; go && i < a->cfg->nresume; i++) {
+        a->agreed = ps_comm_agree(c, 0);
+        go = a->agreed == PS_ECKPT || a->agreed == PS_EIO;
+    }
     if ((rc = a->agreed)) {
         goto done;
     }
@@ -765,9 +871,17 @@ static int run_worker(ps_comm *c, void *arg)
         rc = PS_EIO;
         goto done;
     }
+    for (double t = 0; t < a->pause; t += 0.01) {
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+        if (a->pause_beats) {
+            ps_comm_alive();
+        }
+    }
     static const ps_msg_table lt[NT] = {{3, 8}, {2, 1}};
     const ps_msg_limits lim = {.tables = lt, .ntables = NT, .nworkers = a->cfg->nworkers};
-    for (int64_t clock = 0; rc == 0 && clock < 2; clock++) {
+    int64_t first = a->cfg->nresume ? a->reply_version : 0;
+    for (int64_t clock = first; rc == 0 && clock < first + 2; clock++) {
         float v[3] = {0.5f * (float)(w + 1), -1.0f, 2.0f};
         uint64_t key = w;
         ps_seg seg = {.table = 0, .nkeys = 1, .slots = &key, .values = v, .nvalues = 3};
@@ -801,6 +915,8 @@ done:
     return rc;
 }
 
+/* Runs the server and nw workers; args[r] may be preset (fields other
+ * than cfg and fail_before_push are kept). */
 static void run_job(ps_server_cfg *cfg, int *worker_ranks, uint32_t nw, int failing, run_arg *args,
                     int *rcs)
 {
@@ -810,7 +926,8 @@ static void run_job(ps_server_cfg *cfg, int *worker_ranks, uint32_t nw, int fail
         worker_ranks[w] = (int)w + 1;
     }
     for (uint32_t r = 0; r <= nw; r++) {
-        args[r] = (run_arg){.cfg = cfg, .fail_before_push = (int)r == failing};
+        args[r].cfg = cfg;
+        args[r].fail_before_push = (int)r == failing;
         argp[r] = &args[r];
         fns[r] = r ? run_worker : run_server;
     }
@@ -825,6 +942,7 @@ static void test_server_run_serves_workers_until_done(void **state)
     fx_cfg(&f, PS_SYNC_BSP, 2, 1);
     run_arg args[3];
     int rcs[3];
+    memset(args, 0, sizeof args);
     run_job(&f.cfg, f.worker_ranks, 2, -1, args, rcs);
     for (int r = 0; r < 3; r++) {
         assert_int_equal(rcs[r], 0);
@@ -841,6 +959,7 @@ static void test_server_run_returns_when_a_worker_fails(void **state)
     fx_cfg(&f, PS_SYNC_BSP, 2, 1);
     run_arg args[3];
     int rcs[3];
+    memset(args, 0, sizeof args);
     ps_test_capture cap;
     ps_test_capture_begin(&cap);
     run_job(&f.cfg, f.worker_ranks, 2, 2, args, rcs);
@@ -861,6 +980,81 @@ static void test_server_run_returns_when_a_worker_fails(void **state)
         assert_int_equal(rcs[r], PS_EINVAL);
     }
     assert_int_equal(args[1].agreed, PS_EINVAL);
+}
+
+/* A worker quiet for 3x the timeout: silent, the server gives up naming
+ * it and what it waits for; with heartbeats, the job just takes longer. */
+static void test_server_run_names_a_silent_worker_and_waits_for_a_busy_one(void **state)
+{
+    (void)state;
+    fx f;
+    memset(&f, 0, sizeof f);
+    fx_cfg(&f, PS_SYNC_BSP, 2, 1);
+    for (int beats = 0; beats < 2; beats++) {
+        run_arg args[3];
+        int rcs[3];
+        memset(args, 0, sizeof args);
+        for (int r = 0; r < 3; r++) {
+            args[r].timeout = 0.3;
+        }
+        args[2].pause = 0.9;
+        args[2].pause_beats = beats;
+        ps_test_capture cap;
+        ps_test_capture_begin(&cap);
+        run_job(&f.cfg, f.worker_ranks, 2, -1, args, rcs);
+        double took = args[0].took;
+        char *log = ps_test_capture_end(&cap);
+        if (beats) {
+            for (int r = 0; r < 3; r++) {
+                assert_int_equal(rcs[r], 0);
+            }
+            assert_int_equal(args[1].reply_version, 2);
+            assert_true(took >= 0.9);
+        } else {
+            assert_int_equal(rcs[0], PS_ETIMEDOUT);
+            assert_non_null(strstr(log, "rank 2 has sent nothing, not even a heartbeat"));
+            assert_non_null(strstr(log, "waited for pushes and pulls from the workers"));
+            assert_non_null(strstr(log, "server 0: worker 1 (rank 2) fell silent after 0 pushes"));
+            assert_true(took < 0.9); /* before the worker would have spoken */
+        }
+        test_free(log);
+    }
+}
+
+/* Resuming tries the checkpoints newest first: a missing one is skipped,
+ * the next one is loaded on every rank. */
+static void test_server_run_resumes_from_the_newest_checkpoint_it_can_read(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, PS_SYNC_BSP, 2, 1);
+    assert_int_equal(ps_test_tmpdir_create(f.dir, sizeof f.dir, "server_resume"), 0);
+    f.cfg.ckpt_dir = f.dir;
+    assert_int_equal(push(&f, 0, 0), 0);
+    assert_int_equal(push(&f, 1, 0), 0);
+    assert_int_equal(ctrl(&f, 0, PS_CTRL_CHECKPOINT, 1, ""), 0);
+    ps_comm_msg m;
+    assert_int_equal(ps_comm_recv(f.c[1], 0, PS_TAG_CTRL, 0, &m), 0);
+    ps_server_destroy(&f.srv);
+    ps_ckpt_manifest cands[2] = {{.clock = 7, .nservers = 1, .nworkers = 2},
+                                 {.clock = 1, .nservers = 1, .nworkers = 2}};
+    f.cfg.resume = cands;
+    f.cfg.nresume = 2;
+    run_arg args[3];
+    int rcs[3];
+    memset(args, 0, sizeof args);
+    args[1].reply_version = args[2].reply_version = 1; /* the clock they resume at */
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    run_job(&f.cfg, f.worker_ranks, 2, -1, args, rcs);
+    char *log = ps_test_capture_end(&cap);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(rcs[r], 0);
+    }
+    assert_non_null(strstr(log, "ckpt-7/shard-0.bin: cannot open"));
+    assert_int_equal(args[1].reply_version, 3); /* clocks 1 and 2 on top of ckpt-1 */
+    test_free(log);
+    fx_close(&f);
 }
 
 int main(void)
@@ -893,6 +1087,16 @@ int main(void)
                                         ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_run_serves_workers_until_done, ps_test_setup_mt,
                                         ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_server_stamps_replies_after_a_stop, ps_test_setup,
+                                        ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_reports_a_failed_checkpoint_and_carries_on,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_server_run_names_a_silent_worker_and_waits_for_a_busy_one, ps_test_setup_mt,
+            ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(
+            test_server_run_resumes_from_the_newest_checkpoint_it_can_read, ps_test_setup_mt,
+            ps_test_teardown_mt),
         cmocka_unit_test_setup_teardown(test_server_run_returns_when_a_worker_fails,
                                         ps_test_setup_mt, ps_test_teardown_mt),
     };

@@ -1,8 +1,8 @@
 /* Tests for server/snapshot and common/ckpt, on files in a mkdtemp
  * directory: a saved shard loads back bit for bit, into any number of
  * servers and either shard mode (every row lands where the new layout puts
- * its key), mismatched or corrupt checkpoints are refused, and the manifest
- * and worker-state files round-trip. The original store is stepped (lazy
+ * its key), mismatched or corrupt checkpoints are refused (common/ckpt's
+ * own files are tests/unit/test_ckpt.c's). The original store is stepped (lazy
  * Adam with temporal averaging) so w, m, v, avg and per-row last steps all
  * differ from a fresh store's; fresh stores use another seed, so a row the
  * load misses still shows. */
@@ -186,6 +186,33 @@ static void test_snapshot_round_trip_same_layout(void **state)
     ps_store_destroy(&orig);
 }
 
+/* The original's rows, saved at clock by each of n servers in mode. */
+static void save_layout(const char *dir, int64_t clock, uint32_t n, ps_shard_mode mode,
+                        ps_store *orig)
+{
+    for (uint32_t server = 0; server < n; server++) {
+        ps_store_cfg c = make_cfg(tables, server, n, mode, 0.9f, 8);
+        ps_store *s = make_store(&c);
+        fill_from(s, orig);
+        assert_int_equal(ps_snapshot_save(s, dir, clock, "adam", 2, "x"), 0);
+        ps_store_destroy(&s);
+    }
+}
+
+/* Each of n servers in mode loads what old_n servers saved at clock, and
+ * holds the original's rows under its own layout. */
+static void load_layout(const char *dir, int64_t clock, uint32_t old_n, uint32_t n,
+                        ps_shard_mode mode, ps_store *orig)
+{
+    for (uint32_t server = 0; server < n; server++) {
+        ps_store_cfg c = make_cfg(tables, server, n, mode, 0.9f, 9);
+        ps_store *s = make_store(&c);
+        assert_int_equal(ps_snapshot_load(s, dir, clock, old_n, "adam"), 0);
+        assert_rows_match(s, orig);
+        ps_store_destroy(&s);
+    }
+}
+
 /* Saved by 1 server, loaded by each server of 2- and 3-server layouts in
  * both shard modes. */
 static void test_snapshot_reshards_one_to_many(void **state)
@@ -197,13 +224,7 @@ static void test_snapshot_reshards_one_to_many(void **state)
     assert_int_equal(ps_snapshot_save(orig, dir, 3, "adam", 2, NULL), 0);
     for (uint32_t n = 2; n <= 3; n++) {
         for (int mode = PS_SHARD_RANGE; mode <= PS_SHARD_HASH; mode++) {
-            for (uint32_t server = 0; server < n; server++) {
-                ps_store_cfg c = make_cfg(tables, server, n, (ps_shard_mode)mode, 0.9f, 8);
-                ps_store *s = make_store(&c);
-                assert_int_equal(ps_snapshot_load(s, dir, 3, 1, "adam"), 0);
-                assert_rows_match(s, orig);
-                ps_store_destroy(&s);
-            }
+            load_layout(dir, 3, 1, n, (ps_shard_mode)mode, orig);
         }
     }
     ps_store_destroy(&orig);
@@ -216,25 +237,22 @@ static void test_snapshot_reshards_three_to_fewer(void **state)
     char dir[128];
     test_dir(dir, sizeof dir, "three_to_fewer");
     ps_store *orig = make_original(0.9f);
-    for (uint32_t server = 0; server < 3; server++) {
-        ps_store_cfg c = make_cfg(tables, server, 3, PS_SHARD_HASH, 0.9f, 8);
-        ps_store *s = make_store(&c);
-        fill_from(s, orig);
-        assert_int_equal(ps_snapshot_save(s, dir, 4, "adam", 2, "x"), 0);
-        ps_store_destroy(&s);
-    }
-    ps_store_cfg c1 = make_cfg(tables, 0, 1, PS_SHARD_RANGE, 0.9f, 9);
-    ps_store *one = make_store(&c1);
-    assert_int_equal(ps_snapshot_load(one, dir, 4, 3, "adam"), 0);
-    assert_rows_match(one, orig);
-    ps_store_destroy(&one);
-    for (uint32_t server = 0; server < 2; server++) {
-        ps_store_cfg c2 = make_cfg(tables, server, 2, PS_SHARD_RANGE, 0.9f, 9);
-        ps_store *s = make_store(&c2);
-        assert_int_equal(ps_snapshot_load(s, dir, 4, 3, "adam"), 0);
-        assert_rows_match(s, orig);
-        ps_store_destroy(&s);
-    }
+    save_layout(dir, 4, 3, PS_SHARD_HASH, orig);
+    load_layout(dir, 4, 3, 1, PS_SHARD_RANGE, orig);
+    load_layout(dir, 4, 3, 2, PS_SHARD_RANGE, orig);
+    ps_store_destroy(&orig);
+}
+
+/* Saved by 2 range servers, loaded by 2 hash servers: the same count, so
+ * only the files' shard mode says that every file must be read. */
+static void test_snapshot_reshards_when_only_the_shard_mode_changes(void **state)
+{
+    (void)state;
+    char dir[128];
+    test_dir(dir, sizeof dir, "mode_change");
+    ps_store *orig = make_original(0.9f);
+    save_layout(dir, 5, 2, PS_SHARD_RANGE, orig);
+    load_layout(dir, 5, 2, 2, PS_SHARD_HASH, orig);
     ps_store_destroy(&orig);
 }
 
@@ -443,132 +461,6 @@ static void test_snapshot_save_and_load_survive_oom_sweep(void **state)
     ps_store_destroy(&orig);
 }
 
-/* --- common/ckpt ---------------------------------------------------------- */
-
-static void test_ckpt_paths(void **state)
-{
-    (void)state;
-    char p[64];
-    assert_int_equal(ps_ckpt_dir_path(p, sizeof p, "/d", 12), 0);
-    assert_string_equal(p, "/d/ckpt-12");
-    assert_int_equal(ps_ckpt_shard_path(p, sizeof p, "/d", 12, 3), 0);
-    assert_string_equal(p, "/d/ckpt-12/shard-3.bin");
-    assert_int_equal(ps_ckpt_worker_path(p, sizeof p, "/d", 0, 7), 0);
-    assert_string_equal(p, "/d/ckpt-0/worker-7.bin");
-    assert_int_equal(ps_ckpt_shard_path(p, 22, "/d", 12, 3), PS_EINVAL); /* needs 23 */
-    assert_int_equal(ps_ckpt_shard_path(p, 23, "/d", 12, 3), 0);
-}
-
-static void test_ckpt_manifest_round_trip(void **state)
-{
-    (void)state;
-    char dir[128];
-    test_dir(dir, sizeof dir, "manifest");
-    assert_int_equal(mkdir(dir, 0777), 0);
-    ps_ckpt_manifest m = {.clock = 0, .nservers = 1, .nworkers = 1};
-    assert_int_equal(ps_ckpt_read_manifest(dir, &m), PS_EIO); /* none yet */
-    ps_ckpt_manifest w = {.clock = 123456789012LL, .nservers = 3, .nworkers = 5};
-    assert_int_equal(ps_ckpt_write_manifest(dir, &w, "--servers 3"), 0);
-    assert_int_equal(ps_ckpt_read_manifest(dir, &m), 0);
-    assert_int_equal(m.clock, w.clock);
-    assert_int_equal(m.nservers, 3);
-    assert_int_equal(m.nworkers, 5);
-    /* Overwritten atomically by the next checkpoint. */
-    w.clock = 9;
-    assert_int_equal(ps_ckpt_write_manifest(dir, &w, NULL), 0);
-    assert_int_equal(ps_ckpt_read_manifest(dir, &m), 0);
-    assert_int_equal(m.clock, 9);
-    char path[256];
-    snprintf(path, sizeof path, "%s/MANIFEST", dir);
-    flip_byte(path, 2);
-    assert_int_equal(ps_ckpt_read_manifest(dir, &m), PS_ECKPT);
-}
-
-static void test_ckpt_worker_state_round_trip(void **state)
-{
-    (void)state;
-    char dir[128];
-    test_dir(dir, sizeof dir, "worker");
-    assert_int_equal(ps_ckpt_make_dir(dir, 4), 0);
-    assert_int_equal(ps_ckpt_make_dir(dir, 4), 0); /* racing ranks: exists is fine */
-    ps_ckpt_worker_state st = {.loss_ema = 0.123456789, .have_ema = 1, .blas_threads = 3}, back;
-    snprintf(st.blas_core, sizeof st.blas_core, "SkylakeX");
-    assert_int_equal(ps_ckpt_write_worker(dir, 4, 1, 3, &st, "cfg"), 0);
-    memset(&back, 0, sizeof back);
-    assert_int_equal(ps_ckpt_read_worker(dir, 4, 1, 3, &back), 0);
-    assert_true(back.loss_ema == st.loss_ema);
-    assert_int_equal(back.have_ema, 1);
-    assert_int_equal(back.blas_threads, 3);
-    assert_string_equal(back.blas_core, "SkylakeX");
-    /* The same kernel and threads on resume: nothing to say; others warn,
-     * naming both. */
-    assert_int_equal(ps_ckpt_warn_blas_change(&back, 1, "SkylakeX", 3), 0);
-    ps_test_capture cap;
-    ps_test_capture_begin(&cap);
-    int warned = ps_ckpt_warn_blas_change(&back, 1, "Haswell", 3);
-    int warned2 = ps_ckpt_warn_blas_change(&back, 1, "SkylakeX", 1);
-    char *log = ps_test_capture_end(&cap);
-    assert_int_equal(warned, 1);
-    assert_int_equal(warned2, 1);
-    assert_non_null(strstr(log, "worker 1: the checkpoint was computed with OpenBLAS SkylakeX "
-                                "kernel, 3 thread(s), this run uses Haswell, 3 thread(s)"));
-    assert_non_null(strstr(log, "this run uses SkylakeX, 1 thread(s)"));
-    test_free(log);
-    /* A file from before the BLAS fields (12 bytes of state) still reads,
-     * recording none, and so never warns. */
-    char old[256];
-    assert_int_equal(ps_ckpt_worker_path(old, sizeof old, dir, 4, 0), 0);
-    ps_file_header h = {.clock = 4, .rank = 0, .nworkers = 3};
-    snprintf(h.kind, sizeof h.kind, "worker");
-    const void *parts[2] = {&st.loss_ema, &st.have_ema};
-    size_t lens[2] = {sizeof st.loss_ema, sizeof st.have_ema};
-    assert_int_equal(ps_file_write_atomic(old, &h, parts, lens, 2), 0);
-    memset(&back, 0x55, sizeof back);
-    assert_int_equal(ps_ckpt_read_worker(dir, 4, 0, 3, &back), 0);
-    assert_true(back.loss_ema == st.loss_ema);
-    assert_string_equal(back.blas_core, "");
-    assert_int_equal(back.blas_threads, 0);
-    assert_int_equal(ps_ckpt_warn_blas_change(&back, 0, "Haswell", 2), 0);
-    assert_int_equal(ps_ckpt_read_worker(dir, 4, 1, 4, &back), PS_ECKPT); /* worker count */
-    assert_int_equal(ps_ckpt_read_worker(dir, 4, 2, 3, &back), PS_EIO);   /* no such file */
-    assert_int_equal(ps_ckpt_read_worker(dir, 5, 1, 3, &back), PS_EIO);   /* no such clock */
-    /* A shard file is not a worker file. */
-    ps_store *orig = make_original(0.0f);
-    assert_int_equal(ps_snapshot_save(orig, dir, 4, "adam", 3, NULL), 0);
-    char shard[256], wpath[256];
-    assert_int_equal(ps_ckpt_shard_path(shard, sizeof shard, dir, 4, 0), 0);
-    assert_int_equal(ps_ckpt_worker_path(wpath, sizeof wpath, dir, 4, 0), 0);
-    assert_int_equal(rename(shard, wpath), 0);
-    assert_int_equal(ps_ckpt_read_worker(dir, 4, 0, 3, &back), PS_ECKPT);
-    ps_store_destroy(&orig);
-}
-
-static void test_ckpt_remove_deletes_directory(void **state)
-{
-    (void)state;
-    char dir[128], path[256];
-    test_dir(dir, sizeof dir, "remove");
-    ps_store *orig = make_original(0.9f);
-    assert_int_equal(ps_snapshot_save(orig, dir, 3, "adam", 1, NULL), 0);
-    assert_int_equal(ps_snapshot_save(orig, dir, 4, "adam", 1, NULL), 0);
-    ps_ckpt_worker_state st = {.loss_ema = 0.5, .have_ema = 1};
-    assert_int_equal(ps_ckpt_write_worker(dir, 3, 0, 1, &st, NULL), 0);
-    ps_ckpt_manifest m = {.clock = 4, .nservers = 1, .nworkers = 1};
-    assert_int_equal(ps_ckpt_write_manifest(dir, &m, NULL), 0);
-    ps_ckpt_remove(dir, 3);
-    struct stat sb;
-    assert_int_equal(ps_ckpt_dir_path(path, sizeof path, dir, 3), 0);
-    errno = 0;
-    assert_int_equal(stat(path, &sb), -1);
-    assert_int_equal(errno, ENOENT);
-    /* The newer checkpoint and the manifest stay, and still load. */
-    assert_int_equal(ps_ckpt_read_manifest(dir, &m), 0);
-    assert_int_equal(m.clock, 4);
-    assert_int_equal(load_fresh(tables, 0.9f, dir, 4, 1, "adam"), 0);
-    ps_ckpt_remove(dir, 3); /* already gone: harmless */
-    ps_store_destroy(&orig);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -576,15 +468,12 @@ int main(void)
         T(test_snapshot_round_trip_same_layout),
         T(test_snapshot_reshards_one_to_many),
         T(test_snapshot_reshards_three_to_fewer),
+        T(test_snapshot_reshards_when_only_the_shard_mode_changes),
         T(test_snapshot_refuses_mismatched_job),
         T(test_snapshot_refuses_float32_average_of_old_format),
         T(test_snapshot_missing_files_are_io_errors),
         T(test_snapshot_rejects_flipped_payload_byte),
         T(test_snapshot_save_and_load_survive_oom_sweep),
-        T(test_ckpt_paths),
-        T(test_ckpt_manifest_round_trip),
-        T(test_ckpt_worker_state_round_trip),
-        T(test_ckpt_remove_deletes_directory),
 #undef T
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
