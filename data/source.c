@@ -218,6 +218,11 @@ static int probe_idx(const ps_source_cfg *cfg, ps_source_spec *spec)
 {
     char ti[PS_SOURCE_PATH], tl[PS_SOURCE_PATH], si[PS_SOURCE_PATH], sl[PS_SOURCE_PATH];
     ps_source_paths(cfg, ti, tl, si, sl, sizeof ti);
+    if (cfg->holdout > 0) {
+        /* The held-out training images stand for the test files. */
+        memcpy(si, ti, sizeof si);
+        memcpy(sl, tl, sizeof sl);
+    }
     size_t n, dim, nt, dimt, nl, nlt;
     uint32_t c, ct;
     int rc = ps_idx_probe(ti, &n, &dim);
