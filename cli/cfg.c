@@ -184,8 +184,8 @@ static const ps_cfg_row flags[] = {
      .cmds = CMD(PS_CMD_TRAIN),
      .help = "evaluate on this fraction of the training samples (seeded, never trained on) "
              "instead of --test; 0 = off"},
-    {FLAG("labels", "labels", DATA, labels), CUSTOM(labels_ops), .metavar = "L1,L2,..",
-     .def = "", .cmds = CMD(PS_CMD_TRAIN),
+    {FLAG("labels", "labels", DATA, labels), CUSTOM(labels_ops), .metavar = "L1,L2,..", .def = "",
+     .cmds = CMD(PS_CMD_TRAIN),
      .help = "libsvm: every class label (default: the labels the data shows)"},
 
     {FLAG("optimizer", "optimizer", OPTIM, opt.kind), CHOICE(opt_choice), .def = "adam",
@@ -790,11 +790,11 @@ ps_cfg_value_kind ps_cfg_pair_kind(const ps_cfg *cfg, size_t i)
         return PS_CFG_VALUE_BOOL;
     }
     if (f->type == PS_CFG_REAL) {
-        return PS_CFG_VALUE_NUMBER;
+        return PS_CFG_VALUE_REAL;
     }
     /* 0 is spelt as the row's word ("auto", "off"): text then. */
     return f->type == PS_CFG_UINT && (!f->word || load_uint_field(cfg, f) != 0)
-               ? PS_CFG_VALUE_NUMBER
+               ? PS_CFG_VALUE_INTEGER
                : PS_CFG_VALUE_TEXT;
 }
 

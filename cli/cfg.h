@@ -148,10 +148,15 @@ int ps_cfg_format(const ps_cfg *cfg, char *buf, size_t len);
 size_t ps_cfg_count(void);
 const char *ps_cfg_pair(const ps_cfg *cfg, size_t i, const char **flag, char *val, size_t len);
 
-/* What the text of pair i of cfg is, for a typed rendering (JSON): a
- * number (an integer or real flag, unless it holds its word such as
- * "auto" or "off"), a boolean ("0" or "1"), or text. Pure. */
-typedef enum { PS_CFG_VALUE_TEXT = 0, PS_CFG_VALUE_NUMBER, PS_CFG_VALUE_BOOL } ps_cfg_value_kind;
+/* What the text of pair i of cfg is, for a typed rendering (JSON): an
+ * integer (unless the flag holds its word such as "auto" or "off"), a
+ * real, a boolean ("0" or "1"), or text. Pure. */
+typedef enum {
+    PS_CFG_VALUE_TEXT = 0,
+    PS_CFG_VALUE_INTEGER,
+    PS_CFG_VALUE_REAL,
+    PS_CFG_VALUE_BOOL
+} ps_cfg_value_kind;
 ps_cfg_value_kind ps_cfg_pair_kind(const ps_cfg *cfg, size_t i);
 
 /* Sets the setting with header key `key` from its header text (a value

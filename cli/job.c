@@ -195,12 +195,12 @@ void ps_job_config_pairs(const ps_cfg *cfg, ps_job_pairs *out)
         errno = 0;
         if (kind == PS_CFG_VALUE_BOOL) {
             kv = PS_METRIC_B(key, strcmp(t, "1") == 0);
-        } else if (kind == PS_CFG_VALUE_NUMBER && strpbrk(t, ".eEn") == NULL) {
+        } else if (kind == PS_CFG_VALUE_INTEGER) {
             long long v = strtoll(t, &end, 10);
             if (end && *end == '\0' && errno == 0) {
                 kv = PS_METRIC_I(key, v);
             }
-        } else if (kind == PS_CFG_VALUE_NUMBER) {
+        } else if (kind == PS_CFG_VALUE_REAL) {
             double v = strtod(t, &end);
             if (end && *end == '\0') {
                 kv = PS_METRIC_D(key, v);

@@ -75,8 +75,9 @@ uint64_t ps_job_scan_limit(const ps_cfg *cfg, uint32_t nservers, uint64_t room);
 void ps_job_predict_cfg(const ps_cfg *cfg, ps_predict_cfg *out);
 
 /* The configuration as typed pairs (ps_cfg_pair, ps_cfg_pair_kind) for
- * the metrics header and model.json: numbers as numbers (an integer past
- * int64 stays text), booleans as booleans, the rest as strings. The pairs
+ * the metrics header and model.json: integers and reals as numbers (an
+ * integer past int64 stays text), booleans as booleans, the rest as
+ * strings. The pairs
  * point into out's own text, so out must outlive them. */
 #define PS_JOB_MAX_PAIRS 128
 typedef struct {

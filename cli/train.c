@@ -304,8 +304,8 @@ static void warn_blas_threads(ps_comm *comm, const layout *l)
     char msg[512], host[256] = "";
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     gethostname(host, sizeof host - 1);
-    if (first == rank &&
-        ps_job_blas_oversubscribed(openblas_get_num_threads(), ranks, (int)cores, msg, sizeof msg)) {
+    if (first == rank && ps_job_blas_oversubscribed(openblas_get_num_threads(), ranks, (int)cores,
+                                                    msg, sizeof msg)) {
         PS_LOG(WARN, "node %s: %s", host, msg);
     }
 }

@@ -85,7 +85,8 @@ static void write_line(ps_log_level level, const char *file, int line, const ps_
 
     /* One fprintf per line so lines from different ranks do not interleave. */
     ps_bytes js = {0};
-    if (log_json && json_line(&js, when, ts.tv_nsec / 1000000, level_names[level], msg, fields) == 0) {
+    if (log_json &&
+        json_line(&js, when, ts.tv_nsec / 1000000, level_names[level], msg, fields) == 0) {
         fprintf(stderr, "%s\n", (const char *)js.data);
     } else if (with_where) {
         fprintf(stderr, "%s.%03ldZ [rank %d] %s %s:%d: %s\n", when, ts.tv_nsec / 1000000, log_rank,

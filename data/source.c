@@ -282,8 +282,8 @@ static int probe_synth(const ps_source_cfg *cfg, ps_source_spec *spec)
     spec->dim = cfg->hash_bits ? (uint64_t)1 << cfg->hash_bits : cfg->synth.nfeatures;
     spec->nclasses = cfg->synth.nclasses;
     spec->ntrain = limit(cfg->synth.n - cfg->synth_test, cfg->train_limit);
-    spec->ntest = limit(cfg->holdout > 0 ? count_held(cfg, spec->ntrain) : cfg->synth_test,
-                        cfg->test_limit);
+    spec->ntest =
+        limit(cfg->holdout > 0 ? count_held(cfg, spec->ntrain) : cfg->synth_test, cfg->test_limit);
     spec->sample_rows = 1;
     spec->sample_nnz = spec->max_nnz = cfg->synth.nnz;
     spec->test_nnz = spec->ntest * cfg->synth.nnz;
@@ -472,8 +472,8 @@ static int indexed_held(const ps_source_cfg *cfg, const ps_source_spec *spec, ui
     int rc = 0;
     for (uint64_t first = 0; rc == 0 && first < spec->ntrain && (!max || all.n < max);
          first += HOLDOUT_PIECE) {
-        size_t n = (size_t)(spec->ntrain - first < HOLDOUT_PIECE ? spec->ntrain - first
-                                                                 : HOLDOUT_PIECE);
+        size_t n =
+            (size_t)(spec->ntrain - first < HOLDOUT_PIECE ? spec->ntrain - first : HOLDOUT_PIECE);
         if ((rc = indexed_rows(cfg, spec, 0, first, n, &piece)) == 0) {
             ps_holdout_filter(&h, &piece, first, 1);
             piece.n = max && piece.n > max - all.n ? (size_t)(max - all.n) : piece.n;

@@ -429,7 +429,8 @@ static int write_predictions(const ps_predictor *p, const char *path, const int3
     }
     for (size_t i = 0, o = 0; rc == 0 && i < n; i++) {
         char *buf = (char *)line.data;
-        o += (size_t)snprintf(buf + o, line.cap - o, "%d", ps_predict_label(p, (uint32_t)classes[i]));
+        o += (size_t)snprintf(buf + o, line.cap - o, "%d",
+                              ps_predict_label(p, (uint32_t)classes[i]));
         for (uint32_t c = 0; proba && c < C; c++) {
             o += (size_t)snprintf(buf + o, line.cap - o, " %.6g", (double)proba[i * C + c]);
         }
@@ -475,8 +476,8 @@ int ps_predict_run(const ps_predict_cfg *cfg, ps_predict_result *res)
     }
     uint32_t C = ps_model_config(p->model)->nclasses;
     if (!(classes = ps_malloc(n * sizeof *classes)) ||
-        (cfg->proba && (n > SIZE_MAX / sizeof(float) / C ||
-                        !(proba = ps_malloc(n * C * sizeof(float)))))) {
+        (cfg->proba &&
+         (n > SIZE_MAX / sizeof(float) / C || !(proba = ps_malloc(n * C * sizeof(float)))))) {
         rc = PS_ENOMEM;
         goto done;
     }

@@ -193,11 +193,18 @@ static void inject_pause(trainer *tr, uint64_t clock)
 
 /* A metrics line that cannot be written (a full disk) costs that line, not
  * the run: the first failure is a warning, the count is told at the end. */
-static void write_metrics(trainer *tr, const ps_metric_kv *kv, size_t n)
+static void count_lost(trainer *tr, int rc)
 {
-    if (tr->metrics && ps_metrics_write(tr->metrics, kv, n) != 0 && tr->metrics_lost++ == 0) {
+    if (rc != 0 && tr->metrics_lost++ == 0) {
         PS_LOG(WARN, "%s: a metrics line was not written (see above); training goes on",
                tr->wc->metrics);
+    }
+}
+
+static void write_metrics(trainer *tr, const ps_metric_kv *kv, size_t n)
+{
+    if (tr->metrics) {
+        count_lost(tr, ps_metrics_write(tr->metrics, kv, n));
     }
 }
 
@@ -519,10 +526,7 @@ static int metrics_resumed(trainer *tr)
                                .version = PS_VERSION,
                                .config = tr->wc->config,
                                .nconfig = tr->wc->nconfig};
-        if (ps_metrics_write_header(tr->metrics, &h) != 0 && tr->metrics_lost++ == 0) {
-            PS_LOG(WARN, "%s: the header record was not written (see above); training goes on",
-                   tr->wc->metrics);
-        }
+        count_lost(tr, ps_metrics_write_header(tr->metrics, &h));
         return 0;
     }
     size_t dropped = 0;

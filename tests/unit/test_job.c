@@ -296,7 +296,8 @@ static void test_job_config_pairs_are_typed(void **state)
             assert_int_equal(kv->type, PS_METRIC_INT);
             assert_int_equal(kv->v.i, 64);
             found++;
-        } else if (strcmp(kv->key, "holdout") == 0 || strcmp(kv->key, "lr") == 0) {
+        } else if (strcmp(kv->key, "holdout") == 0 || strcmp(kv->key, "l2") == 0) {
+            /* Reals stay reals, 0 included. */
             assert_int_equal(kv->type, PS_METRIC_DOUBLE);
             assert_true(kv->key[0] != 'h' || kv->v.d == 0.125);
             found++;

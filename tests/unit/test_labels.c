@@ -73,12 +73,10 @@ static void test_labels_parse_strictly(void **state)
     static const struct {
         const char *text, *why;
     } bad[] = {
-        {"", "at least two"},        {"1", "at least two"},
-        {"1,", "not a list"},        {",1,2", "not a list"},
-        {"1,,2", "not a list"},      {"1,a", "not a list"},
-        {"1.5,2", "not a list"},     {"1 ,2", "not a list"},
-        {"-,1", "not a list"},       {"1,2,1", "listed twice"},
-        {"1,2147483648", "32-bit"}, {"-2147483649,0", "32-bit"},
+        {"", "at least two"},      {"1", "at least two"},      {"1,", "not a list"},
+        {",1,2", "not a list"},    {"1,,2", "not a list"},     {"1,a", "not a list"},
+        {"1.5,2", "not a list"},   {"1 ,2", "not a list"},     {"-,1", "not a list"},
+        {"1,2,1", "listed twice"}, {"1,2147483648", "32-bit"}, {"-2147483649,0", "32-bit"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(ps_labels_parse(bad[i].text, NULL, err, sizeof err), PS_EINVAL);

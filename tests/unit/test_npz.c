@@ -232,10 +232,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, ps_test_setup, ps_test_teardown)
-        T(test_npz_records_parse_back),
-        T(test_npz_loads_in_numpy),
-        T(test_npz_foresees_zip32_limits),
-        T(test_npz_refuses_misuse),
+        T(test_npz_records_parse_back),          T(test_npz_loads_in_numpy),
+        T(test_npz_foresees_zip32_limits),       T(test_npz_refuses_misuse),
         T(test_npz_survives_failed_allocations),
 #undef T
     };

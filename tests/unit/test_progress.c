@@ -43,8 +43,8 @@ static void test_progress_eta_counts_evaluations_at_their_cost(void **state)
     p = (ps_progress){.steps_left = 5, .evals_left = 1};
     assert_true(ps_progress_eta(&p) < 0);
     /* Done: nothing left but the final evaluation. */
-    p = (ps_progress){.steps_done = 10, .elapsed_s = 12, .eval_s = 2, .evals_done = 1,
-                      .evals_left = 1};
+    p = (ps_progress){
+        .steps_done = 10, .elapsed_s = 12, .eval_s = 2, .evals_done = 1, .evals_left = 1};
     assert_true(fabs(ps_progress_eta(&p) - 2.0) < 1e-9);
 }
 
@@ -80,10 +80,9 @@ static void test_progress_formats_hms(void **state)
         double s;
         const char *want;
     } cases[] = {
-        {0, "0:00:00"},        {0.49, "0:00:00"},       {0.5, "0:00:01"},
-        {59.6, "0:01:00"},     {245, "0:04:05"},        {3599.4, "0:59:59"},
-        {3600, "1:00:00"},     {100000, "27:46:40"},    {360000, "100:00:00"},
-        {-1, "-:--:--"},       {NAN, "-:--:--"},        {INFINITY, "-:--:--"},
+        {0, "0:00:00"},        {0.49, "0:00:00"},   {0.5, "0:00:01"},  {59.6, "0:01:00"},
+        {245, "0:04:05"},      {3599.4, "0:59:59"}, {3600, "1:00:00"}, {100000, "27:46:40"},
+        {360000, "100:00:00"}, {-1, "-:--:--"},     {NAN, "-:--:--"},  {INFINITY, "-:--:--"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[32];
