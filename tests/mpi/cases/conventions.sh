@@ -11,6 +11,16 @@
 
 PY=/usr/bin/python3
 CV="$LOGDIR/conv"
+
+# py_verdict NAME RC OUT: passes NAME when RC is 0 and the Python check's
+# output OUT starts with "ok".
+py_verdict() {
+    if [ "$2" -eq 0 ] && [ "${3%% *}" = ok ]; then
+        pass "$1 ($3)"
+    else
+        fail "$1" "rc=$2 $3"
+    fi
+}
 rm -rf "$CV"
 mkdir -p "$CV"
 
@@ -123,11 +133,7 @@ assert evals and all("test_acc" in r for r in evals), evals
 print("ok %d lines, %d train_loss_ma records" % (len(rows), len(train)))
 EOF
     )
-    if [ "${out%% *}" = ok ]; then
-        pass "conv_metrics_header_and_records ($out)"
-    else
-        fail conv_metrics_header_and_records "$out"
-    fi
+    py_verdict conv_metrics_header_and_records 0 "$out"
 else
     echo "skip conv_metrics_header_and_records: $PY not found"
 fi
@@ -159,11 +165,7 @@ assert len(final["run_id"]) == 16, final
 print("ok %d progress lines" % len(prog))
 EOF
     )
-    if [ "$RC" -eq 0 ] && [ "${out%% *}" = ok ]; then
-        pass "conv_log_format_json_parses ($out)"
-    else
-        fail conv_log_format_json_parses "rc=$RC $out"
-    fi
+    py_verdict conv_log_format_json_parses "$RC" "$out"
 else
     echo "skip conv_log_format_json_parses: $PY not found"
 fi
@@ -207,11 +209,7 @@ assert len(got) == len(want) and same >= len(want) - 2, (same, len(want))
 print("ok %d of %d labels as adamps predicts" % (same, len(want)))
 EOF
     )
-    if [ "$hrc" -eq 0 ] && [ "${out%% *}" = ok ]; then
-        pass "conv_hashed_model_served_in_python ($out)"
-    else
-        fail conv_hashed_model_served_in_python "predict rc=$hrc: $out"
-    fi
+    py_verdict conv_hashed_model_served_in_python "$hrc" "$out"
 else
     echo "skip conv_hashed_model_served_in_python: numpy not found for $PY"
 fi
