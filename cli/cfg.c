@@ -182,11 +182,10 @@ static const ps_cfg_row flags[] = {
      .help = "read libsvm training data in chunks (auto: parts over 1 GiB)"},
     {FLAG("holdout", "holdout", DATA, holdout), REAL(unit), .metavar = "FRACTION", .def = "0",
      .cmds = CMD(PS_CMD_TRAIN),
-     .help = "evaluate on this fraction of the training samples (seeded, never trained on) "
-             "instead of --test; 0 = off"},
+     .help = "evaluate on a seeded fraction of the training data, not --test"},
     {FLAG("labels", "labels", DATA, labels), CUSTOM(labels_ops), .metavar = "L1,L2,..", .def = "",
      .cmds = CMD(PS_CMD_TRAIN),
-     .help = "libsvm: every class label (default: the labels the data shows)"},
+     .help = "libsvm: all class labels; none = those the data shows"},
 
     {FLAG("optimizer", "optimizer", OPTIM, opt.kind), CHOICE(opt_choice), .def = "adam",
      .help = "update rule"},
@@ -273,7 +272,7 @@ static const ps_cfg_row flags[] = {
     {FLAG("out", "out", OUTPUT, out), TEXT, .metavar = "FILE", .def = "",
      .help = "predict: label per line; synth: libsvm file"},
     {FLAG("proba", "proba", OUTPUT, proba), BOOL, .def = "0", .cmds = CMD(PS_CMD_PREDICT),
-     .help = "predict --out: a 'labels ...' line, then the label and class probabilities"},
+     .help = "predict --out: 'labels ..', then label and probabilities"},
     /* predict's --model: listed under the train row's help. */
     {FLAG("model", "model_dir", OUTPUT, model_dir), TEXT, .metavar = "DIR", .def = "",
      .cmds = CMD(PS_CMD_PREDICT)},
