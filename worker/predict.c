@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "data/fhash.h"
+#include "data/labels.h"
 #include "data/source.h"
 #include "worker/export.h"
 
@@ -469,10 +470,16 @@ int ps_predict_run(const ps_predict_cfg *cfg, ps_predict_result *res)
     }
     if (!cfg->quiet) {
         const ps_model_cfg *mc = ps_model_config(p->model);
+        char labels[160] = "";
+        if (p->nlabels) {
+            size_t o = (size_t)snprintf(labels, sizeof labels, ": labels ");
+            ps_labels_format(p->labels, p->nlabels, labels + o, sizeof labels - o);
+        }
         PS_LOG(INFO,
-               "adamps predict: %s model from %s (%" PRIu64 " inputs, %u classes); %zu "
+               "adamps predict: %s model from %s (%" PRIu64 " inputs, %u classes%s); %zu "
                "samples from %s",
-               ps_model_kind_name(mc->kind), cfg->model_dir, mc->in_dim, mc->nclasses, n, name);
+               ps_model_kind_name(mc->kind), cfg->model_dir, mc->in_dim, mc->nclasses, labels, n,
+               name);
     }
     uint32_t C = ps_model_config(p->model)->nclasses;
     if (!(classes = ps_malloc(n * sizeof *classes)) ||
