@@ -9,6 +9,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/table.h"
+#include "data/labels.h"
 
 /* One row per flag (cli/cfg_internal.h): its field in ps_cfg, how its text
  * becomes the value and back, its default as text and its help. Defaults
@@ -87,6 +88,29 @@ static void format_max_memory(const ps_cfg *cfg, char *buf, size_t n)
 
 static const ps_cfg_custom max_memory_ops = {parse_max_memory, format_max_memory};
 
+/* --labels: a list of distinct integers, checked here and kept as text
+ * (data/source.c reads it); "" clears it. */
+static int parse_labels(ps_cfg *cfg, const char *text, char *err, size_t errlen)
+{
+    char why[200];
+    if (text[0] && ps_labels_parse(text, NULL, why, sizeof why) != 0) {
+        return ps_cfg_err(err, errlen, "--labels: %s", why[0] ? why : "too many labels");
+    }
+    if (strlen(text) >= sizeof cfg->labels) {
+        return ps_cfg_err(err, errlen, "--labels: longer than %zu bytes", sizeof cfg->labels - 1);
+    }
+    memset(cfg->labels, 0, sizeof cfg->labels);
+    memcpy(cfg->labels, text, strlen(text));
+    return 0;
+}
+
+static void format_labels(const ps_cfg *cfg, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", cfg->labels);
+}
+
+static const ps_cfg_custom labels_ops = {parse_labels, format_labels};
+
 static const char *const cmd_names[] = {[PS_CMD_TRAIN] = "train",
                                         [PS_CMD_PREDICT] = "predict",
                                         [PS_CMD_SYNTH] = "synth",
@@ -156,6 +180,12 @@ static const ps_cfg_row flags[] = {
      .def = "0", .help = "first N test samples; 0 = all"},
     {FLAG("stream", "stream", DATA, stream), CHOICE(stream_choice), .def = "auto",
      .help = "read libsvm training data in chunks (auto: parts over 1 GiB)"},
+    {FLAG("holdout", "holdout", DATA, holdout), REAL(unit), .metavar = "FRACTION", .def = "0",
+     .cmds = CMD(PS_CMD_TRAIN),
+     .help = "evaluate on a seeded fraction of the training data, not --test"},
+    {FLAG("labels", "labels", DATA, labels), CUSTOM(labels_ops), .metavar = "L1,L2,..", .def = "",
+     .cmds = CMD(PS_CMD_TRAIN),
+     .help = "libsvm: all class labels; none = those the data shows"},
 
     {FLAG("optimizer", "optimizer", OPTIM, opt.kind), CHOICE(opt_choice), .def = "adam",
      .help = "update rule"},
@@ -234,10 +264,15 @@ static const ps_cfg_row flags[] = {
      .help = "log line format"},
     {FLAG("progress-every", "progress_every", OUTPUT, progress_secs), REAL(nonneg),
      .metavar = "SECONDS", .def = "5", .help = "progress line interval, >= 0; 0 = none"},
+    {FLAG("log-every", "log_every", OUTPUT, log_every), UINT(1, UINT64_MAX), .word = "off",
+     .metavar = "N", .def = "off", .cmds = CMD(PS_CMD_TRAIN),
+     .help = "a train_loss_ma metrics record every N steps"},
     {FLAG("clock-log", "clock_log", OUTPUT, clock_log), TEXT, .metavar = "FILE", .def = "",
      .help = "testing: workers append 'worker clock' lines"},
     {FLAG("out", "out", OUTPUT, out), TEXT, .metavar = "FILE", .def = "",
-     .help = "predict: class per line; synth: libsvm file"},
+     .help = "predict: label per line; synth: libsvm file"},
+    {FLAG("proba", "proba", OUTPUT, proba), BOOL, .def = "0", .cmds = CMD(PS_CMD_PREDICT),
+     .help = "predict --out: 'labels ..', then label and probabilities"},
     /* predict's --model: listed under the train row's help. */
     {FLAG("model", "model_dir", OUTPUT, model_dir), TEXT, .metavar = "DIR", .def = "",
      .cmds = CMD(PS_CMD_PREDICT)},
@@ -260,6 +295,12 @@ const ps_cfg_row ps_cfg_synth_keys[] = {
 
 _Static_assert(sizeof ps_cfg_synth_keys / sizeof ps_cfg_synth_keys[0] == PS_CFG_NSYNTH,
                "PS_CFG_NSYNTH counts the rows");
+
+static uint64_t load_uint_field(const ps_cfg *cfg, const ps_cfg_row *f)
+{
+    const void *p = (const char *)cfg + f->off;
+    return f->size == sizeof(uint32_t) ? *(const uint32_t *)p : *(const uint64_t *)p;
+}
 
 static const ps_cfg_row *find_key(const char *key)
 {
@@ -330,9 +371,8 @@ static const struct {
     {0, "synthetic", "format", 0, "--format does not apply to --synthetic"},
     {CMD(PS_CMD_TRAIN), "test", "train", 1,
      "--test goes with --train (--dataset and --synthetic bring their own test data)"},
-    {CMD(PS_CMD_TRAIN), "train", "test", 1,
-     "--train needs --test FILE too: evaluation needs held-out data (only --dataset and "
-     "--synthetic bring their own)"},
+    {CMD(PS_CMD_TRAIN), "holdout", "test", 0,
+     "--holdout and --test are exclusive: evaluate on held-out training samples or on a file"},
     {CMD(PS_CMD_PREDICT), NULL, "model_dir", 1,
      "predict needs --model DIR (a directory from --save-model)"},
     {CMD(PS_CMD_PREDICT), "test", "dataset", 0,
@@ -373,6 +413,12 @@ static int check_combinations(ps_cfg *cfg, const unsigned char *seen, char *err,
     }
     if (why) {
         rc = ps_cfg_err(err, errlen, "%s", why);
+    } else if (train && given(seen, "train") && !given(seen, "test") && !(cfg->holdout > 0)) {
+        rc = ps_cfg_err(err, errlen,
+                        "--train needs --test FILE too, or --holdout FRACTION: evaluation needs "
+                        "held-out data (only --dataset and --synthetic bring their own)");
+    } else if (predict && cfg->proba && !given(seen, "out")) {
+        rc = ps_cfg_err(err, errlen, "--proba needs --out FILE: the probabilities go there");
     } else if (given(seen, "checkpoint_every") && cfg->ckpt_every > 0 &&
                !given(seen, "checkpoint_dir")) {
         rc = ps_cfg_err(err, errlen, "--checkpoint-every needs --checkpoint-dir");
@@ -733,6 +779,22 @@ const char *ps_cfg_pair(const ps_cfg *cfg, size_t i, const char **flag, char *va
     }
     ps_cfg_format_value(cfg, &flags[i], val, len);
     return flags[i].key;
+}
+
+ps_cfg_value_kind ps_cfg_pair_kind(const ps_cfg *cfg, size_t i)
+{
+    PS_ASSERT(i < NFLAGS);
+    const ps_cfg_row *f = &flags[i];
+    if (f->type == PS_CFG_BOOL) {
+        return PS_CFG_VALUE_BOOL;
+    }
+    if (f->type == PS_CFG_REAL) {
+        return PS_CFG_VALUE_REAL;
+    }
+    /* 0 is spelt as the row's word ("auto", "off"): text then. */
+    return f->type == PS_CFG_UINT && (!f->word || load_uint_field(cfg, f) != 0)
+               ? PS_CFG_VALUE_INTEGER
+               : PS_CFG_VALUE_TEXT;
 }
 
 int ps_cfg_set(ps_cfg *cfg, const char *key, const char *text, char *err, size_t errlen)

@@ -57,6 +57,9 @@ typedef struct {
     uint64_t train_limit;       /* --train-limit N (0 = all) */
     uint64_t test_limit;        /* --test-limit N (0 = all) */
     ps_stream_mode stream;      /* --stream on|off|auto */
+    double holdout;             /* --holdout FRACTION of the training samples to evaluate on
+                                   instead of --test (0 = off) */
+    char labels[PS_CFG_PATH];   /* --labels L1,L2,...: the libsvm label set ("" = found) */
 
     /* optimizer */
     ps_opt_hp opt;            /* --optimizer, --lr, --beta1, --beta2, --eps, --momentum,
@@ -95,11 +98,13 @@ typedef struct {
     int quiet;                    /* --quiet */
     int log_json;                 /* --log-format text|json */
     double progress_secs;         /* --progress-every SECONDS */
+    uint64_t log_every;           /* --log-every N steps: train_loss_ma records (0 = off) */
     char clock_log[PS_CFG_PATH];  /* --clock-log FILE: testing */
 
     /* predict */
     char model_dir[PS_CFG_PATH]; /* --model DIR (predict) */
     char out[PS_CFG_PATH];       /* --out FILE (predict: classes; synth: libsvm file) */
+    int proba;                   /* --proba: predict writes class probabilities */
 } ps_cfg;
 
 /* Fills cfg with every default: each row's default text through its own
@@ -142,6 +147,17 @@ int ps_cfg_format(const ps_cfg *cfg, char *buf, size_t len);
  * the command. Pure, thread-safe. */
 size_t ps_cfg_count(void);
 const char *ps_cfg_pair(const ps_cfg *cfg, size_t i, const char **flag, char *val, size_t len);
+
+/* What the text of pair i of cfg is, for a typed rendering (JSON): an
+ * integer (unless the flag holds its word such as "auto" or "off"), a
+ * real, a boolean ("0" or "1"), or text. Pure. */
+typedef enum {
+    PS_CFG_VALUE_TEXT = 0,
+    PS_CFG_VALUE_INTEGER,
+    PS_CFG_VALUE_REAL,
+    PS_CFG_VALUE_BOOL
+} ps_cfg_value_kind;
+ps_cfg_value_kind ps_cfg_pair_kind(const ps_cfg *cfg, size_t i);
 
 /* Sets the setting with header key `key` from its header text (a value
  * ps_cfg_pair gives; booleans are 0 or 1, and "" clears an unset-by-default

@@ -1,6 +1,8 @@
 #include "cli/job.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -76,6 +78,9 @@ void ps_job_source_cfg(const ps_cfg *cfg, ps_source_cfg *out)
     ps_job_synth_cfg(cfg, &out->synth);
     out->synth_test = cfg->synth_test;
     out->quiet = cfg->quiet;
+    out->holdout = cfg->holdout;
+    out->seed = cfg->seed;
+    out->labels = cfg->labels;
 }
 
 void ps_job_batcher_cfg(const ps_cfg *cfg, ps_batcher_cfg *out)
@@ -132,6 +137,9 @@ void ps_job_worker_cfg(const ps_cfg *cfg, ps_worker_cfg *out)
     out->eval_every = cfg->eval_every;
     out->eval_train = cfg->eval_train;
     out->progress_secs = cfg->progress_secs;
+    out->log_every = cfg->log_every;
+    out->log_json = cfg->log_json;
+    out->run_id = "";
     out->quiet = cfg->quiet;
     out->metrics = cfg->metrics;
     out->save_model = cfg->save_model;
@@ -171,7 +179,48 @@ void ps_job_predict_cfg(const ps_cfg *cfg, ps_predict_cfg *out)
     out->model_dir = cfg->model_dir;
     ps_job_source_cfg(cfg, &out->source);
     out->out = cfg->out;
+    out->proba = cfg->proba;
     out->quiet = cfg->quiet;
+}
+
+void ps_job_config_pairs(const ps_cfg *cfg, ps_job_pairs *out)
+{
+    out->n = 0;
+    for (size_t i = 0; i < ps_cfg_count() && out->n < PS_JOB_MAX_PAIRS; i++) {
+        char *t = out->text[out->n];
+        const char *key = ps_cfg_pair(cfg, i, NULL, t, sizeof out->text[0]);
+        ps_metric_kv kv = PS_METRIC_S(key, t);
+        ps_cfg_value_kind kind = ps_cfg_pair_kind(cfg, i);
+        char *end = NULL;
+        errno = 0;
+        if (kind == PS_CFG_VALUE_BOOL) {
+            kv = PS_METRIC_B(key, strcmp(t, "1") == 0);
+        } else if (kind == PS_CFG_VALUE_INTEGER) {
+            long long v = strtoll(t, &end, 10);
+            if (end && *end == '\0' && errno == 0) {
+                kv = PS_METRIC_I(key, v);
+            }
+        } else if (kind == PS_CFG_VALUE_REAL) {
+            double v = strtod(t, &end);
+            if (end && *end == '\0') {
+                kv = PS_METRIC_D(key, v);
+            }
+        }
+        out->kv[out->n++] = kv;
+    }
+}
+
+int ps_job_blas_oversubscribed(int threads, int ranks, int cores, char *msg, size_t len)
+{
+    int over = threads > 1 && cores > 0 && (long)threads * ranks > cores;
+    int fits = ranks > 0 && cores / ranks > 1 ? cores / ranks : 1;
+    snprintf(msg, len,
+             over ? "%d ranks x %d OpenBLAS threads = %ld threads on this node's %d cores: the "
+                    "ranks' sgemm calls fight over the cores; give each rank %d (mpirun -x "
+                    "OPENBLAS_NUM_THREADS=%d, or export it before srun)"
+                  : "",
+             ranks, threads, (long)threads * ranks, cores, fits, fits);
+    return over;
 }
 
 /* The optimizer's state arrays per row (0 for an unknown rule: the config

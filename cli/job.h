@@ -71,7 +71,28 @@ void ps_job_budget(const ps_cfg *cfg, const ps_source_spec *spec, const ps_model
  * could hold with the narrowest such table (2 classes, or --hidden's first
  * layer), under --optimizer's state, averaging and lazy updates. */
 uint64_t ps_job_scan_limit(const ps_cfg *cfg, uint32_t nservers, uint64_t room);
-/* `adamps predict`: --model DIR, the test set, --out, --quiet. */
+/* `adamps predict`: --model DIR, the test set, --out, --proba, --quiet. */
 void ps_job_predict_cfg(const ps_cfg *cfg, ps_predict_cfg *out);
+
+/* The configuration as typed pairs (ps_cfg_pair, ps_cfg_pair_kind) for
+ * the metrics header and model.json: integers and reals as numbers (an
+ * integer past int64 stays text), booleans as booleans, the rest as
+ * strings. The pairs
+ * point into out's own text, so out must outlive them. */
+#define PS_JOB_MAX_PAIRS 128
+typedef struct {
+    ps_metric_kv kv[PS_JOB_MAX_PAIRS];
+    char text[PS_JOB_MAX_PAIRS][PS_CFG_PATH + 64];
+    size_t n;
+} ps_job_pairs;
+void ps_job_config_pairs(const ps_cfg *cfg, ps_job_pairs *out);
+
+/* 1 when OpenBLAS's threads in each of the node's ranks oversubscribe its
+ * cores (threads > 1 and threads * ranks > cores): each sgemm then fights
+ * the other ranks' for cores. One thread per rank is never flagged (ranks
+ * beyond cores are the launcher's choice, and the waits nap for them).
+ * Writes the advice into msg (len bytes) naming the counts and the thread
+ * count that fits. Pure. */
+int ps_job_blas_oversubscribed(int threads, int ranks, int cores, char *msg, size_t len);
 
 #endif

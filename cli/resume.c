@@ -26,12 +26,14 @@ static const char *const safe_keys[] = {
     "clock_log",
     "quiet",
     "log_format",
+    "log_every",
     "progress_every",
     "peer_timeout",
     "servers",
     "shard",
     "inject_delay_ms",
     "out",
+    "proba",
     "model_dir",
 };
 

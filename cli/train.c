@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/budget.h"
 #include "cli/cli.h"
@@ -18,6 +19,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/rng.h"
+#include "data/labels.h"
 #include "data/source.h"
 #include "server/optim.h"
 #include "server/server.h"
@@ -270,6 +273,43 @@ static int prepare_ckpt(const ps_cfg *cfg, const layout *l, uint64_t need, time_
     return 0;
 }
 
+/* A run id for logs and metrics to meet on: a hash of the wall clock in
+ * nanoseconds, the pid and the host, as 16 hex digits. */
+static void make_run_id(char *buf, size_t len)
+{
+    struct timespec ts;
+    char host[256] = "";
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over the host name */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gethostname(host, sizeof host - 1);
+    for (const char *p = host; *p; p++) {
+        h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+    }
+    uint64_t id = ps_rng_hash((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec,
+                              (uint64_t)getpid(), h, 0);
+    snprintf(buf, len, "%016llx", (unsigned long long)id);
+}
+
+/* The lowest rank of each node warns when OpenBLAS's threads times the
+ * node's ranks exceed its cores. */
+static void warn_blas_threads(ps_comm *comm, const layout *l)
+{
+    int rank = ps_comm_rank(comm), ranks = 0, first = -1;
+    for (int r = 0; r < ps_comm_size(comm); r++) {
+        if (l->node_of_rank[r] == l->node_of_rank[rank]) {
+            first = first < 0 ? r : first;
+            ranks++;
+        }
+    }
+    char msg[512], host[256] = "";
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    gethostname(host, sizeof host - 1);
+    if (first == rank && ps_job_blas_oversubscribed(openblas_get_num_threads(), ranks, (int)cores,
+                                                    msg, sizeof msg)) {
+        PS_LOG(WARN, "node %s: %s", host, msg);
+    }
+}
+
 static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_start)
 {
     layout l = {0};
@@ -319,16 +359,27 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_
         catch_stop_signals();
     }
     const volatile sig_atomic_t *flag = cfg->ckpt_dir[0] ? &stop_flag : NULL;
+    static char run_id[32];
+    if (coord) {
+        make_run_id(run_id, sizeof run_id);
+    }
     if (coord && !cfg->quiet) {
         /* Unscanned libsvm: the workers count their own parts. */
-        char ntrain[96];
+        char ntrain[96], labels[200] = "";
         snprintf(ntrain, sizeof ntrain, spec.ntrain ? "%llu train" : "%llu bytes of training lines",
                  (unsigned long long)(spec.ntrain ? spec.ntrain : spec.train_bytes));
+        if (spec.nlabels) {
+            char list[160];
+            ps_labels_format(spec.labels, spec.nlabels, list, sizeof list);
+            snprintf(labels, sizeof labels, " (labels %s)", list);
+        }
         PS_LOG(INFO,
-               "adamps %s train: %d servers, %d workers; data: %llu features, %u classes, "
-               "%s / %llu test samples",
-               PS_VERSION, l.nservers, l.nworkers, (unsigned long long)spec.dim, spec.nclasses,
-               ntrain, (unsigned long long)spec.ntest);
+               "adamps %s train, run %s: %d servers, %d workers; data: %llu features, %u "
+               "classes%s, %s / %s%llu %s samples",
+               PS_VERSION, run_id, l.nservers, l.nworkers, (unsigned long long)spec.dim,
+               spec.nclasses, labels, ntrain,
+               cfg->holdout > 0 && spec.sparse && !spec.ntrain ? "about " : "",
+               (unsigned long long)spec.ntest, cfg->holdout > 0 ? "held-out" : "test");
         PS_LOG(INFO, "config: %s", header);
         /* OpenBLAS picks its kernel at run time; an old build on a new CPU
          * falls back to a slow generic one (see README, Performance). */
@@ -345,6 +396,7 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_
     if (coord && ps_cfg_warning(cfg, advice, sizeof advice)) {
         PS_LOG(WARN, "%s", advice); /* even with --quiet */
     }
+    warn_blas_threads(comm, &l);
     if (server) {
         ps_server_cfg sc;
         ps_job_server_cfg(cfg, &sc);
@@ -360,11 +412,16 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_
         sc.store.nservers = (uint32_t)l.nservers;
         rc = ps_server_run(&sc, comm);
     } else {
-        ps_worker_cfg wc;
+        static ps_worker_cfg wc; /* the spec's label list is large */
+        static ps_job_pairs pairs;
         ps_job_worker_cfg(cfg, &wc);
+        ps_job_config_pairs(cfg, &pairs);
         wc.model = mcfg;
         wc.spec = spec;
         wc.config_text = header;
+        wc.config = pairs.kv;
+        wc.nconfig = pairs.n;
+        wc.run_id = run_id;
         wc.resume = ckpt.resume;
         wc.nresume = ckpt.nresume;
         wc.stop_flag = flag;

@@ -37,6 +37,8 @@ typedef struct {
 
 /* Hidden layers a model file can describe (worker/model.h's limit). */
 #define PS_FILE_MAX_HIDDEN 8
+/* Class labels a model file can list (data/source.h's limit). */
+#define PS_FILE_MAX_LABELS 4096
 
 /* The ModelInfo message: what a kind "model" file's tables make up. */
 typedef struct {
@@ -53,6 +55,9 @@ typedef struct {
     uint32_t nconv;      /* cnn: convolution stages, at most PS_FILE_MAX_HIDDEN */
     uint32_t conv[PS_FILE_MAX_HIDDEN];
     uint32_t latent; /* vae */
+    /* The label of each class, ascending; nlabels 0: class c is label c. */
+    uint32_t nlabels;
+    int32_t labels[PS_FILE_MAX_LABELS];
 } ps_file_model;
 
 /* Plain-C view of the FileHeader message. For writing, every pointer is

@@ -90,11 +90,13 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
             goto done;
         }
         if (m->nhidden > PS_FILE_MAX_HIDDEN || m->nconv > PS_FILE_MAX_HIDDEN ||
+            m->nlabels > PS_FILE_MAX_LABELS ||
             !memchr(m->activation, '\0', sizeof m->activation)) {
             PS_LOG(ERROR,
                    "file header: model has %u hidden layers and %u convolutions (at most %d "
-                   "each), or an activation name that is not NUL-terminated",
-                   m->nhidden, m->nconv, PS_FILE_MAX_HIDDEN);
+                   "each) and %u labels (at most %d), or an activation name that is not "
+                   "NUL-terminated",
+                   m->nhidden, m->nconv, PS_FILE_MAX_HIDDEN, m->nlabels, PS_FILE_MAX_LABELS);
             rc = PS_EINVAL;
             goto done;
         }
@@ -107,6 +109,8 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
         model.activation = (char *)m->activation;
         model.n_conv = m->nconv;
         model.conv = (uint32_t *)m->conv;
+        model.n_labels = m->nlabels;
+        model.labels = (int32_t *)m->labels;
     }
 
     Adamps__FileHeader msg = ADAMPS__FILE_HEADER__INIT;
@@ -189,6 +193,12 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
         rc = PS_ECKPT;
         goto free_msg;
     }
+    if (model && model->n_labels > PS_FILE_MAX_LABELS) {
+        DECODE_LOG("%s: file header field model.labels has %zu labels, at most %d allowed", what,
+                   model->n_labels, PS_FILE_MAX_LABELS);
+        rc = PS_ECKPT;
+        goto free_msg;
+    }
     if (model && strlen(model->activation) >= sizeof out->model.activation) {
         DECODE_LOG("%s: file header field model.activation is %zu bytes long, at most %zu allowed",
                    what, strlen(model->activation), sizeof out->model.activation - 1);
@@ -237,6 +247,10 @@ int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_
         m->nconv = (uint32_t)model->n_conv;
         for (size_t i = 0; i < model->n_conv; i++) {
             m->conv[i] = model->conv[i];
+        }
+        m->nlabels = (uint32_t)model->n_labels;
+        if (model->n_labels) {
+            memcpy(m->labels, model->labels, model->n_labels * sizeof *m->labels);
         }
     }
 

@@ -17,7 +17,7 @@
  * and crc32 included; the model field only when h->has_model. Returns 0;
  * PS_EINVAL (logged) when kind, a table name or the model kind is not
  * NUL-terminated inside its array, or the model has more than
- * PS_FILE_MAX_HIDDEN hidden layers; PS_ENOMEM. */
+ * PS_FILE_MAX_HIDDEN hidden layers or PS_FILE_MAX_LABELS labels; PS_ENOMEM. */
 int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out);
 
 /* Decodes len bytes at buf into out, which must be zeroed or finalised; on
@@ -26,7 +26,8 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out);
  * probes bytes it already knows to be damaged). Checks that the bytes parse, that
  * kind and the model kind fit in 16 and each table name in 32 bytes with
  * their NUL, and that the model has at most PS_FILE_MAX_HIDDEN hidden
- * layers. Returns 0; PS_ECKPT (logged, out left zeroed); PS_ENOMEM. Does not check the format
+ * layers and PS_FILE_MAX_LABELS labels (their order is the reader's to
+ * check). Returns 0; PS_ECKPT (logged, out left zeroed); PS_ENOMEM. Does not check the format
  * version: the caller does, so it can name the versions it knows. */
 int ps_fileheader_decode(const char *what, const void *buf, size_t len, ps_file_header *out);
 

@@ -161,6 +161,12 @@ done:
     return rc;
 }
 
+int ps_json_update(ps_json *obj, const ps_json *other)
+{
+    /* Keys were repaired when other was built. */
+    return json_object_update(obj, (json_t *)other) == 0 ? 0 : PS_ENOMEM;
+}
+
 int ps_json_append(ps_json *arr, ps_json *value)
 {
     return value && json_array_append_new(arr, value) == 0 ? 0 : PS_ENOMEM;

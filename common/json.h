@@ -39,6 +39,9 @@ ps_json *ps_json_bool(int v);
  * Returns 0, or PS_ENOMEM when obj or value is NULL (a constructor failed)
  * or the insertion cannot allocate. */
 int ps_json_set(ps_json *obj, const char *key, ps_json *value);
+/* Sets every key of the object other into obj, as ps_json_set would, in
+ * other's order. Borrows other. Returns 0 or PS_ENOMEM. */
+int ps_json_update(ps_json *obj, const ps_json *other);
 /* Appends value to array arr. Ownership and return as ps_json_set. */
 int ps_json_append(ps_json *arr, ps_json *value);
 

@@ -32,6 +32,11 @@ void ps_log_set_json(int on)
     log_json = on;
 }
 
+int ps_log_is_json(void)
+{
+    return log_json;
+}
+
 void ps_log_set_abort_hook(void (*hook)(void))
 {
     log_abort_hook = hook;
@@ -40,7 +45,8 @@ void ps_log_set_abort_hook(void (*hook)(void))
 /* The JSON line of one log record into line (NUL-terminated). Returns 0
  * or PS_ENOMEM: then the caller prints the text line instead, since logging
  * must never fail. */
-static int json_line(ps_bytes *line, const char *when, long ms, const char *level, const char *msg)
+static int json_line(ps_bytes *line, const char *when, long ms, const char *level, const char *msg,
+                     const ps_json *fields)
 {
     char stamp[48];
     snprintf(stamp, sizeof stamp, "%s.%03ldZ", when, ms);
@@ -49,6 +55,7 @@ static int json_line(ps_bytes *line, const char *when, long ms, const char *leve
     rc = rc ? rc : ps_json_set(o, "rank", ps_json_int(log_rank));
     rc = rc ? rc : ps_json_set(o, "level", ps_json_string(level));
     rc = rc ? rc : ps_json_set(o, "msg", ps_json_string(msg));
+    rc = rc || !fields ? rc : ps_json_update(o, fields);
     rc = rc ? rc : ps_json_dump(o, 0, line);
     rc = rc ? rc : PS_GROW(line->data, line->cap, line->len + 1);
     if (rc == 0) {
@@ -58,16 +65,12 @@ static int json_line(ps_bytes *line, const char *when, long ms, const char *leve
     return rc;
 }
 
-void ps_log_write(ps_log_level level, const char *file, int line, const char *fmt, ...)
+/* One line: text, or JSON with fields (may be NULL). */
+static void write_line(ps_log_level level, const char *file, int line, const ps_json *fields,
+                       const char *fmt, va_list ap)
 {
-    if (level < log_min) {
-        return;
-    }
     char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -82,7 +85,8 @@ void ps_log_write(ps_log_level level, const char *file, int line, const char *fm
 
     /* One fprintf per line so lines from different ranks do not interleave. */
     ps_bytes js = {0};
-    if (log_json && json_line(&js, when, ts.tv_nsec / 1000000, level_names[level], msg) == 0) {
+    if (log_json &&
+        json_line(&js, when, ts.tv_nsec / 1000000, level_names[level], msg, fields) == 0) {
         fprintf(stderr, "%s\n", (const char *)js.data);
     } else if (with_where) {
         fprintf(stderr, "%s.%03ldZ [rank %d] %s %s:%d: %s\n", when, ts.tv_nsec / 1000000, log_rank,
@@ -92,6 +96,28 @@ void ps_log_write(ps_log_level level, const char *file, int line, const char *fm
                 level_names[level], msg);
     }
     ps_free(js.data);
+}
+
+void ps_log_write(ps_log_level level, const char *file, int line, const char *fmt, ...)
+{
+    if (level < log_min) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(level, file, line, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void ps_log_fields(ps_log_level level, struct json_t *fields, const char *fmt, ...)
+{
+    if (level >= log_min) {
+        va_list ap;
+        va_start(ap, fmt);
+        write_line(level, "", 0, fields, fmt, ap);
+        va_end(ap);
+    }
+    ps_json_free(&fields);
 }
 
 void ps_log_fatal(const char *file, int line, const char *expr)

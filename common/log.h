@@ -23,6 +23,15 @@ void ps_log_set_abort_hook(void (*hook)(void));
 
 void ps_log_write(ps_log_level level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A line with structured fields (progress): as PS_LOG, and under
+ * --log-format json the keys of the object `fields` (common/json.h; may be
+ * NULL) follow time, rank, level and msg in the same line, so a reader
+ * needs no parsing of msg. Takes ownership of fields. */
+struct json_t;
+void ps_log_fields(ps_log_level level, struct json_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 1 when lines are JSON (ps_log_set_json). */
+int ps_log_is_json(void);
 void ps_log_fatal(const char *file, int line, const char *expr) __attribute__((noreturn));
 
 #define PS_LOG(level, ...) ps_log_write(PS_LOG_##level, __FILE__, __LINE__, __VA_ARGS__)

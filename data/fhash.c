@@ -4,7 +4,16 @@
 #include "common/log.h"
 
 /* Fixed, so a model trained with --hash-bits B can be served elsewhere. */
-#define FHASH_SEED 0x2545f4914f6cdd1dULL
+#define FHASH_SEED PS_FHASH_SEED
+
+const char *ps_fhash_definition(void)
+{
+    return "row = fmix64((fmix64(id ^ seed) + seed) mod 2^64) >> (64 - bits), where fmix64(k) is "
+           "MurmurHash3's 64-bit finaliser (k ^= k >> 33; k *= 0xff51afd7ed558ccd; k ^= k >> 33; "
+           "k *= 0xc4ceb9fe1a85ec53; k ^= k >> 33; all modulo 2^64) and id is the 0-based "
+           "feature id (a libsvm index minus 1, or the index itself with zero_based); the "
+           "values of ids that share a row are summed";
+}
 
 /* Murmur3's 64-bit finaliser: full avalanche, a bijection on 64 bits. */
 static inline uint64_t fmix64(uint64_t k)

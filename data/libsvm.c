@@ -13,26 +13,30 @@
 
 #include "common/comm.h"
 #include "common/err.h"
-#include "data/fhash.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "data/fhash.h"
+#include "data/labels.h"
+#include "data/zread.h"
 
 /* First read size; the buffer only grows past it for longer lines. */
 #define LIBSVM_BUF0 ((size_t)64 << 10)
 
 struct ps_libsvm {
     char *path;
-    FILE *f;
+    ps_zread *z; /* plain or gzip; offsets below are in its (decompressed) data */
     ps_libsvm_opts opts;
-    uint64_t start; /* first line start >= begin */
-    uint64_t end;   /* lines starting at or after this belong to the next range */
+    int32_t *labels; /* opts.labels copied (opts.labels points here) */
+    char *hint;      /* opts.labels_hint copied */
+    uint64_t start;  /* first line start >= begin */
+    uint64_t end;    /* lines starting at or after this belong to the next range */
 
-    char *buf;        /* file bytes [buf_off, buf_off + len) */
+    char *buf;        /* data bytes [buf_off, buf_off + len) */
     size_t cap;       /* buf holds cap bytes; one is kept for a terminating NUL */
     size_t pos;       /* next unread byte */
     size_t len;
     size_t scanned;   /* bytes after pos known to hold no newline */
-    uint64_t buf_off; /* file offset of buf[0] */
+    uint64_t buf_off; /* data offset of buf[0] */
     int eof;
 
     uint64_t rel_line;     /* lines of the range consumed so far */
@@ -41,10 +45,10 @@ struct ps_libsvm {
     uint64_t err_line;
     int err; /* sticky until rewind */
 
-    uint64_t id_end;   /* max feature id + 1 seen (dim == 0) */
-    uint64_t max_dim;  /* dim == 0: ids must stay below this */
-    int32_t max_class; /* -1: none yet */
-    int saw_minus1;
+    uint64_t id_end;  /* max feature id + 1 seen (dim == 0) */
+    uint64_t max_dim; /* dim == 0: ids must stay below this */
+    ps_labels seen;   /* discovery: the labels seen */
+    uint64_t ignored_ids, ignored_rows;
 };
 
 int ps_libsvm_file_size(const char *path, uint64_t *size)
@@ -58,24 +62,28 @@ int ps_libsvm_file_size(const char *path, uint64_t *size)
     return 0;
 }
 
-/* Counts the newlines before r->start with pread, leaving the stream alone. */
+/* Counts the newlines before r->start on a second stream, leaving the
+ * reader's alone. */
 static void count_lines_before(ps_libsvm *r)
 {
     char tmp[16384];
     uint64_t count = 0;
-    int fd = fileno(r->f);
-    for (uint64_t off = 0; off < r->start;) {
-        size_t want = r->start - off < sizeof tmp ? (size_t)(r->start - off) : sizeof tmp;
-        ssize_t got = pread(fd, tmp, want, (off_t)off);
-        if (got <= 0) {
-            break; /* only used for a message: a short count beats none */
+    ps_zread *z = NULL;
+    if (ps_zread_open(&z, r->path) == 0) {
+        for (uint64_t off = 0; off < r->start;) {
+            size_t want = r->start - off < sizeof tmp ? (size_t)(r->start - off) : sizeof tmp;
+            size_t got = 0;
+            if (ps_zread_read(z, tmp, want, &got) != 0 || got == 0) {
+                break; /* only used for a message: a short count beats none */
+            }
+            for (const char *p = tmp, *e = tmp + got; (p = memchr(p, '\n', (size_t)(e - p)));
+                 p++) {
+                count++;
+            }
+            off += got;
         }
-        for (const char *p = tmp, *e = tmp + got; (p = memchr(p, '\n', (size_t)(e - p)));
-             p++) {
-            count++;
-        }
-        off += (uint64_t)got;
     }
+    ps_zread_close(&z);
     r->lines_before = count;
     r->lines_known = 1;
 }
@@ -96,12 +104,15 @@ __attribute__((format(printf, 2, 3))) static int bad_line(ps_libsvm *r, const ch
     return PS_EFORMAT;
 }
 
-/* Next line of the range, NUL-terminated, without its '\n'. Returns 0,
- * PS_EEOF (no line starts before end), PS_EIO or PS_ENOMEM. */
-static int next_line(ps_libsvm *r, char **line, size_t *len)
+/* Next line of the range, NUL-terminated, without its '\n', and the data
+ * offset of its first byte. Returns 0, PS_EEOF (no line starts before
+ * end), PS_EIO, PS_EFORMAT (corrupt gzip data; logged by zread) or
+ * PS_ENOMEM. */
+static int next_line(ps_libsvm *r, char **line, size_t *len, uint64_t *at)
 {
     for (;;) {
-        if (r->buf_off + r->pos >= r->end) {
+        *at = r->buf_off + r->pos;
+        if (*at >= r->end) {
             return PS_EEOF;
         }
         char *from = r->buf + r->pos + r->scanned;
@@ -147,14 +158,12 @@ static int next_line(ps_libsvm *r, char **line, size_t *len)
         }
         /* A long scan or load keeps this rank's peers from timing out. */
         ps_comm_alive();
-        size_t got = fread(r->buf + r->len, 1, r->cap - 1 - r->len, r->f);
-        if (got == 0) {
-            if (ferror(r->f)) {
-                PS_LOG(ERROR, "%s: read error: %s", r->path, strerror(errno));
-                return PS_EIO;
-            }
-            r->eof = 1;
+        size_t got = 0;
+        int rc = ps_zread_read(r->z, r->buf + r->len, r->cap - 1 - r->len, &got);
+        if (rc) {
+            return rc;
         }
+        r->eof = got == 0;
         r->len += got;
     }
 }
@@ -216,6 +225,9 @@ static int is_decimal(const char *s)
     return digits > 0 && *s == '\0';
 }
 
+/* The class of label tok, by the three ways of ps_libsvm_opts. In
+ * discovery the raw label goes into *cls and is mapped when the call ends
+ * (map_discovered). */
 static int parse_label(ps_libsvm *r, const char *tok, int32_t *cls)
 {
     if (!is_decimal(tok)) {
@@ -223,31 +235,47 @@ static int parse_label(ps_libsvm *r, const char *tok, int32_t *cls)
     }
     double v = strtod(tok, NULL);
     if (!isfinite(v) || v != floor(v)) {
-        return bad_line(r, "label '%.40s' is not an integer class (want 0..C-1 or +1/-1)", tok);
+        return bad_line(r, "label '%.40s' is not an integer (class labels like +1/-1 or 1..K)",
+                        tok);
     }
-    uint32_t nc = r->opts.nclasses;
-    if (v == -1.0) {
-        if (nc > 2 || (nc == 0 && r->max_class > 1)) {
-            return bad_line(r, "label -1 is binary but the data has more than 2 classes");
+    if (v < INT32_MIN || v > INT32_MAX) {
+        return bad_line(r, "label '%.40s' is out of the 32-bit integer range of class labels", tok);
+    }
+    int32_t label = (int32_t)v;
+    const ps_libsvm_opts *o = &r->opts;
+    if (o->labels) {
+        long c = ps_labels_find(o->labels, o->nlabels, label);
+        if (c < 0) {
+            char list[160];
+            ps_labels_format(o->labels, o->nlabels, list, sizeof list);
+            return bad_line(r, "label %d is not one of the %u labels (%s)%s%s", label, o->nlabels,
+                            list, r->hint ? ": " : "", r->hint ? r->hint : "");
         }
-        r->saw_minus1 = 1;
-        *cls = 0;
+        *cls = (int32_t)c;
         return 0;
     }
-    if (v < 0) {
-        return bad_line(r, "label '%.40s' is negative (want 0..C-1 or +1/-1)", tok);
+    if (o->nclasses) {
+        if (label < 0 || (uint32_t)label >= o->nclasses) {
+            return bad_line(r, "label %d is not a class id in [0, %u)", label, o->nclasses);
+        }
+        *cls = label;
+        return 0;
     }
-    if (nc && v >= nc) {
-        return bad_line(r, "label '%.40s' out of range [0, %" PRIu32 ")", tok, nc);
+    int rc = ps_labels_add(&r->seen, label);
+    if (rc == PS_ERANGE) {
+        return bad_line(r, "label %d makes more than %d distinct labels", label, PS_LABELS_MAX);
     }
-    if (v > (1 << 24)) {
-        return bad_line(r, "label '%.40s' too large for a class id", tok);
+    *cls = label;
+    return rc;
+}
+
+/* Discovery: the rows of this call carry raw labels; each becomes its
+ * index among the labels seen so far. */
+static void map_discovered(ps_libsvm *r, ps_dataset *chunk)
+{
+    for (size_t i = 0; !r->opts.labels && !r->opts.nclasses && i < chunk->n; i++) {
+        chunk->y[i] = (int32_t)ps_labels_find(r->seen.v, r->seen.n, chunk->y[i]);
     }
-    if (nc == 0 && r->saw_minus1 && v > 1) {
-        return bad_line(r, "label %.0f mixed with binary -1 labels", v);
-    }
-    *cls = (int32_t)v;
-    return 0;
 }
 
 /* Makes room for one more non-zero at offset at. */
@@ -296,6 +324,7 @@ static int parse_line(ps_libsvm *r, char *s, size_t len, size_t max_rows, ps_dat
     size_t row0 = (size_t)chunk->indptr[chunk->n];
     size_t k = 0;
     uint64_t prev = 0;
+    int dropped = 0, any = 0;
     while ((tok = next_token(&p))) {
         if (tok[0] == 'q' && strncmp(tok, "qid:", 4) == 0) {
             continue;
@@ -325,17 +354,23 @@ static int parse_line(ps_libsvm *r, char *s, size_t len, size_t max_rows, ps_dat
         if (!isfinite(v) || fabs(v) > FLT_MAX) {
             return bad_line(r, "value '%.40s' of feature %llu is not finite (as float)", vs, raw);
         }
-        if (k > 0 && raw <= prev) {
+        if (any && raw <= prev) {
             return bad_line(r, "feature index %llu after %" PRIu64 ": indices must be strictly "
                             "ascending", raw, prev);
         }
         prev = raw;
+        any = 1;
         uint64_t id = raw;
         if (!r->opts.zero_based) {
             if (raw == 0) {
                 return bad_line(r, "feature index 0 in a one-based file (zero-based option?)");
             }
             id = raw - 1;
+        }
+        if (!r->opts.hash_bits && r->opts.dim && id >= r->opts.dim && r->opts.ignore_past_dim) {
+            r->ignored_ids++;
+            dropped = 1;
+            continue;
         }
         if (!r->opts.hash_bits && r->opts.dim && id >= r->opts.dim) {
             return bad_line(r,
@@ -364,9 +399,7 @@ static int parse_line(ps_libsvm *r, char *s, size_t len, size_t max_rows, ps_dat
     } else if (k > 0 && chunk->idx[row0 + k - 1] >= r->id_end) {
         r->id_end = chunk->idx[row0 + k - 1] + 1;
     }
-    if (cls > r->max_class) {
-        r->max_class = cls;
-    }
+    r->ignored_rows += dropped;
     chunk->y[chunk->n] = cls;
     chunk->indptr[chunk->n + 1] = row0 + k;
     chunk->n++;
@@ -385,45 +418,55 @@ static void reset_stream(ps_libsvm *r)
     r->err_line = 0;
 }
 
-/* Finds the first line start >= begin: begin itself if the byte before it
- * is a newline, else just past the next newline. */
-static int align_start(ps_libsvm *r, uint64_t begin, uint64_t size)
+/* (Re)opens the stream at data offset `at` (a seek for a plain file; for
+ * gzip, inflating up to it). OUT *reached < at only at the end of the data. */
+static int open_at(ps_libsvm *r, uint64_t at, uint64_t *reached)
 {
-    if (begin == 0 || begin >= size) {
-        r->start = begin < size ? begin : size;
-        return 0;
+    ps_zread_close(&r->z);
+    int rc = ps_zread_open(&r->z, r->path);
+    if (rc == 0) {
+        rc = ps_zread_skip(r->z, at, reached);
     }
-    if (fseeko(r->f, (off_t)(begin - 1), SEEK_SET) != 0) {
-        PS_LOG(ERROR, "%s: cannot seek to byte %" PRIu64 ": %s", r->path, begin - 1,
-               strerror(errno));
-        return PS_EIO;
+    return rc;
+}
+
+/* Finds the first line start >= begin: begin itself if the byte before it
+ * is a newline, else just past the next newline (the end of the data when
+ * there is none). */
+static int align_start(ps_libsvm *r, uint64_t begin)
+{
+    uint64_t off = 0;
+    int rc = begin == 0 ? 0 : open_at(r, begin - 1, &off);
+    if (rc || begin == 0 || off < begin - 1) {
+        r->start = off;
+        return rc;
     }
-    uint64_t off = begin - 1;
-    int c;
-    while ((c = getc(r->f)) != EOF) {
-        off++;
-        if (c == '\n') {
+    char tmp[4096];
+    for (;;) {
+        size_t got = 0;
+        if ((rc = ps_zread_read(r->z, tmp, sizeof tmp, &got)) || got == 0) {
             break;
         }
+        const char *nl = memchr(tmp, '\n', got);
+        if (nl) {
+            off += (uint64_t)(nl - tmp) + 1;
+            break;
+        }
+        off += got;
     }
-    if (ferror(r->f)) {
-        PS_LOG(ERROR, "%s: read error: %s", r->path, strerror(errno));
-        return PS_EIO;
-    }
-    r->start = c == EOF ? size : off;
-    return 0;
+    r->start = off;
+    return rc;
 }
 
 int ps_libsvm_rewind(ps_libsvm *r)
 {
+    uint64_t reached = 0;
     reset_stream(r);
-    if (fseeko(r->f, (off_t)r->start, SEEK_SET) != 0) {
-        PS_LOG(ERROR, "%s: cannot seek to byte %" PRIu64 ": %s", r->path, r->start,
-               strerror(errno));
-        r->err = PS_EIO;
-        return PS_EIO;
+    int rc = open_at(r, r->start, &reached);
+    if (rc) {
+        r->err = rc;
     }
-    return 0;
+    return rc;
 }
 
 int ps_libsvm_open(ps_libsvm **out, const char *path, const ps_libsvm_opts *opts, uint64_t begin,
@@ -431,7 +474,6 @@ int ps_libsvm_open(ps_libsvm **out, const char *path, const ps_libsvm_opts *opts
 {
     int rc = 0;
     ps_libsvm *r = NULL;
-    struct stat st;
     static const ps_libsvm_opts defaults = {0};
 
     *out = NULL;
@@ -449,60 +491,65 @@ int ps_libsvm_open(ps_libsvm **out, const char *path, const ps_libsvm_opts *opts
         rc = PS_EINVAL;
         goto fail_args;
     }
+    if (opts->nparts > 1 && opts->part >= opts->nparts) {
+        PS_LOG(ERROR, "%s: line part %u of %u", path, opts->part, opts->nparts);
+        rc = PS_EINVAL;
+        goto fail_args;
+    }
     r = ps_calloc(1, sizeof *r);
     if (!r) {
         rc = PS_ENOMEM;
         goto fail_args;
     }
     r->opts = *opts;
-    r->max_class = -1;
     r->max_dim =
         opts->max_dim && opts->max_dim < PS_LIBSVM_MAX_DIM ? opts->max_dim : PS_LIBSVM_MAX_DIM;
     r->path = ps_strdup(path);
-    if (!r->path) {
-        rc = PS_ENOMEM;
-        goto fail_path;
-    }
     r->cap = LIBSVM_BUF0;
     r->buf = ps_malloc(r->cap);
-    if (!r->buf) {
+    if (opts->labels && opts->nlabels) {
+        r->labels = ps_calloc(opts->nlabels, sizeof *r->labels);
+    }
+    if (opts->labels_hint) {
+        r->hint = ps_strdup(opts->labels_hint);
+    }
+    if (!r->path || !r->buf || (opts->labels && opts->nlabels && !r->labels) ||
+        (opts->labels_hint && !r->hint)) {
         rc = PS_ENOMEM;
-        goto fail_buf;
+        goto fail_alloc;
     }
-    r->f = fopen(path, "rb");
-    if (!r->f) {
-        PS_LOG(ERROR, "%s: cannot open: %s", path, strerror(errno));
-        rc = PS_EIO;
-        goto fail_open;
+    if (r->labels) {
+        memcpy(r->labels, opts->labels, opts->nlabels * sizeof *r->labels);
     }
-    if (fstat(fileno(r->f), &st) != 0) {
-        PS_LOG(ERROR, "%s: cannot stat: %s", path, strerror(errno));
-        rc = PS_EIO;
-        goto fail_seek;
-    }
-    rc = align_start(r, begin, (uint64_t)st.st_size);
-    if (rc) {
-        goto fail_seek;
+    r->opts.labels = opts->nlabels ? r->labels : NULL;
+    r->opts.labels_hint = r->hint;
+    if ((rc = align_start(r, begin))) {
+        goto fail_alloc;
     }
     r->end = end;
-    rc = ps_libsvm_rewind(r);
-    if (rc) {
-        goto fail_seek;
+    if ((rc = ps_libsvm_rewind(r))) {
+        goto fail_alloc;
     }
     *out = r;
     goto out;
 
-fail_seek:
-    fclose(r->f);
-fail_open:
-    ps_free(r->buf);
-fail_buf:
-    ps_free(r->path);
-fail_path:
-    ps_free(r);
+fail_alloc:
+    ps_libsvm_close(&r);
 fail_args:
 out:
     return rc;
+}
+
+/* 1 if the line numbered lineno (in the range) starting at data offset at
+ * is one this reader keeps (its part, its side of the holdout). */
+static int keeps(const ps_libsvm *r, uint64_t lineno, uint64_t at)
+{
+    const ps_libsvm_opts *o = &r->opts;
+    if (o->nparts > 1 && lineno % o->nparts != o->part) {
+        return 0;
+    }
+    return o->holdout.fraction > 0 ? ps_holdout_is_held(&o->holdout, at) == (o->holdout_keep != 0)
+                                   : 1;
 }
 
 int ps_libsvm_next(ps_libsvm *r, size_t max_rows, ps_dataset *chunk)
@@ -530,13 +577,17 @@ int ps_libsvm_next(ps_libsvm *r, size_t max_rows, ps_dataset *chunk)
     while (chunk->n < max_rows) {
         char *line;
         size_t len;
-        rc = next_line(r, &line, &len);
+        uint64_t at;
+        rc = next_line(r, &line, &len, &at);
         if (rc == PS_EEOF) {
             rc = 0;
             break;
         }
         if (rc) {
             goto out;
+        }
+        if (!keeps(r, r->rel_line - 1, at)) {
+            continue;
         }
         rc = parse_line(r, line, len, max_rows, chunk);
         if (rc < 0) {
@@ -548,16 +599,15 @@ int ps_libsvm_next(ps_libsvm *r, size_t max_rows, ps_dataset *chunk)
         rc = PS_EEOF;
     }
 out:
+    map_discovered(r, chunk);
     if (r->opts.hash_bits) {
         chunk->dim = (uint64_t)1 << r->opts.hash_bits;
     } else {
         chunk->dim = r->opts.dim ? r->opts.dim : r->id_end;
     }
-    if (r->opts.nclasses) {
-        chunk->nclasses = r->opts.nclasses;
-    } else {
-        chunk->nclasses = r->max_class >= 2 ? (uint32_t)r->max_class + 1 : 2;
-    }
+    chunk->nclasses = r->opts.labels     ? r->opts.nlabels
+                      : r->opts.nclasses ? r->opts.nclasses
+                                         : (uint32_t)r->seen.n;
     if (rc && rc != PS_EEOF) {
         r->err = rc;
     }
@@ -574,13 +624,38 @@ uint64_t ps_libsvm_error_line(const ps_libsvm *r)
     return r->err_line;
 }
 
+const int32_t *ps_libsvm_labels(const ps_libsvm *r, size_t *n)
+{
+    int discovery = !r->opts.labels && !r->opts.nclasses;
+    *n = discovery ? r->seen.n : 0;
+    return discovery ? r->seen.v : NULL;
+}
+
+void ps_libsvm_ignored(const ps_libsvm *r, uint64_t *ids, uint64_t *rows)
+{
+    *ids = r->ignored_ids;
+    *rows = r->ignored_rows;
+}
+
+int ps_libsvm_is_gzip(const char *path, int *gz)
+{
+    ps_zread *z = NULL;
+    int rc = ps_zread_open(&z, path);
+    *gz = rc == 0 && ps_zread_is_gzip(z);
+    ps_zread_close(&z);
+    return rc;
+}
+
 void ps_libsvm_close(ps_libsvm **pr)
 {
     ps_libsvm *r = pr ? *pr : NULL;
     if (!r) {
         return;
     }
-    fclose(r->f);
+    ps_zread_close(&r->z);
+    ps_labels_fini(&r->seen);
+    ps_free(r->labels);
+    ps_free(r->hint);
     ps_free(r->buf);
     ps_free(r->path);
     ps_free(r);

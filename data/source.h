@@ -14,6 +14,8 @@
 
 /* Room for any path ps_source_paths writes (a directory plus a file name). */
 #define PS_SOURCE_PATH 4096
+/* Most labels a spec lists (when they are not the class ids 0..C-1). */
+#define PS_SOURCE_MAX_LABELS 4096
 
 typedef enum { PS_FMT_AUTO = 0, PS_FMT_IDX, PS_FMT_LIBSVM, PS_FMT_SYNTH } ps_format;
 
@@ -34,6 +36,15 @@ typedef struct {
     ps_synth_cfg synth;   /* PS_FMT_SYNTH: the generator; its n rows include the test rows */
     uint64_t synth_test;  /* PS_FMT_SYNTH: the last synth_test rows are the test set */
     int quiet;            /* no INFO lines (the scan notice) */
+    /* (0, 1): the test set is this fraction of the training samples, held
+     * out of training by a hash keyed by seed (data/holdout.h), instead of
+     * test (libsvm, IDX) or the generator's test rows; 0: off. */
+    double holdout;
+    uint64_t seed;
+    /* libsvm: "L1,L2,..." (ps_labels_parse) fixes the label set instead of
+     * the probe's finding it; "" = find it. */
+    const char *labels;
+    int ignore_past_dim; /* libsvm test set: ids past the spec's dim are dropped (predict) */
 } ps_source_cfg;
 
 /* Bytes of a libsvm training file the probe reads when the shape is known
@@ -46,11 +57,22 @@ typedef struct {
     uint64_t dim; /* features (sparse: the key space) */
     uint32_t nclasses;
     int32_t sparse;
-    uint64_t ntrain;      /* training samples used (libsvm: 0 when the file was not read whole) */
-    uint64_t ntest;       /* test samples used */
+    /* libsvm: the labels of the classes, ascending (class c is labels[c]);
+     * nlabels 0: the labels are the class ids 0..nclasses-1 (IDX and
+     * synthetic data always). */
+    uint32_t nlabels;
+    int32_t labels[PS_SOURCE_MAX_LABELS];
+    int32_t train_gzip; /* libsvm: the training file is gzip (split by lines, not bytes) */
+    /* Training samples used (libsvm: 0 when the file was not read whole;
+     * IDX and synthetic: the rows split over the workers, held-out ones
+     * included). */
+    uint64_t ntrain;
+    uint64_t ntest; /* test samples used (--holdout on a libsvm file read in
+                       part: estimated from its head) */
     uint64_t train_bytes; /* libsvm: training lines are bytes [0, train_bytes) of the file:
                              its size, or the end of the first train_limit samples (0 in a
-                             spec made by hand: the whole file) */
+                             spec made by hand: the whole file); gzip: of its decompressed
+                             text, which the probe reads whole */
     /* Sparse data the probe read (the training file whole or its head, the
      * test set): rows, non-zeros and file bytes, and the largest row. */
     uint64_t sample_rows, sample_nnz, sample_bytes, max_nnz;
@@ -62,22 +84,31 @@ typedef struct {
  * + 1). Synthetic: the generator's settings. libsvm: with hash_bits or
  * features only the head of the training file (PS_SOURCE_HEAD_BYTES) or, with
  * train_limit, its first train_limit samples are read, else the whole file
- * is scanned once for the largest id and class (logged with its size); the
- * test set (its first test_limit samples) is read whole either way.
- * Returns 0 or the reader's error (logged with the file name and line);
- * an empty training set is PS_EFORMAT naming the file. */
+ * is scanned once for the largest id and the labels (logged with its
+ * size); a gzip training file is always read whole (its decompressed size
+ * is not in its header); the test set (its first test_limit samples) is
+ * read whole either way. The classes are the distinct labels seen in both
+ * (or cfg->labels). With holdout the held-out training samples stand for
+ * the test set. Returns 0 or the reader's error (logged with the file name
+ * and line); an empty training set, or a single label, is PS_EFORMAT naming
+ * the file. */
 int ps_source_probe(const ps_source_cfg *cfg, ps_source_spec *spec);
 /* Loads worker's part of the training set (ps_partition: disjoint, all
  * workers together cover it once; libsvm: a byte range of
- * [0, spec->train_bytes)). */
+ * [0, spec->train_bytes), or for gzip every nworkers-th line), without
+ * the held-out samples (cfg->holdout). */
 int ps_source_load_train(const ps_source_cfg *cfg, const ps_source_spec *spec, uint32_t worker,
                          uint32_t nworkers, ps_dataset *out);
 /* Loads the test set: its first test_limit samples (0: all), reading no
- * further. */
+ * further; with cfg->holdout, the held-out training samples (a pass over
+ * the whole training set). With cfg->ignore_past_dim, ids past spec->dim
+ * are dropped and counted in one warning naming the file. */
 int ps_source_load_test(const ps_source_cfg *cfg, const ps_source_spec *spec, ps_dataset *out);
-/* Opens worker's byte range of the libsvm training file for streaming
- * (the reader then yields its rows in chunks). Only for libsvm sources.
- * *bytes gets the range's size. The caller closes r with ps_libsvm_close. */
+/* Opens worker's part of the libsvm training file for streaming (the
+ * reader then yields its rows in chunks, held-out samples skipped): its
+ * byte range, or for gzip every nworkers-th line. Only for libsvm sources.
+ * *bytes gets the part's size (gzip: its share of the decompressed text).
+ * The caller closes r with ps_libsvm_close. */
 struct ps_libsvm;
 int ps_source_open_train_stream(const ps_source_cfg *cfg, const ps_source_spec *spec,
                                 uint32_t worker, uint32_t nworkers, struct ps_libsvm **r,

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/afile.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -334,11 +335,14 @@ static char *put_u64(char *p, uint64_t v)
     return p;
 }
 
-/* Formats d's rows as one-based libsvm lines and writes them to f. */
-static int write_rows(const ps_dataset *d, FILE *f, char *line, const char *path)
+/* Formats d's rows as one-based libsvm lines into buf (cap bytes, room
+ * for the longest line at least) and writes them to f as buf fills. */
+static int write_rows(const ps_dataset *d, ps_afile *f, char *buf, size_t cap, size_t longest)
 {
-    for (size_t i = 0; i < d->n; i++) {
-        char *p = put_u64(line, (uint64_t)d->y[i]);
+    size_t o = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < d->n; i++) {
+        char *p = put_u64(buf + o, (uint64_t)d->y[i]);
         for (uint64_t j = d->indptr[i]; j < d->indptr[i + 1]; j++) {
             *p++ = ' ';
             p = put_u64(p, d->idx[j] + 1);
@@ -346,12 +350,13 @@ static int write_rows(const ps_dataset *d, FILE *f, char *line, const char *path
             *p++ = '1';
         }
         *p++ = '\n';
-        if (fwrite(line, 1, (size_t)(p - line), f) != (size_t)(p - line)) {
-            PS_LOG(ERROR, "%s: write failed: %s", path, strerror(errno));
-            return PS_EIO;
+        o = (size_t)(p - buf);
+        if (cap - o < longest || i + 1 == d->n) {
+            rc = ps_afile_write(f, buf, o);
+            o = 0;
         }
     }
-    return 0;
+    return rc;
 }
 
 int ps_synth_write_libsvm(const ps_synth_cfg *cfg, const char *path)
@@ -359,9 +364,8 @@ int ps_synth_write_libsvm(const ps_synth_cfg *cfg, const char *path)
     int rc = ps_synth_check(cfg);
     gen g;
     ps_dataset chunk;
-    char *tmpname = NULL;
-    char *line = NULL;
-    FILE *f = NULL;
+    char *buf = NULL;
+    ps_afile *f = NULL;
     memset(&chunk, 0, sizeof chunk);
     if (rc) {
         goto fail_check;
@@ -370,68 +374,30 @@ int ps_synth_write_libsvm(const ps_synth_cfg *cfg, const char *path)
     if (rc) {
         goto fail_check;
     }
-    /* A label and K " id:1" tokens of at most 24 bytes each. */
-    line = ps_malloc(32 + (size_t)cfg->nnz * 24);
-    size_t plen = strlen(path);
-    tmpname = ps_malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!line || !tmpname) {
+    /* A label and K " id:1" tokens of at most 24 bytes each, per line;
+     * lines are written 1 MiB at a time. */
+    size_t longest = 32 + (size_t)cfg->nnz * 24, cap = longest + ((size_t)1 << 20);
+    if (!(buf = ps_malloc(cap))) {
         rc = PS_ENOMEM;
-        goto fail_alloc;
-    }
-    memcpy(tmpname, path, plen);
-    memcpy(tmpname + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkstemp(tmpname);
-    if (fd < 0) {
-        PS_LOG(ERROR, "%s: cannot create temporary file %s: %s", path, tmpname, strerror(errno));
-        rc = PS_EIO;
-        goto fail_alloc;
-    }
-    f = fdopen(fd, "wb");
-    if (!f) {
-        PS_LOG(ERROR, "%s: fdopen: %s", tmpname, strerror(errno));
-        close(fd);
-        rc = PS_EIO;
         goto fail_write;
     }
-    for (uint64_t first = 0; first < cfg->n; first += WRITE_CHUNK) {
+    /* The temp file, fsync, rename: a crash never leaves half a file
+     * under path, and the file gets the umask's mode like any other. */
+    if ((rc = ps_afile_open(&f, path))) {
+        goto fail_write;
+    }
+    for (uint64_t first = 0; rc == 0 && first < cfg->n; first += WRITE_CHUNK) {
         size_t count = cfg->n - first < WRITE_CHUNK ? (size_t)(cfg->n - first) : WRITE_CHUNK;
-        rc = gen_rows(&g, first, count, &chunk);
-        if (rc) {
-            goto fail_write;
-        }
-        rc = write_rows(&chunk, f, line, tmpname);
-        if (rc) {
-            goto fail_write;
+        if ((rc = gen_rows(&g, first, count, &chunk)) == 0) {
+            rc = write_rows(&chunk, f, buf, cap, longest);
         }
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        PS_LOG(ERROR, "%s: flush/fsync failed: %s", tmpname, strerror(errno));
-        rc = PS_EIO;
-        goto fail_write;
+    if (rc == 0) {
+        rc = ps_afile_commit(&f);
     }
-    FILE *done = f;
-    f = NULL;
-    if (fclose(done) != 0) {
-        PS_LOG(ERROR, "%s: close failed: %s", tmpname, strerror(errno));
-        rc = PS_EIO;
-        goto fail_write;
-    }
-    if (rename(tmpname, path) != 0) {
-        PS_LOG(ERROR, "%s: cannot rename %s into place: %s", path, tmpname, strerror(errno));
-        rc = PS_EIO;
-        goto fail_write;
-    }
-    goto out;
-
 fail_write:
-    if (f) {
-        fclose(f);
-    }
-    unlink(tmpname);
-fail_alloc:
-out:
-    ps_free(tmpname);
-    ps_free(line);
+    ps_afile_abort(&f);
+    ps_free(buf);
     ps_dataset_fini(&chunk);
     gen_fini(&g);
 fail_check:

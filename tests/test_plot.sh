@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deploy/plot end to end: two small metrics files (one with a null, a
-# repeated step, as a resumed run writes, and train_nll; the other with the
+# repeated step, as a resumed run writes, train_nll, and the header,
+# resumed and --log-every records, which are skipped; the other with the
 # pre-rename train_loss key) give four PNGs; a bad line is rejected with an
 # error naming the file and line; -m with --logy and --grid (the
 # experiments' figures) draw too. Prints one pass/fail line and exits
@@ -27,9 +28,14 @@ old_line() { # the same, as files from before train_loss was renamed
 }
 
 {
+    # Records that are not evaluations: the header, a --log-every record
+    # at an evaluation's step, a resume marker.
+    echo '{"event":"header","time":"2026-11-29T10:15:00.123Z","time_unix":1.5e9,"run_id":"ab","adamps_version":"0.3.0","config":{"lr":0.001}}'
+    echo '{"event":"train_loss_ma","step":100,"epoch":1,"time_s":1.5,"train_loss_ma":0.9,"time_unix":1.5e9}'
     line 100 1 1.5 0.9 0.95 0.70 0.85
     line 200 2 3.0 0.6 0.70 0.78 0.62
     line 300 3 4.4 0.5 0.65 0.80 0.55
+    echo '{"event":"resumed","checkpoint":"ckpt-200","resume_step":200}'
     line 200 2 3.1 0.61 0.71 0.79 0.63 # re-run after a resume: replaces step 200
     line 400 4 6.0 0.45 null 0.81 0.50
 } >"$tmp/run a.jsonl"

@@ -308,13 +308,14 @@ static int cnn_train(void *impl, const ps_batch *b, const ps_keylist *keys,
 
 static void cnn_score(void *impl, const ps_batch *b, size_t r0, size_t n, const ps_keylist *keys,
                       const float *const *params, double *loss_sum, size_t *ncorrect,
-                      int32_t *classes)
+                      int32_t *classes, float *proba)
 {
     (void)keys;
     cnn *m = impl;
+    uint32_t C = m->cfg->nclasses;
     forward(m, b, r0, n, params, 0, 0);
-    ps_layers_score_rows(m->logits, n, m->cfg->nclasses, b->y ? b->y + r0 : NULL, loss_sum,
-                         ncorrect, classes ? classes + r0 : NULL);
+    ps_layers_score_rows(m->logits, n, C, b->y ? b->y + r0 : NULL, loss_sum, ncorrect,
+                         classes ? classes + r0 : NULL, proba ? proba + r0 * C : NULL);
 }
 
 const ps_model_ops ps_cnn_ops = {sizeof(cnn), cnn_tables, cnn_init, cnn_fini, cnn_train, cnn_score};

@@ -12,7 +12,11 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "data/fhash.h"
+#include "data/source.h"
 #include "data/npy.h"
+#include "data/npz.h"
+
+_Static_assert(PS_FILE_MAX_LABELS >= PS_SOURCE_MAX_LABELS, "model.bin holds every label list");
 
 #define BLOCK_FLOATS (1u << 22) /* 16 MiB of values per pull and per copy */
 #define PATH_CAP 4096
@@ -172,6 +176,10 @@ static int write_bin(const ps_model *m, const ps_export_info *info, const char *
     fm->hash_bits = info->hash_bits;
     fm->hash_fingerprint = ps_export_hash_fingerprint(info->hash_bits);
     fm->averaged = info->averaged != 0;
+    fm->nlabels = info->nlabels;
+    if (info->nlabels) {
+        memcpy(fm->labels, info->labels, info->nlabels * sizeof *fm->labels);
+    }
     for (uint32_t t = 0; t < nt; t++) {
         const ps_table_desc *d = ps_model_table(m, t);
         tables[t] =
@@ -211,7 +219,7 @@ done:
 /* dir/model.json. Every value goes into its parent as soon as it is made
  * (the parent then owns it, even when that fails), and a value is only made
  * once everything before it went in: one free at the end, whatever failed. */
-static int write_json(const ps_model *m, const ps_export_info *info, const char *dir)
+static int write_json(const ps_model *m, const ps_export_info *info, const char *dir, int npz)
 {
     const ps_model_cfg *mc = ps_model_config(m);
     ps_json *o = ps_json_object(), *arr = NULL;
@@ -220,12 +228,31 @@ static int write_json(const ps_model *m, const ps_export_info *info, const char 
 #define SET(obj, key, value) (rc = rc ? rc : ps_json_set(obj, key, value))
 #define ADD(a, value) (rc = rc ? rc : ps_json_append(a, value))
     SET(o, "format", ps_json_string("adamps-model"));
-    SET(o, "format_version", ps_json_int(1));
+    SET(o, "format_version", ps_json_int(2));
+    SET(o, "adamps_version", ps_json_string(PS_VERSION));
     SET(o, "model", ps_json_string(ps_model_kind_name(mc->kind)));
     SET(o, "in_dim", ps_json_int((int64_t)mc->in_dim));
     SET(o, "nclasses", ps_json_int(mc->nclasses));
-    SET(o, "sparse_input", ps_json_int(mc->sparse_input != 0));
+    /* Class c predicts labels[c]: the data's own labels. */
+    SET(o, "labels", arr = ps_json_array());
+    for (uint32_t c = 0; ps_model_has_accuracy(mc->kind) && c < mc->nclasses; c++) {
+        ADD(arr, ps_json_int(info->nlabels ? info->labels[c] : (int64_t)c));
+    }
+    SET(o, "sparse_input", ps_json_bool(mc->sparse_input != 0));
     SET(o, "hash_bits", ps_json_int(info->hash_bits));
+    if (info->hash_bits) {
+        char seed[24], fp[24];
+        snprintf(seed, sizeof seed, "0x%016llx", (unsigned long long)PS_FHASH_SEED);
+        snprintf(fp, sizeof fp, "0x%016llx",
+                 (unsigned long long)ps_export_hash_fingerprint(info->hash_bits));
+        ps_json *fh = NULL;
+        SET(o, "feature_hash", fh = ps_json_object());
+        SET(fh, "name", ps_json_string("adamps-fhash-1"));
+        SET(fh, "bits", ps_json_int(info->hash_bits));
+        SET(fh, "seed", ps_json_string(seed));
+        SET(fh, "definition", ps_json_string(ps_fhash_definition()));
+        SET(fh, "fingerprint", ps_json_string(fp));
+    }
     SET(o, "hidden", arr = ps_json_array());
     for (uint32_t i = 0; mc->kind != PS_MODEL_LOGREG && i < mc->nhidden; i++) {
         ADD(arr, ps_json_int(mc->hidden[i]));
@@ -253,6 +280,9 @@ static int write_json(const ps_model *m, const ps_export_info *info, const char 
     SET(o, "averaged", ps_json_bool(info->averaged));
     SET(o, "clock", ps_json_int(info->clock));
     SET(o, "model_file", ps_json_string("model.bin"));
+    if (npz) {
+        SET(o, "npz_file", ps_json_string("model.npz"));
+    }
     SET(o, "tables", arr = ps_json_array());
     for (uint32_t t = 0; t < ps_model_ntables(m); t++) {
         const ps_table_desc *d = ps_model_table(m, t);
@@ -266,7 +296,10 @@ static int write_json(const ps_model *m, const ps_export_info *info, const char 
         ADD(shape, ps_json_int((int64_t)d->rows));
         ADD(shape, ps_json_int(d->width));
     }
-    SET(o, "config", ps_json_string(info->config_text ? info->config_text : ""));
+    int why = 0;
+    ps_json *config = rc ? NULL : ps_metrics_object(info->config, info->nconfig, &why);
+    rc = rc ? rc : why;
+    SET(o, "config", config);
 #undef ADD
 #undef SET
     rc = rc ? rc : ps_json_dump(o, 2, &text);
@@ -287,27 +320,96 @@ static int write_json(const ps_model *m, const ps_export_info *info, const char 
     return rc;
 }
 
-/* Pass 1 from the servers (c) or from memory (tables), then pass 2 and
- * model.json. */
+/* Pass 3: dir/model.npz, each dir/NAME.npy whole as member NAME.npy.
+ * Past zip32 it is a warning, not an error: the .npy files hold the same
+ * arrays. *written says whether the file was made. */
+static int write_npz(const ps_model *m, const char *dir, int *written)
+{
+    uint32_t nt = ps_model_ntables(m);
+    char names[PS_MODEL_MAX_TABLES][sizeof(((ps_table_desc *)0)->name) + 4];
+    const char *name_of[PS_MODEL_MAX_TABLES];
+    uint64_t sizes[PS_MODEL_MAX_TABLES], total = 0;
+    for (uint32_t t = 0; t < nt; t++) {
+        const ps_table_desc *d = ps_model_table(m, t);
+        uint64_t shape[2] = {d->rows, d->width};
+        snprintf(names[t], sizeof names[t], "%s.npy", d->name);
+        name_of[t] = names[t];
+        sizes[t] = ps_npy_header_bytes(shape, 2) + d->rows * d->width * sizeof(float);
+        total += sizes[t];
+    }
+    *written = 0;
+    if (!ps_npz_fits(name_of, sizes, nt)) {
+        PS_LOG(WARN,
+               "%s/model.npz not written: its %llu bytes of arrays pass the 4 GiB of a zip32 "
+               "archive; the %u .npy files beside it hold the same arrays",
+               dir, (unsigned long long)total, nt);
+        return 0;
+    }
+    char path[PATH_CAP];
+    ps_npz *z = NULL;
+    size_t cap = 1u << 20;
+    void *buf = ps_malloc(cap);
+    int rc = buf ? path_in(path, dir, "model.npz") : PS_ENOMEM;
+    rc = rc ? rc : ps_npz_open(&z, path);
+    for (uint32_t t = 0; rc == 0 && t < nt; t++) {
+        char npy[PATH_CAP];
+        FILE *f = NULL;
+        if ((rc = path_in(npy, dir, names[t])) || (rc = ps_npz_begin(z, names[t]))) {
+            break;
+        }
+        if (!(f = fopen(npy, "rb"))) {
+            PS_LOG(ERROR, "%s: cannot reopen to copy into model.npz: %s", npy, strerror(errno));
+            rc = PS_EIO;
+            break;
+        }
+        uint64_t left = sizes[t];
+        while (rc == 0 && left) {
+            size_t n = left < cap ? (size_t)left : cap;
+            if (fread(buf, 1, n, f) != n) {
+                PS_LOG(ERROR, "%s: read failed: %s", npy,
+                       ferror(f) ? strerror(errno) : "file shrank");
+                rc = PS_EIO;
+            } else {
+                rc = ps_npz_write(z, buf, n);
+                left -= n;
+            }
+        }
+        fclose(f);
+    }
+    if (rc == 0 && (rc = ps_npz_close(&z)) == 0) {
+        *written = 1;
+    }
+    ps_npz_abort(&z);
+    ps_free(buf);
+    return rc;
+}
+
+/* Pass 1 from the servers (c) or from memory (tables), then pass 2, the
+ * npz and model.json. */
 static int save(ps_client *c, const ps_model *m, const float *const *tables,
                 const ps_export_info *info, const char *dir)
 {
     uint32_t crc = 0;
+    int npz = 0;
+    const ps_model_cfg *mc = ps_model_config(m);
+    if (info->nlabels && (info->nlabels != mc->nclasses || info->nlabels > PS_FILE_MAX_LABELS)) {
+        PS_LOG(ERROR, "export: %u labels for a model of %u classes (at most %d)", info->nlabels,
+               mc->nclasses, PS_FILE_MAX_LABELS);
+        return PS_EINVAL;
+    }
     int rc = ps_afile_mkdirs(dir, 0);
     for (uint32_t t = 0; rc == 0 && t < ps_model_ntables(m); t++) {
         rc = c ? pull_table(c, m, t, info, dir, &crc)
                : write_table(ps_model_table(m, t), tables[t], dir, &crc);
     }
     rc = rc ? rc : write_bin(m, info, dir, crc);
-    return rc ? rc : write_json(m, info, dir);
+    rc = rc ? rc : write_npz(m, dir, &npz);
+    return rc ? rc : write_json(m, info, dir, npz);
 }
 
-int ps_export_save(ps_client *c, const ps_model *m, int64_t version, int averaged, const char *dir,
-                   const char *config_text, unsigned hash_bits)
+int ps_export_save(ps_client *c, const ps_model *m, const ps_export_info *info, const char *dir)
 {
-    ps_export_info info = {
-        .clock = version, .averaged = averaged, .hash_bits = hash_bits, .config_text = config_text};
-    return save(c, m, NULL, &info, dir);
+    return save(c, m, NULL, info, dir);
 }
 
 int ps_export_save_tables(const ps_model *m, const float *const *tables, const ps_export_info *info,

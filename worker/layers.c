@@ -234,13 +234,19 @@ double ps_layers_softmax_xent(const float *z, size_t n, uint32_t C, const int32_
 }
 
 void ps_layers_score_rows(const float *z, size_t n, uint32_t C, const int32_t *y, double *loss_sum,
-                          size_t *ncorrect, int32_t *classes)
+                          size_t *ncorrect, int32_t *classes, float *proba)
 {
     for (size_t i = 0; i < n; i++) {
         const float *zi = z + i * C;
         uint32_t best = ps_layers_row_argmax(zi, C);
         if (classes) {
             classes[i] = (int32_t)best;
+        }
+        if (proba) {
+            double lse = ps_layers_row_lse(zi, C);
+            for (uint32_t j = 0; j < C; j++) {
+                proba[i * C + j] = (float)exp((double)zi[j] - lse);
+            }
         }
         if (loss_sum) {
             *loss_sum += ps_layers_row_lse(zi, C) - (double)zi[y[i]];

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/afile.h"
@@ -17,12 +18,13 @@
 struct ps_metrics {
     int fd;
     char *path;
+    int stamp;     /* every line gets time_unix */
     ps_bytes line; /* reused for every line: no allocation once it has grown */
 };
 
 /* The JSON value of one pair, or NULL when out of memory or of an unknown
  * type (*rc says which; logged). */
-static ps_json *kv_value(const ps_metrics *m, const ps_metric_kv *kv, size_t i, int *rc)
+static ps_json *kv_value(const ps_metric_kv *kv, size_t i, int *rc)
 {
     switch (kv->type) {
     case PS_METRIC_INT:
@@ -31,10 +33,46 @@ static ps_json *kv_value(const ps_metrics *m, const ps_metric_kv *kv, size_t i, 
         return ps_json_real(kv->v.d);
     case PS_METRIC_STRING:
         return ps_json_string(kv->v.s);
+    case PS_METRIC_BOOL:
+        return ps_json_bool(kv->v.b);
+    case PS_METRIC_OBJECT:
+        return ps_metrics_object(kv->v.obj.kvs, kv->v.obj.n, rc);
     }
-    PS_LOG(ERROR, "%s: metric %zu \"%s\" has unknown type %d", m->path, i, kv->key, (int)kv->type);
+    PS_LOG(ERROR, "metric %zu \"%s\" has unknown type %d", i, kv->key, (int)kv->type);
     *rc = PS_EINVAL;
     return NULL;
+}
+
+ps_json *ps_metrics_object(const ps_metric_kv *kvs, size_t n, int *rc)
+{
+    ps_json *obj = ps_json_object();
+    *rc = obj ? 0 : PS_ENOMEM;
+    for (size_t i = 0; !*rc && i < n; i++) {
+        if (!kvs[i].key) {
+            PS_LOG(ERROR, "metric %zu has no key", i);
+            *rc = PS_EINVAL;
+            break;
+        }
+        int why = PS_ENOMEM;
+        if (ps_json_set(obj, kvs[i].key, kv_value(&kvs[i], i, &why))) {
+            *rc = why ? why : PS_ENOMEM;
+        }
+    }
+    if (*rc) {
+        ps_json_free(&obj);
+    }
+    return obj;
+}
+
+static double wall_now(struct timespec *ts)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    return (double)ts->tv_sec + (double)(ts->tv_nsec / 1000) * 1e-6;
+}
+
+void ps_metrics_stamp(ps_metrics *m, int on)
+{
+    m->stamp = on != 0;
 }
 
 /* Cuts the file back to just after its last newline: a crash during a
@@ -135,21 +173,17 @@ fail_alloc:
 int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n)
 {
     int rc = 0;
-    ps_json *obj = ps_json_object();
-    if (!obj) {
-        rc = PS_ENOMEM;
+    ps_json *obj = ps_metrics_object(kvs, n, &rc);
+    if (rc) {
         goto done;
     }
-    for (size_t i = 0; !rc && i < n; i++) {
-        if (!kvs[i].key) {
-            PS_LOG(ERROR, "%s: metric %zu has no key", m->path, i);
-            rc = PS_EINVAL;
-            break;
-        }
-        int why = PS_ENOMEM;
-        if (ps_json_set(obj, kvs[i].key, kv_value(m, &kvs[i], i, &why))) {
-            rc = why;
-        }
+    int stamped = 0;
+    for (size_t i = 0; i < n; i++) {
+        stamped |= strcmp(kvs[i].key, "time_unix") == 0;
+    }
+    if (m->stamp && !stamped) {
+        struct timespec ts;
+        rc = ps_json_set(obj, "time_unix", ps_json_real(wall_now(&ts)));
     }
     m->line.len = 0;
     if (rc || (rc = ps_json_dump(obj, 0, &m->line)) ||
@@ -164,8 +198,31 @@ int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n)
         rc = PS_EIO;
     }
 done:
+    if (rc == PS_EINVAL) {
+        PS_LOG(ERROR, "%s: a metrics line with a bad pair (above) was not written", m->path);
+    }
     ps_json_free(&obj);
     return rc;
+}
+
+int ps_metrics_write_header(ps_metrics *m, const ps_metrics_header *h)
+{
+    struct timespec ts;
+    double now = wall_now(&ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32], iso[64];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(iso, sizeof iso, "%s.%03ldZ", when, ts.tv_nsec / 1000000);
+    ps_metric_kv kv[] = {
+        PS_METRIC_S("event", "header"),
+        PS_METRIC_S("time", iso),
+        PS_METRIC_D("time_unix", now),
+        PS_METRIC_S("run_id", h->run_id),
+        PS_METRIC_S("adamps_version", h->version),
+        PS_METRIC_O("config", h->config, h->nconfig),
+    };
+    return ps_metrics_write(m, kv, sizeof kv / sizeof kv[0]);
 }
 
 /* The "step" of one line (len bytes, no newline), or -1 when it has none. */

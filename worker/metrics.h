@@ -17,22 +17,46 @@ typedef enum {
     PS_METRICS_APPEND = 1,   /* a resumed run: keep earlier lines */
 } ps_metrics_mode;
 
-typedef enum { PS_METRIC_INT = 0, PS_METRIC_DOUBLE, PS_METRIC_STRING } ps_metric_type;
+typedef enum {
+    PS_METRIC_INT = 0,
+    PS_METRIC_DOUBLE,
+    PS_METRIC_STRING,
+    PS_METRIC_BOOL,
+    PS_METRIC_OBJECT /* a nested object of pairs (the configuration) */
+} ps_metric_type;
 
-/* One key/value pair. key and s are borrowed for the duration of the call. */
-typedef struct {
+/* One key/value pair. key, s and obj.kvs are borrowed for the duration of
+ * the call. */
+typedef struct ps_metric_kv {
     const char *key;
     ps_metric_type type;
     union {
         int64_t i;
         double d;
         const char *s; /* NULL is written as null */
+        int b;         /* written as true or false */
+        struct {
+            const struct ps_metric_kv *kvs;
+            size_t n;
+        } obj;
     } v;
 } ps_metric_kv;
 
 #define PS_METRIC_I(k, x) ((ps_metric_kv){.key = (k), .type = PS_METRIC_INT, .v.i = (x)})
 #define PS_METRIC_D(k, x) ((ps_metric_kv){.key = (k), .type = PS_METRIC_DOUBLE, .v.d = (x)})
 #define PS_METRIC_S(k, x) ((ps_metric_kv){.key = (k), .type = PS_METRIC_STRING, .v.s = (x)})
+#define PS_METRIC_B(k, x) ((ps_metric_kv){.key = (k), .type = PS_METRIC_BOOL, .v.b = (x)})
+#define PS_METRIC_O(k, p, c)                                                                       \
+    ((ps_metric_kv){.key = (k), .type = PS_METRIC_OBJECT, .v.obj = {(p), (c)}})
+
+/* What the first line of a fresh run's file says (ps_metrics_write_header).
+ * Strings and config are borrowed for the call. */
+typedef struct {
+    const char *run_id;  /* also in the run header, so logs and metrics meet */
+    const char *version; /* adamps's */
+    const ps_metric_kv *config; /* the training configuration, typed */
+    size_t nconfig;
+} ps_metrics_header;
 
 /* Opens path for writing (created 0644 if missing). PS_METRICS_TRUNCATE
  * empties it; PS_METRICS_APPEND keeps it and first cuts off a trailing
@@ -50,6 +74,24 @@ int ps_metrics_open(ps_metrics **out, const char *path, ps_metrics_mode mode);
  * PS_EINVAL (logged) for a NULL key or an unknown type; PS_ENOMEM; PS_EIO
  * (logged). */
 int ps_metrics_write(ps_metrics *m, const ps_metric_kv *kvs, size_t n);
+
+/* From now on every line also carries "time_unix": the wall clock
+ * (CLOCK_REALTIME) in seconds since the epoch, with microseconds, after the
+ * pairs given (unless one of them is time_unix). Off after open. */
+void ps_metrics_stamp(ps_metrics *m, int on);
+
+/* Writes the header record: {"event":"header", "time": ISO 8601 UTC with
+ * milliseconds, "time_unix", "run_id", "adamps_version", "config": {...}}.
+ * Returns as ps_metrics_write. */
+int ps_metrics_write_header(ps_metrics *m, const ps_metrics_header *h);
+
+/* The JSON object of kvs[0..n) by ps_metrics_write's rules, for other
+ * files that hold the same pairs (model.json's configuration). Returns a
+ * new value the caller frees with ps_json_free (common/json.h), or NULL
+ * with *rc = PS_ENOMEM or PS_EINVAL (logged: a NULL key or an unknown
+ * type). */
+struct json_t;
+struct json_t *ps_metrics_object(const ps_metric_kv *kvs, size_t n, int *rc);
 
 /* A resumed run: cuts the file before its first line whose "step" is
  * `step` or later (the lines a crashed run wrote after its checkpoint at

@@ -279,13 +279,14 @@ static int mlp_train(void *impl, const ps_batch *b, const ps_keylist *keys,
 
 static void mlp_score(void *impl, const ps_batch *b, size_t r0, size_t n, const ps_keylist *keys,
                       const float *const *params, double *loss_sum, size_t *ncorrect,
-                      int32_t *classes)
+                      int32_t *classes, float *proba)
 {
     mlp *m = impl;
     const float *xvals = m->cfg->sparse_input ? b->val + b->indptr[0] : NULL;
+    uint32_t C = m->width[m->nlayers];
     forward(m, b, r0, n, keys, params, xvals, 0, 0);
-    ps_layers_score_rows(m->act[m->nlayers], n, m->width[m->nlayers], b->y ? b->y + r0 : NULL,
-                         loss_sum, ncorrect, classes ? classes + r0 : NULL);
+    ps_layers_score_rows(m->act[m->nlayers], n, C, b->y ? b->y + r0 : NULL, loss_sum, ncorrect,
+                         classes ? classes + r0 : NULL, proba ? proba + r0 * C : NULL);
 }
 
 const ps_model_ops ps_mlp_ops = {sizeof(mlp), mlp_tables, mlp_init, mlp_fini, mlp_train, mlp_score};

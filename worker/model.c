@@ -577,14 +577,15 @@ int ps_model_forward_backward(ps_model *m, const ps_batch *b, const ps_keylist *
 
 /* Runs all of b through the kind's score, max_batch rows at a time. */
 static void score(ps_model *m, const ps_batch *b, const ps_keylist *keys,
-                  const float *const *params, double *loss_sum, size_t *ncorrect, int32_t *classes)
+                  const float *const *params, double *loss_sum, size_t *ncorrect, int32_t *classes,
+                  float *proba)
 {
     double lsum = 0.0;
     size_t good = 0;
     for (size_t r0 = 0; r0 < b->n; r0 += m->cfg.max_batch) {
         size_t n = b->n - r0 < m->cfg.max_batch ? b->n - r0 : m->cfg.max_batch;
         m->ops->score(m->impl, b, r0, n, keys, params, loss_sum ? &lsum : NULL,
-                      loss_sum ? &good : NULL, classes);
+                      loss_sum ? &good : NULL, classes, proba);
     }
     if (loss_sum) {
         *loss_sum = lsum;
@@ -599,12 +600,18 @@ int ps_model_evaluate(ps_model *m, const ps_batch *b, const ps_keylist *keys,
     if (rc || (rc = check_keys(m, b, keys, params, NULL, "evaluate"))) {
         return rc;
     }
-    score(m, b, keys, params, loss_sum, ncorrect, NULL);
+    score(m, b, keys, params, loss_sum, ncorrect, NULL, NULL);
     return 0;
 }
 
 int ps_model_predict(ps_model *m, const ps_batch *b, const ps_keylist *keys,
                      const float *const *params, int32_t *classes)
+{
+    return ps_model_predict_proba(m, b, keys, params, classes, NULL);
+}
+
+int ps_model_predict_proba(ps_model *m, const ps_batch *b, const ps_keylist *keys,
+                           const float *const *params, int32_t *classes, float *proba)
 {
     if (!ps_model_has_accuracy(m->cfg.kind)) {
         PS_LOG(ERROR, "predict: a %s has no classes to predict", kind_names[m->cfg.kind]);
@@ -614,6 +621,6 @@ int ps_model_predict(ps_model *m, const ps_batch *b, const ps_keylist *keys,
     if (rc || (rc = check_keys(m, b, keys, params, NULL, "predict"))) {
         return rc;
     }
-    score(m, b, keys, params, NULL, NULL, classes);
+    score(m, b, keys, params, NULL, NULL, classes, proba);
     return 0;
 }

@@ -203,5 +203,10 @@ int ps_model_evaluate(ps_model *m, const ps_batch *b, const ps_keylist *keys,
  * model is a vae, which has no classes; logged). */
 int ps_model_predict(ps_model *m, const ps_batch *b, const ps_keylist *keys,
                      const float *const *params, int32_t *classes);
+/* ps_model_predict, and also OUT proba[i * nclasses + c] = the probability
+ * (softmax) of class c for sample i, b->n * nclasses floats (proba may be
+ * NULL). */
+int ps_model_predict_proba(ps_model *m, const ps_batch *b, const ps_keylist *keys,
+                           const float *const *params, int32_t *classes, float *proba);
 
 #endif

@@ -43,9 +43,11 @@ typedef struct {
     /* Rows [r0, r0 + n) of b (n <= max_batch) without dropout: adds the
      * summed loss to *loss_sum and the correct count to *ncorrect (both
      * NULL or neither; labels needed), writes classes[r0 .. r0 + n) when
-     * classes is not NULL. */
+     * classes is not NULL and the class probabilities (softmax) of those
+     * rows into proba[r0 * C ..] when proba is not NULL. */
     void (*score)(void *impl, const ps_batch *b, size_t r0, size_t n, const ps_keylist *keys,
-                  const float *const *params, double *loss_sum, size_t *ncorrect, int32_t *classes);
+                  const float *const *params, double *loss_sum, size_t *ncorrect, int32_t *classes,
+                  float *proba);
 } ps_model_ops;
 
 extern const ps_model_ops ps_mlp_ops; /* logreg and mlp: worker/mlp.c */
@@ -98,9 +100,10 @@ uint32_t ps_layers_row_argmax(const float *z, uint32_t d);
 double ps_layers_softmax_xent(const float *z, size_t n, uint32_t C, const int32_t *y, float *dz,
                               float scale);
 /* Scores n rows of C logits for ops->score: summed cross-entropy and
- * correct count (when loss_sum), argmax classes (when classes). */
+ * correct count (when loss_sum), argmax classes (when classes), the
+ * softmax of each row (when proba, n x C). */
 void ps_layers_score_rows(const float *z, size_t n, uint32_t C, const int32_t *y, double *loss_sum,
-                          size_t *ncorrect, int32_t *classes);
+                          size_t *ncorrect, int32_t *classes, float *proba);
 
 /* ---- worker/conv.c: im2col convolution and max pooling ---- */
 

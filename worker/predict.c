@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "data/fhash.h"
+#include "data/labels.h"
 #include "data/source.h"
 #include "worker/export.h"
 
@@ -26,6 +27,8 @@
 struct ps_predictor {
     ps_model *model;
     uint32_t hash_bits;
+    uint32_t nlabels; /* 0: class c is label c */
+    int32_t labels[PS_FILE_MAX_LABELS];
     uint32_t ntables;
     float *table[MAX_TABLES];  /* whole tables, rows x width, from model.bin */
     float *gather[MAX_TABLES]; /* one chunk's rows of a table the chunk needs only part of */
@@ -86,6 +89,16 @@ static int check_header(const char *path, const ps_file_header *h, ps_model_cfg 
                          "%016" PRIx64 ", but this build's feature hash gives %016" PRIx64
                          ": the model was trained with another hash",
                          fm->hash_fingerprint, ps_export_hash_fingerprint(fm->hash_bits));
+    }
+    if (fm->nlabels && fm->nlabels != fm->nclasses) {
+        return bad_field(path, "model.labels", "%u labels for %u classes", fm->nlabels,
+                         fm->nclasses);
+    }
+    for (uint32_t i = 1; i < fm->nlabels; i++) {
+        if (fm->labels[i] <= fm->labels[i - 1]) {
+            return bad_field(path, "model.labels", "not ascending at %u (%d after %d)", i,
+                             fm->labels[i], fm->labels[i - 1]);
+        }
     }
     mc->max_batch = PS_PREDICT_CHUNK;
     if (ps_model_tables(mc, want, MAX_TABLES, nt)) {
@@ -187,6 +200,8 @@ int ps_predict_create(ps_predictor **out, const char *dir)
         goto done;
     }
     p->hash_bits = h.model.hash_bits;
+    p->nlabels = h.model.nlabels;
+    memcpy(p->labels, h.model.labels, sizeof p->labels);
     *out = p;
     p = NULL;
 done:
@@ -225,6 +240,11 @@ const ps_model_cfg *ps_predict_model_cfg(const ps_predictor *p)
 uint32_t ps_predict_hash_bits(const ps_predictor *p)
 {
     return p->hash_bits;
+}
+
+int32_t ps_predict_label(const ps_predictor *p, uint32_t c)
+{
+    return p->nlabels ? p->labels[c] : (int32_t)c;
 }
 
 /* ---- scoring ---- */
@@ -266,6 +286,13 @@ static int gather(ps_predictor *p)
 int ps_predict_score(ps_predictor *p, const ps_batch *b, double *loss_sum, size_t *ncorrect,
                      int32_t *classes)
 {
+    return ps_predict_score_proba(p, b, loss_sum, ncorrect, classes, NULL);
+}
+
+int ps_predict_score_proba(ps_predictor *p, const ps_batch *b, double *loss_sum, size_t *ncorrect,
+                           int32_t *classes, float *proba)
+{
+    uint32_t C = ps_model_config(p->model)->nclasses;
     int rc = 0;
     double lsum = 0.0;
     size_t good = 0;
@@ -285,7 +312,8 @@ int ps_predict_score(ps_predictor *p, const ps_batch *b, double *loss_sum, size_
             break;
         }
         if (classes) {
-            rc = ps_model_predict(p->model, &c, p->keys, p->params, classes + first);
+            rc = ps_model_predict_proba(p->model, &c, p->keys, p->params, classes + first,
+                                        proba ? proba + first * C : NULL);
         }
         lsum += ls;
         good += nc;
@@ -352,11 +380,16 @@ static int load_test(const ps_predictor *p, const ps_predict_cfg *cfg, ps_datase
         sc.format = PS_FMT_LIBSVM;
         sc.features = mc->in_dim;
         sc.hash_bits = p->hash_bits;
+        sc.holdout = 0;
+        /* Ids past in_dim are features the model never saw. */
+        sc.ignore_past_dim = 1;
         /* The model fixes the shape, so no probe pass over the file: with
-         * dim and classes given, the reader itself rejects feature ids past
-         * in_dim and labels the model has no class for. */
+         * dim and labels given, the reader itself refuses a label the
+         * model has no class for. */
         spec.dim = mc->in_dim;
         spec.nclasses = mc->nclasses;
+        spec.nlabels = p->nlabels;
+        memcpy(spec.labels, p->labels, p->nlabels * sizeof *spec.labels);
         spec.sparse = 1;
     } else {
         PS_LOG(ERROR, "predict reads IDX or libsvm test files only");
@@ -375,15 +408,35 @@ static int load_test(const ps_predictor *p, const ps_predict_cfg *cfg, ps_datase
     return 0;
 }
 
-static int write_classes(const char *path, const int32_t *classes, size_t n)
+/* One line per sample: its predicted label, and with proba (C per
+ * sample) its class probabilities after a "labels ..." line. */
+static int write_predictions(const ps_predictor *p, const char *path, const int32_t *classes,
+                             const float *proba, size_t n)
 {
+    uint32_t C = ps_model_config(p->model)->nclasses;
     ps_afile *f = NULL;
-    char buf[8192];
-    size_t o = 0;
+    ps_bytes line = {0};
     int rc = ps_afile_open(&f, path);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        o += (size_t)snprintf(buf + o, sizeof buf - o, "%d\n", (int)classes[i]);
-        if (sizeof buf - o < 16 || i + 1 == n) {
+    /* The longest line: a label and C probabilities of at most 16 bytes. */
+    size_t room = 16 + (size_t)C * 16;
+    if (rc == 0 && (rc = PS_GROW(line.data, line.cap, room + 8192)) == 0 && proba) {
+        size_t o = (size_t)snprintf((char *)line.data, line.cap, "labels");
+        for (uint32_t c = 0; c < C; c++) {
+            o += (size_t)snprintf((char *)line.data + o, line.cap - o, " %d",
+                                  ps_predict_label(p, c));
+        }
+        line.data[o++] = '\n';
+        rc = ps_afile_write(f, line.data, o);
+    }
+    for (size_t i = 0, o = 0; rc == 0 && i < n; i++) {
+        char *buf = (char *)line.data;
+        o += (size_t)snprintf(buf + o, line.cap - o, "%d",
+                              ps_predict_label(p, (uint32_t)classes[i]));
+        for (uint32_t c = 0; proba && c < C; c++) {
+            o += (size_t)snprintf(buf + o, line.cap - o, " %.6g", (double)proba[i * C + c]);
+        }
+        buf[o++] = '\n';
+        if (line.cap - o < room || i + 1 == n) {
             rc = ps_afile_write(f, buf, o);
             o = 0;
         }
@@ -392,6 +445,7 @@ static int write_classes(const char *path, const int32_t *classes, size_t n)
         rc = ps_afile_commit(&f);
     }
     ps_afile_abort(&f);
+    ps_free(line.data);
     return rc;
 }
 
@@ -400,6 +454,7 @@ int ps_predict_run(const ps_predict_cfg *cfg, ps_predict_result *res)
     ps_predictor *p = NULL;
     ps_dataset ds = {0};
     int32_t *classes = NULL;
+    float *proba = NULL;
     char name[PS_SOURCE_PATH];
     memset(res, 0, sizeof *res);
     int rc = ps_predict_create(&p, cfg->model_dir);
@@ -415,28 +470,38 @@ int ps_predict_run(const ps_predict_cfg *cfg, ps_predict_result *res)
     }
     if (!cfg->quiet) {
         const ps_model_cfg *mc = ps_model_config(p->model);
+        char labels[160] = "";
+        if (p->nlabels) {
+            size_t o = (size_t)snprintf(labels, sizeof labels, ": labels ");
+            ps_labels_format(p->labels, p->nlabels, labels + o, sizeof labels - o);
+        }
         PS_LOG(INFO,
-               "adamps predict: %s model from %s (%" PRIu64 " inputs, %u classes); %zu "
+               "adamps predict: %s model from %s (%" PRIu64 " inputs, %u classes%s); %zu "
                "samples from %s",
-               ps_model_kind_name(mc->kind), cfg->model_dir, mc->in_dim, mc->nclasses, n, name);
+               ps_model_kind_name(mc->kind), cfg->model_dir, mc->in_dim, mc->nclasses, labels, n,
+               name);
     }
-    if (!(classes = ps_malloc(n * sizeof *classes))) {
+    uint32_t C = ps_model_config(p->model)->nclasses;
+    if (!(classes = ps_malloc(n * sizeof *classes)) ||
+        (cfg->proba &&
+         (n > SIZE_MAX / sizeof(float) / C || !(proba = ps_malloc(n * C * sizeof(float)))))) {
         rc = PS_ENOMEM;
         goto done;
     }
     ps_batch b = ps_dataset_view(&ds, 0, n);
     double loss_sum = 0.0;
     size_t correct = 0;
-    if ((rc = ps_predict_score(p, &b, &loss_sum, &correct, classes))) {
+    if ((rc = ps_predict_score_proba(p, &b, &loss_sum, &correct, classes, proba))) {
         goto done;
     }
-    if (cfg->out[0] && (rc = write_classes(cfg->out, classes, n))) {
+    if (cfg->out[0] && (rc = write_predictions(p, cfg->out, classes, proba, n))) {
         goto done;
     }
     res->loss = loss_sum / (double)n;
     res->accuracy = (double)correct / (double)n;
     res->samples = n;
 done:
+    ps_free(proba);
     ps_free(classes);
     ps_dataset_fini(&ds);
     ps_predict_destroy(&p);

@@ -17,6 +17,7 @@
 #include "data/libsvm.h"
 #include "worker/batcher.h"
 #include "worker/export.h"
+#include "worker/progress.h"
 
 #define EVAL_CHUNK 1000
 
@@ -52,6 +53,8 @@ typedef struct {
     double t0, last_print;
     double loss_ema;
     int have_ema;
+    double eval_s;        /* time spent in this run's evaluations, for the ETA */
+    uint64_t evals_timed; /* how many */
     ps_metrics *metrics;
     uint64_t metrics_lost; /* lines that could not be written */
     FILE *clock_log;
@@ -190,11 +193,18 @@ static void inject_pause(trainer *tr, uint64_t clock)
 
 /* A metrics line that cannot be written (a full disk) costs that line, not
  * the run: the first failure is a warning, the count is told at the end. */
-static void write_metrics(trainer *tr, const ps_metric_kv *kv, size_t n)
+static void count_lost(trainer *tr, int rc)
 {
-    if (tr->metrics && ps_metrics_write(tr->metrics, kv, n) != 0 && tr->metrics_lost++ == 0) {
+    if (rc != 0 && tr->metrics_lost++ == 0) {
         PS_LOG(WARN, "%s: a metrics line was not written (see above); training goes on",
                tr->wc->metrics);
+    }
+}
+
+static void write_metrics(trainer *tr, const ps_metric_kv *kv, size_t n)
+{
+    if (tr->metrics) {
+        count_lost(tr, ps_metrics_write(tr->metrics, kv, n));
     }
 }
 
@@ -263,6 +273,14 @@ static int load_train_head(trainer *tr)
     return ps_source_load_train(&head, &wc->spec, 0, 1, &tr->train_head);
 }
 
+/* The clocks between evaluations. */
+static uint64_t eval_interval(const trainer *tr)
+{
+    return tr->wc->eval_every ? tr->wc->eval_every : tr->steps_per_epoch;
+}
+
+/* Coordinator, every --progress-every seconds: the progress line, with the
+ * time left (evaluations to come included). */
 static void progress(trainer *tr, uint64_t clock, int force)
 {
     double now = ps_comm_time();
@@ -274,15 +292,47 @@ static void progress(trainer *tr, uint64_t clock, int force)
         (double)(clock - tr->start_clock) * tr->wc->batcher.batch * tr->wc->client.nworkers;
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
-    double eta = clock > tr->start_clock
-                     ? el / (double)(clock - tr->start_clock) * (double)(tr->total_steps - clock)
-                     : 0;
-    PS_LOG(INFO, "epoch %.2f step %llu/%llu  %.0f samples/s  train_loss_ma %.4f  push %.1f MB/s "
-                 "pull %.1f MB/s  eta %.0fs",
-           (double)clock / (double)tr->steps_per_epoch, (unsigned long long)clock,
-           (unsigned long long)tr->total_steps, el > 0 ? samples / el : 0, tr->loss_ema,
-           el > 0 ? sent / el / 1e6 : 0, el > 0 ? recv / el / 1e6 : 0, eta);
+    ps_progress pr = {.steps_done = clock - tr->start_clock,
+                      .steps_left = tr->total_steps - clock,
+                      .elapsed_s = el,
+                      .eval_s = tr->eval_s,
+                      .evals_done = tr->evals_timed,
+                      .evals_left =
+                          ps_progress_evals_left(clock, tr->total_steps, eval_interval(tr))};
+    ps_progress_line l = {.step = clock,
+                          .steps_total = tr->total_steps,
+                          .epoch = (double)clock / (double)tr->steps_per_epoch,
+                          .samples_per_sec = el > 0 ? samples / el : 0,
+                          .train_loss_ma = tr->have_ema ? tr->loss_ema : NAN,
+                          .push_bytes_per_sec = el > 0 ? sent / el : 0,
+                          .pull_bytes_per_sec = el > 0 ? recv / el : 0,
+                          .eta_s = ps_progress_eta(&pr)};
+    ps_progress_log(&l, tr->wc->log_json);
     tr->last_print = now;
+}
+
+/* Coordinator, every --log-every clocks: the moving average of the
+ * training loss as a metrics record of its own, between evaluations. At
+ * the top of clock `clock`'s step, like an evaluation, so a resumed run
+ * writes again exactly the records its resume cut. */
+static void record_train_loss(trainer *tr, uint64_t clock)
+{
+    uint64_t every = tr->wc->log_every;
+    if (!tr->metrics || !every || clock == 0 || clock % every || !tr->have_ema) {
+        return;
+    }
+    double el = ps_comm_time() - tr->t0;
+    double rate = (double)(clock - tr->start_clock) * tr->wc->batcher.batch *
+                  tr->wc->client.nworkers / (el > 0 ? el : 1);
+    ps_metric_kv kv[] = {
+        PS_METRIC_S("event", "train_loss_ma"),
+        PS_METRIC_I("step", (int64_t)clock),
+        PS_METRIC_D("epoch", (double)clock / (double)tr->steps_per_epoch),
+        PS_METRIC_D("time_s", tr->time_before + el),
+        PS_METRIC_D("train_loss_ma", tr->loss_ema),
+        PS_METRIC_D("samples_per_sec", rate),
+    };
+    write_metrics(tr, kv, sizeof kv / sizeof kv[0]);
 }
 
 static int eval_and_record(trainer *tr, uint64_t clock)
@@ -334,13 +384,13 @@ static int eval_and_record(trainer *tr, uint64_t clock)
     }
     /* Machine-readable final line for scripts and tests. */
     if (clock == tr->total_steps) {
-        char acc_text[32] = "null";
-        if (!isnan(acc)) {
-            snprintf(acc_text, sizeof acc_text, "%.4f", acc);
-        }
-        printf("final step=%llu test_loss=%.6f test_acc=%s time_s=%.2f samples_per_sec=%.1f\n",
-               (unsigned long long)clock, loss, acc_text, el, rate);
-        fflush(stdout);
+        ps_progress_final f = {.step = clock,
+                               .test_loss = loss,
+                               .test_acc = acc,
+                               .time_s = el,
+                               .samples_per_sec = rate,
+                               .run_id = tr->wc->run_id};
+        ps_progress_print_final(&f, tr->wc->log_json, stdout);
     }
     return rc;
 }
@@ -404,10 +454,12 @@ static int setup(trainer *tr)
             return PS_ENOMEM;
         }
     }
-    if (tr->coordinator && wc->metrics[0] &&
-        (rc = ps_metrics_open(&tr->metrics, wc->metrics,
-                              wc->nresume ? PS_METRICS_APPEND : PS_METRICS_TRUNCATE))) {
-        return rc;
+    if (tr->coordinator && wc->metrics[0]) {
+        if ((rc = ps_metrics_open(&tr->metrics, wc->metrics,
+                                  wc->nresume ? PS_METRICS_APPEND : PS_METRICS_TRUNCATE))) {
+            return rc;
+        }
+        ps_metrics_stamp(tr->metrics, 1);
     }
     if (wc->clock_log[0] && !(tr->clock_log = fopen(wc->clock_log, "a"))) {
         PS_LOG(ERROR, "cannot open the clock log %s", wc->clock_log);
@@ -465,7 +517,16 @@ static int resume_any(trainer *tr)
  * says where the run picked up. */
 static int metrics_resumed(trainer *tr)
 {
-    if (!tr->metrics || tr->wc->nresume == 0) {
+    if (!tr->metrics) {
+        return 0;
+    }
+    if (tr->wc->nresume == 0) {
+        /* A fresh file starts with what run it is. */
+        ps_metrics_header h = {.run_id = tr->wc->run_id,
+                               .version = PS_VERSION,
+                               .config = tr->wc->config,
+                               .nconfig = tr->wc->nconfig};
+        count_lost(tr, ps_metrics_write_header(tr->metrics, &h));
         return 0;
     }
     size_t dropped = 0;
@@ -483,6 +544,8 @@ static int metrics_resumed(trainer *tr)
         PS_METRIC_S("event", "resumed"),
         PS_METRIC_S("checkpoint", name),
         PS_METRIC_I("resume_step", (int64_t)tr->start_clock),
+        PS_METRIC_S("run_id", tr->wc->run_id),
+        PS_METRIC_S("adamps_version", PS_VERSION),
     };
     write_metrics(tr, kv, sizeof kv / sizeof kv[0]);
     return 0;
@@ -653,9 +716,14 @@ static int step(trainer *tr, uint64_t clock)
     }
     log_clock(tr, "start", clock);
     if (tr->coordinator && clock > 0) {
-        uint64_t every = tr->wc->eval_every ? tr->wc->eval_every : tr->steps_per_epoch;
-        if (clock % every == 0 && (rc = eval_and_record(tr, clock))) {
-            return rc;
+        record_train_loss(tr, clock);
+        if (clock % eval_interval(tr) == 0) {
+            double t = ps_comm_time();
+            if ((rc = eval_and_record(tr, clock))) {
+                return rc;
+            }
+            tr->eval_s += ps_comm_time() - t;
+            tr->evals_timed++;
         }
     }
     /* Start the next batch's pull before computing this one. */
@@ -747,8 +815,15 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
         progress(&tr, tr.total_steps, 1);
         rc = eval_and_record(&tr, tr.total_steps);
         if (rc == 0 && wc->save_model[0]) {
-            rc = ps_export_save(tr.client, tr.model, (int64_t)tr.total_steps, wc->averaged,
-                                wc->save_model, wc->config_text, wc->hash_bits);
+            ps_export_info info = {.clock = (int64_t)tr.total_steps,
+                                   .averaged = wc->averaged,
+                                   .hash_bits = wc->hash_bits,
+                                   .config_text = wc->config_text,
+                                   .config = wc->config,
+                                   .nconfig = wc->nconfig,
+                                   .labels = wc->spec.labels,
+                                   .nlabels = wc->spec.nlabels};
+            rc = ps_export_save(tr.client, tr.model, &info, wc->save_model);
         }
     }
 done:

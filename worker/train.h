@@ -14,6 +14,7 @@
 #include "data/source.h"
 #include "worker/batcher.h"
 #include "worker/client.h"
+#include "worker/metrics.h"
 #include "worker/model.h"
 
 /* Strings are borrowed for the run and never NULL; "" means off. */
@@ -32,8 +33,15 @@ typedef struct {
     uint64_t eval_train;    /* coordinator: train_nll on the first N samples of its part of
                                the training set (file order) at each evaluation; 0 = off */
     double progress_secs;   /* coordinator: progress line interval; 0 = every clock */
+    uint64_t log_every;     /* coordinator: a train_loss_ma metrics record every N clocks; 0 off */
+    int log_json;           /* progress and the final line as JSON (--log-format json) */
     int quiet;              /* warnings and errors only */
     const char *metrics;    /* coordinator: JSON lines file */
+    const char *run_id;     /* the metrics header's and the run header's; "" = none */
+    /* The training configuration as typed pairs, for the metrics header
+     * and model.json (borrowed; nconfig may be 0). */
+    const ps_metric_kv *config;
+    size_t nconfig;
     const char *save_model; /* coordinator: export directory at the end */
     uint32_t hash_bits;     /* recorded in the export's model.json */
     const char *ckpt_dir;

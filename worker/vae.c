@@ -191,11 +191,12 @@ static int vae_train(void *impl, const ps_batch *b, const ps_keylist *keys,
 
 static void vae_score(void *impl, const ps_batch *b, size_t r0, size_t n, const ps_keylist *keys,
                       const float *const *params, double *loss_sum, size_t *ncorrect,
-                      int32_t *classes)
+                      int32_t *classes, float *proba)
 {
     (void)keys;
     (void)ncorrect;
     (void)classes; /* ps_model_predict refuses a vae before it gets here */
+    (void)proba;
     vae *m = impl;
     /* A fixed key: sample i of b gets the same noise at every evaluation. */
     uint64_t key = ps_rng_hash(m->cfg->seed, EVAL_WORKER, EVAL_STEP, PS_VAE_GAUSS_STREAM);

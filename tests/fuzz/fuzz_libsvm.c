@@ -5,7 +5,8 @@
  * promise of libsvm.h (ascending ids below dim, finite values, labels
  * below nclasses, chunks of at most max_rows), and any two byte ranges
  * split at the cut must give exactly the rows of the whole file, as must
- * the range ending at ps_libsvm_offset after some rows. */
+ * the range ending at ps_libsvm_offset after some rows, and the two line
+ * parts (gzip's split) of the whole range. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,7 +43,8 @@ static int read_range(const char *path, const ps_libsvm_opts *o, uint64_t begin,
     uint64_t got = 0;
     while ((rc = ps_libsvm_next(r, max_rows, &chunk)) == 0) {
         CHECK(chunk.n >= 1 && chunk.n <= max_rows && chunk.n_cap <= max_rows);
-        CHECK(chunk.nclasses >= 2 && (!o->nclasses || chunk.nclasses == o->nclasses));
+        /* Discovery: the labels seen so far, at least this chunk's one. */
+        CHECK(chunk.nclasses >= 1 && (!o->nclasses || chunk.nclasses == o->nclasses));
         for (size_t i = 0; i < chunk.n; i++) {
             CHECK(chunk.y[i] >= 0 && (uint32_t)chunk.y[i] < chunk.nclasses);
             for (uint64_t k = chunk.indptr[i]; k < chunk.indptr[i + 1]; k++) {
@@ -108,6 +110,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (o.nclasses && read_range(path, &o, 0, cut, max_rows, &parts, 0, NULL) == 0 &&
         read_range(path, &o, cut, UINT64_MAX, max_rows, &parts, 0, NULL) == 0) {
         same_rows(&whole, &parts);
+    }
+    /* Line parts: every row in exactly one of two parts, in order. */
+    if (o.nclasses) {
+        memset(&parts, 0, sizeof parts);
+        ps_libsvm_opts half = o;
+        half.nparts = 2;
+        size_t n0 = 0;
+        int ok = read_range(path, &half, 0, UINT64_MAX, max_rows, &parts, 0, NULL) == 0;
+        n0 = parts.n;
+        half.part = 1;
+        ok = ok && read_range(path, &half, 0, UINT64_MAX, max_rows, &parts, 0, NULL) == 0;
+        CHECK(!ok || (parts.n == whole.n && n0 <= whole.n));
     }
     /* The first k rows end at ps_libsvm_offset: that prefix holds them. */
     if (whole.n >= 1) {

@@ -134,7 +134,9 @@ typedef struct {
     void (*expect)(ps_cfg *c);
 } flag_case;
 
-enum { B_NONE = 0, B_FILES = 1, B_CKPT = 2 };
+/* B_TRAIN: --train alone (--holdout stands for --test); B_PREDICT: the
+ * predict command with --model, --test and --out. */
+enum { B_NONE = 0, B_FILES = 1, B_CKPT = 2, B_TRAIN = 4, B_PREDICT = 8 };
 
 #define EXPECT(name, body)               \
     static void name(ps_cfg *c)          \
@@ -167,6 +169,10 @@ EXPECT(x_features, c->features = 123)
 EXPECT(x_train_limit, c->train_limit = 1000)
 EXPECT(x_test_limit, c->test_limit = 200)
 EXPECT(x_stream, c->stream = PS_STREAM_ON)
+EXPECT(x_holdout, c->holdout = 0.25)
+EXPECT(x_labels, SET(c->labels, "-1,1,7"))
+EXPECT(x_log_every, c->log_every = 25)
+EXPECT(x_proba, c->proba = 1)
 /* AMSGrad's defaults are Adam's, so only the kind changes. */
 EXPECT(x_optimizer, c->opt.kind = PS_OPT_AMSGRAD)
 EXPECT(x_lr, c->opt.lr = 0.25f)
@@ -228,6 +234,10 @@ static const flag_case flag_cases[] = {
     {"train-limit", "1000", B_FILES, x_train_limit},
     {"test-limit", "200", B_FILES, x_test_limit},
     {"stream", "on", B_FILES, x_stream},
+    {"holdout", "0.25", B_TRAIN, x_holdout},
+    {"labels", "-1,1,7", B_FILES, x_labels},
+    {"log-every", "25", B_FILES, x_log_every},
+    {"proba", NULL, B_PREDICT, x_proba},
     {"optimizer", "amsgrad", B_FILES, x_optimizer},
     {"lr", "0.25", B_FILES, x_lr},
     {"beta1", "0.5", B_FILES, x_beta1},
@@ -275,7 +285,19 @@ static int parse_case(const flag_case *fc, int joined, ps_cfg *c, char *err, siz
     char eqform[128];
     char dashed[64];
     int n = 0;
-    args[n++] = "train";
+    args[n++] = fc->base & B_PREDICT ? "predict" : "train";
+    if (fc->base & B_TRAIN) {
+        args[n++] = "--train";
+        args[n++] = "a.svm";
+    }
+    if (fc->base & B_PREDICT) {
+        args[n++] = "--model";
+        args[n++] = "m";
+        args[n++] = "--test";
+        args[n++] = "b.svm";
+        args[n++] = "--out";
+        args[n++] = "o.txt";
+    }
     if (fc->base & B_FILES) {
         args[n++] = "--train";
         args[n++] = "a.svm";
@@ -304,9 +326,16 @@ static int parse_case(const flag_case *fc, int joined, ps_cfg *c, char *err, siz
 static void base_config(const flag_case *fc, ps_cfg *c)
 {
     ps_cfg_defaults(c);
-    if (fc->base & B_FILES) {
+    if (fc->base & (B_FILES | B_TRAIN)) {
         SET(c->train, "a.svm");
+    }
+    if (fc->base & (B_FILES | B_PREDICT)) {
         SET(c->test, "b.svm");
+    }
+    if (fc->base & B_PREDICT) {
+        c->cmd = PS_CMD_PREDICT;
+        SET(c->model_dir, "m");
+        SET(c->out, "o.txt");
     }
     if (fc->base & B_CKPT) {
         SET(c->ckpt_dir, "ck");
@@ -576,7 +605,23 @@ static void test_cfg_rejects_impossible_combinations(void **state)
          "--dataset and --synthetic are exclusive"},
         {{"train", "--train", "a", "--test", "b", "--synthetic", "rows=100"},
          "--train and --synthetic are exclusive"},
-        {{"train", "--train", "a.svm"}, "--train needs --test"},
+        {{"train", "--train", "a.svm"}, "--train needs --test FILE too, or --holdout"},
+        {{"train", "--train", "a.svm", "--holdout", "0"}, "--train needs --test FILE too"},
+        {{"train", "--train", "a", "--test", "b", "--holdout", "0.1"},
+         "--holdout and --test are exclusive"},
+        {{"train", "--train", "a.svm", "--holdout", "1"}, "--holdout: '1' is not in [0, 1)"},
+        {{"train", "--train", "a", "--test", "b", "--labels", "1"},
+         "--labels: '1': a classifier needs at least two labels"},
+        {{"train", "--train", "a", "--test", "b", "--labels", "1,x"},
+         "--labels: '1,x' is not a list of integer labels"},
+        {{"train", "--train", "a", "--test", "b", "--labels", "2,1,2"},
+         "--labels: label 2 is listed twice"},
+        {{"train", "--train", "a", "--test", "b", "--labels", "1,3000000000"},
+         "--labels: label 3000000000 is out of the 32-bit"},
+        {{"train", "--train", "a", "--test", "b", "--labels", "1,2,"},
+         "--labels: '1,2,' is not a list"},
+        {{"predict", "--model", "m", "--test", "b", "--proba"}, "--proba needs --out FILE"},
+        {{"train", "--train", "a", "--test", "b", "--proba"}, "unknown flag --proba"},
         {{"train", "--test", "b.svm"}, "--test goes with --train"},
         {{"train", "--dataset", "fashion-mnist", "--test", "b.svm"}, "--test goes with --train"},
         {{DS, "--epochs", "2", "--steps", "10"}, "--epochs and --steps are exclusive"},

@@ -1,10 +1,15 @@
 /* Feature hashing: deterministic, in range, uniform over buckets, and a row
- * with colliding ids comes out sorted with their values summed. */
+ * with colliding ids comes out sorted with their values summed. The Python
+ * reference in README.md (for serving a hashed model elsewhere) gives the
+ * same rows as ps_fhash, run when /usr/bin/python3 is there. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "common/err.h"
@@ -130,6 +135,71 @@ static void test_fhash_check_bits_rejects_out_of_range(void **state)
     assert_int_equal(ps_fhash_check_bits(40), 0);
 }
 
+/* The README's ```python block that defines fhash, copied into buf (cap
+ * bytes); 0 when the README is not here (not run from the source tree). */
+static size_t readme_reference(char *buf, size_t cap)
+{
+    FILE *f = fopen("README.md", "r");
+    if (!f) {
+        return 0;
+    }
+    char line[512];
+    size_t len = 0;
+    int in = 0, done = 0;
+    while (!done && fgets(line, sizeof line, f)) {
+        const char *t = line + strspn(line, " ");
+        if (!in && strncmp(t, "```python", 9) == 0) {
+            in = 1;
+            len = 0;
+        } else if (in && strncmp(t, "```", 3) == 0) {
+            in = 0;
+            done = strstr(buf, "def fhash(") != NULL;
+        } else if (in) {
+            /* The block is indented as a list item's: drop the indent. */
+            const char *code = line + (strncmp(line, "  ", 2) == 0 ? 2 : 0);
+            size_t n = strlen(code);
+            assert_true(len + n < cap);
+            memcpy(buf + len, code, n + 1);
+            len += n;
+        }
+    }
+    fclose(f);
+    return done ? len : 0;
+}
+
+static void test_fhash_python_reference_matches(void **state)
+{
+    (void)state;
+    static char code[4096];
+    if (access("/usr/bin/python3", X_OK) != 0 || readme_reference(code, sizeof code) == 0) {
+        skip();
+    }
+    static const uint64_t ids[] = {0, 1, 2, 99, 12345, 1ULL << 33, UINT64_MAX - 7};
+    static const unsigned bits[] = {1, 10, 24, 40};
+    char path[] = "/tmp/adamps_test_fhash.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\nimport sys\n", code);
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        for (size_t b = 0; b < sizeof bits / sizeof bits[0]; b++) {
+            fprintf(f, "assert fhash(%llu, %u) == %llu, (%llu, %u, fhash(%llu, %u))\n",
+                    (unsigned long long)ids[i], bits[b],
+                    (unsigned long long)ps_fhash(ids[i], bits[b]), (unsigned long long)ids[i],
+                    bits[b], (unsigned long long)ids[i], bits[b]);
+        }
+    }
+    /* The README states the header's seed. */
+    fprintf(f, "assert SEED == %llu\n", (unsigned long long)PS_FHASH_SEED);
+    assert_int_equal(fclose(f), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s", path);
+    int rc = system(cmd);
+    unlink(path);
+    assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_fhash_row_merges_collisions),
         cmocka_unit_test(test_fhash_row_sorts_long_rows),
         cmocka_unit_test(test_fhash_check_bits_rejects_out_of_range),
+        cmocka_unit_test(test_fhash_python_reference_matches),
     };
     return cmocka_run_group_tests(tests, ps_test_setup, ps_test_teardown);
 }

@@ -229,6 +229,11 @@ static void test_file_model_info_round_trips(void **state)
         m->hidden[i] = 1000 + i;
     }
     m->averaged = 1;
+    /* The class labels, negative ones included (sint32: zigzag). */
+    m->nlabels = 10;
+    for (uint32_t i = 0; i < 10; i++) {
+        m->labels[i] = (int32_t)(i * 1000) - 3000000;
+    }
     const void *parts[] = {"xy"};
     size_t lens[] = {2};
     assert_int_equal(ps_file_write_atomic(path, &h, parts, lens, 1), 0);
@@ -248,6 +253,8 @@ static void test_file_model_info_round_trips(void **state)
     assert_int_equal(out.model.nhidden, PS_FILE_MAX_HIDDEN);
     assert_memory_equal(out.model.hidden, m->hidden, sizeof m->hidden);
     assert_int_equal(out.model.averaged, 1);
+    assert_int_equal(out.model.nlabels, 10);
+    assert_memory_equal(out.model.labels, m->labels, 10 * sizeof m->labels[0]);
     assert_int_equal(out.ntables, 2);
     assert_string_equal(out.tables[0].name, "w1");
     assert_int_equal(out.tables[0].nslots, 1ULL << 20);
@@ -263,8 +270,14 @@ static void test_file_model_info_round_trips(void **state)
     assert_int_equal(out.has_model, 1);
     assert_string_equal(out.model.kind, "logreg");
     assert_int_equal(out.model.nhidden, 0);
+    assert_int_equal(out.model.nlabels, 0); /* older files: class c is label c */
     ps_free(payload);
     ps_file_header_fini(&out);
+
+    /* More labels than a model file holds: refused on write. */
+    m->nlabels = PS_FILE_MAX_LABELS + 1;
+    PS_TEST_EXPECT_LOG(ps_file_write_atomic(path, &h, parts, lens, 1), PS_EINVAL, "labels");
+    m->nlabels = 0;
 
     /* Without it, nothing is written or read back. */
     write_sample(path);

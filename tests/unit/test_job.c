@@ -1,7 +1,8 @@
 /* Tests for cli/job.c: which ranks serve, whether the world leaves a
  * worker, and the small config each module gets from the flags (the
  * server's update rule in force, the source's files, the worker's pull
- * bound). */
+ * bound); the configuration as typed pairs; when BLAS threads
+ * oversubscribe a node. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -273,6 +274,82 @@ static void test_job_budget_and_scan_limit(void **state)
                      ps_budget_max_rows((uint64_t)1 << 30, 1, 64, 0, 0, 1));
 }
 
+/* Every flag is a pair, in the table's order, typed by its row: numbers
+ * (integers and reals), booleans, and text for the rest and for a number
+ * spelt as its word. */
+static void test_job_config_pairs_are_typed(void **state)
+{
+    (void)state;
+    static ps_job_pairs p;
+    ps_cfg c;
+    const char *args[] = {"train", "--train", "a b.svm", "--holdout", "0.125", "--batch", "64",
+                          "--seed", "18446744073709551615", "--quiet", "--labels", "-1,1", NULL};
+    parse_list(&c, args);
+    ps_job_config_pairs(&c, &p);
+    assert_int_equal(p.n, ps_cfg_count());
+    int found = 0;
+    for (size_t i = 0; i < p.n; i++) {
+        const ps_metric_kv *kv = &p.kv[i];
+        char val[PS_CFG_PATH + 64];
+        assert_string_equal(kv->key, ps_cfg_pair(&c, i, NULL, val, sizeof val));
+        if (strcmp(kv->key, "batch") == 0) {
+            assert_int_equal(kv->type, PS_METRIC_INT);
+            assert_int_equal(kv->v.i, 64);
+            found++;
+        } else if (strcmp(kv->key, "holdout") == 0 || strcmp(kv->key, "l2") == 0) {
+            /* Reals stay reals, 0 included. */
+            assert_int_equal(kv->type, PS_METRIC_DOUBLE);
+            assert_true(kv->key[0] != 'h' || kv->v.d == 0.125);
+            found++;
+        } else if (strcmp(kv->key, "quiet") == 0 || strcmp(kv->key, "resume") == 0) {
+            assert_int_equal(kv->type, PS_METRIC_BOOL);
+            assert_int_equal(kv->v.b, kv->key[0] == 'q');
+            found++;
+        } else if (strcmp(kv->key, "train") == 0 || strcmp(kv->key, "labels") == 0 ||
+                   strcmp(kv->key, "model") == 0) {
+            assert_int_equal(kv->type, PS_METRIC_STRING);
+            assert_string_equal(kv->v.s, val);
+            found++;
+        } else if (strcmp(kv->key, "steps") == 0 || strcmp(kv->key, "hash_bits") == 0) {
+            /* 0 shown as its word: "auto", "off". */
+            assert_int_equal(kv->type, PS_METRIC_STRING);
+            found++;
+        } else if (strcmp(kv->key, "seed") == 0) {
+            /* Past int64: kept exact, as text. */
+            assert_int_equal(kv->type, PS_METRIC_STRING);
+            assert_string_equal(kv->v.s, "18446744073709551615");
+            found++;
+        }
+    }
+    assert_int_equal(found, 11);
+    /* The data source gets the holdout, its seed and the labels. */
+    ps_source_cfg src;
+    ps_job_source_cfg(&c, &src);
+    assert_true(src.holdout == 0.125);
+    assert_true(src.seed == UINT64_MAX);
+    assert_string_equal(src.labels, "-1,1");
+}
+
+static void test_job_blas_oversubscription(void **state)
+{
+    (void)state;
+    char msg[512];
+    /* The case: 2 threads per rank, 3 ranks, 2 cores. */
+    assert_int_equal(ps_job_blas_oversubscribed(2, 3, 2, msg, sizeof msg), 1);
+    assert_non_null(strstr(msg, "3 ranks x 2 OpenBLAS threads = 6 threads on this node's 2 cores"));
+    assert_non_null(strstr(msg, "OPENBLAS_NUM_THREADS=1"));
+    /* 4 threads x 2 ranks on 16 cores fits; on 6 it does not, and 3 would. */
+    assert_int_equal(ps_job_blas_oversubscribed(4, 2, 16, msg, sizeof msg), 0);
+    assert_string_equal(msg, "");
+    assert_int_equal(ps_job_blas_oversubscribed(4, 2, 6, msg, sizeof msg), 1);
+    assert_non_null(strstr(msg, "OPENBLAS_NUM_THREADS=3"));
+    /* One thread per rank is the launcher's oversubscription, not BLAS's. */
+    assert_int_equal(ps_job_blas_oversubscribed(1, 8, 2, msg, sizeof msg), 0);
+    /* Exactly full is fine; an unknown core count warns of nothing. */
+    assert_int_equal(ps_job_blas_oversubscribed(2, 4, 8, msg, sizeof msg), 0);
+    assert_int_equal(ps_job_blas_oversubscribed(2, 4, 0, msg, sizeof msg), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +362,8 @@ int main(void)
         cmocka_unit_test(test_job_worker_cfg_bounds_the_pull_and_copies_the_rest),
         cmocka_unit_test(test_job_model_and_predict_cfgs),
         cmocka_unit_test(test_job_budget_and_scan_limit),
+        cmocka_unit_test(test_job_config_pairs_are_typed),
+        cmocka_unit_test(test_job_blas_oversubscription),
     };
     return cmocka_run_group_tests(tests, ps_test_setup, ps_test_teardown);
 }

@@ -2,7 +2,9 @@
  * malformed line is rejected with its true line number (also when reading a
  * byte range), byte ranges from any number of workers give every line to
  * exactly one of them, chunks never exceed max_rows, and hashing maps and
- * merges ids. */
+ * merges ids. A gzipped file reads as its text does (line parts instead of
+ * byte ranges); label sets become classes; ids past dim can be ignored and
+ * counted; the holdout's two sides are disjoint and cover the file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "data/dataset.h"
 #include "common/err.h"
@@ -90,18 +93,31 @@ static void test_libsvm_reads_multiclass_and_zero_based(void **state)
     ps_dataset d = {0};
     assert_int_equal(ps_libsvm_load(path, &o, 0, UINT64_MAX, &d), 0);
     assert_int_equal(d.n, 3);
-    assert_int_equal(d.nclasses, 5); /* inferred: max class + 1 */
+    /* Discovery: the labels seen, {0, 2, 4}, are the classes; no unused
+     * class for 1 or 3. */
+    assert_int_equal(d.nclasses, 3);
     assert_int_equal(d.dim, 8);
-    assert_int_equal(d.y[1], 4);
-    assert_int_equal(d.y[2], 2);
+    assert_int_equal(d.y[0], 0);
+    assert_int_equal(d.y[1], 2);
+    assert_int_equal(d.y[2], 1);
     assert_int_equal(d.idx[0], 0);
     assert_int_equal(d.idx[2], 7);
-    /* Given nclasses and dim are kept. */
+    /* Given class ids 0..5 and dim are kept: labels are the classes. */
     o.nclasses = 6;
     o.dim = 100;
     assert_int_equal(ps_libsvm_load(path, &o, 0, UINT64_MAX, &d), 0);
     assert_int_equal(d.nclasses, 6);
     assert_int_equal(d.dim, 100);
+    assert_int_equal(d.y[1], 4);
+    assert_int_equal(d.y[2], 2);
+    /* A given list: each label's index in it. */
+    static const int32_t list[] = {0, 2, 3, 4, 9};
+    o = (ps_libsvm_opts){.zero_based = 1, .labels = list, .nlabels = 5};
+    assert_int_equal(ps_libsvm_load(path, &o, 0, UINT64_MAX, &d), 0);
+    assert_int_equal(d.nclasses, 5);
+    assert_int_equal(d.y[0], 0);
+    assert_int_equal(d.y[1], 3);
+    assert_int_equal(d.y[2], 1);
     ps_dataset_fini(&d);
 }
 
@@ -116,6 +132,7 @@ typedef struct {
 static void test_libsvm_rejects_malformed_lines_with_line_number(void **state)
 {
     (void)state;
+    static const int32_t zero_one[] = {0, 1};
     const bad_case cases[] = {
         {"1 abc:1", {0}},            /* non-numeric index */
         {"1 3:xyz", {0}},            /* non-numeric value */
@@ -130,9 +147,11 @@ static void test_libsvm_rejects_malformed_lines_with_line_number(void **state)
         {"1 3:1e39", {0}},           /* overflows float */
         {"abc 3:1", {0}},            /* label not numeric */
         {"0.5 3:1", {0}},            /* label not an integer */
-        {"-2 3:1", {0}},             /* negative class */
         {"3 3:1", {.nclasses = 2}},  /* class >= nclasses */
-        {"-1 3:1", {.nclasses = 3}}, /* -1 with more than two classes */
+        {"-1 3:1", {.nclasses = 3}}, /* not a class id */
+        {"5 3:1", {.labels = zero_one, .nlabels = 2}}, /* not in the list */
+        {"3000000000 3:1", {0}},     /* past int32 */
+        {"1e10 3:1", {0}},           /* past int32, as a decimal */
         {"1 11:1", {.dim = 10}},     /* index beyond dim */
         {"1 99999999999999999999999:1", {0}}, /* index overflows 64 bits */
         {"1 3:1x", {0}},             /* junk after value */
@@ -508,6 +527,231 @@ static void test_libsvm_hashes_and_merges_features(void **state)
     assert_null(r);
 }
 
+/* path.gz: text gzipped (two members, so member boundaries are read
+ * through too). */
+static void write_gz(const char *name, const char *text, size_t len, char *path)
+{
+    snprintf(path, 256, "%s/%s", tmpdir, name);
+    size_t half = len / 2;
+    for (int member = 0; member < 2; member++) {
+        gzFile g = gzopen(path, member ? "ab" : "wb");
+        assert_non_null(g);
+        size_t n = member ? len - half : half;
+        assert_int_equal(gzwrite(g, text + (member ? half : 0), (unsigned)n), (int)n);
+        assert_int_equal(gzclose(g), Z_OK);
+    }
+}
+
+/* Every row once: the ids of rows read into ids. */
+static void read_all(const char *path, const ps_libsvm_opts *o, uint64_t end, int *ids,
+                     size_t *nids)
+{
+    ps_libsvm *r = NULL;
+    ps_dataset chunk = {0};
+    assert_int_equal(ps_libsvm_open(&r, path, o, 0, end), 0);
+    int rc;
+    while ((rc = ps_libsvm_next(r, 5, &chunk)) == 0) {
+        for (size_t i = 0; i < chunk.n; i++) {
+            ids[(*nids)++] = (int)chunk.val[chunk.indptr[i]];
+        }
+    }
+    assert_int_equal(rc, PS_EEOF);
+    ps_libsvm_close(&r);
+    ps_dataset_fini(&chunk);
+}
+
+static void test_libsvm_reads_gzip_as_its_text(void **state)
+{
+    (void)state;
+    char *text = ps_malloc(64 * 1024);
+    assert_non_null(text);
+    size_t len = make_lines(text, 300, 1);
+    int nrows = 300 - 27;
+    char plain[256], gz[256];
+    write_text("gz.svm", text, len, plain);
+    write_gz("gz.svm.gz", text, len, gz);
+    int gzip = -1;
+    assert_int_equal(ps_libsvm_is_gzip(gz, &gzip), 0);
+    assert_int_equal(gzip, 1);
+    assert_int_equal(ps_libsvm_is_gzip(plain, &gzip), 0);
+    assert_int_equal(gzip, 0);
+    ps_dataset a = {0}, b = {0};
+    assert_int_equal(ps_libsvm_load(plain, &defaults, 0, UINT64_MAX, &a), 0);
+    assert_int_equal(ps_libsvm_load(gz, &defaults, 0, UINT64_MAX, &b), 0);
+    assert_int_equal(a.n, nrows);
+    assert_int_equal(b.n, a.n);
+    assert_int_equal(b.nclasses, 3);
+    assert_memory_equal(a.indptr, b.indptr, (a.n + 1) * sizeof *a.indptr);
+    assert_memory_equal(a.idx, b.idx, a.indptr[a.n] * sizeof *a.idx);
+    assert_memory_equal(a.y, b.y, a.n * sizeof *a.y);
+    /* Line parts: W readers of the whole stream, each every W-th line,
+     * give every row once (in order within a part). */
+    for (uint32_t w = 1; w <= 4; w++) {
+        int seen[300] = {0};
+        size_t total = 0;
+        for (uint32_t k = 0; k < w; k++) {
+            int ids[300];
+            size_t n = 0;
+            ps_libsvm_opts o = {.part = k, .nparts = w};
+            read_all(gz, &o, UINT64_MAX, ids, &n);
+            for (size_t i = 0; i < n; i++) {
+                assert_true(i == 0 || ids[i] > ids[i - 1]);
+                seen[ids[i]]++;
+            }
+            total += n;
+        }
+        assert_int_equal(total, nrows);
+        for (int i = 0; i < nrows; i++) {
+            assert_int_equal(seen[i], 1);
+        }
+    }
+    /* Offsets are in the text: the end after 50 rows bounds a gzip range
+     * as it bounds the plain file's (--train-limit). */
+    ps_libsvm *r = NULL;
+    assert_int_equal(ps_libsvm_open(&r, gz, &defaults, 0, UINT64_MAX), 0);
+    assert_int_equal(ps_libsvm_next(r, 50, &b), 0);
+    uint64_t end = ps_libsvm_offset(r);
+    ps_libsvm_close(&r);
+    assert_int_equal(ps_libsvm_open(&r, plain, &defaults, 0, UINT64_MAX), 0);
+    assert_int_equal(ps_libsvm_next(r, 50, &a), 0);
+    assert_int_equal(ps_libsvm_offset(r), end);
+    ps_libsvm_close(&r);
+    int ids[300];
+    size_t n = 0;
+    read_all(gz, &defaults, end, ids, &n);
+    assert_int_equal(n, 50);
+    /* A bad line in a gzip file is named by its line in the text. */
+    len = (size_t)sprintf(text, "1 1:1\n0 2:1\n\n1 3:1 2:1\n");
+    write_gz("bad.svm.gz", text, len, gz);
+    assert_int_equal(ps_libsvm_open(&r, gz, &defaults, 0, UINT64_MAX), 0);
+    assert_int_equal(ps_libsvm_next(r, 10, &a), PS_EFORMAT);
+    assert_int_equal(ps_libsvm_error_line(r), 4);
+    ps_libsvm_close(&r);
+    ps_dataset_fini(&a);
+    ps_dataset_fini(&b);
+    ps_free(text);
+}
+
+/* +1/-1 labels are two classes (-1 first), not three with an unused 0;
+ * 1..3 are three; the classes found so far are asked for. */
+static void test_libsvm_finds_label_sets(void **state)
+{
+    (void)state;
+    static const char pm[] = "+1 1:1\n-1 2:1\n1 3:1\n";
+    static const char k3[] = "3 1:1\n1 2:1\n2 3:1\n3 1:2\n";
+    char path[256];
+    ps_dataset d = {0};
+    write_text("pm.svm", pm, sizeof pm - 1, path);
+    assert_int_equal(ps_libsvm_load(path, &defaults, 0, UINT64_MAX, &d), 0);
+    assert_int_equal(d.nclasses, 2);
+    assert_int_equal(d.y[0], 1);
+    assert_int_equal(d.y[1], 0);
+    assert_int_equal(d.y[2], 1);
+    write_text("k3.svm", k3, sizeof k3 - 1, path);
+    ps_libsvm *r = NULL;
+    assert_int_equal(ps_libsvm_open(&r, path, &defaults, 0, UINT64_MAX), 0);
+    assert_int_equal(ps_libsvm_next(r, 100, &d), 0);
+    assert_int_equal(d.nclasses, 3);
+    const int32_t want[4] = {2, 0, 1, 2};
+    assert_memory_equal(d.y, want, sizeof want);
+    size_t n = 0;
+    const int32_t *labels = ps_libsvm_labels(r, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(labels[0], 1);
+    assert_int_equal(labels[2], 3);
+    ps_libsvm_close(&r);
+    /* With a list, no discovery. */
+    ps_libsvm_opts o = {.labels = labels, .nlabels = 0, .nclasses = 4};
+    assert_int_equal(ps_libsvm_open(&r, path, &o, 0, UINT64_MAX), 0);
+    assert_null(ps_libsvm_labels(r, &n));
+    assert_int_equal(n, 0);
+    ps_libsvm_close(&r);
+    ps_dataset_fini(&d);
+}
+
+/* predict's reading: ids at or past dim are dropped and counted, the rest
+ * of the row kept. */
+static void test_libsvm_ignores_ids_past_dim_when_asked(void **state)
+{
+    (void)state;
+    static const char text[] = "1 1:1 5:2 9:3\n0 2:1\n1 7:1 8:1\n";
+    char path[256];
+    write_text("past.svm", text, sizeof text - 1, path);
+    ps_libsvm_opts o = {.dim = 5, .ignore_past_dim = 1, .nclasses = 2};
+    ps_libsvm *r = NULL;
+    ps_dataset d = {0};
+    assert_int_equal(ps_libsvm_open(&r, path, &o, 0, UINT64_MAX), 0);
+    assert_int_equal(ps_libsvm_next(r, 10, &d), 0);
+    assert_int_equal(d.n, 3);
+    const uint64_t indptr[4] = {0, 2, 3, 3};
+    assert_memory_equal(d.indptr, indptr, sizeof indptr);
+    assert_int_equal(d.idx[1], 4);
+    uint64_t ids = 0, rows = 0;
+    ps_libsvm_ignored(r, &ids, &rows);
+    assert_int_equal(ids, 3);
+    assert_int_equal(rows, 2);
+    ps_libsvm_close(&r);
+    /* Without the option the same file is refused. */
+    o.ignore_past_dim = 0;
+    assert_int_equal(ps_libsvm_load(path, &o, 0, UINT64_MAX, &d), PS_EFORMAT);
+    ps_dataset_fini(&d);
+}
+
+/* The holdout: training and held-out sides are disjoint, cover every row,
+ * do not depend on how the file is split, and hold about the fraction. */
+static void test_libsvm_holdout_sides_are_disjoint_and_cover(void **state)
+{
+    (void)state;
+    enum { LINES = 2000 };
+    char *text = ps_malloc(LINES * 40);
+    assert_non_null(text);
+    size_t len = make_lines(text, LINES, 1);
+    int nrows = LINES - 182; /* i % 11 == 5 */
+    char path[256];
+    write_text("hold.svm", text, len, path);
+    ps_free(text);
+    int *seen = ps_calloc(LINES, sizeof *seen);
+    int *ids = ps_malloc(LINES * sizeof *ids);
+    assert_non_null(seen);
+    assert_non_null(ids);
+    size_t held = 0, side = 0;
+    for (int keep = 0; keep <= 1; keep++) {
+        for (uint32_t w = 1; w <= 3; w++) {
+            size_t n = 0;
+            for (uint32_t k = 0; k < w; k++) {
+                uint64_t b, e;
+                assert_int_equal(ps_partition_bytes(len, w, k, &b, &e), 0);
+                ps_libsvm *r = NULL;
+                ps_dataset chunk = {0};
+                ps_libsvm_opts o = {.holdout = {.fraction = 0.2, .seed = 7}, .holdout_keep = keep};
+                assert_int_equal(ps_libsvm_open(&r, path, &o, b, e), 0);
+                while (ps_libsvm_next(r, 64, &chunk) == 0) {
+                    for (size_t i = 0; i < chunk.n; i++) {
+                        ids[n++] = (int)chunk.val[chunk.indptr[i]];
+                    }
+                }
+                ps_libsvm_close(&r);
+                ps_dataset_fini(&chunk);
+            }
+            /* The same rows whatever the split. */
+            for (size_t i = 0; i < n; i++) {
+                seen[ids[i]] += w == 1 ? 1 + keep * 10 : 0;
+                assert_true(seen[ids[i]] == 1 + keep * 10);
+            }
+            side = w == 1 ? n : side;
+            assert_int_equal(n, side);
+            held = keep ? n : held;
+        }
+    }
+    for (int i = 0; i < nrows; i++) {
+        assert_true(seen[i] == 1 || seen[i] == 11); /* exactly one side */
+    }
+    /* 20% of 1818 rows: 363.6 expected, sd 17. */
+    assert_true(held > 290 && held < 440);
+    ps_free(seen);
+    ps_free(ids);
+}
+
 static void test_libsvm_rejects_bad_open(void **state)
 {
     (void)state;
@@ -572,6 +816,10 @@ int main(void)
         cmocka_unit_test(test_libsvm_chunks_are_bounded),
         cmocka_unit_test(test_libsvm_reads_very_long_lines),
         cmocka_unit_test(test_libsvm_hashes_and_merges_features),
+        cmocka_unit_test(test_libsvm_reads_gzip_as_its_text),
+        cmocka_unit_test(test_libsvm_finds_label_sets),
+        cmocka_unit_test(test_libsvm_ignores_ids_past_dim_when_asked),
+        cmocka_unit_test(test_libsvm_holdout_sides_are_disjoint_and_cover),
         cmocka_unit_test(test_libsvm_rejects_bad_open),
         cmocka_unit_test(test_libsvm_survives_oom),
     };

@@ -1,7 +1,9 @@
 /* Tests for worker/metrics.c: exact lines compared with hand-written JSON,
  * doubles read back bit for bit, escaping, NaN -> null, truncate/append,
  * and every line parsed by Python's json module when /usr/bin/python3 is
- * there. */
+ * there. The header record (ISO time, run id, version, the configuration
+ * as a typed object), booleans and nested objects, and time_unix on every
+ * stamped line. */
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -196,6 +199,61 @@ static void test_metrics_lines_parse_with_python_json(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static const ps_metric_kv config[] = {
+    PS_METRIC_S("model", "logreg"),
+    PS_METRIC_I("batch", 32),
+    PS_METRIC_D("lr", 0.25),
+    PS_METRIC_B("quiet", 1),
+    PS_METRIC_B("resume", 0),
+};
+
+/* The first line of a run: event, ISO 8601 UTC time, time_unix, run id,
+ * version and the configuration as an object; a stamped line carries
+ * time_unix last (a given one is kept). */
+static void test_metrics_header_and_stamps(void **state)
+{
+    (void)state;
+    char path[128], buf[2048];
+    snprintf(path, sizeof path, "%s/header.jsonl", dir);
+    ps_metrics *m;
+    assert_int_equal(ps_metrics_open(&m, path, PS_METRICS_TRUNCATE), 0);
+    ps_metrics_header h = {.run_id = "0123456789abcdef",
+                           .version = "9.9.9",
+                           .config = config,
+                           .nconfig = sizeof config / sizeof config[0]};
+    struct timespec before, after;
+    clock_gettime(CLOCK_REALTIME, &before);
+    assert_int_equal(ps_metrics_write_header(m, &h), 0);
+    ps_metrics_stamp(m, 1);
+    ps_metric_kv a[] = {PS_METRIC_I("step", 5)};
+    assert_int_equal(ps_metrics_write(m, a, 1), 0);
+    ps_metric_kv b[] = {PS_METRIC_I("step", 6), PS_METRIC_D("time_unix", 12.5)};
+    assert_int_equal(ps_metrics_write(m, b, 2), 0);
+    ps_metrics_stamp(m, 0);
+    assert_int_equal(ps_metrics_write(m, a, 1), 0);
+    clock_gettime(CLOCK_REALTIME, &after);
+    assert_int_equal(ps_metrics_close(&m), 0);
+    ps_test_read_file(path, buf, sizeof buf);
+    char *l2 = strchr(buf, '\n') + 1, *l3 = strchr(l2, '\n') + 1, *l4 = strchr(l3, '\n') + 1;
+    /* {"event":"header","time":"YYYY-MM-DDTHH:MM:SS.mmmZ","time_unix":T,... */
+    assert_true(strncmp(buf, "{\"event\":\"header\",\"time\":\"", 26) == 0);
+    const char *iso = buf + 26;
+    assert_true(iso[4] == '-' && iso[7] == '-' && iso[10] == 'T' && iso[13] == ':' &&
+                iso[19] == '.' && iso[23] == 'Z' && iso[24] == '"');
+    double t = strtod(strstr(buf, "\"time_unix\":") + 12, NULL);
+    assert_true(t >= (double)before.tv_sec && t <= (double)after.tv_sec + 1);
+    assert_non_null(strstr(buf, "\"run_id\":\"0123456789abcdef\",\"adamps_version\":\"9.9.9\","
+                                "\"config\":{\"model\":\"logreg\",\"batch\":32,\"lr\":0.25,"
+                                "\"quiet\":true,\"resume\":false}}\n"));
+    static const char stamped[] = "{\"step\":5,\"time_unix\":";
+    assert_true(strncmp(l2, stamped, strlen(stamped)) == 0);
+    t = strtod(l2 + strlen(stamped), NULL);
+    assert_true(t >= (double)before.tv_sec && t <= (double)after.tv_sec + 1);
+    static const char given[] = "{\"step\":6,\"time_unix\":12.5}\n";
+    assert_true(strncmp(l3, given, strlen(given)) == 0);
+    assert_string_equal(l4, "{\"step\":5}\n");
+}
+
 static void test_metrics_truncate_and_append_modes(void **state)
 {
     (void)state;
@@ -314,6 +372,7 @@ int main(void)
         T(test_metrics_escapes_strings_and_keys),
         T(test_metrics_keeps_key_order),
         T(test_metrics_lines_parse_with_python_json),
+        T(test_metrics_header_and_stamps),
         T(test_metrics_truncate_and_append_modes),
         T(test_metrics_append_drops_partial_last_line),
         T(test_metrics_rejects_bad_input),

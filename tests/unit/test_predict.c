@@ -4,7 +4,10 @@
  * per-sample prediction against evaluation, scoring saved models with
  * known weights (dense IDX and sparse libsvm) against a reference computed
  * here, every rejection of a bad model.bin naming the file and the field or
- * check, and OOM sweeps over export and predict. */
+ * check, and OOM sweeps over export and predict. The LIBLINEAR conventions:
+ * the data's own labels travel with the model and come back in --out, ids
+ * past the model are ignored with one warning, --proba's probabilities;
+ * model.json's typed configuration and model.npz read back in Python. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -156,20 +159,42 @@ static float w_at(int f, int c)
 
 static const float bias[LC] = {0.0f, 0.3f, -0.1f};
 
+/* The configuration a saved model records, one pair of each type. */
+static const ps_metric_kv config_pairs[] = {
+    PS_METRIC_S("cmd", "train"),
+    PS_METRIC_S("note", "\"quoted\" caf\xc3\xa9"),
+    PS_METRIC_I("batch", 32),
+    PS_METRIC_D("lr", 0.25),
+    PS_METRIC_B("quiet", 0),
+};
+
 /* Saves model m with tables tabs into mdir the way training does (through
- * ps_export_save_tables: the .npy files, model.bin, model.json). */
-static void save_model(const char *mdir, const ps_model *m, const float *const *tabs,
-                       unsigned hash_bits)
+ * ps_export_save_tables: the .npy files, model.bin, model.npz, model.json),
+ * with class labels (NULL: class c is label c). */
+static void save_model_labels(const char *mdir, const ps_model *m, const float *const *tabs,
+                              unsigned hash_bits, const int32_t *labs, uint32_t nlabels)
 {
     ps_export_info info = {.clock = 60,
                            .averaged = 1,
                            .hash_bits = hash_bits,
-                           .config_text = "cmd=train \"quoted\" caf\xc3\xa9"};
+                           .config_text = "cmd=train \"quoted\" caf\xc3\xa9",
+                           .config = config_pairs,
+                           .nconfig = sizeof config_pairs / sizeof config_pairs[0],
+                           .labels = labs,
+                           .nlabels = nlabels};
     assert_int_equal(ps_export_save_tables(m, tabs, &info, mdir), 0);
 }
 
-/* A logreg model dir with in_dim rows of weights w_at and the bias. */
-static void make_logreg_dir(const char *mdir, uint64_t in_dim, int sparse)
+static void save_model(const char *mdir, const ps_model *m, const float *const *tabs,
+                       unsigned hash_bits)
+{
+    save_model_labels(mdir, m, tabs, hash_bits, NULL, 0);
+}
+
+/* A logreg model dir with in_dim rows of weights w_at and the bias, its
+ * classes labelled labels[0..LC) (NULL: 0..LC-1). */
+static void make_logreg_dir_labels(const char *mdir, uint64_t in_dim, int sparse,
+                                   const int32_t *labs)
 {
     float w[16 * LC];
     for (uint64_t f = 0; f < in_dim; f++) {
@@ -186,8 +211,13 @@ static void make_logreg_dir(const char *mdir, uint64_t in_dim, int sparse)
     ps_model *m = NULL;
     assert_int_equal(ps_model_create(&m, &mc), 0);
     const float *tabs[2] = {w, bias};
-    save_model(mdir, m, tabs, 0);
+    save_model_labels(mdir, m, tabs, 0, labs, labs ? LC : 0);
     ps_model_destroy(&m);
+}
+
+static void make_logreg_dir(const char *mdir, uint64_t in_dim, int sparse)
+{
+    make_logreg_dir_labels(mdir, in_dim, sparse, NULL);
 }
 
 /* Uncompressed IDX files (gzread reads plain files too). */
@@ -213,7 +243,8 @@ typedef struct {
     int label;
 } ref_row;
 
-static void reference(const ref_row *rows, int n, int32_t *cls, double *acc, double *loss)
+static void reference_proba(const ref_row *rows, int n, int32_t *cls, double *acc, double *loss,
+                            double *proba)
 {
     int good = 0;
     double lsum = 0;
@@ -241,9 +272,17 @@ static void reference(const ref_row *rows, int n, int32_t *cls, double *acc, dou
         cls[i] = arg;
         good += arg == rows[i].label;
         lsum += mx + log(se) - z[rows[i].label];
+        for (int c = 0; proba && c < LC; c++) {
+            proba[i * LC + c] = exp(z[c] - mx) / se;
+        }
     }
     *acc = (double)good / n;
     *loss = lsum / n;
+}
+
+static void reference(const ref_row *rows, int n, int32_t *cls, double *acc, double *loss)
+{
+    reference_proba(rows, n, cls, acc, loss, NULL);
 }
 
 /* What `adamps predict --model mdir --test test [--out out] [--test-limit
@@ -309,6 +348,13 @@ static void test_predict_scores_dense_logreg_on_idx(void **state)
     check_out_file(out, want, LN);
 }
 
+/* The first four lines of the libsvm test files below, 0-based ids, and
+ * their classes. */
+static const ref_row sparse_rows[4] = {{2, {0, 3}, {1.5, 0.5}, 0},
+                                       {1, {2}, {2.0}, 2},
+                                       {3, {1, 6, 7}, {0.25, 1.5, -0.5}, 1},
+                                       {0, {0}, {0}, 1}};
+
 static void test_predict_scores_sparse_logreg_on_libsvm(void **state)
 {
     (void)state;
@@ -323,13 +369,9 @@ static void test_predict_scores_sparse_logreg_on_libsvm(void **state)
                             "1 2:0.25 7:1.5 8:-0.5\n"
                             "1\n"
                             "0 3:9\n");
-    const ref_row rows[4] = {{2, {0, 3}, {1.5, 0.5}, 0},
-                             {1, {2}, {2.0}, 2},
-                             {3, {1, 6, 7}, {0.25, 1.5, -0.5}, 1},
-                             {0, {0}, {0}, 1}};
     int32_t want[4];
     double acc, loss;
-    reference(rows, 4, want, &acc, &loss);
+    reference(sparse_rows, 4, want, &acc, &loss);
 
     ps_predict_cfg cfg = predict_cfg(mdir, svm, out, 4);
     ps_predict_result res;
@@ -476,6 +518,8 @@ static void test_predict_rejects_header_not_matching_tables(void **state)
         E_FP,
         E_SHORT,
         E_NAN,
+        E_NLABELS,
+        E_LABEL_ORDER,
         E_COUNT
     };
     static const char *const needles[E_COUNT] = {
@@ -493,6 +537,8 @@ static void test_predict_rejects_header_not_matching_tables(void **state)
         "field \"model.hash_fingerprint\"",
         "field \"payload_bytes\"",
         "field \"tables[0] (w)\": non-finite weight nan at row 2, column 1",
+        "field \"model.labels\": 2 labels for 3 classes",
+        "field \"model.labels\": not ascending at 2 (1 after 5)",
     };
     for (int e = 0; e < E_COUNT; e++) {
         ps_file_header h = b.h;
@@ -546,6 +592,15 @@ static void test_predict_rejects_header_not_matching_tables(void **state)
         case E_NAN:
             payload[2 * LC + 1] = NAN;
             break;
+        case E_NLABELS:
+            h.model.nlabels = 2;
+            break;
+        case E_LABEL_ORDER:
+            h.model.nlabels = 3;
+            h.model.labels[0] = -1;
+            h.model.labels[1] = 5;
+            h.model.labels[2] = 1;
+            break;
         }
         bin_write(&b, &h, payload, len);
         expect_create_fails(mdir, PS_EFORMAT, b.path, needles[e]);
@@ -592,6 +647,92 @@ static void test_predict_rejects_corrupt_model_bin(void **state)
     char empty[128];
     path_in(empty, sizeof empty, "no-such-model");
     expect_create_fails(empty, PS_EIO, "no-such-model/model.bin", "cannot open");
+}
+
+/* A model trained on labels -1, 4, 7 (classes 0, 1, 2) predicts those
+ * labels; a feature id past the model's 8 is ignored (and counted in one
+ * warning), as LIBLINEAR does; --proba writes "labels -1 4 7" and each
+ * sample's label and probabilities in that order; a label the model does
+ * not know is refused at its line. */
+static void test_predict_speaks_the_data_labels(void **state)
+{
+    (void)state;
+    static const int32_t labs[LC] = {-1, 4, 7};
+    char mdir[128], svm[128], out[128];
+    path_in(mdir, sizeof mdir, "labels");
+    path_in(svm, sizeof svm, "labels.svm");
+    path_in(out, sizeof out, "labels-pred.txt");
+    make_logreg_dir_labels(mdir, 8, 1, labs);
+    ps_test_write_text(svm, "-1 1:1.5 4:0.5 20:3\n"
+                            "7 3:2\n"
+                            "4 2:0.25 7:1.5 8:-0.5 9:1 30:2\n"
+                            "4\n");
+    int32_t want[4];
+    double acc, loss, proba[4 * LC];
+    /* Ids 20, 9 and 30 are past the model: the rows are the same. */
+    reference_proba(sparse_rows, 4, want, &acc, &loss, proba);
+
+    /* model.bin carries the labels. */
+    saved_bin b;
+    bin_read(&b, mdir);
+    assert_int_equal(b.h.model.nlabels, LC);
+    assert_memory_equal(b.h.model.labels, labs, sizeof labs);
+    bin_fini(&b);
+    ps_predictor *p = NULL;
+    assert_int_equal(ps_predict_create(&p, mdir), 0);
+    assert_int_equal(ps_predict_label(p, 0), -1);
+    assert_int_equal(ps_predict_label(p, 2), 7);
+    ps_predict_destroy(&p);
+
+    ps_predict_cfg cfg = predict_cfg(mdir, svm, out, 0);
+    ps_predict_result res;
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    assert_int_equal(ps_predict_run(&cfg, &res), 0);
+    char *log = ps_test_capture_end(&cap);
+    if (!strstr(log, "ignored 3 feature ids in 2 samples that are past the model's 8 features")) {
+        fail_msg("no warning counting the ignored ids: %s", log);
+    }
+    assert_int_equal(ps_test_count_lines(log), 1);
+    test_free(log);
+    assert_int_equal(res.samples, 4);
+    assert_true(fabs(res.accuracy - acc) < 1e-12);
+    assert_true(fabs(res.loss - loss) < 1e-5);
+    int32_t want_labels[4];
+    for (int i = 0; i < 4; i++) {
+        want_labels[i] = labs[want[i]];
+    }
+    check_out_file(out, want_labels, 4);
+
+    cfg.proba = 1;
+    ps_test_capture_begin(&cap);
+    assert_int_equal(ps_predict_run(&cfg, &res), 0);
+    test_free(ps_test_capture_end(&cap));
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char head[64];
+    assert_non_null(fgets(head, sizeof head, f));
+    assert_string_equal(head, "labels -1 4 7\n");
+    for (int i = 0; i < 4; i++) {
+        int lab;
+        double pr[LC], sum = 0;
+        assert_int_equal(fscanf(f, "%d %lf %lf %lf", &lab, &pr[0], &pr[1], &pr[2]), 4);
+        assert_int_equal(lab, want_labels[i]);
+        for (int c = 0; c < LC; c++) {
+            assert_true(fabs(pr[c] - proba[i * LC + c]) < 1e-5);
+            sum += pr[c];
+        }
+        assert_true(fabs(sum - 1) < 1e-5);
+    }
+    int extra;
+    assert_int_equal(fscanf(f, "%d", &extra), EOF);
+    fclose(f);
+
+    /* A label outside the model's: refused at its line. */
+    ps_test_write_text(svm, "-1 1:1\n5 2:1\n");
+    cfg.proba = 0;
+    PS_TEST_EXPECT_LOG(ps_predict_run(&cfg, &res), PS_EFORMAT,
+                       "labels.svm:2: label 5 is not one of the 3 labels (-1, 4, 7)");
 }
 
 /* ---- round trips ---- */
@@ -772,16 +913,23 @@ static void test_export_model_json_describes_the_tables(void **state)
              "d = sys.argv[1]\n"
              "m = json.load(open(os.path.join(d, \"model.json\"), encoding=\"utf-8\"))\n"
              "assert m[\"model\"] == \"logreg\" and m[\"in_dim\"] == 8, m\n"
-             "assert m[\"nclasses\"] == 3 and m[\"sparse_input\"] == 1, m\n"
+             "assert m[\"nclasses\"] == 3 and m[\"sparse_input\"] is True, m\n"
+             "assert m[\"labels\"] == [0, 1, 2], m\n"
+             "assert m[\"adamps_version\"] == sys.argv[2], m\n"
              "assert m[\"hidden\"] == [] and m[\"averaged\"] is True and m[\"clock\"] == 60, m\n"
-             "assert m[\"model_file\"] == \"model.bin\", m\n"
-             "assert m[\"config\"] == \"cmd=train \\\"quoted\\\" caf\\u00e9\", m[\"config\"]\n"
+             "assert m[\"model_file\"] == \"model.bin\" and m[\"npz_file\"] == \"model.npz\", m\n"
+             "assert m[\"config\"] == {\"cmd\": \"train\", \"note\": \"\\\"quoted\\\" caf\\u00e9\",\n"
+             "    \"batch\": 32, \"lr\": 0.25, \"quiet\": False}, m[\"config\"]\n"
+             "assert \"feature_hash\" not in m, m\n"
              "assert [t[\"name\"] for t in m[\"tables\"]] == [\"w\", \"b\"], m\n"
+             "z = np.load(os.path.join(d, \"model.npz\"))\n"
+             "assert sorted(z.files) == [\"b\", \"w\"], z.files\n"
              "for t in m[\"tables\"]:\n"
              "    a = np.load(os.path.join(d, t[\"file\"]))\n"
              "    assert a.dtype == np.float32 and list(a.shape) == t[\"shape\"], t\n"
-             "assert np.load(os.path.join(d, \"b.npy\"))[0, 1] == np.float32(0.3)\n' '%s'",
-             mdir);
+             "    assert z[t[\"name\"]].dtype == np.float32 and (z[t[\"name\"]] == a).all(), t\n"
+             "assert np.load(os.path.join(d, \"b.npy\"))[0, 1] == np.float32(0.3)\n' '%s' '%s'",
+             mdir, PS_VERSION);
     assert_int_equal(system(cmd), 0);
 }
 
@@ -878,6 +1026,7 @@ int main(void)
         T(test_predict_scores_dense_logreg_on_idx),
         T(test_predict_scores_sparse_logreg_on_libsvm),
         T(test_predict_scores_across_chunks),
+        T(test_predict_speaks_the_data_labels),
         T(test_predict_rejects_header_not_matching_tables),
         T(test_predict_rejects_corrupt_model_bin),
         T(test_predict_round_trips_dense_mlp),

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sys/stat.h>
 
 #include "data/dataset.h"
 #include "common/err.h"
@@ -319,6 +320,19 @@ static void test_synth_writes_libsvm_atomically(void **state)
     assert_same_rows(&got, 0, &want, 0, c.n);
     ps_dataset_fini(&got);
     ps_dataset_fini(&want);
+    /* The umask decides the mode, as for any file the user makes (mkstemp
+     * gave 0600). */
+    static const mode_t masks[2] = {022, 027};
+    for (int i = 0; i < 2; i++) {
+        mode_t old = umask(masks[i]);
+        c.n = 10;
+        int rc = ps_synth_write_libsvm(&c, path);
+        umask(old);
+        assert_int_equal(rc, 0);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0666 & ~masks[i]);
+    }
     /* A directory that does not exist: PS_EIO, and nothing created. */
     snprintf(path, sizeof path, "%s/no/such/dir/x.svm", tmpdir);
     assert_int_equal(ps_synth_write_libsvm(&c, path), PS_EIO);

@@ -634,12 +634,15 @@ static void test_train_metrics_have_train_loss_ma_and_train_nll(void **state)
         char text[8192];
         size_t len = ps_test_read_file(metrics, text, sizeof text - 1);
         text[len] = '\0';
-        assert_int_equal(ps_test_count_lines(text), 2); /* steps 4 and 8 */
+        /* The header record, then steps 4 and 8. */
+        assert_int_equal(ps_test_count_lines(text), 3);
+        assert_true(strncmp(text, "{\"event\":\"header\"", 17) == 0);
         assert_null(strstr(text, "\"train_loss\":"));
-        char *last = strrchr(text, '{');
-        for (char *line = text; line; line = strchr(line + 1, '{')) {
+        char *first = strchr(text, '\n') + 1, *last = strchr(first, '\n') + 1;
+        for (char *line = first; line <= last; line = strchr(line, '\n') + 1) {
             assert_false(isnan(json_number(line, "train_loss_ma")));
             assert_true(isnan(json_number(line, "train_nll")) == !on);
+            assert_false(isnan(json_number(line, "time_unix")));
         }
         if (on) {
             double want = nll_at_end(j, 300), got = json_number(last, "train_nll");
