@@ -114,9 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_write_path(path, data, size);
     fuzz_file(path);
     ps_ckpt_manifest m;
-    int rc = ps_ckpt_read_manifest(dir, &m);
+    char *config = NULL;
+    int rc = ps_ckpt_read_manifest(dir, -1, &m, &config);
     CHECK(rc == 0 || rc == PS_ECKPT || rc == PS_EIO || rc == PS_ENOMEM);
-    CHECK(rc || (m.clock >= 0 && m.nservers >= 1 && m.nworkers >= 1));
+    CHECK(rc || (m.clock >= 0 && m.nservers >= 1 && m.nworkers >= 1 && config));
+    ps_free(config);
 
     if (ps_ckpt_worker_path(path, sizeof path, dir, CLOCK, 0) != 0) {
         abort();
