@@ -105,7 +105,7 @@ def draw(rows, outdir, tmp, gnuplot, term):
     made = []
     for name, ylabel, value, ideal in FIGURES:
         gp = ["set terminal %s" % term, "set output %s" % gq(os.path.join(outdir, name + ".png")),
-              "set grid", "set key top left", "set xtics 1", "set xlabel 'workers'",
+              "set grid", "set key below", "set xtics 1", "set xlabel 'workers'",
               "set ylabel %s" % gq(ylabel),
               "set xrange [0.8:%g]" % (maxw + 0.2), "set yrange [0:*]",
               "set multiplot layout 1,%d" % len(transports)]
@@ -194,8 +194,8 @@ def main(argv):
                            stderr=subprocess.STDOUT, universal_newlines=True).stdout
     ntrans = len({r["transport"] for r in rows})
     width = 520 * ntrans + 80
-    term = ("pngcairo size %d,460 noenhanced font ',9'" % width if "pngcairo" in probe
-            else "png size %d,460 noenhanced" % width)
+    term = ("pngcairo size %d,520 noenhanced font ',9'" % width if "pngcairo" in probe
+            else "png size %d,520 noenhanced" % width)
     tmp = os.path.join(outdir, ".plot-tmp")
     os.makedirs(tmp, exist_ok=True)
     try:
