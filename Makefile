@@ -168,7 +168,7 @@ test: check-deps check-layers
 	@$(MAKE) --no-print-directory test-bin
 	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/mpi/run.sh
 	@tests/test_plot.sh
-	@BIN=./$(TEST_BIN) tests/test_sweep.sh
+	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/test_sweep.sh
 
 # The slow fault cases (kills under deploy/launch, frozen ranks, preemption,
 # full disk): a few minutes; CI runs them too.

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/afile.h"
@@ -198,7 +199,12 @@ static int append_line(const char *path, const ps_bytes *line)
 static void report(const ps_summary_cfg *cfg, ps_json *o, const ps_summary_figures *f)
 {
     ps_bytes line = {0};
-    if (ps_json_set(o, "run_id", ps_json_string(cfg->run_id)) || ps_json_dump(o, 0, &line) ||
+    /* Every metrics line carries the wall clock (worker/metrics.h). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) * 1e-6;
+    if (ps_json_set(o, "run_id", ps_json_string(cfg->run_id)) ||
+        ps_json_set(o, "time_unix", ps_json_real(now)) || ps_json_dump(o, 0, &line) ||
         PS_GROW(line.data, line.cap, line.len + 1)) {
         PS_LOG(WARN, "no summary record: out of memory");
         ps_free(line.data);

@@ -23,14 +23,18 @@ Per clock (one minibatch per worker), W workers, S servers:
         busy seconds per byte it handled (counters of the 1-worker,
         1-server run: server_busy_fraction x train_time_s / bytes);
   t_net one round trip alpha + b / beta on the worker's link, and
-        W x b / S / beta on a server's link (alpha, beta: bench's raw
-        ping-pong fitted as alpha + bytes / beta; for clusters the stated
-        network).
+        W x b / S / beta on a server's link. beta: bench's raw ping-pong
+        fitted as alpha_raw + bytes / beta. alpha: on the sweep's node, what
+        a BSP clock of the 1-worker, 1-server run costs beyond both sides'
+        CPU (counters: wake-ups and the node's other load included); for
+        clusters the stated network's latency plus 3 x o_msg.
 
   BSP:    T = t_w + t_net + t_s      (the reply waits for every push)
-  SSP/ASP: T = max(t_w, t_s, W b / (S beta))  (the prefetched pull hides the
-        round trip; the slowest stage sets the pace)
-  one node with C cores and more ranks than cores: T >= (W t_w + S t_s) / C.
+  SSP/ASP: T = max(t_w, alpha + b / beta, t_s, W b / (S beta))  (the
+        prefetched pull hides the round trip; the slowest stage sets the pace)
+  on one node of C cores with more ranks than cores: T >= (W t_w + S t_s) / C,
+  with C the node's cores (--cores) and C_eff fitted to the sweep (the share
+  of the node the job had beside other jobs), both reported.
 
   samples/s = W x batch / T.
 
@@ -120,10 +124,9 @@ def per_clock(rs):
                         for r in rs], "x"),
         # What a BSP clock costs beyond both sides' CPU: the round trip as
         # this node delivers it (wake-ups, the other jobs on its cores).
-        "a_eff": med([dict(x=max(0.0, r["train_time_s"] / steps * (1 - r["pull_wait_fraction"])
-                                 * 0 + r["train_time_s"] / steps
-                                 - r["train_time_s"] * (1 - r["pull_wait_fraction"]) / steps
-                                 - r["server_busy_fraction"] * r["train_time_s"] / steps))
+        # clock - worker CPU - server CPU = wait - server CPU, per clock.
+        "a_eff": med([dict(x=max(0.0, r["train_time_s"] / steps *
+                                 (r["pull_wait_fraction"] - r["server_busy_fraction"])))
                       for r in rs], "x"),
     }
 

@@ -442,6 +442,11 @@ static int setup(trainer *tr)
 #ifdef PS_TESTING
     tr->inject = getenv("ADAMPS_TEST_INJECT");
 #endif
+    /* Counting the rows of a large libsvm part takes a while: say so. */
+    if (tr->coordinator && !wc->quiet && ps_source_is_libsvm(&wc->source)) {
+        PS_LOG(INFO, "each of the %u workers reads and counts its part of %s", wc->client.nworkers,
+               wc->source.train);
+    }
     if ((rc = ps_batcher_create(&tr->batcher, &wc->batcher, &wc->source, &wc->spec,
                                 wc->client.worker, wc->client.nworkers))) {
         return rc;
