@@ -102,7 +102,7 @@ Q := @
 endif
 
 .PHONY: all run test test-faults test-slurm test-bin uninstall unit mpitest bench fuzz fuzz-ci \
-	clean install deps check-deps check-layers experiments
+	clean install deps check-deps check-layers experiments sweep
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -168,6 +168,7 @@ test: check-deps check-layers
 	@$(MAKE) --no-print-directory test-bin
 	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/mpi/run.sh
 	@tests/test_plot.sh
+	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/test_sweep.sh
 
 # The slow fault cases (kills under deploy/launch, frozen ranks, preemption,
 # full disk): a few minutes; CI runs them too.
@@ -188,6 +189,13 @@ run: check-deps
 bench: check-deps
 	@$(MAKE) --no-print-directory $(BIN) $(BENCH_BINS)
 	@BIN=./$(BIN) BUILD=$(BUILD) bench/run.sh
+
+# The scaling study (docs/scaling.md): `make sweep` runs the default matrix
+# (workers x servers x consistency x transport, ~8 min on 2 cores) into
+# runs/sweep.jsonl, resuming a sweep left unfinished; ARGS go to deploy/sweep.
+sweep: check-deps
+	@$(MAKE) --no-print-directory $(BIN)
+	@nice deploy/sweep --bin ./$(BIN) --out runs/sweep.jsonl $(ARGS)
 
 # The paper's experiments (docs/experiments.md): `make experiments` runs the
 # reduced versions, `make experiments ARGS=--full` the paper-length ones.

@@ -14,6 +14,7 @@
 #include "cli/job.h"
 #include "cli/meminfo.h"
 #include "cli/resume.h"
+#include "cli/summary.h"
 #include "common/ckpt.h"
 #include "common/comm.h"
 #include "common/err.h"
@@ -440,6 +441,14 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_
      * rank that falls silent now is named like at any other time. */
     if ((rc == 0 || rc == PS_ESTOPPED) && (rc = ps_comm_agree(comm, rc)) == PS_ESTOPPED && coord) {
         PS_LOG(INFO, "stopped after a signal; exit 75");
+    }
+    if (rc == 0) {
+        ps_summary_cfg sum = {.is_server = l.is_server,
+                              .coordinator = l.worker_ranks[0],
+                              .metrics = cfg->metrics,
+                              .run_id = run_id,
+                              .quiet = cfg->quiet};
+        rc = ps_summary_run(comm, &sum);
     }
     if (rc && rc != PS_ESTOPPED) {
         /* Peers may be blocked waiting on this rank: only an abort ends them. */

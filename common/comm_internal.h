@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/comm.h"
+#include "common/stats.h"
 
 /* Heartbeats travel on their own tag, outside the PS_TAG_* range and below
  * the raw ping-pong's; comm_live.c swallows them, callers never see one. */
@@ -105,11 +106,12 @@ struct ps_comm {
     int size;
     uint64_t bytes_sent, bytes_received; /* point-to-point, kept by comm_live.c */
     ps_live *live;                       /* the world's; NULL: no liveness yet */
+    ps_stats *stats;                     /* the world's counters (common/stats.h) */
     int owns_live;                       /* 1 on a world communicator */
 };
 
-/* Gives a new world communicator c (n ranks) its liveness state: no
- * deadline, no peers. Returns 0 or PS_ENOMEM. comm_live.c frees it in
+/* Gives a new world communicator c (n ranks) its liveness state (no
+ * deadline, no peers) and its counters. Returns 0 or PS_ENOMEM. comm_live.c frees it in
  * ps_comm_destroy. */
 int ps_live_attach(ps_comm *c);
 

@@ -9,7 +9,11 @@
  * timeout (at most 10 s): from every wait loop here, and from long local
  * work through ps_comm_alive(). So a rank that is alive, even busy for an
  * hour writing a checkpoint, keeps its peers waiting; one that is stopped
- * or hung falls silent and is named within the timeout. */
+ * or hung falls silent and is named within the timeout.
+ *
+ * The counters of common/stats.h are kept here too, in the dispatchers, so
+ * they see every message whatever its encoding: bytes and messages per peer
+ * and tag, and the time blocked in a wait. */
 #include "common/comm.h"
 
 #include <math.h>
@@ -62,6 +66,15 @@ double ps_comm_time(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static void live_free(ps_live *L)
+{
+    ps_free(L->heard);
+    ps_free(L->sent);
+    ps_free(L->peer);
+    ps_free(L->beat.data);
+    ps_free(L);
+}
+
 int ps_live_attach(ps_comm *c)
 {
     ps_live *L = ps_calloc(1, sizeof *L);
@@ -85,18 +98,13 @@ int ps_live_attach(ps_comm *c)
     L->silent = -1;
     L->world = c;
     L->next_beat = L->next_check = INFINITY;
+    if (ps_stats_create(&c->stats, c->size)) {
+        live_free(L);
+        return PS_ENOMEM;
+    }
     c->live = L;
     c->owns_live = 1;
     return 0;
-}
-
-static void live_free(ps_live *L)
-{
-    ps_free(L->heard);
-    ps_free(L->sent);
-    ps_free(L->peer);
-    ps_free(L->beat.data);
-    ps_free(L);
 }
 
 void ps_comm_destroy(ps_comm **cp)
@@ -107,6 +115,7 @@ void ps_comm_destroy(ps_comm **cp)
     ps_comm *c = *cp;
     *cp = NULL;
     ps_live *L = c->owns_live ? c->live : NULL;
+    ps_stats *st = c->owns_live ? c->stats : NULL;
     if (alive_comm == c || (L && alive_comm && alive_comm->live == L)) {
         alive_comm = NULL;
     }
@@ -114,6 +123,12 @@ void ps_comm_destroy(ps_comm **cp)
     if (L) {
         live_free(L);
     }
+    ps_stats_destroy(&st);
+}
+
+ps_stats *ps_comm_stats(ps_comm *c)
+{
+    return c->stats;
 }
 
 int ps_comm_rank(const ps_comm *c)
@@ -315,9 +330,13 @@ int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg)
     size_t len = msg->len;
     int rc = c->ops->send(c, dst, tag, msg);
     if (rc == 0) {
+        double now = ps_comm_time();
         c->bytes_sent += len;
         if (c->live) {
-            c->live->sent[world_of(c, dst)] = ps_comm_time();
+            c->live->sent[world_of(c, dst)] = now;
+        }
+        if (c->stats) {
+            ps_stats_on_send(c->stats, world_of(c, dst), tag, len, now);
         }
     }
     return rc;
@@ -334,15 +353,22 @@ static int recv_loop(ps_comm *c, int src, int tag, int wait, const char *what, p
     }
     ps_live *L = c->live;
     long nap = 0;
+    double waited_from = -1; /* when this call first found nothing, if it did */
     for (;;) {
         int rc = c->ops->poll(c, src, tag, out);
-        double now = rc == PS_EEOF || (rc == 0 && L) ? ps_comm_time() : 0;
+        double now = rc == PS_EEOF || (rc == 0 && (L || c->stats)) ? ps_comm_time() : 0;
         if (rc == 0 && out->tag == PS_TAG_BEAT) {
             L->heard[world_of(c, out->src)] = now;
             continue;
         }
         if (rc == 0) {
             c->bytes_received += out->len;
+            if (c->stats) {
+                if (waited_from >= 0) {
+                    ps_stats_on_wait(c->stats, now - waited_from);
+                }
+                ps_stats_on_recv(c->stats, world_of(c, out->src), out->tag, out->len, now);
+            }
             if (L) {
                 L->heard[world_of(c, out->src)] = now;
                 /* A rank that always finds a message waiting still takes
@@ -358,6 +384,9 @@ static int recv_loop(ps_comm *c, int src, int tag, int wait, const char *what, p
         }
         if (!wait) {
             return PS_EEOF;
+        }
+        if (waited_from < 0) {
+            waited_from = now;
         }
         if ((rc = overdue(c, src, now, what))) {
             return rc;
@@ -481,6 +510,7 @@ int ps_comm_split(ps_comm *c, int color, ps_comm **out)
     int rc = ps_comm_barrier(c);
     if (rc == 0 && (rc = c->ops->split(c, color, out)) == 0 && *out) {
         (*out)->live = c->live;
+        (*out)->stats = c->stats;
         (*out)->owns_live = 0;
     }
     return rc;

@@ -7,6 +7,7 @@
 #include "common/codec.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/mem.h"
 #include "server/snapshot.h"
 
@@ -354,6 +355,8 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
                p.worker, (long long)p.clock);
         drop = 1;
     }
+    /* How far ahead of the slowest worker this push is (0 under BSP). */
+    ps_stats_staleness(ps_comm_stats(s->comm), p.clock - s->version);
     s->pushed[p.worker]++;
     if (s->cfg->sync == PS_SYNC_BSP) {
         if (p.clock != s->version) {

@@ -14,6 +14,7 @@
 #include "common/mem.h"
 #include "worker/metrics.h"
 #include "common/rng.h"
+#include "common/stats.h"
 #include "data/libsvm.h"
 #include "worker/batcher.h"
 #include "worker/export.h"
@@ -54,6 +55,7 @@ typedef struct {
     double loss_ema;
     int have_ema;
     double eval_s;        /* time spent in this run's evaluations, for the ETA */
+    double ckpt_s;        /* and in its checkpoints: neither counts as training */
     uint64_t evals_timed; /* how many */
     ps_metrics *metrics;
     uint64_t metrics_lost; /* lines that could not be written */
@@ -279,6 +281,14 @@ static uint64_t eval_interval(const trainer *tr)
     return tr->wc->eval_every ? tr->wc->eval_every : tr->steps_per_epoch;
 }
 
+/* Seconds this run has trained by `now`: evaluations and checkpoints are
+ * not training, so samples_per_sec leaves them out. */
+static double train_secs(const trainer *tr, double now)
+{
+    double t = now - tr->t0 - tr->eval_s - tr->ckpt_s;
+    return t > 0 ? t : 0;
+}
+
 /* Coordinator, every --progress-every seconds: the progress line, with the
  * time left (evaluations to come included). */
 static void progress(trainer *tr, uint64_t clock, int force)
@@ -287,7 +297,7 @@ static void progress(trainer *tr, uint64_t clock, int force)
     if (tr->wc->quiet || (!force && now - tr->last_print < tr->wc->progress_secs)) {
         return;
     }
-    double el = now - tr->t0;
+    double el = now - tr->t0, tt = train_secs(tr, now);
     double samples =
         (double)(clock - tr->start_clock) * tr->wc->batcher.batch * tr->wc->client.nworkers;
     uint64_t sent, recv;
@@ -302,7 +312,7 @@ static void progress(trainer *tr, uint64_t clock, int force)
     ps_progress_line l = {.step = clock,
                           .steps_total = tr->total_steps,
                           .epoch = (double)clock / (double)tr->steps_per_epoch,
-                          .samples_per_sec = el > 0 ? samples / el : 0,
+                          .samples_per_sec = tt > 0 ? samples / tt : 0,
                           .train_loss_ma = tr->have_ema ? tr->loss_ema : NAN,
                           .push_bytes_per_sec = el > 0 ? sent / el : 0,
                           .pull_bytes_per_sec = el > 0 ? recv / el : 0,
@@ -321,9 +331,9 @@ static void record_train_loss(trainer *tr, uint64_t clock)
     if (!tr->metrics || !every || clock == 0 || clock % every || !tr->have_ema) {
         return;
     }
-    double el = ps_comm_time() - tr->t0;
+    double now = ps_comm_time(), el = now - tr->t0, tt = train_secs(tr, now);
     double rate = (double)(clock - tr->start_clock) * tr->wc->batcher.batch *
-                  tr->wc->client.nworkers / (el > 0 ? el : 1);
+                  tr->wc->client.nworkers / (tt > 0 ? tt : 1);
     ps_metric_kv kv[] = {
         PS_METRIC_S("event", "train_loss_ma"),
         PS_METRIC_I("step", (int64_t)clock),
@@ -337,6 +347,8 @@ static void record_train_loss(trainer *tr, uint64_t clock)
 
 static int eval_and_record(trainer *tr, uint64_t clock)
 {
+    /* The rate is taken before this evaluation, which is not training. */
+    double tt = train_secs(tr, ps_comm_time());
     double loss, acc, train_nll = NAN, train_acc;
     int rc = evaluate(tr, &tr->test, (int64_t)clock, &loss, &acc);
     if (rc == 0 && tr->train_head.n) {
@@ -348,7 +360,7 @@ static int eval_and_record(trainer *tr, uint64_t clock)
     double el = ps_comm_time() - tr->t0;
     double samples = (double)clock * tr->wc->batcher.batch * tr->wc->client.nworkers;
     double rate = (double)(clock - tr->start_clock) * tr->wc->batcher.batch *
-                  tr->wc->client.nworkers / (el > 0 ? el : 1);
+                  tr->wc->client.nworkers / (tt > 0 ? tt : 1);
     uint64_t sent, recv;
     ps_comm_bytes(tr->world, &sent, &recv);
     if (!tr->wc->quiet) {
@@ -361,7 +373,9 @@ static int eval_and_record(trainer *tr, uint64_t clock)
                nll);
     }
     if (tr->metrics) {
-        /* Byte counters are the coordinator's; every worker moves about as much.
+        /* samples_per_sec: over training time only (train_time_s; no
+         * evaluation or checkpoint). Byte counters are the coordinator's;
+         * the job's are in the summary record at the end (cli/summary.c).
          * train_loss_ma: the moving average of the coordinator's minibatch
          * loss (with dropout and L2) while training; train_nll: the NLL
          * without dropout, evaluated now (--eval-train; null without). */
@@ -369,6 +383,7 @@ static int eval_and_record(trainer *tr, uint64_t clock)
             {"step", PS_METRIC_INT, {.i = (int64_t)clock}},
             {"epoch", PS_METRIC_DOUBLE, {.d = (double)clock / (double)tr->steps_per_epoch}},
             {"time_s", PS_METRIC_DOUBLE, {.d = tr->time_before + el}},
+            {"train_time_s", PS_METRIC_DOUBLE, {.d = tt}},
             {"samples_total", PS_METRIC_INT, {.i = (int64_t)samples}},
             {"train_loss_ma", PS_METRIC_DOUBLE, {.d = tr->have_ema ? tr->loss_ema : NAN}},
             {"train_nll", PS_METRIC_DOUBLE, {.d = train_nll}},
@@ -427,6 +442,11 @@ static int setup(trainer *tr)
 #ifdef PS_TESTING
     tr->inject = getenv("ADAMPS_TEST_INJECT");
 #endif
+    /* Counting the rows of a large libsvm part takes a while: say so. */
+    if (tr->coordinator && !wc->quiet && ps_source_is_libsvm(&wc->source)) {
+        PS_LOG(INFO, "each of the %u workers reads and counts its part of %s", wc->client.nworkers,
+               wc->source.train);
+    }
     if ((rc = ps_batcher_create(&tr->batcher, &wc->batcher, &wc->source, &wc->spec,
                                 wc->client.worker, wc->client.nworkers))) {
         return rc;
@@ -554,7 +574,7 @@ static int metrics_resumed(trainer *tr)
 /* After pushing clock `done - 1`: every worker saves its state, the servers
  * their shards, and the coordinator the manifests, last; then the
  * checkpoints past the newest K go. Collective over the workers. */
-static int checkpoint(trainer *tr, int64_t done)
+static int write_checkpoint(trainer *tr, int64_t done)
 {
     const ps_worker_cfg *cfg = tr->wc;
     ps_ckpt_worker_state st = {.loss_ema = tr->loss_ema,
@@ -597,6 +617,19 @@ static int checkpoint(trainer *tr, int64_t done)
         PS_LOG(INFO, "checkpoint at step %lld written to %s", (long long)done, cfg->ckpt_dir);
     }
     return 0;
+}
+
+/* write_checkpoint, timed apart from training. */
+static int checkpoint(trainer *tr, int64_t done)
+{
+    ps_stats *st = ps_comm_stats(tr->world);
+    ps_phase was = ps_stats_current(st);
+    double t = ps_comm_time();
+    ps_stats_phase(st, PS_PHASE_CKPT);
+    int rc = write_checkpoint(tr, done);
+    ps_stats_phase(st, was);
+    tr->ckpt_s += ps_comm_time() - t;
+    return rc;
 }
 
 /* Before the push of clock b. A stop signal on a worker goes to the
@@ -719,9 +752,11 @@ static int step(trainer *tr, uint64_t clock)
         record_train_loss(tr, clock);
         if (clock % eval_interval(tr) == 0) {
             double t = ps_comm_time();
+            ps_stats_phase(ps_comm_stats(tr->world), PS_PHASE_EVAL);
             if ((rc = eval_and_record(tr, clock))) {
                 return rc;
             }
+            ps_stats_phase(ps_comm_stats(tr->world), PS_PHASE_TRAIN);
             tr->eval_s += ps_comm_time() - t;
             tr->evals_timed++;
         }
@@ -742,6 +777,7 @@ static int step(trainer *tr, uint64_t clock)
         tr->loss_ema = tr->have_ema ? 0.98 * tr->loss_ema + 0.02 * loss : loss;
         tr->have_ema = 1;
     }
+    ps_stats_samples(ps_comm_stats(tr->world), b.n);
     inject_fault(tr, s, clock);
     log_clock(tr, "push", clock);
     if ((rc = ps_client_push(tr->client, s->plan, (const float *const *)tr->grads, (int64_t)clock,
@@ -813,7 +849,9 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
         }
     } else if (tr.coordinator) {
         progress(&tr, tr.total_steps, 1);
+        ps_stats_phase(ps_comm_stats(world), PS_PHASE_EVAL);
         rc = eval_and_record(&tr, tr.total_steps);
+        ps_stats_phase(ps_comm_stats(world), PS_PHASE_DONE);
         if (rc == 0 && wc->save_model[0]) {
             ps_export_info info = {.clock = (int64_t)tr.total_steps,
                                    .averaged = wc->averaged,
@@ -827,6 +865,7 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
         }
     }
 done:
+    ps_stats_phase(ps_comm_stats(world), PS_PHASE_DONE);
     if (rc == 0) {
         rc = ps_client_done(tr.client, stopped);
     }

@@ -9,7 +9,10 @@
  *     on the same samples, with --l2 and with parts of different sizes (a
  *     short last batch and an empty push at the end of the epoch);
  *   - the metrics carry train_loss_ma and, with --eval-train, train_nll,
- *     the NLL of the first N training samples at the final parameters.
+ *     the NLL of the first N training samples at the final parameters;
+ *   - the comm counters are the job's: what the workers sent each server,
+ *     push by push and pull by pull, is what that server received, and the
+ *     gathered summary adds up to it.
  * Data are tiny: the synthetic generator, and libsvm and IDX files written
  * here. OpenBLAS runs one thread, as the jobs do. */
 #include <cblas.h>
@@ -26,11 +29,13 @@
 
 #include "cli/cfg.h"
 #include "cli/job.h"
+#include "cli/summary.h"
 #include "common/comm.h"
 #include "common/err.h"
 #include "common/mem.h"
 #include "common/rng.h"
 #include "common/shard.h"
+#include "common/stats.h"
 #include "data/source.h"
 #include "data/synth.h"
 #include "server/server.h"
@@ -58,6 +63,10 @@ typedef struct {
     uint32_t ntables, nservers, nworkers;
     int server_ranks[MAXR], worker_ranks[MAXR];
     table_copy out[MAXR][PS_MODEL_MAX_TABLES]; /* [server][table] */
+    /* Each rank's counters at the end: [rank][peer][tag] sent, received;
+     * and rank 0's copy of the gathered records. */
+    ps_stats_count sent[MAXR][MAXR][PS_STATS_NTAGS], recvd[MAXR][MAXR][PS_STATS_NTAGS];
+    double gathered[MAXR * PS_STATS_NVALS];
 } job;
 
 typedef struct {
@@ -186,6 +195,17 @@ static int rank_main(ps_comm *world, void *arg)
     if (rc == 0) {
         rc = server ? run_server(j, world, (uint32_t)a->rank - j->nworkers)
                     : run_worker(j, world, workers, (uint32_t)a->rank);
+    }
+    ps_stats *st = ps_comm_stats(world);
+    for (int p = 0; p < ps_comm_size(world); p++) {
+        for (int t = 0; t < PS_STATS_NTAGS; t++) {
+            j->sent[a->rank][p][t] = ps_stats_sent(st, p, t);
+            j->recvd[a->rank][p][t] = ps_stats_received(st, p, t);
+        }
+    }
+    static _Thread_local double table[MAXR * PS_STATS_NVALS];
+    if (rc == 0 && (rc = ps_stats_gather(world, st, table)) == 0 && a->rank == 0) {
+        memcpy(j->gathered, table, sizeof j->gathered);
     }
     ps_comm_destroy(&workers);
     return rc;
@@ -656,6 +676,73 @@ static void test_train_metrics_have_train_loss_ma_and_train_nll(void **state)
     assert_int_equal(ps_test_rmtree(dir), 0);
 }
 
+/* Pushes, pulls and replies, each way: worker w -> server s as counted by
+ * w equals s's count of what came from w; the summary's totals are the
+ * sums; every push is in one server's staleness histogram, within the
+ * staleness bound. */
+static void expect_counters_match(const char *sync, int64_t bound)
+{
+    const char *flags[MAXARGS];
+    int n = 0;
+    for (; synth_logreg[n]; n++) {
+        flags[n] = synth_logreg[n];
+    }
+    flags[n++] = "--consistency";
+    flags[n++] = sync;
+    flags[n] = NULL;
+    job *j = test_calloc(1, sizeof *j);
+    run(j, 2, 2, flags);
+    const int tags[] = {PS_TAG_PUSH, PS_TAG_PULL, PS_TAG_REPLY};
+    uint64_t pushed = 0, pushes = 0, received = 0;
+    for (uint32_t w = 0; w < j->nworkers; w++) {
+        for (uint32_t s = 0; s < j->nservers; s++) {
+            int sr = j->server_ranks[s];
+            for (int k = 0; k < 3; k++) {
+                int t = tags[k], to_server = t != PS_TAG_REPLY;
+                ps_stats_count out = to_server ? j->sent[w][sr][t] : j->sent[sr][w][t];
+                ps_stats_count in = to_server ? j->recvd[sr][w][t] : j->recvd[w][sr][t];
+                assert_true(out.msgs > 0);
+                assert_int_equal(out.msgs, in.msgs);
+                assert_int_equal(out.bytes, in.bytes);
+            }
+            pushed += j->sent[w][sr][PS_TAG_PUSH].bytes;
+            pushes += j->sent[w][sr][PS_TAG_PUSH].msgs;
+            received += j->recvd[sr][w][PS_TAG_PUSH].bytes;
+        }
+    }
+    assert_int_equal(pushed, received);
+    int is_server[MAXR] = {0};
+    double stale = 0, beyond = 0;
+    for (uint32_t s = 0; s < j->nservers; s++) {
+        is_server[j->server_ranks[s]] = 1;
+        const double *v = &j->gathered[(size_t)j->server_ranks[s] * PS_STATS_NVALS];
+        assert_int_equal((uint64_t)v[PS_SV_RECV_MSGS(PS_TAG_PUSH)],
+                         j->recvd[j->server_ranks[s]][0][PS_TAG_PUSH].msgs +
+                             j->recvd[j->server_ranks[s]][1][PS_TAG_PUSH].msgs);
+        for (int b = 0; b < PS_STATS_NSTALE; b++) {
+            stale += v[PS_SV_STALE + b];
+            beyond += b > bound ? v[PS_SV_STALE + b] : 0;
+        }
+    }
+    assert_int_equal((uint64_t)stale, pushes);
+    assert_int_equal((uint64_t)beyond, 0);
+    ps_summary_figures f;
+    ps_json *o = ps_summary_build(j->gathered, (int)(j->nworkers + j->nservers), is_server, 0, &f);
+    assert_non_null(o);
+    ps_json_free(&o);
+    assert_int_equal((uint64_t)f.push_bytes, pushed);
+    assert_int_equal((uint64_t)f.push_msgs, pushes);
+    job_fini(j);
+    test_free(j);
+}
+
+static void test_train_counters_are_the_jobs(void **state)
+{
+    (void)state;
+    expect_counters_match("bsp", 0);
+    expect_counters_match("ssp:1", 1);
+}
+
 int main(void)
 {
     openblas_set_num_threads(1);
@@ -666,6 +753,7 @@ int main(void)
         T(test_train_two_workers_match_one_with_l2),
         T(test_train_two_workers_match_one_with_unequal_parts),
         T(test_train_metrics_have_train_loss_ma_and_train_nll),
+        T(test_train_counters_are_the_jobs),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
