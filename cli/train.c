@@ -356,9 +356,6 @@ static int run(ps_comm *comm, const ps_cfg *cfg, const char *header, time_t job_
         (rc = ps_comm_split(comm, server ? -1 : 0, &workers))) {
         goto done;
     }
-    if (cfg->ckpt_dir[0]) {
-        catch_stop_signals();
-    }
     const volatile sig_atomic_t *flag = cfg->ckpt_dir[0] ? &stop_flag : NULL;
     static char run_id[32];
     if (coord) {
@@ -470,6 +467,12 @@ int ps_cli_train(const ps_cfg *cfg, int *argc, char ***argv)
     time_t job_start = time(NULL);
     ps_comm *comm = NULL;
     ps_log_set_json(cfg->log_json);
+    /* Before start-up, not at the first clock: a preemption signal during
+     * a slow start (loading, planning) must still end in exit 75, not in
+     * SIGUSR1's default action. The flag is read at the first clock. */
+    if (cfg->ckpt_dir[0]) {
+        catch_stop_signals();
+    }
     if (ps_comm_init(&comm, argc, argv)) {
         return 1;
     }
