@@ -102,7 +102,7 @@ Q := @
 endif
 
 .PHONY: all run test test-faults test-slurm test-bin uninstall unit mpitest bench fuzz fuzz-ci \
-	clean install deps check-deps check-layers experiments sweep
+	clean install deps check-deps check-layers check-format format experiments sweep
 all: $(BIN)
 
 $(GEN_C) $(GEN_H): proto/adamps.proto
@@ -161,6 +161,13 @@ mpitest: test-bin
 
 check-layers:
 	@tests/check_layers.sh
+
+# The layout .clang-format pins (STYLE.md); `make format` rewrites the tree.
+check-format:
+	@tests/check_format.sh
+
+format:
+	@find common data server worker cli tests bench -name '*.[ch]' -not -path '*/build*' | xargs clang-format -i
 
 test: check-deps check-layers
 	@$(MAKE) --no-print-directory $(BIN) $(UNIT_BINS)

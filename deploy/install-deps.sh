@@ -32,9 +32,10 @@ PKGS=(
     gnuplot-nox
     help2man
     clang libclang-rt-14-dev
+    clang-format
 )
 # clang and its libFuzzer runtime build `make fuzz` / `make fuzz-ci`, which
-# CI runs. Optional: the golden-vector generator (torch), only needed to
+# CI runs; clang-format checks the layout in `make test`. Optional: the golden-vector generator (torch), only needed to
 # regenerate test vectors.
 # A one-node Slurm cluster for `make test-slurm`.
 if [ "$slurm" = 1 ]; then
