@@ -12,7 +12,8 @@
 #   - the stop signal reaching one rank only (a worker under BSP, the server
 #     under SSP, the coordinator under ASP): a checkpoint, exit 75, resume;
 #   - deploy/launch: the user's SIGTERM stops without a restart (and the
-#     checkpoint it asks for resumes bit-identical), exit 2 is not retried,
+#     checkpoint it asks for resumes bit-identical), a stop signal to a
+#     rank from outside launch is resumed, exit 2 is not retried,
 #     a rank killed by a signal is, and an mpirun that hangs after an abort
 #     is killed after --abort-grace.
 set -u
@@ -192,6 +193,27 @@ if [ -n "$victim" ] && [ "$RC" -eq 0 ] && grep -q "killed by signal 11" "$LOG" &
     pass "launch_restarts_a_rank_killed_by_a_signal (SIGSEGV)"
 else
     fail launch_restarts_after_sigsegv "victim '$victim' rc=$RC"
+fi
+
+#  A stop signal to a rank from outside launch (a node shutting down
+#  sends SIGTERM to every process): the ranks checkpoint and exit 75,
+#  and launch resumes from that checkpoint, ending bit-identical.
+ck="$LOGDIR/fk_node_term_ck"
+start_launch fk_node_term -n 3 --servers 1 --checkpoint-dir "$ck" --restarts 1 -- "${FK[@]}" \
+    --steps 80 --inject-delay-ms 30 --checkpoint-every 1000 --save-model "$LOGDIR/fk_node_term_m"
+victim=
+for ((i = 0; i < 100; i++)); do
+    sleep 0.2
+    victim=$(launch_rank 1) && break
+done
+sleep 1
+[ -n "$victim" ] && kill -TERM "$victim"
+wait_np
+if [ -n "$victim" ] && [ "$RC" -eq 0 ] && grep -q "exit 75: a stop signal from outside" "$LOG" &&
+    [ "$(grep -c '^launch: mpirun' "$LOG")" -eq 2 ] && same_npy "$LOGDIR/fk_ref" "$LOGDIR/fk_node_term_m"; then
+    pass "launch_resumes_after_a_stop_signal_from_outside (exit 75, restart, bit-identical)"
+else
+    fail launch_resumes_after_outside_stop "victim '$victim' rc=$RC"
 fi
 
 #  An mpirun that hangs after an abort (as Open MPI 4.1's did in its
