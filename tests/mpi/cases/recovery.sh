@@ -6,7 +6,9 @@
 # for longer than the timeout (with heartbeats) does not; SIGUSR1 gives a
 # checkpoint at the next clock, exit 75 and a resume that ends bit-identical;
 # a full disk stops the job leaving the previous checkpoint intact; a
-# metrics file that cannot be written does not stop training.
+# metrics file that cannot be written does not stop training; a checkpoint
+# directory that cannot be made is refused at start-up; a failed
+# --save-model leaves a final checkpoint that a resume exports.
 RV=(--dataset fashion-mnist --model logreg --train-limit 2000 --test-limit 300 --batch 32
     --lr 0.01 --quiet --servers 1)
 rm -rf "$LOGDIR"/rv_*
@@ -170,4 +172,34 @@ if [ "$RC" -eq 0 ] && [ "$before" = 2 ] && [ "$steps" = "5 10 15 20 25 30 35 40 
     pass "resumed_metrics_drop_rows_past_the_checkpoint_and_continue_time (steps $steps)"
 else
     fail resumed_metrics "rc=$RC steps '$steps' time_s at 15: '$t15', at 20 after: '$t20'"
+fi
+
+# 9. A checkpoint directory that cannot be made (its parent is a file; root
+# ignores permission bits, so a read-only directory would not do): exit 2 at
+# start-up naming it, before any step is trained.
+: >"$LOGDIR/rv_notadir"
+run_np rv_ckdir_bad 3 train "${RV[@]}" --steps 60 --checkpoint-dir "$LOGDIR/rv_notadir/ck"
+if [ "$RC" -eq 2 ] && grep -q "rv_notadir/ck" "$LOG" && ! grep -q "^final " "$LOG"; then
+    pass "unmakeable_checkpoint_dir_refused_at_start_up_naming_it"
+else
+    fail unmakeable_checkpoint_dir "rc=$RC (want 2 at start-up naming the directory)"
+fi
+
+# 10. --save-model failing at the end: exit 2, the final checkpoint is
+# already written, and a resume picks up at the end and exports, equal to
+# the uninterrupted run's model.
+rm -rf "$LOGDIR/rv_sm_ck" "$LOGDIR/rv_sm_model"
+run_np rv_save_fails 3 train "${RV[@]}" --steps 60 --checkpoint-dir "$LOGDIR/rv_sm_ck" \
+    --checkpoint-every 1000 --save-model "$LOGDIR/rv_notadir/model"
+save_rc=$RC
+save_log=$LOG
+run_np rv_save_resume 3 train "${RV[@]}" --steps 60 --checkpoint-dir "$LOGDIR/rv_sm_ck" \
+    --checkpoint-every 1000 --resume --save-model "$LOGDIR/rv_sm_model"
+if [ "$save_rc" -eq 2 ] && grep -q "rv_notadir/model" "$save_log" &&
+    [ -f "$LOGDIR/rv_sm_ck/ckpt-60/MANIFEST" ] && [ "$RC" -eq 0 ] &&
+    same_npy "$LOGDIR/rv_ref" "$LOGDIR/rv_sm_model"; then
+    pass "save_model_failure_keeps_a_final_checkpoint_and_the_resume_exports_it"
+else
+    LOG=$save_log
+    fail save_model_failure "save rc=$save_rc (want 2), resume rc=$RC"
 fi
