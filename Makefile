@@ -175,6 +175,7 @@ test: check-deps check-layers
 	@$(MAKE) --no-print-directory test-bin
 	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/mpi/run.sh
 	@tests/test_plot.sh
+	@tests/test_experiments.sh
 	@BIN=./$(TEST_BIN) SAN=$(SAN) tests/test_sweep.sh
 
 # The slow fault cases (kills under deploy/launch, frozen ranks, preemption,

@@ -14,6 +14,11 @@ OUTDIR/test.svm and OUTDIR/vocab.txt:
   split into words of letters only (2 to 20 of them);
 - the split is a pure function of the message: a message is in the test set
   when the first byte of the MD5 of its group/id is below 256 * fraction;
+- the rows are in the order of the MD5 of the message text (ties by
+  group/id), whatever the order of the files in the archive: the output is
+  a pure function of the corpus, so the runs on it are reproducible, and
+  spam and ham are interleaved rather than in blocks by group (each worker
+  trains on one contiguous half of the file);
 - the features are the `--vocab` words in the most training messages (ties
   by word), ids 1..V in that order; a message's row has value 1 for each
   vocabulary word it contains (binary bag of words, as the paper's IMDB
@@ -54,9 +59,12 @@ def read_corpus(path):
             obj = json.load(tar.extractfile(member))
             group = obj.get("group", parts[2])
             words = set(WORD.findall(message_text(obj["text"]).lower()))
-            docs.append((group + "/" + str(obj["id"]), int(group in SPAM_GROUPS), words))
-    docs.sort()
-    return docs
+            digest = hashlib.md5(obj["text"].encode("utf-8", "surrogatepass")).hexdigest()
+            docs.append((digest, group + "/" + str(obj["id"]), int(group in SPAM_GROUPS), words))
+    # The key stops before the word sets: sets compare by inclusion, which
+    # is no total order.
+    docs.sort(key=lambda d: (d[0], d[1]))
+    return [d[1:] for d in docs]
 
 
 def main():
