@@ -12,7 +12,7 @@
  * the others' by the read-modify-write of those rows. Each figure is the
  * median of --reps runs.
  *
- *   bench_optim [--params N[,N...]] [--reps R]
+ *   bench_optim [--params N[,N...]] [--reps R] [--isa sse2|avx2|avx512]
  *       default --params 10000000,100000000 (10^8 needs 1.6 GB) --reps 5
  *
  * If BENCH_JSON names a file, one JSON object per row is appended to it. */
@@ -209,9 +209,10 @@ static void report(const result *r, FILE *json)
                 "\"params\": %zu, \"updated_params\": %zu, \"bytes_per_param\": %.0f, "
                 "\"kernel_s_median\": %.6g, \"bound_s_median\": %.6g, \"params_per_sec\": %.6g, "
                 "\"gb_per_s\": %.4g, \"bound_gb_per_s\": %.4g, \"ratio_vs_bound\": %.4g, "
-                "\"bound_loop\": \"%s\", \"threads\": 1, \"compiler\": \"%s\"}\n",
+                "\"bound_loop\": \"%s\", \"isa\": \"%s\", \"threads\": 1, \"compiler\": \"%s\"}\n",
                 r->rule, r->mode, r->width, r->params, r->updated, r->bytes_per_param, r->kernel_s,
-                r->bound_s, pps, gbs, bgbs, gbs / bgbs, r->bound, __VERSION__);
+                r->bound_s, pps, gbs, bgbs, gbs / bgbs, r->bound, ps_opt_isa_name(ps_opt_isa_current()),
+                __VERSION__);
         fflush(json);
     }
 }
@@ -308,9 +309,19 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_optim: --reps wants 1..%d\n", MAX_REPS);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc) {
+            const char *name = argv[++i];
+            int isa = PS_OPT_ISA_BASE;
+            while (isa < PS_OPT_ISA_COUNT_ && strcmp(ps_opt_isa_name((ps_opt_isa)isa), name)) {
+                isa++;
+            }
+            if (ps_opt_isa_force((ps_opt_isa)isa) != 0 || isa == PS_OPT_ISA_COUNT_) {
+                fprintf(stderr, "bench_optim: --isa wants sse2, avx2 or avx512 (one this CPU has)\n");
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: bench_optim [--params N[,N...]] [--reps R]\n"
-                            "  defaults: --params 10000000,100000000 --reps 5\n");
+            fprintf(stderr, "usage: bench_optim [--params N[,N...]] [--reps R] [--isa NAME]\n"
+                            "  defaults: --params 10000000,100000000 --reps 5, the best ISA\n");
             return 2;
         }
     }
@@ -323,8 +334,9 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    printf("# optimizer kernels vs read-modify-write bound, 1 thread, median of %d; %s\n", reps,
-           __VERSION__);
+    printf("# optimizer kernels vs read-modify-write bound, 1 thread, median of %d; %s; "
+           "Adam/AdaMax kernels for %s\n",
+           reps, __VERSION__, ps_opt_isa_name(ps_opt_isa_current()));
     printf("# lazy: 1%% of rows; GB/s counts the bytes the rule must move (28 B/param Adam, "
            "AdaMax; 20 B AdaGrad)\n");
     printf("%-8s %-6s %5s %11s %11s %9s %8s %8s %6s\n", "rule", "mode", "width", "params",

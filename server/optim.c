@@ -214,11 +214,53 @@ PS_ELEM void adam_elem(const coef *restrict c, float *restrict w, float *restric
     *w = *w * c->decay - (c->step * mi) / (sqrtf(vi) * c->isb2 + c->eps);
 }
 
-PS_KERNEL void adam_run(const coef *restrict c, float *restrict w, float *restrict m,
-                        float *restrict v, const float *restrict g, size_t n)
-{
-    FOR_BLOCKED(j, n, adam_elem(c, w + j, m + j, v + j, g[j]));
-}
+/* Adam and AdaMax (the MLP's and the paper's rules) also come built for
+ * AVX2 and AVX-512, picked at run time by the CPU (ps_opt_isa). The math is
+ * the same element function: every operation (mul, add, div, sqrt, max) is
+ * IEEE-rounded lane by lane on every ISA, and -ffp-contract=off (Makefile)
+ * keeps gcc from fusing a*b+c into an FMA, so each clone gives the same bits
+ * as the SSE2 one (tests/unit/test_optim.c). AVX-512 walks blocks of 16. */
+#define PS_VB512 16
+#define FOR_BLOCKED16(j, n, stmt)                                                                  \
+    do {                                                                                           \
+        size_t blk_ = 0;                                                                           \
+        for (; blk_ + PS_VB512 <= (n); blk_ += PS_VB512) {                                         \
+            for (size_t j = blk_; j < blk_ + PS_VB512; j++) {                                      \
+                stmt;                                                                              \
+            }                                                                                      \
+        }                                                                                          \
+        for (size_t j = blk_; j < (n); j++) {                                                      \
+            stmt;                                                                                  \
+        }                                                                                          \
+    } while (0)
+#define PS_AVX2 __attribute__((target("avx2")))
+#define PS_AVX512 __attribute__((target("avx512f")))
+typedef void (*span3_fn)(const coef *restrict c, float *restrict w, float *restrict m,
+                         float *restrict v, const float *restrict g, size_t n);
+
+/* One Adam or AdaMax kernel per ISA: NAME_base, NAME_avx2, NAME_avx512. */
+#define PS_KERNEL3(name, elem)                                                                     \
+    PS_KERNEL void name##_base(const coef *restrict c, float *restrict w, float *restrict m,      \
+                               float *restrict v, const float *restrict g, size_t n)              \
+    {                                                                                              \
+        FOR_BLOCKED(j, n, elem(c, w + j, m + j, v + j, g[j]));                                     \
+    }                                                                                              \
+    PS_AVX2 PS_KERNEL void name##_avx2(const coef *restrict c, float *restrict w,                 \
+                                       float *restrict m, float *restrict v,                      \
+                                       const float *restrict g, size_t n)                         \
+    {                                                                                              \
+        FOR_BLOCKED(j, n, elem(c, w + j, m + j, v + j, g[j]));                                     \
+    }                                                                                              \
+    PS_AVX512 PS_KERNEL void name##_avx512(const coef *restrict c, float *restrict w,             \
+                                           float *restrict m, float *restrict v,                  \
+                                           const float *restrict g, size_t n)                     \
+    {                                                                                              \
+        FOR_BLOCKED16(j, n, elem(c, w + j, m + j, v + j, g[j]));                                   \
+    }                                                                                              \
+    static const span3_fn name##_isa[PS_OPT_ISA_COUNT_] = {name##_base, name##_avx2,             \
+                                                           name##_avx512}
+
+PS_KERNEL3(adam_run, adam_elem);
 
 /* AMSGrad (Reddi et al. 2018, torch form): Adam with
  * v_max = max(v_max, v) in place of v in the denominator. */
@@ -262,11 +304,7 @@ PS_ELEM void adamax_elem(const coef *restrict c, float *restrict w, float *restr
     *w -= (live * mi) / d; /* w - 0 == w exactly where u == 0 */
 }
 
-PS_KERNEL void adamax_run(const coef *restrict c, float *restrict w, float *restrict m,
-                          float *restrict u, const float *restrict g, size_t n)
-{
-    FOR_BLOCKED(j, n, adamax_elem(c, w + j, m + j, u + j, g[j]));
-}
+PS_KERNEL3(adamax_run, adamax_elem);
 
 /* Plain SGD: w -= lr g. */
 PS_KERNEL void sgd_run(const coef *restrict c, float *restrict w, const float *restrict g, size_t n)
@@ -339,6 +377,50 @@ PS_KERNEL void adadelta_run(const coef *restrict c, float *restrict w, float *re
     FOR_BLOCKED(j, n, adadelta_elem(c, w + j, sq + j, acc + j, g[j]));
 }
 
+/* PS_OPT_ISA_COUNT_ means "the best this CPU has" (the default). */
+static ps_opt_isa forced_isa = PS_OPT_ISA_COUNT_;
+
+static int cpu_has(ps_opt_isa isa)
+{
+    switch (isa) {
+    case PS_OPT_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f");
+    case PS_OPT_ISA_AVX2:
+        return __builtin_cpu_supports("avx2");
+    default:
+        return 1;
+    }
+}
+
+ps_opt_isa ps_opt_isa_current(void)
+{
+    if (forced_isa != PS_OPT_ISA_COUNT_) {
+        return forced_isa;
+    }
+    return cpu_has(PS_OPT_ISA_AVX512) ? PS_OPT_ISA_AVX512
+           : cpu_has(PS_OPT_ISA_AVX2) ? PS_OPT_ISA_AVX2
+                                      : PS_OPT_ISA_BASE;
+}
+
+int ps_opt_isa_force(ps_opt_isa isa)
+{
+    if (isa == PS_OPT_ISA_COUNT_) {
+        forced_isa = isa;
+        return 0;
+    }
+    if ((int)isa < 0 || isa > PS_OPT_ISA_COUNT_ || !cpu_has(isa)) {
+        return PS_EINVAL;
+    }
+    forced_isa = isa;
+    return 0;
+}
+
+const char *ps_opt_isa_name(ps_opt_isa isa)
+{
+    static const char *const names[PS_OPT_ISA_COUNT_] = {"sse2", "avx2", "avx512"};
+    return (int)isa >= 0 && isa < PS_OPT_ISA_COUNT_ ? names[isa] : "?";
+}
+
 /* One contiguous run [off, off + n) of w and every state array. The switch
  * is per call, not per element: dense calls it once, lazy once per row. */
 static inline void run_span(ps_opt_kind kind, const coef *c, float *w, float *const *s, size_t off,
@@ -347,13 +429,13 @@ static inline void run_span(ps_opt_kind kind, const coef *c, float *w, float *co
     switch (kind) {
     case PS_OPT_ADAM:
     case PS_OPT_ADAMW:
-        adam_run(c, w + off, s[0] + off, s[1] + off, g, n);
+        adam_run_isa[ps_opt_isa_current()](c, w + off, s[0] + off, s[1] + off, g, n);
         break;
     case PS_OPT_AMSGRAD:
         amsgrad_run(c, w + off, s[0] + off, s[1] + off, s[2] + off, g, n);
         break;
     case PS_OPT_ADAMAX:
-        adamax_run(c, w + off, s[0] + off, s[1] + off, g, n);
+        adamax_run_isa[ps_opt_isa_current()](c, w + off, s[0] + off, s[1] + off, g, n);
         break;
     case PS_OPT_SGD:
         sgd_run(c, w + off, g, n);
