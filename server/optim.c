@@ -183,11 +183,11 @@ static coef make_coef(const ps_opt_hp *hp, int64_t t)
  * function being compiled, and without it the very-cheap model refuses the
  * run-time alias checks. One call per row in lazy mode is noise. */
 #define PS_KERNEL static __attribute__((noinline))
-#define FOR_BLOCKED(j, n, stmt)                                                                    \
+#define FOR_BLOCKED_VB(j, n, vb, stmt)                                                             \
     do {                                                                                           \
         size_t blk_ = 0;                                                                           \
-        for (; blk_ + PS_VB <= (n); blk_ += PS_VB) {                                               \
-            for (size_t j = blk_; j < blk_ + PS_VB; j++) {                                         \
+        for (; blk_ + (vb) <= (n); blk_ += (vb)) {                                                 \
+            for (size_t j = blk_; j < blk_ + (vb); j++) {                                          \
                 stmt;                                                                              \
             }                                                                                      \
         }                                                                                          \
@@ -195,6 +195,7 @@ static coef make_coef(const ps_opt_hp *hp, int64_t t)
             stmt;                                                                                  \
         }                                                                                          \
     } while (0)
+#define FOR_BLOCKED(j, n, stmt) FOR_BLOCKED_VB(j, n, PS_VB, stmt)
 
 /* Adam and AdamW. Alg. 1:
  *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
@@ -221,18 +222,7 @@ PS_ELEM void adam_elem(const coef *restrict c, float *restrict w, float *restric
  * keeps gcc from fusing a*b+c into an FMA, so each clone gives the same bits
  * as the SSE2 one (tests/unit/test_optim.c). AVX-512 walks blocks of 16. */
 #define PS_VB512 16
-#define FOR_BLOCKED16(j, n, stmt)                                                                  \
-    do {                                                                                           \
-        size_t blk_ = 0;                                                                           \
-        for (; blk_ + PS_VB512 <= (n); blk_ += PS_VB512) {                                         \
-            for (size_t j = blk_; j < blk_ + PS_VB512; j++) {                                      \
-                stmt;                                                                              \
-            }                                                                                      \
-        }                                                                                          \
-        for (size_t j = blk_; j < (n); j++) {                                                      \
-            stmt;                                                                                  \
-        }                                                                                          \
-    } while (0)
+#define FOR_BLOCKED16(j, n, stmt) FOR_BLOCKED_VB(j, n, PS_VB512, stmt)
 #define PS_AVX2 __attribute__((target("avx2")))
 #define PS_AVX512 __attribute__((target("avx512f")))
 typedef void (*span3_fn)(const coef *restrict c, float *restrict w, float *restrict m,
