@@ -23,7 +23,7 @@
  *   mpirun -np 2 bench_pushpull [--keys N[,N...]] [--widths W[,W...]]
  *       [--reps R] [--optimizer NAME] [--update lazy|dense] [--transport LABEL]
  *   defaults: --keys 1000,65536,1048576 --widths 1,10 --reps 7 --optimizer sgd
- *   --update lazy; LABEL (e.g. "sm", "tcp") only names the run in the output.
+ *   --update lazy; LABEL (e.g. "shm", "tcp") only names the run in the output.
  *
  * Prints a table on rank 0; if BENCH_JSON names a file, rank 0 appends one
  * JSON object per row. */

@@ -75,7 +75,7 @@ section "1. server apply: optimizer kernels vs read-modify-write" \
 section "2. codec: push encode+decode vs memcpy" "$BUILD/bench/bench_codec"
 section "3a. push/pull vs raw MPI, shared memory (default btl)" \
     timeout 600 "${MPIRUN[@]}" -np 2 "$BUILD/bench/bench_pushpull" "${PP_ARGS[@]}" \
-    --transport sm
+    --transport shm
 section "3b. push/pull vs raw MPI, --mca btl tcp,self" \
     timeout 600 "${MPIRUN[@]}" --mca btl tcp,self -np 2 "$BUILD/bench/bench_pushpull" \
     "${PP_ARGS[@]}" --transport tcp
