@@ -413,19 +413,19 @@ const char *ps_opt_isa_name(ps_opt_isa isa)
 
 /* One contiguous run [off, off + n) of w and every state array. The switch
  * is per call, not per element: dense calls it once, lazy once per row. */
-static inline void run_span(ps_opt_kind kind, const coef *c, float *w, float *const *s, size_t off,
-                            const float *g, size_t n)
+static inline void run_span(ps_opt_kind kind, ps_opt_isa isa, const coef *c, float *w,
+                            float *const *s, size_t off, const float *g, size_t n)
 {
     switch (kind) {
     case PS_OPT_ADAM:
     case PS_OPT_ADAMW:
-        adam_run_isa[ps_opt_isa_current()](c, w + off, s[0] + off, s[1] + off, g, n);
+        adam_run_isa[isa](c, w + off, s[0] + off, s[1] + off, g, n);
         break;
     case PS_OPT_AMSGRAD:
         amsgrad_run(c, w + off, s[0] + off, s[1] + off, s[2] + off, g, n);
         break;
     case PS_OPT_ADAMAX:
-        adamax_run_isa[ps_opt_isa_current()](c, w + off, s[0] + off, s[1] + off, g, n);
+        adamax_run_isa[isa](c, w + off, s[0] + off, s[1] + off, g, n);
         break;
     case PS_OPT_SGD:
         sgd_run(c, w + off, g, n);
@@ -451,7 +451,7 @@ void ps_opt_step(const ps_opt_hp *hp, float *w, float *const *state, const float
                  int64_t t)
 {
     coef c = make_coef(hp, t);
-    run_span(hp->kind, &c, w, state, 0, g, n);
+    run_span(hp->kind, ps_opt_isa_current(), &c, w, state, 0, g, n);
 }
 
 void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const float *g,
@@ -461,6 +461,7 @@ void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const 
      * step, and the bias correction still uses the global t. */
     coef c = make_coef(hp, t);
     int ns = opt_nstate[hp->kind];
+    ps_opt_isa isa = ps_opt_isa_current(); /* once per call, not per row */
     for (size_t i = 0; i < nrows; i++) {
         /* Pushed rows are scattered over the shard, so each is a cache (and
          * often TLB) miss the hardware prefetcher cannot guess: ask for the
@@ -475,7 +476,7 @@ void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const 
                 __builtin_prefetch(state[k] + z, 1);
             }
         }
-        run_span(hp->kind, &c, w, state, (size_t)rows[i] * width, g + i * width, width);
+        run_span(hp->kind, isa, &c, w, state, (size_t)rows[i] * width, g + i * width, width);
     }
 }
 
