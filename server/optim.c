@@ -229,24 +229,17 @@ typedef void (*span3_fn)(const coef *restrict c, float *restrict w, float *restr
                          float *restrict v, const float *restrict g, size_t n);
 
 /* One Adam or AdaMax kernel per ISA: NAME_base, NAME_avx2, NAME_avx512. */
+#define PS_KERNEL_ISA(fn, attr, loop, elem)                                                        \
+    attr PS_KERNEL void fn(const coef *restrict c, float *restrict w, float *restrict m,          \
+                           float *restrict v, const float *restrict g, size_t n)                  \
+    {                                                                                              \
+        loop(j, n, elem(c, w + j, m + j, v + j, g[j]));                                            \
+    }
+#define PS_NO_ATTR
 #define PS_KERNEL3(name, elem)                                                                     \
-    PS_KERNEL void name##_base(const coef *restrict c, float *restrict w, float *restrict m,      \
-                               float *restrict v, const float *restrict g, size_t n)              \
-    {                                                                                              \
-        FOR_BLOCKED(j, n, elem(c, w + j, m + j, v + j, g[j]));                                     \
-    }                                                                                              \
-    PS_AVX2 PS_KERNEL void name##_avx2(const coef *restrict c, float *restrict w,                 \
-                                       float *restrict m, float *restrict v,                      \
-                                       const float *restrict g, size_t n)                         \
-    {                                                                                              \
-        FOR_BLOCKED(j, n, elem(c, w + j, m + j, v + j, g[j]));                                     \
-    }                                                                                              \
-    PS_AVX512 PS_KERNEL void name##_avx512(const coef *restrict c, float *restrict w,             \
-                                           float *restrict m, float *restrict v,                  \
-                                           const float *restrict g, size_t n)                     \
-    {                                                                                              \
-        FOR_BLOCKED16(j, n, elem(c, w + j, m + j, v + j, g[j]));                                   \
-    }                                                                                              \
+    PS_KERNEL_ISA(name##_base, PS_NO_ATTR, FOR_BLOCKED, elem)                                      \
+    PS_KERNEL_ISA(name##_avx2, PS_AVX2, FOR_BLOCKED, elem)                                         \
+    PS_KERNEL_ISA(name##_avx512, PS_AVX512, FOR_BLOCKED16, elem)                                   \
     static const span3_fn name##_isa[PS_OPT_ISA_COUNT_] = {name##_base, name##_avx2,             \
                                                            name##_avx512}
 
