@@ -76,6 +76,9 @@ MPI_USERS := $(filter $(BUILD)/common/comm%.o,$(COMMON_O))
 $(PROTO_USERS): EXTRA_CFLAGS += -I$(BUILD)/gen
 $(MPI_USERS): EXTRA_CFLAGS += $(MPI_CFLAGS)
 $(PROTO_USERS): | $(GEN_H)
+# The optimizer kernels are built for several ISAs (server/optim.c) and must
+# give the same bits on each: no a*b+c fused into an FMA where AVX2 has one.
+$(BUILD)/server/optim.o: EXTRA_CFLAGS += -ffp-contract=off
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(sort $(wildcard bench/*.c))

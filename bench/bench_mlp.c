@@ -7,6 +7,9 @@
  *    beside bench/torch_mlp.py.
  * 2. Sparse logistic regression, 2^20 features, 2 classes, 100 non-zeros
  *    per row, batch 1000: batch keys and gradient, non-zeros/s.
+ * 3. With --run-steps N: N steps of MLP fwd+bwd+adam in a row (state
+ *    carried), mean samples/s: bench_e2e.sh's in-process bound.
+ * Every rank of adamps flushes subnormals (cli/fpu.h); so does this.
  * MLP figures are medians over 140 interleaved steps, sparse ones over 7
  * repetitions of 20 calls. Prints a table; if BENCH_JSON names a file,
  * appends one JSON object per row. No MPI. */
@@ -18,6 +21,7 @@
 #include <time.h>
 
 #include "bench/bench_util.h"
+#include "cli/fpu.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -104,7 +108,7 @@ static void sgemm_only(const int *dims, int nl, int n, float *const *a, float *c
     }
 }
 
-static int bench_mlp(const char *json)
+static int bench_mlp(const char *json, int run_steps)
 {
     ps_model_cfg c = {0};
     c.kind = PS_MODEL_MLP;
@@ -196,6 +200,26 @@ static int bench_mlp(const char *json)
             t_adam[s] = t3 - t2;
         }
     }
+    /* The end-to-end bound: run_steps steps of fwd+bwd+adam back to back,
+     * Adam's state carried from step to step as a server's is, so a slow-down
+     * that builds up (subnormal m and v) shows here as it would in training. */
+    double t_run = 0.0;
+    if (run_steps > 0) {
+        double r0 = bench_now_s();
+        for (int s = 0; s < run_steps; s++) {
+            uint64_t step = (uint64_t)(NS + MLP_STEPS + 1 + s);
+            rc = ps_model_forward_backward(m, &b, keys, (const float *const *)ps.p, ps.g, step,
+                                           &loss);
+            if (rc) {
+                goto done;
+            }
+            for (uint32_t t = 0; t < ps.nt; t++) {
+                float *st[2] = {ps.mom[t], ps.var[t]};
+                ps_opt_step(&hp, ps.p[t], st, ps.g[t], ps.len[t], (int64_t)step);
+            }
+        }
+        t_run = (bench_now_s() - r0) / run_steps;
+    }
     double ts = bench_median(t_step, NS), tg = bench_median(t_gemm, NS), ta = bench_median(t_adam, NS);
     double share = (ts - tg) / ts;
     printf("\nMLP 784-1000-1000-10, batch %d, dropout 0.2/0.5, median of %d steps\n", BATCH, NS);
@@ -205,6 +229,10 @@ static int bench_mlp(const char *json)
            tg * 1e3, (ts - tg) * 1e3, 100.0 * share);
     printf("%-22s %10.3f %12.0f %12s %12.3f %10s\n", "fwd+bwd+adam", (ts + ta) * 1e3,
            BATCH / (ts + ta), "", ta * 1e3, "");
+    if (run_steps > 0) {
+        printf("%-22s %10.3f %12.0f   (mean over %d steps in a row)\n", "fwd+bwd+adam run",
+               t_run * 1e3, BATCH / t_run, run_steps);
+    }
     printf("(last loss %.4f)\n", loss);
     if (json && *json) {
         char line[512];
@@ -215,6 +243,13 @@ static int bench_mlp(const char *json)
                  openblas_get_corename(), openblas_get_num_threads(), BATCH, ts * 1e3, BATCH / ts,
                  tg * 1e3, share, ta * 1e3, BATCH / (ts + ta));
         append_json(json, line);
+        if (run_steps > 0) {
+            snprintf(line, sizeof line,
+                     "{\"bench\":\"mlp_run\",\"batch\":%d,\"steps\":%d,\"step_ms\":%.4f,"
+                     "\"samples_per_sec\":%.1f,\"ftz\":%d}",
+                     BATCH, run_steps, t_run * 1e3, BATCH / t_run, ps_fpu_denormals_flushed());
+            append_json(json, line);
+        }
     }
     rc = 0;
 done:
@@ -324,13 +359,23 @@ done:
     return rc;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const char *json = getenv("BENCH_JSON");
+    int run_steps = 0;
+    if (argc == 3 && strcmp(argv[1], "--run-steps") == 0) {
+        run_steps = atoi(argv[2]);
+    }
+    if (argc != 1 && (argc != 3 || run_steps < 1)) {
+        fprintf(stderr, "usage: bench_mlp [--run-steps N]\n");
+        return 2;
+    }
+    /* As every adamps rank does (cli/main.c), so the bound runs the same math. */
+    (void)ps_fpu_flush_denormals();
     openblas_set_num_threads(1);
     printf("worker compute, OpenBLAS core %s, %d thread(s)\n", openblas_get_corename(),
            openblas_get_num_threads());
-    int rc = bench_mlp(json);
+    int rc = bench_mlp(json, run_steps);
     if (!rc) {
         rc = bench_sparse(json);
     }

@@ -7,12 +7,16 @@
  * parameter; AdaGrad: 20 B), side by side with a STREAM-style
  * read-modify-write of the same arrays and rows in the same process
  * (w += s g; m += s g; ... touching the same bytes), whose GB/s is the bound
- * the kernel can reach. Each figure is the median of --reps runs.
+ * the kernel can reach. Lazy rows are bounded with the kernel's own prefetch
+ * (8 rows ahead): Adam's by a plain C lazy Adam loop over the same rows,
+ * the others' by the read-modify-write of those rows. Each figure is the
+ * median of --reps runs.
  *
- *   bench_optim [--params N[,N...]] [--reps R]
+ *   bench_optim [--params N[,N...]] [--reps R] [--isa sse2|avx2|avx512]
  *       default --params 10000000,100000000 (10^8 needs 1.6 GB) --reps 5
  *
  * If BENCH_JSON names a file, one JSON object per row is appended to it. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,11 +83,52 @@ static void rmw_span(float *restrict w, float *restrict a, float *restrict b,
     }
 }
 
+/* The same prefetch as ps_opt_step_rows: first and last line of w and of
+ * each state array, PREFETCH_ROWS rows ahead. */
+#define PREFETCH_ROWS 8
+static inline void prefetch_row(const arena *A, int nstate, size_t width, size_t r, size_t nrows)
+{
+    if (r + PREFETCH_ROWS < nrows) {
+        size_t a = (size_t)A->rows[r + PREFETCH_ROWS] * width, z = a + width - 1;
+        __builtin_prefetch(A->w + a, 1);
+        __builtin_prefetch(A->w + z, 1);
+        __builtin_prefetch(A->s0 + a, 1);
+        __builtin_prefetch(A->s0 + z, 1);
+        if (nstate == 2) {
+            __builtin_prefetch(A->s1 + a, 1);
+            __builtin_prefetch(A->s1 + z, 1);
+        }
+    }
+}
+
 static void rmw_rows(arena *A, int nstate, size_t width, size_t nrows, float s)
 {
     for (size_t r = 0; r < nrows; r++) {
         size_t off = (size_t)A->rows[r] * width;
+        prefetch_row(A, nstate, width, r, nrows);
         rmw_span(A->w + off, A->s0 + off, A->s1 + off, A->gl + r * width, width, nstate, s);
+    }
+}
+
+/* The lazy Adam bound: Alg. 1 written as a plain C loop over the same rows
+ * with the same prefetch, bias correction folded into lr and isb2 as the
+ * kernel does; what a straightforward lazy Adam costs here. */
+static void plain_lazy_adam(arena *A, const ps_opt_hp *hp, size_t width, size_t nrows,
+                            int64_t t)
+{
+    float b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
+    float step = (float)(hp->lr / (1.0 - pow(hp->beta1, (double)t)));
+    float isb2 = (float)(1.0 / sqrt(1.0 - pow(hp->beta2, (double)t)));
+    for (size_t r = 0; r < nrows; r++) {
+        size_t off = (size_t)A->rows[r] * width;
+        prefetch_row(A, 2, width, r, nrows);
+        float *restrict w = A->w + off, *restrict m = A->s0 + off, *restrict v = A->s1 + off;
+        const float *restrict g = A->gl + r * width;
+        for (size_t j = 0; j < width; j++) {
+            m[j] = b1 * m[j] + (1.0f - b1) * g[j];
+            v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+            w[j] -= step * m[j] / (sqrtf(v[j]) * isb2 + eps);
+        }
     }
 }
 
@@ -146,7 +191,7 @@ static size_t pick_rows(arena *A, size_t width, uint64_t seed)
 }
 
 typedef struct {
-    const char *rule, *mode;
+    const char *rule, *mode, *bound; /* bound: which loop bounded the kernel */
     size_t width, params, updated;
     double kernel_s, bound_s, bytes_per_param;
 } result;
@@ -164,9 +209,10 @@ static void report(const result *r, FILE *json)
                 "\"params\": %zu, \"updated_params\": %zu, \"bytes_per_param\": %.0f, "
                 "\"kernel_s_median\": %.6g, \"bound_s_median\": %.6g, \"params_per_sec\": %.6g, "
                 "\"gb_per_s\": %.4g, \"bound_gb_per_s\": %.4g, \"ratio_vs_bound\": %.4g, "
-                "\"threads\": 1, \"compiler\": \"%s\"}\n",
+                "\"bound_loop\": \"%s\", \"isa\": \"%s\", \"threads\": 1, \"compiler\": \"%s\"}\n",
                 r->rule, r->mode, r->width, r->params, r->updated, r->bytes_per_param, r->kernel_s,
-                r->bound_s, pps, gbs, bgbs, gbs / bgbs, __VERSION__);
+                r->bound_s, pps, gbs, bgbs, gbs / bgbs, r->bound, ps_opt_isa_name(ps_opt_isa_current()),
+                __VERSION__);
         fflush(json);
     }
 }
@@ -203,6 +249,8 @@ static void run_case(arena *A, ps_opt_kind kind, size_t width, int reps, FILE *j
         double t2 = bench_now_s();
         if (width == 0) {
             rmw_span(A->w, A->s0, A->s1, A->g, A->n, nstate, s);
+        } else if (kind == PS_OPT_ADAM) {
+            plain_lazy_adam(A, &hp, width, nrows, t - 1);
         } else {
             rmw_rows(A, nstate, width, nrows, s);
         }
@@ -215,6 +263,7 @@ static void run_case(arena *A, ps_opt_kind kind, size_t width, int reps, FILE *j
     result r = {
         .rule = ps_opt_name(kind),
         .mode = width ? "lazy" : "dense",
+        .bound = width == 0 ? "rmw" : kind == PS_OPT_ADAM ? "plain_lazy_adam" : "rmw_prefetch",
         .width = width,
         .params = A->n,
         .updated = width ? nrows * width : A->n,
@@ -260,9 +309,19 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_optim: --reps wants 1..%d\n", MAX_REPS);
                 return 2;
             }
+        } else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc) {
+            const char *name = argv[++i];
+            int isa = PS_OPT_ISA_BASE;
+            while (isa < PS_OPT_ISA_COUNT_ && strcmp(ps_opt_isa_name((ps_opt_isa)isa), name)) {
+                isa++;
+            }
+            if (ps_opt_isa_force((ps_opt_isa)isa) != 0 || isa == PS_OPT_ISA_COUNT_) {
+                fprintf(stderr, "bench_optim: --isa wants sse2, avx2 or avx512 (one this CPU has)\n");
+                return 2;
+            }
         } else {
-            fprintf(stderr, "usage: bench_optim [--params N[,N...]] [--reps R]\n"
-                            "  defaults: --params 10000000,100000000 --reps 5\n");
+            fprintf(stderr, "usage: bench_optim [--params N[,N...]] [--reps R] [--isa NAME]\n"
+                            "  defaults: --params 10000000,100000000 --reps 5, the best ISA\n");
             return 2;
         }
     }
@@ -275,8 +334,9 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    printf("# optimizer kernels vs read-modify-write bound, 1 thread, median of %d; %s\n", reps,
-           __VERSION__);
+    printf("# optimizer kernels vs read-modify-write bound, 1 thread, median of %d; %s; "
+           "Adam/AdaMax kernels for %s\n",
+           reps, __VERSION__, ps_opt_isa_name(ps_opt_isa_current()));
     printf("# lazy: 1%% of rows; GB/s counts the bytes the rule must move (28 B/param Adam, "
            "AdaMax; 20 B AdaGrad)\n");
     printf("%-8s %-6s %5s %11s %11s %9s %8s %8s %6s\n", "rule", "mode", "width", "params",

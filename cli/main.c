@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/fpu.h"
 #include "common/err.h"
 
 /* Every rank of a job parses the same argv, so a bad flag would be reported
@@ -27,6 +28,9 @@ int main(int argc, char **argv)
 {
     static ps_cfg cfg;
     char err[512];
+    /* Before any float math: Adam's decaying state must not run at
+     * subnormal speed on any rank (cli/fpu.h). */
+    (void)ps_fpu_flush_denormals();
     if (ps_cfg_parse(&cfg, argc, argv, err, sizeof err)) {
         /* Every rank parses the same argv, so every rank exits here: no hang. */
         if (first_rank()) {

@@ -46,7 +46,9 @@ import math
 import statistics
 import sys
 
-TRANSPORT_BENCH = {"shm": "sm", "tcp": "tcp", "default": "sm"}
+TRANSPORT_BENCH = {"shm": "shm", "tcp": "tcp", "default": "shm"}
+# bench/results.json before issue 15 labelled shared memory "sm".
+BENCH_LABEL = {"sm": "shm"}
 
 
 def die(msg):
@@ -86,8 +88,10 @@ def fit_line(xs, ys):
 def bench_params(rows):
     """Per bench transport: raw alpha (s), beta (B/s), o_msg (s)."""
     net = {}
-    for t in sorted({r["transport"] for r in rows if r.get("bench") == "pushpull"}):
-        pp = [r for r in rows if r.get("bench") == "pushpull" and r["transport"] == t]
+    rows = [dict(r, transport=BENCH_LABEL.get(r["transport"], r["transport"]))
+            for r in rows if r.get("bench") == "pushpull"]
+    for t in sorted({r["transport"] for r in rows}):
+        pp = [r for r in rows if r["transport"] == t]
         xs = [r["req_bytes"] + r["reply_bytes"] for r in pp]
         a, b = fit_line(xs, [r["raw_round_trip_us"] * 1e-6 for r in pp])
         small = min(pp, key=lambda r: r["req_bytes"] + r["reply_bytes"])
@@ -290,7 +294,7 @@ def main(argv):
               "%d points." % (100 * statistics.median(errs), a.cores,
                               100 * statistics.median(ferrs), 100 * max(errs),
                               100 * max(ferrs), len(errs)))
-    soft = net.get("sm") or next(iter(net.values()))
+    soft = net.get("shm") or next(iter(net.values()))
     networks = [("100 Gb/s, 2 us", 2e-6, 100e9 / 8), ("10 Gb/s, 2 us", 2e-6, 10e9 / 8)]
     nodes = [int(x) for x in a.nodes.split(",")]
     print("\n## Prediction: one rank per node, the stated network\n")

@@ -183,11 +183,11 @@ static coef make_coef(const ps_opt_hp *hp, int64_t t)
  * function being compiled, and without it the very-cheap model refuses the
  * run-time alias checks. One call per row in lazy mode is noise. */
 #define PS_KERNEL static __attribute__((noinline))
-#define FOR_BLOCKED(j, n, stmt)                                                                    \
+#define FOR_BLOCKED_VB(j, n, vb, stmt)                                                             \
     do {                                                                                           \
         size_t blk_ = 0;                                                                           \
-        for (; blk_ + PS_VB <= (n); blk_ += PS_VB) {                                               \
-            for (size_t j = blk_; j < blk_ + PS_VB; j++) {                                         \
+        for (; blk_ + (vb) <= (n); blk_ += (vb)) {                                                 \
+            for (size_t j = blk_; j < blk_ + (vb); j++) {                                          \
                 stmt;                                                                              \
             }                                                                                      \
         }                                                                                          \
@@ -195,6 +195,7 @@ static coef make_coef(const ps_opt_hp *hp, int64_t t)
             stmt;                                                                                  \
         }                                                                                          \
     } while (0)
+#define FOR_BLOCKED(j, n, stmt) FOR_BLOCKED_VB(j, n, PS_VB, stmt)
 
 /* Adam and AdamW. Alg. 1:
  *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
@@ -214,11 +215,35 @@ PS_ELEM void adam_elem(const coef *restrict c, float *restrict w, float *restric
     *w = *w * c->decay - (c->step * mi) / (sqrtf(vi) * c->isb2 + c->eps);
 }
 
-PS_KERNEL void adam_run(const coef *restrict c, float *restrict w, float *restrict m,
-                        float *restrict v, const float *restrict g, size_t n)
-{
-    FOR_BLOCKED(j, n, adam_elem(c, w + j, m + j, v + j, g[j]));
-}
+/* Adam and AdaMax (the MLP's and the paper's rules) also come built for
+ * AVX2 and AVX-512, picked at run time by the CPU (ps_opt_isa). The math is
+ * the same element function: every operation (mul, add, div, sqrt, max) is
+ * IEEE-rounded lane by lane on every ISA, and -ffp-contract=off (Makefile)
+ * keeps gcc from fusing a*b+c into an FMA, so each clone gives the same bits
+ * as the SSE2 one (tests/unit/test_optim.c). AVX-512 walks blocks of 16. */
+#define PS_VB512 16
+#define FOR_BLOCKED16(j, n, stmt) FOR_BLOCKED_VB(j, n, PS_VB512, stmt)
+#define PS_AVX2 __attribute__((target("avx2")))
+#define PS_AVX512 __attribute__((target("avx512f")))
+typedef void (*span3_fn)(const coef *restrict c, float *restrict w, float *restrict m,
+                         float *restrict v, const float *restrict g, size_t n);
+
+/* One Adam or AdaMax kernel per ISA: NAME_base, NAME_avx2, NAME_avx512. */
+#define PS_KERNEL_ISA(fn, attr, loop, elem)                                                        \
+    attr PS_KERNEL void fn(const coef *restrict c, float *restrict w, float *restrict m,          \
+                           float *restrict v, const float *restrict g, size_t n)                  \
+    {                                                                                              \
+        loop(j, n, elem(c, w + j, m + j, v + j, g[j]));                                            \
+    }
+#define PS_NO_ATTR
+#define PS_KERNEL3(name, elem)                                                                     \
+    PS_KERNEL_ISA(name##_base, PS_NO_ATTR, FOR_BLOCKED, elem)                                      \
+    PS_KERNEL_ISA(name##_avx2, PS_AVX2, FOR_BLOCKED, elem)                                         \
+    PS_KERNEL_ISA(name##_avx512, PS_AVX512, FOR_BLOCKED16, elem)                                   \
+    static const span3_fn name##_isa[PS_OPT_ISA_COUNT_] = {name##_base, name##_avx2,             \
+                                                           name##_avx512}
+
+PS_KERNEL3(adam_run, adam_elem);
 
 /* AMSGrad (Reddi et al. 2018, torch form): Adam with
  * v_max = max(v_max, v) in place of v in the denominator. */
@@ -262,11 +287,7 @@ PS_ELEM void adamax_elem(const coef *restrict c, float *restrict w, float *restr
     *w -= (live * mi) / d; /* w - 0 == w exactly where u == 0 */
 }
 
-PS_KERNEL void adamax_run(const coef *restrict c, float *restrict w, float *restrict m,
-                          float *restrict u, const float *restrict g, size_t n)
-{
-    FOR_BLOCKED(j, n, adamax_elem(c, w + j, m + j, u + j, g[j]));
-}
+PS_KERNEL3(adamax_run, adamax_elem);
 
 /* Plain SGD: w -= lr g. */
 PS_KERNEL void sgd_run(const coef *restrict c, float *restrict w, const float *restrict g, size_t n)
@@ -339,21 +360,65 @@ PS_KERNEL void adadelta_run(const coef *restrict c, float *restrict w, float *re
     FOR_BLOCKED(j, n, adadelta_elem(c, w + j, sq + j, acc + j, g[j]));
 }
 
+/* PS_OPT_ISA_COUNT_ means "the best this CPU has" (the default). */
+static ps_opt_isa forced_isa = PS_OPT_ISA_COUNT_;
+
+static int cpu_has(ps_opt_isa isa)
+{
+    switch (isa) {
+    case PS_OPT_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f");
+    case PS_OPT_ISA_AVX2:
+        return __builtin_cpu_supports("avx2");
+    default:
+        return 1;
+    }
+}
+
+ps_opt_isa ps_opt_isa_current(void)
+{
+    if (forced_isa != PS_OPT_ISA_COUNT_) {
+        return forced_isa;
+    }
+    return cpu_has(PS_OPT_ISA_AVX512) ? PS_OPT_ISA_AVX512
+           : cpu_has(PS_OPT_ISA_AVX2) ? PS_OPT_ISA_AVX2
+                                      : PS_OPT_ISA_BASE;
+}
+
+int ps_opt_isa_force(ps_opt_isa isa)
+{
+    if (isa == PS_OPT_ISA_COUNT_) {
+        forced_isa = isa;
+        return 0;
+    }
+    if ((int)isa < 0 || isa > PS_OPT_ISA_COUNT_ || !cpu_has(isa)) {
+        return PS_EINVAL;
+    }
+    forced_isa = isa;
+    return 0;
+}
+
+const char *ps_opt_isa_name(ps_opt_isa isa)
+{
+    static const char *const names[PS_OPT_ISA_COUNT_] = {"sse2", "avx2", "avx512"};
+    return (int)isa >= 0 && isa < PS_OPT_ISA_COUNT_ ? names[isa] : "?";
+}
+
 /* One contiguous run [off, off + n) of w and every state array. The switch
  * is per call, not per element: dense calls it once, lazy once per row. */
-static inline void run_span(ps_opt_kind kind, const coef *c, float *w, float *const *s, size_t off,
-                            const float *g, size_t n)
+static inline void run_span(ps_opt_kind kind, ps_opt_isa isa, const coef *c, float *w,
+                            float *const *s, size_t off, const float *g, size_t n)
 {
     switch (kind) {
     case PS_OPT_ADAM:
     case PS_OPT_ADAMW:
-        adam_run(c, w + off, s[0] + off, s[1] + off, g, n);
+        adam_run_isa[isa](c, w + off, s[0] + off, s[1] + off, g, n);
         break;
     case PS_OPT_AMSGRAD:
         amsgrad_run(c, w + off, s[0] + off, s[1] + off, s[2] + off, g, n);
         break;
     case PS_OPT_ADAMAX:
-        adamax_run(c, w + off, s[0] + off, s[1] + off, g, n);
+        adamax_run_isa[isa](c, w + off, s[0] + off, s[1] + off, g, n);
         break;
     case PS_OPT_SGD:
         sgd_run(c, w + off, g, n);
@@ -379,7 +444,7 @@ void ps_opt_step(const ps_opt_hp *hp, float *w, float *const *state, const float
                  int64_t t)
 {
     coef c = make_coef(hp, t);
-    run_span(hp->kind, &c, w, state, 0, g, n);
+    run_span(hp->kind, ps_opt_isa_current(), &c, w, state, 0, g, n);
 }
 
 void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const float *g,
@@ -389,6 +454,7 @@ void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const 
      * step, and the bias correction still uses the global t. */
     coef c = make_coef(hp, t);
     int ns = opt_nstate[hp->kind];
+    ps_opt_isa isa = ps_opt_isa_current(); /* once per call, not per row */
     for (size_t i = 0; i < nrows; i++) {
         /* Pushed rows are scattered over the shard, so each is a cache (and
          * often TLB) miss the hardware prefetcher cannot guess: ask for the
@@ -403,7 +469,7 @@ void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const 
                 __builtin_prefetch(state[k] + z, 1);
             }
         }
-        run_span(hp->kind, &c, w, state, (size_t)rows[i] * width, g + i * width, width);
+        run_span(hp->kind, isa, &c, w, state, (size_t)rows[i] * width, g + i * width, width);
     }
 }
 

@@ -2,7 +2,8 @@
  * allocation. The server's store calls them on a shard (dense) or on the
  * rows a push touched (lazy). Hyper-parameters default to the paper's
  * (Kingma & Ba 2015, Algorithm 1): alpha 0.001, beta1 0.9, beta2 0.999,
- * eps 1e-8. Thread-safe (no shared state). */
+ * eps 1e-8. Thread-safe (no shared state but the test-only
+ * ps_opt_isa_force). */
 #ifndef PS_OPTIM_H
 #define PS_OPTIM_H
 
@@ -23,6 +24,15 @@ typedef enum {
 } ps_opt_kind;
 
 typedef enum { PS_LR_CONST = 0, PS_LR_INVSQRT = 1 } ps_lr_schedule;
+
+/* Instruction sets the Adam and AdaMax kernels are built for; every one
+ * gives the same bits (no FMA contraction, IEEE ops lane by lane). */
+typedef enum {
+    PS_OPT_ISA_BASE = 0, /* the build's baseline (x86-64: SSE2) */
+    PS_OPT_ISA_AVX2,
+    PS_OPT_ISA_AVX512,
+    PS_OPT_ISA_COUNT_
+} ps_opt_isa;
 
 typedef struct {
     ps_opt_kind kind;
@@ -80,6 +90,16 @@ void ps_opt_step(const ps_opt_hp *hp, float *w, float *const *state, const float
  * Bias correction uses the global t, as TensorFlow's LazyAdam does. */
 void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const float *g,
                       size_t width, const uint64_t *rows, size_t nrows, int64_t t);
+
+/* The ISA the Adam and AdaMax kernels run with now: the best this CPU has,
+ * unless forced. */
+ps_opt_isa ps_opt_isa_current(void);
+/* Tests and benchmarks: forces isa (PS_OPT_ISA_COUNT_: back to the best),
+ * returns 0, or PS_EINVAL when this CPU lacks it. Not thread-safe: call
+ * while no thread steps. */
+int ps_opt_isa_force(ps_opt_isa isa);
+/* "sse2", "avx2", "avx512", or "?". */
+const char *ps_opt_isa_name(ps_opt_isa isa);
 
 /* Temporal averaging (section 7.2): avg = beta * avg + (1 - beta) * w, in
  * double. The average moves by (1 - beta) (w - avg) per step; in float32

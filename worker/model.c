@@ -1,6 +1,6 @@
 /* The generic part of the model module (worker/model.h): kinds and their
- * names, configuration checks, the table list, batch keys (a radix sort of
- * a sparse batch's feature ids), L2, and dispatch to each kind's
+ * names, configuration checks, the table list, batch keys (a sparse batch's
+ * distinct feature ids, worker/keyset.h), L2, and dispatch to each kind's
  * implementation (worker/model_internal.h: mlp.c, cnn.c, vae.c). */
 #include "worker/model.h"
 
@@ -12,11 +12,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "worker/keyset.h"
 #include "worker/model_internal.h"
-
-/* Radix digit for sorting a batch's feature ids: 2^11 counters fit in L1. */
-#define RADIX_BITS 11
-#define RADIX_SIZE (1u << RADIX_BITS)
 
 struct ps_model {
     ps_model_cfg cfg;
@@ -24,10 +21,7 @@ struct ps_model {
     void *impl; /* the kind's state */
     uint32_t ntables;
     ps_table_desc tables[PS_MODEL_MAX_TABLES];
-    uint64_t *sort_id[2]; /* radix sort of (feature id, non-zero index) pairs */
-    uint32_t *sort_k[2];
-    size_t sort_cap[4];
-    uint32_t *hist; /* RADIX_SIZE counters */
+    ps_keyset *keyset; /* sparse input only */
 };
 
 static const char *const kind_names[PS_MODEL_NKINDS] = {[PS_MODEL_LOGREG] = "logreg",
@@ -259,8 +253,8 @@ int ps_model_create(ps_model **out, const ps_model_cfg *cfg)
         *(const ps_model_cfg **)m->impl = &m->cfg;
         rc = m->ops->init(m->impl);
     }
-    if (rc == 0 && cfg->sparse_input && !(m->hist = ps_malloc(RADIX_SIZE * sizeof *m->hist))) {
-        rc = PS_ENOMEM;
+    if (rc == 0 && cfg->sparse_input) {
+        rc = ps_keyset_create(&m->keyset);
     }
     if (rc) {
         if (rc == PS_ENOMEM) {
@@ -283,11 +277,7 @@ void ps_model_destroy(ps_model **pm)
         m->ops->fini(m->impl);
         ps_free(m->impl);
     }
-    for (int i = 0; i < 2; i++) {
-        ps_free(m->sort_id[i]);
-        ps_free(m->sort_k[i]);
-    }
-    ps_free(m->hist);
+    ps_keyset_destroy(&m->keyset);
     ps_free(m);
     *pm = NULL;
 }
@@ -379,41 +369,6 @@ static int fill_all_rows(ps_keylist *k, uint64_t rows)
     return 0;
 }
 
-/* LSD radix sort of (id, k) pairs on the bits below 2^bits, RADIX_BITS per
- * pass; passes where every id shares the digit are skipped. Returns which
- * buffer (0 or 1) holds the result. */
-static int radix_sort(ps_model *m, size_t nnz, unsigned bits)
-{
-    int cur = 0;
-    for (unsigned shift = 0; shift < bits; shift += RADIX_BITS) {
-        const uint64_t *id = m->sort_id[cur];
-        const uint32_t *kk = m->sort_k[cur];
-        uint64_t *id2 = m->sort_id[!cur];
-        uint32_t *kk2 = m->sort_k[!cur];
-        uint32_t *h = m->hist;
-        memset(h, 0, RADIX_SIZE * sizeof *h);
-        for (size_t i = 0; i < nnz; i++) {
-            h[(id[i] >> shift) & (RADIX_SIZE - 1)]++;
-        }
-        if (h[(id[0] >> shift) & (RADIX_SIZE - 1)] == nnz) {
-            continue;
-        }
-        uint32_t sum = 0;
-        for (uint32_t d = 0; d < RADIX_SIZE; d++) {
-            uint32_t c = h[d];
-            h[d] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < nnz; i++) {
-            uint32_t at = h[(id[i] >> shift) & (RADIX_SIZE - 1)]++;
-            id2[at] = id[i];
-            kk2[at] = kk[i];
-        }
-        cur = !cur;
-    }
-    return cur;
-}
-
 static int sparse_keys(ps_model *m, const ps_batch *b, ps_keylist *k)
 {
     uint64_t base = b->indptr[0], end = b->indptr[b->n];
@@ -429,20 +384,15 @@ static int sparse_keys(ps_model *m, const ps_batch *b, ps_keylist *k)
             return PS_EINVAL;
         }
     }
+    /* At most nnz distinct ids: grow once, then write in place. */
     int rc;
-    if ((rc = grow_u64(&m->sort_id[0], &m->sort_cap[0], nnz)) ||
-        (rc = grow_u64(&m->sort_id[1], &m->sort_cap[1], nnz)) ||
-        (rc = grow_u32(&m->sort_k[0], &m->sort_cap[2], nnz)) ||
-        (rc = grow_u32(&m->sort_k[1], &m->sort_cap[3], nnz)) ||
-        (rc = grow_u32(&k->pos, &k->pos_cap, nnz))) {
+    if ((rc = grow_u64(&k->keys, &k->cap, nnz)) || (rc = grow_u32(&k->pos, &k->pos_cap, nnz))) {
         PS_LOG(ERROR, "batch keys: out of memory for %zu non-zeros", nnz);
         return rc;
     }
     const uint64_t *idx = b->idx + base;
     uint64_t maxid = 0;
     for (size_t i = 0; i < nnz; i++) {
-        m->sort_id[0][i] = idx[i];
-        m->sort_k[0][i] = (uint32_t)i;
         maxid = idx[i] > maxid ? idx[i] : maxid;
     }
     if (nnz && maxid >= m->cfg.in_dim) {
@@ -451,25 +401,8 @@ static int sparse_keys(ps_model *m, const ps_batch *b, ps_keylist *k)
         return PS_EINVAL;
     }
     size_t nuniq = 0;
-    if (nnz) {
-        unsigned bits = 0;
-        while (bits < 64 && (maxid >> bits)) {
-            bits++;
-        }
-        int cur = radix_sort(m, nnz, bits);
-        const uint64_t *id = m->sort_id[cur];
-        const uint32_t *kk = m->sort_k[cur];
-        /* At most nnz unique ids: grow once, then write in place. */
-        if ((rc = grow_u64(&k->keys, &k->cap, nnz))) {
-            PS_LOG(ERROR, "batch keys: out of memory for %zu keys", nnz);
-            return rc;
-        }
-        for (size_t i = 0; i < nnz; i++) {
-            if (i == 0 || id[i] != id[i - 1]) {
-                k->keys[nuniq++] = id[i];
-            }
-            k->pos[kk[i]] = (uint32_t)(nuniq - 1);
-        }
+    if ((rc = ps_keyset_extract(m->keyset, idx, nnz, maxid + 1, k->keys, k->pos, &nuniq))) {
+        return rc;
     }
     k->n = nuniq;
     k->nnz = nnz;

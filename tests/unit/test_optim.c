@@ -17,6 +17,7 @@
 
 #include "common/err.h"
 #include "common/mem.h"
+#include "common/rng.h"
 #include "server/optim.h"
 #include "tests/unit/ps_test.h"
 
@@ -614,6 +615,81 @@ static void test_opt_reads_names_the_fields_each_rule_uses(void **state)
     assert_int_equal(ps_opt_reads(PS_OPT_COUNT_), 0);
 }
 
+/* Arrays for the ISA comparison: n values of w, two states, g, with
+ * magnitudes from 1e-6 to 1e2, some g exactly 0 (AdaMax's u = 0 lanes). */
+enum { ISA_N = 1003 }; /* not a multiple of 8 or 16: the scalar tails run too */
+typedef struct {
+    float w[ISA_N], s0[ISA_N], s1[ISA_N], g[ISA_N];
+} isa_arrays;
+
+static void isa_fill(isa_arrays *a, uint64_t seed)
+{
+    for (size_t i = 0; i < ISA_N; i++) {
+        uint64_t h = ps_rng_hash(seed, i, 0, 0);
+        float scale = powf(10.0f, (float)(int)(h % 9) - 6.0f);
+        a->w[i] = ps_rng_unit_float(h >> 8) - 0.5f;
+        a->g[i] = i % 11 == 0 ? 0.0f : scale * (ps_rng_unit_float(h >> 4) - 0.5f);
+        a->s0[i] = 0.0f;
+        a->s1[i] = 0.0f;
+    }
+}
+
+/* Five dense steps, then five lazy steps over every third row of width 7,
+ * on the given ISA. */
+static void isa_run(ps_opt_kind kind, ps_opt_isa isa, isa_arrays *a)
+{
+    assert_int_equal(ps_opt_isa_force(isa), 0);
+    assert_int_equal(ps_opt_isa_current(), isa);
+    ps_opt_hp hp;
+    ps_opt_defaults(&hp, kind);
+    float *st[2] = {a->s0, a->s1};
+    for (int64_t t = 1; t <= 5; t++) {
+        ps_opt_step(&hp, a->w, st, a->g, ISA_N, t);
+    }
+    uint64_t rows[ISA_N / 21 + 1];
+    size_t nrows = 0;
+    for (uint64_t r = 0; r < ISA_N / 7; r += 3) {
+        rows[nrows++] = r;
+    }
+    for (int64_t t = 6; t <= 10; t++) {
+        ps_opt_step_rows(&hp, a->w, st, a->g, 7, rows, nrows, t);
+    }
+    assert_int_equal(ps_opt_isa_force(PS_OPT_ISA_COUNT_), 0);
+}
+
+static void test_optim_every_isa_gives_the_scalar_bits(void **state)
+{
+    (void)state;
+    static const ps_opt_kind kinds[] = {PS_OPT_ADAM, PS_OPT_ADAMW, PS_OPT_ADAMAX};
+    static isa_arrays base, other;
+    int compared = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        isa_fill(&base, 100 + k);
+        isa_run(kinds[k], PS_OPT_ISA_BASE, &base);
+        for (int isa = PS_OPT_ISA_AVX2; isa < PS_OPT_ISA_COUNT_; isa++) {
+            if (ps_opt_isa_force((ps_opt_isa)isa) != 0) {
+                printf("skip %s: this CPU lacks it\n", ps_opt_isa_name((ps_opt_isa)isa));
+                continue;
+            }
+            isa_fill(&other, 100 + k);
+            isa_run(kinds[k], (ps_opt_isa)isa, &other);
+            assert_memory_equal(base.w, other.w, sizeof base.w);
+            assert_memory_equal(base.s0, other.s0, sizeof base.s0);
+            assert_memory_equal(base.s1, other.s1, sizeof base.s1);
+            compared++;
+        }
+        /* The steps moved w: equal bits are not equal idleness. */
+        isa_fill(&other, 100 + k);
+        assert_memory_not_equal(base.w, other.w, sizeof base.w);
+    }
+    printf("compared %d (rule, ISA) pairs with sse2; running on %s\n", compared,
+           ps_opt_isa_name(ps_opt_isa_current()));
+    assert_int_equal(ps_opt_isa_force((ps_opt_isa)-1), PS_EINVAL);
+    assert_int_equal(ps_opt_isa_force((ps_opt_isa)(PS_OPT_ISA_COUNT_ + 1)), PS_EINVAL);
+    assert_string_equal(ps_opt_isa_name(PS_OPT_ISA_BASE), "sse2");
+    assert_string_equal(ps_opt_isa_name(PS_OPT_ISA_COUNT_), "?");
+}
+
 #define GOLDEN(name)                                                                               \
     cmocka_unit_test_prestate_setup_teardown(test_optim_matches_golden, ps_test_setup,             \
                                              ps_test_teardown, (void *)(name))
@@ -644,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_opt_parse_and_name_round_trip),
         cmocka_unit_test(test_opt_nstate_and_defaults),
         cmocka_unit_test(test_opt_reads_names_the_fields_each_rule_uses),
+        cmocka_unit_test(test_optim_every_isa_gives_the_scalar_bits),
     };
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
 }
