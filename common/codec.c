@@ -205,12 +205,6 @@ static int encode_segs(ps_codec *c, msg_kind kind, size_t nsegs, const ps_seg *s
             }
             nkeys += s->nkeys;
         }
-        if (kind != MSG_PULL && s->nvalues && !s->values) {
-            PS_LOG(ERROR, "encode %s: segment %zu has %zu values but values is NULL",
-                   kind_names[kind], i, s->nvalues);
-            rc = PS_EINVAL;
-            goto done;
-        }
     }
     if ((rc = grow(&c->eseg, &c->eseg_cap, nsegs, sizeof *c->eseg)) != 0 ||
         (rc = grow(&c->esegp, &c->esegp_cap, nsegs, sizeof *c->esegp)) != 0 ||
@@ -247,7 +241,10 @@ static int encode_segs(ps_codec *c, msg_kind kind, size_t nsegs, const ps_seg *s
                 d += s->nkeys;
             }
         }
-        if (kind != MSG_PULL) {
+        if (kind != MSG_PULL && !s->values) {
+            /* The values follow as a payload message (common/msg.h). */
+            e->payload = s->nvalues;
+        } else if (kind != MSG_PULL) {
             /* protobuf-c only reads values while packing. */
             e->n_values = s->nvalues;
             e->values = (float *)s->values;
@@ -398,6 +395,12 @@ static int check_nonneg(const char *what, int sender, const char *field, int64_t
  * pay for in bytes: a push must carry count * width values, and no run may
  * pass its table or PS_CODEC_MAX_RUN (a ten-byte pull must not make the
  * server write gigabytes of slots). */
+/* The values a segment states: inline, or announced as a payload. */
+static uint64_t seg_values(const Adamps__Segment *e)
+{
+    return e->payload ? e->payload : e->n_values;
+}
+
 static const char *run_problem(const Adamps__Segment *e, const ps_msg_limits *lim,
                                msg_kind kind)
 {
@@ -411,7 +414,7 @@ static const char *run_problem(const Adamps__Segment *e, const ps_msg_limits *li
     if (e->run_count > PS_CODEC_MAX_RUN) {
         return "longer than a message may ask for";
     }
-    if (kind == MSG_PUSH && e->run_count * width != e->n_values) {
+    if (kind == MSG_PUSH && e->run_count * width != seg_values(e)) {
         return "value count is not count * width";
     }
     return NULL;
@@ -477,6 +480,13 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
         uint64_t limit = lim->tables[t].slots;
         uint64_t width = lim->tables[t].width;
         size_t n = e->n_slot_delta;
+        if (e->payload && e->n_values) {
+            PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
+                          " has %zu values inline and a payload of %" PRIu64 " (never both)",
+                   what, sender, i, t, e->n_values, e->payload);
+            rc = PS_EMSG;
+            goto done;
+        }
         s->table = t;
         s->slots = NULL;
         s->values = NULL;
@@ -490,17 +500,20 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
                 rc = PS_EMSG;
                 goto done;
             }
-            /* A zero-width table can only answer with no values. */
-            if (width ? e->n_values % width != 0 : e->n_values != 0) {
-                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                              " has %zu values, not a multiple of width %" PRIu64,
-                       what, sender, i, t, e->n_values, width);
+            uint64_t nv = seg_values(e);
+            /* A zero-width table can only answer with no values; a payload
+             * is bounded by the table, since it sizes the receive. */
+            if (width ? nv % width != 0 || nv / width > limit : nv != 0) {
+                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32 " has %" PRIu64
+                              " values, not a multiple of width %" PRIu64 " within %" PRIu64
+                              " rows",
+                       what, sender, i, t, nv, width, limit);
                 rc = PS_EMSG;
                 goto done;
             }
-            s->nkeys = width ? e->n_values / width : 0;
-            s->values = e->values;
-            s->nvalues = e->n_values;
+            s->nkeys = width ? (size_t)(nv / width) : 0;
+            s->values = e->payload ? NULL : e->values;
+            s->nvalues = (size_t)nv;
             continue;
         }
 
@@ -562,25 +575,25 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
         }
 
         if (kind == MSG_PULL) {
-            if (e->n_values) {
+            if (seg_values(e)) {
                 PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                              " carries %zu values (pulls carry keys only)",
-                       what, sender, i, t, e->n_values);
+                              " carries %" PRIu64 " values (pulls carry keys only)",
+                       what, sender, i, t, seg_values(e));
                 rc = PS_EMSG;
                 goto done;
             }
             continue;
         }
         /* n comes from the message; n * width may not fit in size_t. */
-        if ((width && (uint64_t)n > UINT64_MAX / width) || (uint64_t)n * width != e->n_values) {
+        if ((width && (uint64_t)n > UINT64_MAX / width) || (uint64_t)n * width != seg_values(e)) {
             PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                          " has %zu values for %zu keys of width %" PRIu64,
-                   what, sender, i, t, e->n_values, n, width);
+                          " has %" PRIu64 " values for %zu keys of width %" PRIu64,
+                   what, sender, i, t, seg_values(e), n, width);
             rc = PS_EMSG;
             goto done;
         }
-        s->values = e->values;
-        s->nvalues = e->n_values;
+        s->values = e->payload ? NULL : e->values;
+        s->nvalues = (size_t)seg_values(e);
     }
 done:
     return rc;
