@@ -34,7 +34,8 @@ struct ps_plan {
 typedef struct {
     int src, tag;
     ps_bytes b;
-    size_t pay_off; /* a reply's payloads follow the header in b from here */
+    size_t hdr_len; /* the header's bytes at the front of b */
+    size_t pay_off; /* a reply's payloads follow the header in b from here; 0: none */
 } held_msg;
 
 struct ps_client {
@@ -393,7 +394,7 @@ static int next_msg(ps_client *c, const char *what, ps_comm_msg *m)
      * a later hold reuses it. */
     c->held[--c->nheld] = first;
     *m = (ps_comm_msg){.src = first.src, .tag = first.tag, .data = first.b.data,
-                       .len = first.pay_off ? first.pay_off : first.b.len};
+                       .len = first.hdr_len};
     c->held_pay = first.pay_off ? first.b.data + first.pay_off : NULL;
     return 0;
 }
@@ -434,7 +435,8 @@ static int hold(ps_client *c, const ps_comm_msg *m)
             off += n;
         }
     }
-    h->b.len = pay ? off : m->len;
+    h->b.len = off;
+    h->hdr_len = m->len;
     h->src = m->src;
     h->tag = m->tag;
     c->nheld += rc == 0;
