@@ -217,7 +217,11 @@ static int encode_segs(ps_codec *c, msg_kind kind, size_t nsegs, const ps_seg *s
         Adamps__Segment *e = &c->eseg[i];
         adamps__segment__init(e);
         e->table = s->table;
-        if (kind != MSG_REPLY && s->nkeys) {
+        if (kind != MSG_REPLY && s->nkeys > 1 && s->run && s->nkeys <= PS_CODEC_MAX_RUN) {
+            /* Known gapless: no per-key work at all. */
+            e->run_first = s->slots[0];
+            e->run_count = s->nkeys;
+        } else if (kind != MSG_REPLY && s->nkeys) {
             d[0] = s->slots[0];
             for (size_t k = 1; k < s->nkeys; k++) {
                 if (s->slots[k] <= s->slots[k - 1]) {

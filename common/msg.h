@@ -34,6 +34,10 @@ typedef struct {
     const uint64_t *slots;
     const float *values;
     size_t nvalues;
+    /* Push, pull: the sender knows slots[k] == slots[0] + k for every k (a
+     * plan found it once), so the encoder sends the run without reading
+     * them. Decoders leave it 0. */
+    int run;
 } ps_seg;
 
 typedef struct {

@@ -15,6 +15,7 @@ typedef struct {
     size_t *pos;
     size_t n, cap_slots, cap_pos;
     size_t *seg_start; /* per table: first index; seg_start[ntables] = n */
+    uint8_t *run;      /* per table: RUN_POS and RUN_SLOTS, found once per plan */
     uint64_t request_id;
 } plan_part;
 
@@ -22,6 +23,12 @@ typedef struct {
     uint64_t slot;
     size_t pos;
 } slot_pos;
+
+/* A segment's positions are p, p+1, ...: its rows sit together in the
+ * caller's buffers, so they travel from and to them in place. */
+#define RUN_POS 1u
+/* Its slots are s, s+1, ...: the encoder sends (first, count). */
+#define RUN_SLOTS 2u
 
 struct ps_plan {
     plan_part *parts; /* nservers */
@@ -137,7 +144,8 @@ int ps_plan_create(ps_plan **out, const ps_client *c)
         goto fail;
     }
     for (uint32_t s = 0; s < p->nservers; s++) {
-        if (!(p->parts[s].seg_start = ps_calloc(p->ntables + 1, sizeof(size_t)))) {
+        if (!(p->parts[s].seg_start = ps_calloc(p->ntables + 1, sizeof(size_t))) ||
+            !(p->parts[s].run = ps_calloc(p->ntables ? p->ntables : 1, 1))) {
             goto fail;
         }
     }
@@ -158,6 +166,7 @@ void ps_plan_destroy(ps_plan **pp)
         ps_free(p->parts[s].slots);
         ps_free(p->parts[s].pos);
         ps_free(p->parts[s].seg_start);
+        ps_free(p->parts[s].run);
     }
     ps_free(p->parts);
     ps_free(p);
@@ -204,6 +213,35 @@ static int sort_run(ps_client *c, plan_part *pt, size_t from)
     return 0;
 }
 
+/* Positions p, p+1, ...: the rows sit together in the caller's buffer, so
+ * they move with one memcpy (or none). Dense tables under range sharding. */
+static int is_run(const size_t *pos, size_t n)
+{
+    /* Hash sharding reorders positions, so every one is checked. */
+    for (size_t k = 1; k < n; k++) {
+        if (pos[k] != pos[0] + k) {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+/* Slots s, s+1, ...: checked once here, so no push or pull looks again. */
+static int slots_run(const uint64_t *slots, size_t n)
+{
+    return n > 0 && slots[n - 1] - slots[0] == n - 1;
+}
+
+static void find_runs(plan_part *pt, uint32_t ntables)
+{
+    for (uint32_t t = 0; t < ntables; t++) {
+        size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
+        /* Slots are strictly ascending, so first and last tell a run. */
+        pt->run[t] = (uint8_t)((is_run(pt->pos + a, n) ? RUN_POS : 0) |
+                               (slots_run(pt->slots + a, n) ? RUN_SLOTS : 0));
+    }
+}
+
 int ps_client_plan(ps_client *c, ps_plan *p, const ps_keylist *keys)
 {
     for (uint32_t s = 0; s < p->nservers; s++) {
@@ -241,6 +279,7 @@ int ps_client_plan(ps_client *c, ps_plan *p, const ps_keylist *keys)
     }
     for (uint32_t s = 0; s < p->nservers; s++) {
         p->parts[s].seg_start[p->ntables] = p->parts[s].n;
+        find_runs(&p->parts[s], p->ntables);
     }
     return 0;
 }
@@ -253,7 +292,8 @@ static size_t part_segs(ps_client *c, const plan_part *pt, uint32_t ntables)
     for (uint32_t t = 0; t < ntables; t++) {
         size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
         if (n) {
-            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a};
+            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
+                                        .run = (pt->run[t] & RUN_SLOTS) != 0};
         }
     }
     return nsegs;
@@ -275,18 +315,6 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
     return 0;
 }
 
-/* Positions p, p+1, ...: the rows sit together in the caller's buffer, so
- * they move with one memcpy (or none). Dense tables under range sharding. */
-static int is_run(const size_t *pos, size_t n)
-{
-    /* Hash sharding reorders positions, so every one is checked. */
-    for (size_t k = 1; k < n; k++) {
-        if (pos[k] != pos[0] + k) {
-            return 0;
-        }
-    }
-    return n > 0;
-}
 
 /* The next payload of the reply from rank src that next_msg gave: from the
  * comm, straight into dst, or from where hold kept it. */
@@ -325,7 +353,7 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
         }
         const size_t *pos = pt->pos + (want_seg->slots - pt->slots);
         float *dst = params[want_seg->table];
-        int run = is_run(pos, want_seg->nkeys);
+        int run = (pt->run[want_seg->table] & RUN_POS) != 0;
         const float *vals = got->values;
         int rc = 0;
         if (!vals && run) {
@@ -513,7 +541,7 @@ static size_t gathered_total(const ps_client *c, const ps_plan *p)
         const plan_part *pt = &p->parts[s];
         for (uint32_t t = 0; t < p->ntables; t++) {
             size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
-            if (n && !is_run(pt->pos + a, n)) {
+            if (n && !(pt->run[t] & RUN_POS)) {
                 total += n * c->cfg.tables[t].width;
             }
         }
@@ -544,7 +572,7 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
                 continue;
             }
             const float *vals = c->vals + off;
-            if (is_run(pt->pos + a, n)) {
+            if (pt->run[t] & RUN_POS) {
                 vals = grads[t] + pt->pos[a] * width;
             } else {
                 for (size_t k = a; k < a + n; k++) {
@@ -554,7 +582,8 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
             }
             pay[nsegs] = vals;
             c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
-                                        .values = NULL, .nvalues = n * width};
+                                        .values = NULL, .nvalues = n * width,
+                                        .run = (pt->run[t] & RUN_SLOTS) != 0};
         }
         ps_push m = {.clock = clock,
                      .worker = c->cfg.worker,
@@ -690,5 +719,6 @@ int ps_plan_inject_bad_key(ps_plan *p)
         return PS_EINVAL;
     }
     pt->slots[pt->n - 1] = (uint64_t)1 << 40;
+    find_runs(pt, p->ntables);
     return 0;
 }

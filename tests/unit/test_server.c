@@ -167,6 +167,25 @@ static int push_from(fx *f, uint32_t from, uint32_t as, int64_t clock, int nan_a
     return handle(f, f->worker_ranks[from], PS_TAG_PUSH);
 }
 
+/* Worker w's push for clock with its values as payloads after the header,
+ * sent from f->vals in place; short_by > 0 sends table 0's that many
+ * floats short. */
+static int push_payloads(fx *f, uint32_t w, int64_t clock, size_t short_by)
+{
+    ps_push p = make_push(f, w, clock, -1);
+    ps_comm *wc = f->c[w + 1];
+    for (uint32_t t = 0; t < NT; t++) {
+        size_t n = f->segs[t].nvalues - (t == 0 ? short_by : 0);
+        assert_int_equal(ps_comm_send_ref(wc, 0, PS_TAG_DATA(PS_TAG_PUSH), f->vals[t],
+                                          n * sizeof(float)),
+                         0);
+        f->segs[t].values = NULL;
+    }
+    assert_int_equal(ps_comm_flush(wc, "test"), 0);
+    assert_int_equal(ps_codec_encode_push(f->codec, &p, &f->buf), 0);
+    return handle(f, f->worker_ranks[w], PS_TAG_PUSH);
+}
+
 static int push(fx *f, uint32_t w, int64_t clock)
 {
     return push_from(f, w, w, clock, -1);
@@ -384,6 +403,31 @@ static void test_server_ssp_holds_pull_until_its_version(void **state)
     assert_int_equal(push(&f, 1, 1), 0);
     expect_reply(&f, 0, 8, 2);
     fx_close(&f);
+}
+
+/* Pushes whose values come as payloads step the store exactly as inline
+ * ones do; a payload shorter than its header said is PS_EMSG naming the
+ * worker's rank. */
+static void test_server_takes_payload_pushes_and_rejects_a_short_one(void **state)
+{
+    (void)state;
+    fx a, b;
+    fx_open(&a, PS_SYNC_ASP, 1, 0);
+    fx_open(&b, PS_SYNC_ASP, 1, 0);
+    for (int64_t c = 0; c < 3; c++) {
+        assert_int_equal(push(&a, 0, c), 0);
+        assert_int_equal(push_payloads(&b, 0, c, 0), 0);
+    }
+    assert_int_equal(ps_store_step(ps_server_store(b.srv)), 3);
+    assert_true(stores_equal(ps_server_store(a.srv), ps_server_store(b.srv)));
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    assert_int_equal(push_payloads(&b, 0, 3, 2), PS_EMSG);
+    char *log = ps_test_capture_end(&cap);
+    assert_non_null(strstr(log, "rank 1 sent a payload of"));
+    test_free(log);
+    fx_close(&a);
+    fx_close(&b);
 }
 
 static void test_server_asp_answers_at_once(void **state)
@@ -1075,6 +1119,8 @@ int main(void)
                                         ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_ssp_holds_pull_until_its_version, ps_test_setup,
                                         ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_takes_payload_pushes_and_rejects_a_short_one,
+                                        ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_asp_answers_at_once, ps_test_setup,
                                         ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_checkpoint_done_at_its_clock_and_resumes,
