@@ -31,6 +31,12 @@ typedef struct {
     int oom;           /* an allocation failed since the last reset */
 } arena;
 
+typedef struct {
+    uint64_t *slots; /* first, first + 1, ..., first + count - 1 */
+    size_t cap;
+    uint64_t first, count;
+} run_cache;
+
 struct ps_codec {
     arena ar;
     ProtobufCAllocator pa;
@@ -49,6 +55,10 @@ struct ps_codec {
     uint64_t *seen; /* seen[t] == gen: table t already had a segment */
     size_t seen_cap;
     uint64_t gen;
+    /* Per table, the slots of the last run decoded: a plan sends the same
+     * run every step, so it is written out once, not once per message. */
+    run_cache *runs;
+    size_t runs_cap;
 };
 
 typedef enum { MSG_PUSH, MSG_PULL, MSG_REPLY } msg_kind;
@@ -158,6 +168,10 @@ void ps_codec_destroy(ps_codec **pc)
     ps_free(c->dseg);
     ps_free(c->dslot);
     ps_free(c->seen);
+    for (size_t t = 0; t < c->runs_cap; t++) {
+        ps_free(c->runs[t].slots);
+    }
+    ps_free(c->runs);
     ps_free(c);
     *pc = NULL;
 }
@@ -424,6 +438,28 @@ static const char *run_problem(const Adamps__Segment *e, const ps_msg_limits *li
     return NULL;
 }
 
+/* The slots of run (first, n) of table t, from the table's cache: written
+ * only when the run differs from the last one (n <= the table's slots,
+ * checked by run_problem, bounds the cache). */
+static int run_slots(ps_codec *c, uint32_t t, uint64_t first, size_t n, const uint64_t **out)
+{
+    run_cache *r = &c->runs[t];
+    if (r->first != first || r->count != n || !r->slots) {
+        r->count = 0;
+        int rc = grow(&r->slots, &r->cap, n, sizeof *r->slots);
+        if (rc) {
+            return rc;
+        }
+        for (size_t k = 0; k < n; k++) {
+            r->slots[k] = first + k;
+        }
+        r->first = first;
+        r->count = n;
+    }
+    *out = r->slots;
+    return 0;
+}
+
 static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int sender,
                        size_t nsegs, Adamps__Segment *const *segs)
 {
@@ -436,9 +472,6 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
          * not bounded by the length: it counts only when it fits its table
          * (the loop below rejects it otherwise, before any slot is read). */
         uint64_t n = segs[i]->n_slot_delta;
-        if (segs[i]->run_count && !run_problem(segs[i], lim, kind)) {
-            n += segs[i]->run_count;
-        }
         if (n > SIZE_MAX - nkeys) {
             PS_LOG(ERROR, "%s from rank %d: key count overflows", what, sender);
             rc = PS_ENOMEM;
@@ -459,6 +492,13 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
             goto done;
         }
         memset(c->seen + old, 0, (c->seen_cap - old) * sizeof *c->seen);
+    }
+    if (lim->ntables > c->runs_cap) {
+        size_t old = c->runs_cap;
+        if ((rc = grow(&c->runs, &c->runs_cap, lim->ntables, sizeof *c->runs)) != 0) {
+            goto done;
+        }
+        memset(c->runs + old, 0, (c->runs_cap - old) * sizeof *c->runs);
     }
     c->gen++;
 
@@ -538,8 +578,8 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
                 goto done;
             }
             n = (size_t)e->run_count;
-            for (size_t k = 0; k < n; k++) {
-                slot[k] = e->run_first + k;
+            if ((rc = run_slots(c, t, e->run_first, n, &s->slots)) != 0) {
+                goto done;
             }
         }
         /* Each slot is checked against the limit before the next delta is
@@ -572,7 +612,7 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
             slot[k] = prev;
         }
         s->nkeys = n;
-        if (n) {
+        if (e->n_slot_delta) {
             /* Guarded: slot is NULL while no segment has had keys. */
             s->slots = slot;
             slot += n;

@@ -242,6 +242,15 @@ static void test_codec_payload_headers_and_run_hints(void **state)
     assert_int_equal(out.segs[0].nkeys, 3);
     assert_int_equal(out.segs[0].slots[0], 4);
     assert_int_equal(out.segs[0].slots[2], 6);
+    /* The run's slots are kept per table: the same run again, then another
+     * one, each decodes to its own slots. */
+    assert_int_equal(ps_codec_decode_push(c, &test_lim, 1, b.data, b.len, &out), 0);
+    assert_int_equal(out.segs[0].slots[2], 6);
+    slots[0] = 9;
+    assert_int_equal(ps_codec_encode_push(c, &in, &b), 0);
+    assert_int_equal(ps_codec_decode_push(c, &test_lim, 1, b.data, b.len, &out), 0);
+    assert_int_equal(out.segs[0].slots[0], 9);
+    assert_int_equal(out.segs[0].slots[2], 11);
     ps_test_capture cap;
     ps_test_capture_begin(&cap);
     seg.nvalues += 1; /* not nkeys * width */
