@@ -532,6 +532,7 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
             goto done;
         }
         s->table = t;
+        s->run = 0;
         s->slots = NULL;
         s->values = NULL;
         s->nvalues = 0;

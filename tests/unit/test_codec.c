@@ -238,6 +238,7 @@ static void test_codec_payload_headers_and_run_hints(void **state)
     assert_int_equal(ps_codec_decode_push(c, &test_lim, 1, b.data, b.len, &out), 0);
     assert_int_equal(out.nsegs, 1);
     assert_null(out.segs[0].values);
+    assert_int_equal(out.segs[0].run, 0); /* a hint for encoders only */
     assert_int_equal(out.segs[0].nvalues, seg.nvalues);
     assert_int_equal(out.segs[0].nkeys, 3);
     assert_int_equal(out.segs[0].slots[0], 4);
