@@ -31,6 +31,12 @@ typedef struct {
     int oom;           /* an allocation failed since the last reset */
 } arena;
 
+typedef struct {
+    uint64_t *slots; /* first, first + 1, ..., first + count - 1 */
+    size_t cap;
+    uint64_t first, count;
+} run_cache;
+
 struct ps_codec {
     arena ar;
     ProtobufCAllocator pa;
@@ -49,6 +55,10 @@ struct ps_codec {
     uint64_t *seen; /* seen[t] == gen: table t already had a segment */
     size_t seen_cap;
     uint64_t gen;
+    /* Per table, the slots of the last run decoded: a plan sends the same
+     * run every step, so it is written out once, not once per message. */
+    run_cache *runs;
+    size_t runs_cap;
 };
 
 typedef enum { MSG_PUSH, MSG_PULL, MSG_REPLY } msg_kind;
@@ -158,6 +168,10 @@ void ps_codec_destroy(ps_codec **pc)
     ps_free(c->dseg);
     ps_free(c->dslot);
     ps_free(c->seen);
+    for (size_t t = 0; t < c->runs_cap; t++) {
+        ps_free(c->runs[t].slots);
+    }
+    ps_free(c->runs);
     ps_free(c);
     *pc = NULL;
 }
@@ -205,12 +219,6 @@ static int encode_segs(ps_codec *c, msg_kind kind, size_t nsegs, const ps_seg *s
             }
             nkeys += s->nkeys;
         }
-        if (kind != MSG_PULL && s->nvalues && !s->values) {
-            PS_LOG(ERROR, "encode %s: segment %zu has %zu values but values is NULL",
-                   kind_names[kind], i, s->nvalues);
-            rc = PS_EINVAL;
-            goto done;
-        }
     }
     if ((rc = grow(&c->eseg, &c->eseg_cap, nsegs, sizeof *c->eseg)) != 0 ||
         (rc = grow(&c->esegp, &c->esegp_cap, nsegs, sizeof *c->esegp)) != 0 ||
@@ -223,7 +231,11 @@ static int encode_segs(ps_codec *c, msg_kind kind, size_t nsegs, const ps_seg *s
         Adamps__Segment *e = &c->eseg[i];
         adamps__segment__init(e);
         e->table = s->table;
-        if (kind != MSG_REPLY && s->nkeys) {
+        if (kind != MSG_REPLY && s->nkeys > 1 && s->run && s->nkeys <= PS_CODEC_MAX_RUN) {
+            /* Known gapless: no per-key work at all. */
+            e->run_first = s->slots[0];
+            e->run_count = s->nkeys;
+        } else if (kind != MSG_REPLY && s->nkeys) {
             d[0] = s->slots[0];
             for (size_t k = 1; k < s->nkeys; k++) {
                 if (s->slots[k] <= s->slots[k - 1]) {
@@ -247,7 +259,10 @@ static int encode_segs(ps_codec *c, msg_kind kind, size_t nsegs, const ps_seg *s
                 d += s->nkeys;
             }
         }
-        if (kind != MSG_PULL) {
+        if (kind != MSG_PULL && !s->values) {
+            /* The values follow as a payload message (common/msg.h). */
+            e->payload = s->nvalues;
+        } else if (kind != MSG_PULL) {
             /* protobuf-c only reads values while packing. */
             e->n_values = s->nvalues;
             e->values = (float *)s->values;
@@ -398,6 +413,12 @@ static int check_nonneg(const char *what, int sender, const char *field, int64_t
  * pay for in bytes: a push must carry count * width values, and no run may
  * pass its table or PS_CODEC_MAX_RUN (a ten-byte pull must not make the
  * server write gigabytes of slots). */
+/* The values a segment states: inline, or announced as a payload. */
+static uint64_t seg_values(const Adamps__Segment *e)
+{
+    return e->payload ? e->payload : e->n_values;
+}
+
 static const char *run_problem(const Adamps__Segment *e, const ps_msg_limits *lim,
                                msg_kind kind)
 {
@@ -411,10 +432,32 @@ static const char *run_problem(const Adamps__Segment *e, const ps_msg_limits *li
     if (e->run_count > PS_CODEC_MAX_RUN) {
         return "longer than a message may ask for";
     }
-    if (kind == MSG_PUSH && e->run_count * width != e->n_values) {
+    if (kind == MSG_PUSH && e->run_count * width != seg_values(e)) {
         return "value count is not count * width";
     }
     return NULL;
+}
+
+/* The slots of run (first, n) of table t, from the table's cache: written
+ * only when the run differs from the last one (n <= the table's slots,
+ * checked by run_problem, bounds the cache). */
+static int run_slots(ps_codec *c, uint32_t t, uint64_t first, size_t n, const uint64_t **out)
+{
+    run_cache *r = &c->runs[t];
+    if (r->first != first || r->count != n || !r->slots) {
+        r->count = 0;
+        int rc = grow(&r->slots, &r->cap, n, sizeof *r->slots);
+        if (rc) {
+            return rc;
+        }
+        for (size_t k = 0; k < n; k++) {
+            r->slots[k] = first + k;
+        }
+        r->first = first;
+        r->count = n;
+    }
+    *out = r->slots;
+    return 0;
 }
 
 static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int sender,
@@ -429,9 +472,6 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
          * not bounded by the length: it counts only when it fits its table
          * (the loop below rejects it otherwise, before any slot is read). */
         uint64_t n = segs[i]->n_slot_delta;
-        if (segs[i]->run_count && !run_problem(segs[i], lim, kind)) {
-            n += segs[i]->run_count;
-        }
         if (n > SIZE_MAX - nkeys) {
             PS_LOG(ERROR, "%s from rank %d: key count overflows", what, sender);
             rc = PS_ENOMEM;
@@ -452,6 +492,13 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
             goto done;
         }
         memset(c->seen + old, 0, (c->seen_cap - old) * sizeof *c->seen);
+    }
+    if (lim->ntables > c->runs_cap) {
+        size_t old = c->runs_cap;
+        if ((rc = grow(&c->runs, &c->runs_cap, lim->ntables, sizeof *c->runs)) != 0) {
+            goto done;
+        }
+        memset(c->runs + old, 0, (c->runs_cap - old) * sizeof *c->runs);
     }
     c->gen++;
 
@@ -477,7 +524,15 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
         uint64_t limit = lim->tables[t].slots;
         uint64_t width = lim->tables[t].width;
         size_t n = e->n_slot_delta;
+        if (e->payload && e->n_values) {
+            PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
+                          " has %zu values inline and a payload of %" PRIu64 " (never both)",
+                   what, sender, i, t, e->n_values, e->payload);
+            rc = PS_EMSG;
+            goto done;
+        }
         s->table = t;
+        s->run = 0;
         s->slots = NULL;
         s->values = NULL;
         s->nvalues = 0;
@@ -490,17 +545,20 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
                 rc = PS_EMSG;
                 goto done;
             }
-            /* A zero-width table can only answer with no values. */
-            if (width ? e->n_values % width != 0 : e->n_values != 0) {
-                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                              " has %zu values, not a multiple of width %" PRIu64,
-                       what, sender, i, t, e->n_values, width);
+            uint64_t nv = seg_values(e);
+            /* A zero-width table can only answer with no values; a payload
+             * is bounded by the table, since it sizes the receive. */
+            if (width ? nv % width != 0 || nv / width > limit : nv != 0) {
+                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32 " has %" PRIu64
+                              " values, not a multiple of width %" PRIu64 " within %" PRIu64
+                              " rows",
+                       what, sender, i, t, nv, width, limit);
                 rc = PS_EMSG;
                 goto done;
             }
-            s->nkeys = width ? e->n_values / width : 0;
-            s->values = e->values;
-            s->nvalues = e->n_values;
+            s->nkeys = width ? (size_t)(nv / width) : 0;
+            s->values = e->payload ? NULL : e->values;
+            s->nvalues = (size_t)nv;
             continue;
         }
 
@@ -521,8 +579,8 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
                 goto done;
             }
             n = (size_t)e->run_count;
-            for (size_t k = 0; k < n; k++) {
-                slot[k] = e->run_first + k;
+            if ((rc = run_slots(c, t, e->run_first, n, &s->slots)) != 0) {
+                goto done;
             }
         }
         /* Each slot is checked against the limit before the next delta is
@@ -555,32 +613,32 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
             slot[k] = prev;
         }
         s->nkeys = n;
-        if (n) {
+        if (e->n_slot_delta) {
             /* Guarded: slot is NULL while no segment has had keys. */
             s->slots = slot;
             slot += n;
         }
 
         if (kind == MSG_PULL) {
-            if (e->n_values) {
+            if (seg_values(e)) {
                 PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                              " carries %zu values (pulls carry keys only)",
-                       what, sender, i, t, e->n_values);
+                              " carries %" PRIu64 " values (pulls carry keys only)",
+                       what, sender, i, t, seg_values(e));
                 rc = PS_EMSG;
                 goto done;
             }
             continue;
         }
         /* n comes from the message; n * width may not fit in size_t. */
-        if ((width && (uint64_t)n > UINT64_MAX / width) || (uint64_t)n * width != e->n_values) {
+        if ((width && (uint64_t)n > UINT64_MAX / width) || (uint64_t)n * width != seg_values(e)) {
             PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                          " has %zu values for %zu keys of width %" PRIu64,
-                   what, sender, i, t, e->n_values, n, width);
+                          " has %" PRIu64 " values for %zu keys of width %" PRIu64,
+                   what, sender, i, t, seg_values(e), n, width);
             rc = PS_EMSG;
             goto done;
         }
-        s->values = e->values;
-        s->nvalues = e->n_values;
+        s->values = e->payload ? NULL : e->values;
+        s->nvalues = (size_t)seg_values(e);
     }
 done:
     return rc;

@@ -30,7 +30,10 @@ int ps_codec_create(ps_codec **out);
 /* Accepts NULL and *c == NULL; sets *c = NULL. */
 void ps_codec_destroy(ps_codec **c);
 
-/* Encoders overwrite out (growing it with ps_grow) and set out->len. They
+/* Encoders overwrite out (growing it with ps_grow) and set out->len. A push
+ * or reply segment with values NULL and nvalues > 0 is encoded as a header
+ * announcing a payload of nvalues floats, which the caller sends itself
+ * (common/msg.h); decoders give such a segment back with values NULL. They
  * check only that slots are strictly ascending (PS_EINVAL otherwise); that
  * each segment's value count is nkeys * width is the caller's job, since
  * encoders do not know widths. Returns 0, PS_EINVAL or PS_ENOMEM. */

@@ -57,6 +57,8 @@ typedef struct {
     ps_bytes *pool; /* idle buffers, handed out by send */
     size_t npool, cap_pool;
     ps_bytes rbuf;
+    MPI_Request *refs; /* borrowed sends in flight (ps_comm_send_ref) */
+    size_t nrefs, cap_refs;
 } mpi_comm;
 
 _Static_assert(sizeof(MPI_Request) <= sizeof(((ps_coll *)0)->req),
@@ -220,6 +222,10 @@ static void mpi_destroy(ps_comm *base)
         MPI_Wait(&c->inflight[i].req, MPI_STATUS_IGNORE);
         ps_free(c->inflight[i].buf.data);
     }
+    if (c->nrefs) {
+        MPI_Waitall((int)c->nrefs, c->refs, MPI_STATUSES_IGNORE);
+    }
+    ps_free(c->refs);
     for (size_t i = 0; i < c->npool; i++) {
         ps_free(c->pool[i].data);
     }
@@ -242,6 +248,16 @@ static void mpi_destroy(ps_comm *base)
 static void mpi_abort(ps_comm *c, int code)
 {
     MPI_Abort(as_mpi(c)->mpi, code);
+}
+
+static int check_count(size_t len, int dst)
+{
+    if (len > (size_t)INT32_MAX) {
+        PS_LOG(ERROR, "message of %zu bytes to rank %d exceeds the 2 GiB MPI count limit", len,
+               dst);
+        return PS_EINVAL;
+    }
+    return 0;
 }
 
 static int mpi_progress(ps_comm *base)
@@ -267,12 +283,11 @@ static int mpi_progress(ps_comm *base)
 static int mpi_send(ps_comm *base, int dst, int tag, ps_bytes *msg)
 {
     mpi_comm *c = as_mpi(base);
-    if (msg->len > (size_t)INT32_MAX) {
-        PS_LOG(ERROR, "message of %zu bytes to rank %d exceeds the 2 GiB MPI count limit", msg->len,
-               dst);
-        return PS_EINVAL;
+    int rc = check_count(msg->len, dst);
+    if (rc) {
+        return rc;
     }
-    int rc = mpi_progress(base);
+    rc = mpi_progress(base);
     if (rc) {
         return rc;
     }
@@ -299,9 +314,42 @@ static int mpi_send(ps_comm *base, int dst, int tag, ps_bytes *msg)
     return 0;
 }
 
-/* Receives without waiting: MPI_Improbe + MPI_Mrecv into one buffer that
- * grows to the largest message and is reused. */
-static int mpi_poll(ps_comm *base, int src, int tag, ps_comm_msg *out)
+/* Straight from the caller's memory: MPI reads data until flush_test
+ * finds the request complete. */
+static int mpi_send_ref(ps_comm *base, int dst, int tag, const void *data, size_t len)
+{
+    mpi_comm *c = as_mpi(base);
+    int rc = check_count(len, dst);
+    if (rc || (rc = PS_GROW(c->refs, c->cap_refs, c->nrefs + 1))) {
+        return rc;
+    }
+    MPI_CHECK(MPI_Isend(data, (int)len, MPI_BYTE, dst, tag, c->mpi, &c->refs[c->nrefs]),
+              "MPI_Isend (payload)", dst);
+    c->nrefs++;
+    return 0;
+}
+
+static int mpi_flush_test(ps_comm *base, int *done)
+{
+    mpi_comm *c = as_mpi(base);
+    int flag = 1;
+    if (c->nrefs) {
+        MPI_CHECK(MPI_Testall((int)c->nrefs, c->refs, &flag, MPI_STATUSES_IGNORE),
+                  "MPI_Testall (payloads)", -1);
+    }
+    if (flag) {
+        c->nrefs = 0;
+    }
+    *done = flag;
+    return mpi_progress(base);
+}
+
+/* Receives without waiting: MPI_Improbe + MPI_Mrecv, straight into buf
+ * when one is given and the message is exactly cap bytes, else into one
+ * buffer that grows to the largest message and is reused (a payload of the
+ * wrong length still has to be received, or it blocks the next; the
+ * caller reports it). */
+static int mpi_poll_into(ps_comm *base, int src, int tag, void *buf, size_t cap, ps_comm_msg *out)
 {
     mpi_comm *c = as_mpi(base);
     int rc = mpi_progress(base);
@@ -319,18 +367,25 @@ static int mpi_poll(ps_comm *base, int src, int tag, ps_comm_msg *out)
     }
     int count = 0;
     MPI_Get_count(&st, MPI_BYTE, &count);
-    if ((rc = ps_grow((void **)&c->rbuf.data, &c->rbuf.cap, (size_t)count + 1, 1))) {
-        /* The matched message must still be received, or it is lost. */
-        MPI_Mrecv(NULL, 0, MPI_BYTE, &mh, MPI_STATUS_IGNORE);
-        return rc;
+    void *into = buf;
+    if (!buf || (size_t)count != cap) {
+        if ((rc = ps_grow((void **)&c->rbuf.data, &c->rbuf.cap, (size_t)count + 1, 1))) {
+            /* The matched message must still be received, or it is lost. */
+            MPI_Mrecv(NULL, 0, MPI_BYTE, &mh, MPI_STATUS_IGNORE);
+            return rc;
+        }
+        into = c->rbuf.data;
     }
-    MPI_CHECK(MPI_Mrecv(c->rbuf.data, count, MPI_BYTE, &mh, MPI_STATUS_IGNORE), "MPI_Mrecv",
+    MPI_CHECK(MPI_Mrecv(into, count, MPI_BYTE, &mh, MPI_STATUS_IGNORE), "MPI_Mrecv",
               st.MPI_SOURCE);
-    out->src = st.MPI_SOURCE;
-    out->tag = st.MPI_TAG;
-    out->data = c->rbuf.data;
-    out->len = (size_t)count;
+    *out = (ps_comm_msg){.src = st.MPI_SOURCE, .tag = st.MPI_TAG, .data = into,
+                         .len = (size_t)count};
     return 0;
+}
+
+static int mpi_poll(ps_comm *base, int src, int tag, ps_comm_msg *out)
+{
+    return mpi_poll_into(base, src, tag, NULL, 0, out);
 }
 
 static int mpi_drain(ps_comm *base, int *src)
@@ -561,4 +616,7 @@ static const ps_comm_ops mpi_ops = {
     .nodes = mpi_nodes,
     .world_rank = mpi_world_rank,
     .raw_pingpong = mpi_raw_pingpong,
+    .send_ref = mpi_send_ref,
+    .flush_test = mpi_flush_test,
+    .poll_into = mpi_poll_into,
 };

@@ -29,6 +29,13 @@ typedef struct ps_comm ps_comm;
 
 enum { PS_TAG_PUSH = 1, PS_TAG_PULL = 2, PS_TAG_REPLY = 3, PS_TAG_CTRL = 4 };
 #define PS_ANY (-1)
+/* The tag of the raw payloads that follow a header sent with tag t (a
+ * push's or reply's values, common/msg.h). Counted under t by the job's
+ * counters (common/stats.h). A receiver takes each payload with
+ * ps_comm_recv_into right after its header, so a wait on any tag never
+ * meets one. */
+#define PS_TAG_DATA_OFFSET 10
+#define PS_TAG_DATA(t) ((t) + PS_TAG_DATA_OFFSET)
 
 typedef struct {
     int src;
@@ -64,6 +71,20 @@ void ps_comm_abort(ps_comm *c, int code) __attribute__((noreturn));
  * (dst outside the communicator, negative tag, over 2 GiB on mpi),
  * PS_ENOMEM, PS_EMPI, or PS_EPEER (loop, after a rank failed). */
 int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg);
+/* Sends len bytes at data to rank dst with tag, without a copy: data is
+ * borrowed, and must stay unchanged, until ps_comm_flush returns (the loop
+ * backend copies at once). Returns as ps_comm_send. */
+int ps_comm_send_ref(ps_comm *c, int dst, int tag, const void *data, size_t len);
+/* Waits until every ps_comm_send_ref of c has completed, so their buffers
+ * are the caller's again; waits as ps_comm_wait does (PS_ETIMEDOUT naming
+ * a silent peer, `what` saying what for). Cheap when none is in flight. */
+int ps_comm_flush(ps_comm *c, const char *what);
+/* Waits, as ps_comm_wait does, for the next message from rank src (not
+ * PS_ANY) with tag and receives it straight into buf, which it must fill
+ * exactly: a message of any other length is received and dropped, and is
+ * PS_EMSG, logged naming src, the tag and both lengths. Other returns as
+ * ps_comm_wait. */
+int ps_comm_recv_into(ps_comm *c, int src, int tag, void *buf, size_t len, const char *what);
 /* Receives the next message matching src/tag (PS_ANY for either). With
  * wait = 0 returns PS_EEOF at once when none is ready; with wait = 1 waits
  * as ps_comm_wait does. Returns 0, PS_EEOF, PS_EINVAL (src outside the

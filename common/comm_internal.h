@@ -81,6 +81,15 @@ typedef struct {
      * caller's wait state (0 at the start of each wait). */
     void (*idle)(ps_comm *c, double max_secs, long *nap);
     int (*progress)(ps_comm *c);
+    /* Borrowed sends (ps_comm_send_ref): NULL when the backend copies,
+     * through send, instead. flush_test sets *done once every one has
+     * completed. poll_into receives the next message matching src/tag, if
+     * one is there (else PS_EEOF), into buf when it is exactly cap bytes,
+     * else drops it; out->len says its length either way. NULL: comm_live
+     * polls and copies. */
+    int (*send_ref)(ps_comm *c, int dst, int tag, const void *data, size_t len);
+    int (*flush_test)(ps_comm *c, int *done);
+    int (*poll_into)(ps_comm *c, int src, int tag, void *buf, size_t cap, ps_comm_msg *out);
     /* Nonblocking collectives: start posts this rank's part; test sets
      * *done once the collective completed on this rank (k->out and buf
      * hold the result); cancel withdraws a part that will never complete
@@ -108,6 +117,7 @@ struct ps_comm {
     ps_live *live;                       /* the world's; NULL: no liveness yet */
     ps_stats *stats;                     /* the world's counters (common/stats.h) */
     int owns_live;                       /* 1 on a world communicator */
+    ps_bytes ref_copy; /* send_ref on a backend that copies (comm_live.c) */
 };
 
 /* Gives a new world communicator c (n ranks) its liveness state (no

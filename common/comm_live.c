@@ -119,6 +119,7 @@ void ps_comm_destroy(ps_comm **cp)
     if (alive_comm == c || (L && alive_comm && alive_comm->live == L)) {
         alive_comm = NULL;
     }
+    ps_free(c->ref_copy.data);
     c->ops->destroy(c);
     if (L) {
         live_free(L);
@@ -317,7 +318,20 @@ static int bad_rank(const ps_comm *c, int r, const char *what)
     return PS_EINVAL;
 }
 
-int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg)
+/* The counters and liveness of a send of len bytes that went out. */
+static void on_sent(ps_comm *c, int dst, int tag, size_t len)
+{
+    double now = ps_comm_time();
+    c->bytes_sent += len;
+    if (c->live) {
+        c->live->sent[world_of(c, dst)] = now;
+    }
+    if (c->stats) {
+        ps_stats_on_send(c->stats, world_of(c, dst), tag, len, now);
+    }
+}
+
+static int check_send(const ps_comm *c, int dst, int tag)
 {
     if (tag < 0 || tag == PS_TAG_BEAT) {
         PS_LOG(ERROR, "send to rank %d: tag %d is %s", dst, tag,
@@ -327,22 +341,77 @@ int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg)
     if (dst < 0 || dst >= c->size) {
         return bad_rank(c, dst, "send");
     }
-    size_t len = msg->len;
-    int rc = c->ops->send(c, dst, tag, msg);
+    return 0;
+}
+
+int ps_comm_send_ref(ps_comm *c, int dst, int tag, const void *data, size_t len)
+{
+    int rc = check_send(c, dst, tag);
+    if (rc) {
+        return rc;
+    }
+    if (c->ops->send_ref) {
+        rc = c->ops->send_ref(c, dst, tag, data, len);
+    } else if ((rc = ps_grow((void **)&c->ref_copy.data, &c->ref_copy.cap, len ? len : 1, 1)) ==
+               0) {
+        /* A backend without borrowed sends gets a copy: done at once. */
+        memcpy(c->ref_copy.data, data, len);
+        c->ref_copy.len = len;
+        rc = c->ops->send(c, dst, tag, &c->ref_copy);
+    }
     if (rc == 0) {
-        double now = ps_comm_time();
-        c->bytes_sent += len;
-        if (c->live) {
-            c->live->sent[world_of(c, dst)] = now;
-        }
-        if (c->stats) {
-            ps_stats_on_send(c->stats, world_of(c, dst), tag, len, now);
-        }
+        on_sent(c, dst, tag, len);
     }
     return rc;
 }
 
-static int recv_loop(ps_comm *c, int src, int tag, int wait, const char *what, ps_comm_msg *out)
+int ps_comm_flush(ps_comm *c, const char *what)
+{
+    long nap = 0;
+    int rc = 0;
+    while (c->ops->flush_test) {
+        int done = 0;
+        if ((rc = c->ops->flush_test(c, &done)) || done) {
+            break;
+        }
+        double now = ps_comm_time();
+        if ((rc = live_service(c, now)) || (rc = overdue(c, PS_ANY, now, what))) {
+            break;
+        }
+        c->ops->idle(c, idle_max(c, now), &nap);
+    }
+    return rc;
+}
+
+int ps_comm_send(ps_comm *c, int dst, int tag, ps_bytes *msg)
+{
+    size_t len = msg->len;
+    int rc = check_send(c, dst, tag);
+    if (rc == 0 && (rc = c->ops->send(c, dst, tag, msg)) == 0) {
+        on_sent(c, dst, tag, len);
+    }
+    return rc;
+}
+
+/* Polls for src/tag once: into buf (cap bytes) when buf is given, through
+ * the backend's poll_into or else a poll and a copy. */
+static int poll_once(ps_comm *c, int src, int tag, void *buf, size_t cap, ps_comm_msg *out)
+{
+    if (!buf) {
+        return c->ops->poll(c, src, tag, out);
+    }
+    if (c->ops->poll_into) {
+        return c->ops->poll_into(c, src, tag, buf, cap, out);
+    }
+    int rc = c->ops->poll(c, src, tag, out);
+    if (rc == 0 && out->len == cap) {
+        memcpy(buf, out->data, cap);
+    }
+    return rc;
+}
+
+static int recv_loop(ps_comm *c, int src, int tag, int wait, const char *what, void *buf,
+                     size_t cap, ps_comm_msg *out)
 {
     if (src != PS_ANY && (src < 0 || src >= c->size)) {
         return bad_rank(c, src, "recv");
@@ -355,7 +424,7 @@ static int recv_loop(ps_comm *c, int src, int tag, int wait, const char *what, p
     long nap = 0;
     double waited_from = -1; /* when this call first found nothing, if it did */
     for (;;) {
-        int rc = c->ops->poll(c, src, tag, out);
+        int rc = poll_once(c, src, tag, buf, cap, out);
         double now = rc == PS_EEOF || (rc == 0 && (L || c->stats)) ? ps_comm_time() : 0;
         if (rc == 0 && out->tag == PS_TAG_BEAT) {
             L->heard[world_of(c, out->src)] = now;
@@ -367,7 +436,8 @@ static int recv_loop(ps_comm *c, int src, int tag, int wait, const char *what, p
                 if (waited_from >= 0) {
                     ps_stats_on_wait(c->stats, now - waited_from);
                 }
-                ps_stats_on_recv(c->stats, world_of(c, out->src), out->tag, out->len, now);
+                ps_stats_on_recv(c->stats, world_of(c, out->src), out->tag, out->len,
+                                 now);
             }
             if (L) {
                 L->heard[world_of(c, out->src)] = now;
@@ -397,12 +467,30 @@ static int recv_loop(ps_comm *c, int src, int tag, int wait, const char *what, p
 
 int ps_comm_recv(ps_comm *c, int src, int tag, int wait, ps_comm_msg *out)
 {
-    return recv_loop(c, src, tag, wait, "a message", out);
+    return recv_loop(c, src, tag, wait, "a message", NULL, 0, out);
 }
 
 int ps_comm_wait(ps_comm *c, int src, int tag, const char *what, ps_comm_msg *out)
 {
-    return recv_loop(c, src, tag, 1, what ? what : "a message", out);
+    return recv_loop(c, src, tag, 1, what ? what : "a message", NULL, 0, out);
+}
+
+int ps_comm_recv_into(ps_comm *c, int src, int tag, void *buf, size_t len, const char *what)
+{
+    static uint8_t none[1];
+    if (src == PS_ANY || tag == PS_ANY) {
+        PS_LOG(ERROR, "recv into a buffer: source %d and tag %d must be named", src, tag);
+        return PS_EINVAL;
+    }
+    ps_comm_msg m;
+    int rc = recv_loop(c, src, tag, 1, what ? what : "a payload", buf ? buf : none, len, &m);
+    if (rc == 0 && m.len != len) {
+        PS_LOG(ERROR, "rank %d sent a payload of %zu bytes on tag %d where its header announced "
+                      "%zu",
+               src, m.len, tag, len);
+        rc = PS_EMSG;
+    }
+    return rc;
 }
 
 int ps_comm_progress(ps_comm *c)

@@ -24,13 +24,20 @@ typedef struct {
 
 /* One table's part of a message. slots strictly ascending; values holds
  * nkeys * width floats (push, reply) or is NULL with nkeys keys (pull); a
- * reply's segment has slots == NULL. */
+ * reply's segment has slots == NULL. A push or reply segment with values
+ * NULL and nvalues > 0 has its values in a payload: a raw message of
+ * nvalues floats that travels right after the header (common/comm.h,
+ * PS_TAG_DATA). */
 typedef struct {
     uint32_t table;
     size_t nkeys;
     const uint64_t *slots;
     const float *values;
     size_t nvalues;
+    /* Push, pull: the sender knows slots[k] == slots[0] + k for every k (a
+     * plan found it once), so the encoder sends the run without reading
+     * them. Decoders leave it 0. */
+    int run;
 } ps_seg;
 
 typedef struct {

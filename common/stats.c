@@ -46,8 +46,15 @@ void ps_stats_destroy(ps_stats **sp)
     }
 }
 
+static int is_data(int tag)
+{
+    return tag >= PS_TAG_DATA(PS_TAG_PUSH) && tag <= PS_TAG_DATA(PS_TAG_CTRL);
+}
+
+/* A payload counts under its header's tag (common/comm.h, PS_TAG_DATA). */
 static int tag_index(int tag)
 {
+    tag = is_data(tag) ? tag - PS_TAG_DATA_OFFSET : tag;
     return tag >= PS_TAG_PUSH && tag <= PS_TAG_CTRL ? tag : 0;
 }
 
@@ -65,7 +72,7 @@ static void count(ps_stats *s, int dir, int peer, int tag, size_t len, double no
     }
     tag_count *t = &s->peers[(size_t)peer * PS_STATS_NTAGS + (size_t)tag_index(tag)];
     t->bytes[dir] += len;
-    t->msgs[dir]++;
+    t->msgs[dir] += !is_data(tag); /* a header and its payloads are one message */
     s->phase_bytes[s->phase] += len;
 }
 

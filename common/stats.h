@@ -30,7 +30,9 @@ typedef enum {
 } ps_phase;
 
 /* Tags counted apart (PS_TAG_PUSH .. PS_TAG_CTRL of common/comm.h); any
- * other tag is counted under index 0. */
+ * other tag is counted under index 0. A payload (PS_TAG_DATA(t)) adds its
+ * bytes to tag t and no message: a push is one message with all its
+ * values, however many MPI messages carry it. */
 #define PS_STATS_NTAGS 5
 /* Staleness bins: 0..PS_STATS_NSTALE-2 clocks, and the last for more. */
 #define PS_STATS_NSTALE 17

@@ -61,9 +61,11 @@ struct ps_server {
     const char *inject; /* ADAMPS_TEST_INJECT, read once */
 #endif
     ps_bytes out;
-    float *vals; /* reply values scratch */
-    size_t cap_vals;
-    ps_seg *segs; /* reply segments scratch, one per table */
+    ps_bytes pay; /* a reply's payload, pooled through the comm like out */
+    float *grads; /* a push's payloads, received straight here */
+    size_t cap_grads;
+    ps_seg *segs;  /* reply segments scratch, one per table */
+    ps_seg *psegs; /* a push's segments with their payloads, one per table */
 };
 
 /* Copies segs[0..n) into c; c->segs then describes the same message. */
@@ -121,38 +123,71 @@ static int is_contiguous(const ps_seg *g)
     return g->nkeys == 0 || g->slots[g->nkeys - 1] - g->slots[0] == g->nkeys - 1;
 }
 
+/* A header announcing each segment's values as a payload, then one payload
+ * per segment, written once into a pooled buffer (the store changes at the
+ * next step, so MPI may not read it in place) and received by the worker
+ * straight into its parameters. */
 static int answer_pull(ps_server *s, const ps_pull *p, int src)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < p->nsegs; i++) {
-        total += p->segs[i].nkeys * s->lim.tables[p->segs[i].table].width;
-    }
-    int rc = ps_grow((void **)&s->vals, &s->cap_vals, total, sizeof(float));
-    if (rc) {
-        return rc;
-    }
-    size_t off = 0;
     for (size_t i = 0; i < p->nsegs; i++) {
         const ps_seg *g = &p->segs[i];
         size_t n = g->nkeys * s->lim.tables[g->table].width;
-        const float *vals = s->vals + off;
-        if (!p->averaged && g->nkeys && is_contiguous(g)) {
-            vals = ps_store_rows(s->store, g->table, g->slots[0]);
-        } else {
-            ps_store_read(s->store, g->table, g->slots, g->nkeys, p->averaged, s->vals + off);
-            off += n;
-        }
-        s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = vals, .nvalues = n};
+        s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = NULL, .nvalues = n};
     }
     ps_reply r = {.request_id = p->request_id,
                   .version = s->version,
                   .stop_clock = s->stop_clock,
                   .nsegs = p->nsegs,
                   .segs = s->segs};
-    if ((rc = ps_codec_encode_reply(s->codec, &r, &s->out))) {
+    int rc = ps_codec_encode_reply(s->codec, &r, &s->out);
+    if (rc || (rc = ps_comm_send(s->comm, src, PS_TAG_REPLY, &s->out))) {
         return rc;
     }
-    return ps_comm_send(s->comm, src, PS_TAG_REPLY, &s->out);
+    for (size_t i = 0; i < p->nsegs && rc == 0; i++) {
+        const ps_seg *g = &p->segs[i];
+        size_t n = s->segs[i].nvalues;
+        if (n == 0) {
+            continue;
+        }
+        if ((rc = ps_grow((void **)&s->pay.data, &s->pay.cap, n * sizeof(float), 1))) {
+            break;
+        }
+        float *dst = (float *)(void *)s->pay.data;
+        if (!p->averaged && is_contiguous(g)) {
+            memcpy(dst, ps_store_rows(s->store, g->table, g->slots[0]), n * sizeof(float));
+        } else {
+            ps_store_read(s->store, g->table, g->slots, g->nkeys, p->averaged, dst);
+        }
+        s->pay.len = n * sizeof(float);
+        rc = ps_comm_send(s->comm, src, PS_TAG_DATA(PS_TAG_REPLY), &s->pay);
+    }
+    return rc;
+}
+
+/* Receives the payloads push p's header announced, from rank src, straight
+ * into the server's gradient buffer; p's segments then point there. A
+ * payload of the wrong size is PS_EMSG naming src (ps_comm_recv_into). */
+static int take_payloads(ps_server *s, ps_push *p, int src)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < p->nsegs; i++) {
+        total += p->segs[i].values ? 0 : p->segs[i].nvalues;
+    }
+    int rc = ps_grow((void **)&s->grads, &s->cap_grads, total ? total : 1, sizeof(float));
+    size_t off = 0;
+    for (size_t i = 0; i < p->nsegs && rc == 0; i++) {
+        s->psegs[i] = p->segs[i];
+        if (p->segs[i].values || p->segs[i].nvalues == 0) {
+            continue;
+        }
+        size_t n = p->segs[i].nvalues;
+        rc = ps_comm_recv_into(s->comm, src, PS_TAG_DATA(PS_TAG_PUSH), s->grads + off,
+                               n * sizeof(float), "a push's values");
+        s->psegs[i].values = s->grads + off;
+        off += n;
+    }
+    p->segs = s->psegs;
+    return rc;
 }
 
 /* Answers every held pull whose version now exists, in arrival order; the
@@ -333,7 +368,8 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
 {
     ps_push p;
     int rc = ps_codec_decode_push(s->codec, &s->lim, m->src, m->data, m->len, &p);
-    if (rc || (rc = check_worker(s, m->src, p.worker, "push"))) {
+    if (rc || (rc = take_payloads(s, &p, m->src)) ||
+        (rc = check_worker(s, m->src, p.worker, "push"))) {
         return rc;
     }
     if (p.clock != s->pushed[p.worker]) {
@@ -535,8 +571,10 @@ void ps_server_destroy(ps_server **sp)
     ps_free(s->pushed);
     ps_free(s->done);
     ps_free(s->out.data);
-    ps_free(s->vals);
+    ps_free(s->pay.data);
+    ps_free(s->grads);
     ps_free(s->segs);
+    ps_free(s->psegs);
     ps_codec_destroy(&s->codec);
     ps_store_destroy(&s->store);
     ps_free(s);
@@ -580,7 +618,8 @@ int ps_server_create(ps_server **out, const ps_server_cfg *cfg, ps_comm *comm)
     if (ps_codec_create(&s->codec) || !(s->pushed = ps_calloc(cfg->nworkers, sizeof *s->pushed)) ||
         !(s->done = ps_calloc(cfg->nworkers, sizeof *s->done)) ||
         !(s->held = ps_calloc(cfg->nworkers, sizeof *s->held)) ||
-        !(s->segs = ps_calloc(cfg->store.ntables, sizeof *s->segs))) {
+        !(s->segs = ps_calloc(cfg->store.ntables, sizeof *s->segs)) ||
+        !(s->psegs = ps_calloc(cfg->store.ntables ? cfg->store.ntables : 1, sizeof *s->psegs))) {
         goto fail;
     }
 #ifdef PS_TESTING

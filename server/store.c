@@ -25,6 +25,10 @@ typedef struct {
     double *avg; /* temporal average, in double (ps_opt_average) */
     float *grad; /* pending gradient, dense over the shard */
     int64_t *last_step;
+    /* Dense without averaging nothing reads last_step but a checkpoint:
+     * every row stepped at this step, written into last_step only when
+     * ps_store_arrays_get hands it out (0: last_step is up to date). */
+    int64_t dense_step;
     uint8_t *touched; /* lazy: row has pending gradient */
     uint64_t *rows;   /* lazy: touched rows, in first-touch order */
     size_t nrows;
@@ -363,10 +367,19 @@ static void dense_pass(ps_store *s, store_table *t, float *pending, const float 
     }
 }
 
-static void apply_dense(ps_store *s, store_table *t, int64_t step, float scale, bad_weight *bad)
+static void fill_last_step(store_table *t, int64_t step)
 {
     for (uint64_t r = 0; r < t->nslots; r++) {
         t->last_step[r] = step;
+    }
+}
+
+static void apply_dense(ps_store *s, store_table *t, int64_t step, float scale, bad_weight *bad)
+{
+    if (t->avg) {
+        fill_last_step(t, step);
+    } else {
+        t->dense_step = step;
     }
     dense_pass(s, t, t->grad, NULL, scale, step, bad);
 }
@@ -376,6 +389,12 @@ static void apply_dense(ps_store *s, store_table *t, int64_t step, float scale, 
 static void catch_up_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t n, int64_t step)
 {
     size_t w = t->width;
+    if (t->dense_step) {
+        /* A lazy step after dense ones: the rows that do not step now
+         * keep the dense step. */
+        fill_last_step(t, t->dense_step);
+        t->dense_step = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t r = rows[i];
         if (t->avg && step - 1 > t->last_step[r]) {
@@ -587,5 +606,9 @@ void ps_store_arrays_get(ps_store *s, uint32_t table, ps_store_arrays *out)
         out->state[i] = t->state[i];
     }
     out->avg = t->avg;
+    if (t->dense_step) {
+        fill_last_step(t, t->dense_step);
+        t->dense_step = 0;
+    }
     out->last_step = t->last_step;
 }

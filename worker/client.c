@@ -15,6 +15,7 @@ typedef struct {
     size_t *pos;
     size_t n, cap_slots, cap_pos;
     size_t *seg_start; /* per table: first index; seg_start[ntables] = n */
+    uint8_t *run;      /* per table: RUN_POS and RUN_SLOTS, found once per plan */
     uint64_t request_id;
 } plan_part;
 
@@ -22,6 +23,12 @@ typedef struct {
     uint64_t slot;
     size_t pos;
 } slot_pos;
+
+/* A segment's positions are p, p+1, ...: its rows sit together in the
+ * caller's buffers, so they travel from and to them in place. */
+#define RUN_POS 1u
+/* Its slots are s, s+1, ...: the encoder sends (first, count). */
+#define RUN_SLOTS 2u
 
 struct ps_plan {
     plan_part *parts; /* nservers */
@@ -34,6 +41,8 @@ struct ps_plan {
 typedef struct {
     int src, tag;
     ps_bytes b;
+    size_t hdr_len; /* the header's bytes at the front of b */
+    size_t pay_off; /* a reply's payloads follow the header in b from here; 0: none */
 } held_msg;
 
 struct ps_client {
@@ -45,6 +54,7 @@ struct ps_client {
     ps_msg_limits lim;
     int *server_of_rank; /* comm rank -> server index or -1 */
     ps_seg *segs;
+    const float **pay; /* per segment of a push: where its payload is sent from */
     float *vals;
     size_t cap_vals;
     ps_bytes out;
@@ -54,6 +64,7 @@ struct ps_client {
     size_t cap_pairs;
     held_msg *held; /* arrival order; slots past nheld keep their buffers */
     size_t nheld, cap_held;
+    const uint8_t *held_pay; /* the message next_msg gave was held: its payloads, in order */
     int64_t stop_clock; /* the job stops at this clock (from a reply or ps_client_stop); 0: no */
     int stop_requested; /* coordinator: some rank asked for a stop */
 };
@@ -71,6 +82,7 @@ int ps_client_create(ps_client **out, const ps_client_cfg *cfg, ps_comm *comm)
     if (ps_codec_create(&c->codec) || !(c->shards = ps_calloc(cfg->ntables, sizeof *c->shards)) ||
         !(c->limits = ps_calloc(cfg->ntables, sizeof *c->limits)) ||
         !(c->segs = ps_calloc(cfg->ntables, sizeof *c->segs)) ||
+        !(c->pay = ps_calloc(cfg->ntables ? cfg->ntables : 1, sizeof *c->pay)) ||
         !(c->server_of_rank = ps_malloc(sizeof(int) * (size_t)size))) {
         goto fail;
     }
@@ -107,6 +119,7 @@ void ps_client_destroy(ps_client **cp)
     ps_free(c->shards);
     ps_free(c->limits);
     ps_free(c->segs);
+    ps_free(c->pay);
     ps_free(c->server_of_rank);
     ps_free(c->vals);
     ps_free(c->out.data);
@@ -131,7 +144,8 @@ int ps_plan_create(ps_plan **out, const ps_client *c)
         goto fail;
     }
     for (uint32_t s = 0; s < p->nservers; s++) {
-        if (!(p->parts[s].seg_start = ps_calloc(p->ntables + 1, sizeof(size_t)))) {
+        if (!(p->parts[s].seg_start = ps_calloc(p->ntables + 1, sizeof(size_t))) ||
+            !(p->parts[s].run = ps_calloc(p->ntables ? p->ntables : 1, 1))) {
             goto fail;
         }
     }
@@ -152,6 +166,7 @@ void ps_plan_destroy(ps_plan **pp)
         ps_free(p->parts[s].slots);
         ps_free(p->parts[s].pos);
         ps_free(p->parts[s].seg_start);
+        ps_free(p->parts[s].run);
     }
     ps_free(p->parts);
     ps_free(p);
@@ -198,6 +213,35 @@ static int sort_run(ps_client *c, plan_part *pt, size_t from)
     return 0;
 }
 
+/* Positions p, p+1, ...: the rows sit together in the caller's buffer, so
+ * they move with one memcpy (or none). Dense tables under range sharding. */
+static int is_run(const size_t *pos, size_t n)
+{
+    /* Hash sharding reorders positions, so every one is checked. */
+    for (size_t k = 1; k < n; k++) {
+        if (pos[k] != pos[0] + k) {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+/* Slots s, s+1, ...: checked once here, so no push or pull looks again. */
+static int slots_run(const uint64_t *slots, size_t n)
+{
+    return n > 0 && slots[n - 1] - slots[0] == n - 1;
+}
+
+static void find_runs(plan_part *pt, uint32_t ntables)
+{
+    for (uint32_t t = 0; t < ntables; t++) {
+        size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
+        /* Slots are strictly ascending, so first and last tell a run. */
+        pt->run[t] = (uint8_t)((is_run(pt->pos + a, n) ? RUN_POS : 0) |
+                               (slots_run(pt->slots + a, n) ? RUN_SLOTS : 0));
+    }
+}
+
 int ps_client_plan(ps_client *c, ps_plan *p, const ps_keylist *keys)
 {
     for (uint32_t s = 0; s < p->nservers; s++) {
@@ -235,6 +279,7 @@ int ps_client_plan(ps_client *c, ps_plan *p, const ps_keylist *keys)
     }
     for (uint32_t s = 0; s < p->nservers; s++) {
         p->parts[s].seg_start[p->ntables] = p->parts[s].n;
+        find_runs(&p->parts[s], p->ntables);
     }
     return 0;
 }
@@ -247,7 +292,8 @@ static size_t part_segs(ps_client *c, const plan_part *pt, uint32_t ntables)
     for (uint32_t t = 0; t < ntables; t++) {
         size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
         if (n) {
-            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a};
+            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
+                                        .run = (pt->run[t] & RUN_SLOTS) != 0};
         }
     }
     return nsegs;
@@ -269,17 +315,18 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
     return 0;
 }
 
-/* Positions p, p+1, ...: the rows sit together in the caller's buffer, so
- * they move with one memcpy (or none). Dense tables under range sharding. */
-static int is_run(const size_t *pos, size_t n)
+
+/* The next payload of the reply from rank src that next_msg gave: from the
+ * comm, straight into dst, or from where hold kept it. */
+static int take_payload(ps_client *c, int src, void *dst, size_t bytes)
 {
-    /* Hash sharding reorders positions, so every one is checked. */
-    for (size_t k = 1; k < n; k++) {
-        if (pos[k] != pos[0] + k) {
-            return 0;
-        }
+    if (c->held_pay) {
+        memcpy(dst, c->held_pay, bytes);
+        c->held_pay += bytes;
+        return 0;
     }
-    return n > 0;
+    return ps_comm_recv_into(c->comm, src, PS_TAG_DATA(PS_TAG_REPLY), dst, bytes,
+                             "a pull reply's values");
 }
 
 /* Checks reply r from server s against what pt asked for, then scatters. */
@@ -306,12 +353,30 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
         }
         const size_t *pos = pt->pos + (want_seg->slots - pt->slots);
         float *dst = params[want_seg->table];
-        if (is_run(pos, want_seg->nkeys)) {
-            memcpy(dst + pos[0] * width, got->values, got->nvalues * sizeof(float));
+        int run = (pt->run[want_seg->table] & RUN_POS) != 0;
+        const float *vals = got->values;
+        int rc = 0;
+        if (!vals && run) {
+            /* Straight into the parameters: no copy of ours at all. */
+            rc = take_payload(c, src, dst + pos[0] * width, got->nvalues * sizeof(float));
+            if (rc) {
+                return rc;
+            }
+            continue;
+        }
+        if (!vals) {
+            if ((rc = ps_grow((void **)&c->vals, &c->cap_vals, got->nvalues, sizeof(float))) ||
+                (rc = take_payload(c, src, c->vals, got->nvalues * sizeof(float)))) {
+                return rc;
+            }
+            vals = c->vals;
+        }
+        if (run) {
+            memcpy(dst + pos[0] * width, vals, got->nvalues * sizeof(float));
             continue;
         }
         for (size_t k = 0; k < want_seg->nkeys; k++) {
-            memcpy(dst + pos[k] * width, got->values + k * width, width * sizeof(float));
+            memcpy(dst + pos[k] * width, vals + k * width, width * sizeof(float));
         }
     }
     return 0;
@@ -347,6 +412,7 @@ static int unexpected(const ps_comm_msg *m, const char *waiting)
  * call. */
 static int next_msg(ps_client *c, const char *what, ps_comm_msg *m)
 {
+    c->held_pay = NULL;
     if (c->nheld == 0) {
         return ps_comm_wait(c->comm, PS_ANY, PS_ANY, what, m);
     }
@@ -355,12 +421,16 @@ static int next_msg(ps_client *c, const char *what, ps_comm_msg *m)
     /* The slot goes past the end with its buffer: m points into it until
      * a later hold reuses it. */
     c->held[--c->nheld] = first;
-    *m =
-        (ps_comm_msg){.src = first.src, .tag = first.tag, .data = first.b.data, .len = first.b.len};
+    *m = (ps_comm_msg){.src = first.src, .tag = first.tag, .data = first.b.data,
+                       .len = first.hdr_len};
+    c->held_pay = first.pay_off ? first.b.data + first.pay_off : NULL;
     return 0;
 }
 
-/* Keeps a copy of m for next_msg. */
+
+/* Keeps a copy of reply m for next_msg, with the payloads its header
+ * announces (they come next from its sender and cannot wait in the comm:
+ * the wait that holds m takes any message). */
 static int hold(ps_client *c, const ps_comm_msg *m)
 {
     size_t old = c->cap_held;
@@ -370,15 +440,35 @@ static int hold(ps_client *c, const ps_comm_msg *m)
     }
     memset(c->held + old, 0, (c->cap_held - old) * sizeof *c->held);
     held_msg *h = &c->held[c->nheld];
-    if ((rc = ps_grow((void **)&h->b.data, &h->b.cap, m->len ? m->len : 1, 1))) {
+    ps_reply r;
+    if ((rc = ps_codec_decode_reply(c->codec, &c->lim, m->src, m->data, m->len, &r))) {
+        return rc;
+    }
+    size_t pay = 0;
+    for (size_t i = 0; i < r.nsegs; i++) {
+        pay += r.segs[i].values ? 0 : r.segs[i].nvalues * sizeof(float);
+    }
+    /* Payloads start aligned for floats. */
+    size_t off = (m->len + 15) & ~(size_t)15;
+    if ((rc = ps_grow((void **)&h->b.data, &h->b.cap, off + pay + 1, 1))) {
         return rc;
     }
     memcpy(h->b.data, m->data, m->len);
-    h->b.len = m->len;
+    h->pay_off = pay ? off : 0;
+    for (size_t i = 0; i < r.nsegs && rc == 0; i++) {
+        size_t n = r.segs[i].values ? 0 : r.segs[i].nvalues * sizeof(float);
+        if (n) {
+            rc = ps_comm_recv_into(c->comm, m->src, PS_TAG_DATA(PS_TAG_REPLY), h->b.data + off, n,
+                                   "a pull reply's values");
+            off += n;
+        }
+    }
+    h->b.len = off;
+    h->hdr_len = m->len;
     h->src = m->src;
     h->tag = m->tag;
-    c->nheld++;
-    return 0;
+    c->nheld += rc == 0;
+    return rc;
 }
 
 /* A control message that may come during any wait: a rank asking the
@@ -442,22 +532,39 @@ int ps_client_pull_wait(ps_client *c, ps_plan *p, float *const *params)
     return 0;
 }
 
+/* The floats of grads that p sends scattered (not as a run), over every
+ * server: what the gather buffer must hold while the sends are in flight. */
+static size_t gathered_total(const ps_client *c, const ps_plan *p)
+{
+    size_t total = 0;
+    for (uint32_t s = 0; s < p->nservers; s++) {
+        const plan_part *pt = &p->parts[s];
+        for (uint32_t t = 0; t < p->ntables; t++) {
+            size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
+            if (n && !(pt->run[t] & RUN_POS)) {
+                total += n * c->cfg.tables[t].width;
+            }
+        }
+    }
+    return total;
+}
+
 int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t clock,
                    uint32_t samples)
 {
+    size_t gathered = gathered_total(c, p);
+    int rc = ps_grow((void **)&c->vals, &c->cap_vals, gathered ? gathered : 1, sizeof(float));
+    if (rc) {
+        return rc;
+    }
+    size_t off = 0;
     for (uint32_t s = 0; s < p->nservers; s++) {
         plan_part *pt = &p->parts[s];
-        size_t total = 0;
-        for (uint32_t t = 0; t < p->ntables; t++) {
-            total += (pt->seg_start[t + 1] - pt->seg_start[t]) * c->cfg.tables[t].width;
-        }
-        int rc = ps_grow((void **)&c->vals, &c->cap_vals, total, sizeof(float));
-        if (rc) {
-            return rc;
-        }
         /* This server's rows in slot order: a run of consecutive rows is
-         * sent from grads in place, scattered rows are gathered. */
-        size_t off = 0, nsegs = 0;
+         * sent from grads in place, scattered rows are gathered, and each
+         * goes as a payload after the header (values NULL below). */
+        size_t nsegs = 0;
+        const float **pay = c->pay;
         for (uint32_t t = 0; t < p->ntables; t++) {
             size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
             size_t width = c->cfg.tables[t].width;
@@ -465,7 +572,7 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
                 continue;
             }
             const float *vals = c->vals + off;
-            if (is_run(pt->pos + a, n)) {
+            if (pt->run[t] & RUN_POS) {
                 vals = grads[t] + pt->pos[a] * width;
             } else {
                 for (size_t k = a; k < a + n; k++) {
@@ -473,20 +580,33 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
                     off += width;
                 }
             }
+            pay[nsegs] = vals;
             c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
-                                        .values = vals, .nvalues = n * width};
+                                        .values = NULL, .nvalues = n * width,
+                                        .run = (pt->run[t] & RUN_SLOTS) != 0};
         }
         ps_push m = {.clock = clock,
                      .worker = c->cfg.worker,
                      .samples = samples,
                      .nsegs = nsegs,
                      .segs = c->segs};
+        int dst = c->cfg.server_ranks[s];
         if ((rc = ps_codec_encode_push(c->codec, &m, &c->out)) ||
-            (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_PUSH, &c->out))) {
+            (rc = ps_comm_send(c->comm, dst, PS_TAG_PUSH, &c->out))) {
+            return rc;
+        }
+        for (size_t i = 0; i < nsegs && rc == 0; i++) {
+            rc = ps_comm_send_ref(c->comm, dst, PS_TAG_DATA(PS_TAG_PUSH), pay[i],
+                                  c->segs[i].nvalues * sizeof(float));
+        }
+        if (rc) {
             return rc;
         }
     }
-    return 0;
+    /* grads and the gather buffer are the caller's and ours again once the
+     * servers have them; servers never wait on a worker to receive, so
+     * this completes while they run. */
+    return ps_comm_flush(c->comm, "the servers to take a push's values");
 }
 
 static int send_ctrl(ps_client *c, int dst, ps_ctrl_kind kind, int64_t clock, uint64_t value)
@@ -599,5 +719,6 @@ int ps_plan_inject_bad_key(ps_plan *p)
         return PS_EINVAL;
     }
     pt->slots[pt->n - 1] = (uint64_t)1 << 40;
+    find_runs(pt, p->ntables);
     return 0;
 }

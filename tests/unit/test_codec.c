@@ -216,6 +216,65 @@ static void test_codec_push_round_trips_several_tables(void **state)
     ps_codec_destroy(&c);
 }
 
+/* A push whose values travel as a payload: the header announces the
+ * count, decodes with values NULL and that count, and is checked against
+ * nkeys * width like inline values; a header with both, or a count that
+ * does not match, is PS_EMSG. A reply's payload is bounded by its table.
+ * A segment marked run encodes as (first, count) without its slots read
+ * past the first, and decodes to the same slots. */
+static void test_codec_payload_headers_and_run_hints(void **state)
+{
+    (void)state;
+    ps_codec *c = NULL;
+    ps_bytes b = {0};
+    assert_int_equal(ps_codec_create(&c), 0);
+    /* Only slots[0] is read: the rest would fail the ascending check. */
+    uint64_t slots[3] = {4, 0, 0};
+    ps_seg seg = {.table = 0, .nkeys = 3, .slots = slots, .values = NULL,
+                  .nvalues = 3 * test_tables[0].width, .run = 1};
+    ps_push in = {.clock = 2, .worker = 1, .samples = 8, .nsegs = 1, .segs = &seg}, out;
+    assert_int_equal(ps_codec_encode_push(c, &in, &b), 0);
+    assert_true(b.len < 16); /* a header: no values, no slots */
+    assert_int_equal(ps_codec_decode_push(c, &test_lim, 1, b.data, b.len, &out), 0);
+    assert_int_equal(out.nsegs, 1);
+    assert_null(out.segs[0].values);
+    assert_int_equal(out.segs[0].run, 0); /* a hint for encoders only */
+    assert_int_equal(out.segs[0].nvalues, seg.nvalues);
+    assert_int_equal(out.segs[0].nkeys, 3);
+    assert_int_equal(out.segs[0].slots[0], 4);
+    assert_int_equal(out.segs[0].slots[2], 6);
+    /* The run's slots are kept per table: the same run again, then another
+     * one, each decodes to its own slots. */
+    assert_int_equal(ps_codec_decode_push(c, &test_lim, 1, b.data, b.len, &out), 0);
+    assert_int_equal(out.segs[0].slots[2], 6);
+    slots[0] = 9;
+    assert_int_equal(ps_codec_encode_push(c, &in, &b), 0);
+    assert_int_equal(ps_codec_decode_push(c, &test_lim, 1, b.data, b.len, &out), 0);
+    assert_int_equal(out.segs[0].slots[0], 9);
+    assert_int_equal(out.segs[0].slots[2], 11);
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    seg.nvalues += 1; /* not nkeys * width */
+    assert_int_equal(ps_codec_encode_push(c, &in, &b), 0);
+    assert_int_equal(ps_codec_decode_push(c, &test_lim, 3, b.data, b.len, &out), PS_EMSG);
+    ps_seg rs = {.table = 0, .nkeys = 0, .values = NULL,
+                 .nvalues = (test_tables[0].slots + 1) * test_tables[0].width};
+    ps_reply r = {.request_id = 1, .nsegs = 1, .segs = &rs}, rout;
+    assert_int_equal(ps_codec_encode_reply(c, &r, &b), 0);
+    assert_int_equal(ps_codec_decode_reply(c, &test_lim, 2, b.data, b.len, &rout), PS_EMSG);
+    char *log = ps_test_capture_end(&cap);
+    assert_non_null(strstr(log, "push from rank 3"));
+    assert_non_null(strstr(log, "reply from rank 2"));
+    test_free(log);
+    rs.nvalues = test_tables[0].width * 2;
+    assert_int_equal(ps_codec_encode_reply(c, &r, &b), 0);
+    assert_int_equal(ps_codec_decode_reply(c, &test_lim, 2, b.data, b.len, &rout), 0);
+    assert_null(rout.segs[0].values);
+    assert_int_equal(rout.segs[0].nkeys, 2);
+    ps_free(b.data);
+    ps_codec_destroy(&c);
+}
+
 static void test_codec_push_round_trips_empty(void **state)
 {
     (void)state;
@@ -1071,6 +1130,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_destroy_accepts_null),
         cmocka_unit_test(test_codec_push_round_trips_several_tables),
+        cmocka_unit_test(test_codec_payload_headers_and_run_hints),
         cmocka_unit_test(test_codec_push_round_trips_empty),
         cmocka_unit_test(test_codec_pull_round_trips),
         cmocka_unit_test(test_codec_pull_round_trips_empty_segments),

@@ -23,6 +23,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/stats.h"
 #include "tests/unit/ps_test.h"
 #include "tests/unit/ps_test_loop.h"
 
@@ -207,6 +208,50 @@ static void test_loop_send_swaps_buffers_and_counts_bytes(void **state)
     assert_int_equal(s0, r1);
     assert_int_equal(r0, s1);
     ps_free(b.data);
+    destroy_all(c, 2);
+}
+
+/* A payload goes from the sender's memory (copied at once on loop, so the
+ * sender may reuse it after flush) straight into the receiver's buffer,
+ * counted under its header's tag as bytes but not as a message; one of
+ * the wrong length is PS_EMSG naming its sender, and the next still
+ * arrives. */
+static void test_loop_payloads_land_in_place_and_count_under_their_header(void **state)
+{
+    (void)state;
+    ps_comm *c[2];
+    assert_int_equal(ps_comm_loop_create(c, 2), 0);
+    float vals[5] = {1, 2, 3, 4, 5}, got[5] = {0};
+    send_text(c[0], 1, PS_TAG_PUSH, "hdr");
+    assert_int_equal(ps_comm_send_ref(c[0], 1, PS_TAG_DATA(PS_TAG_PUSH), vals, sizeof vals), 0);
+    assert_int_equal(ps_comm_flush(c[0], "test"), 0);
+    vals[0] = 99; /* the sender's again */
+    assert_int_equal(ps_comm_send_ref(c[0], 1, PS_TAG_DATA(PS_TAG_PUSH), vals, 3 * sizeof(float)),
+                     0);
+    assert_int_equal(ps_comm_send_ref(c[0], 1, PS_TAG_DATA(PS_TAG_PUSH), vals, 2 * sizeof(float)),
+                     0);
+    expect_text(c[1], PS_ANY, PS_ANY, 0, PS_TAG_PUSH, "hdr");
+    assert_int_equal(ps_comm_recv_into(c[1], 0, PS_TAG_DATA(PS_TAG_PUSH), got, sizeof got, "vals"),
+                     0);
+    assert_true(got[0] == 1 && got[4] == 5);
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    assert_int_equal(ps_comm_recv_into(c[1], 0, PS_TAG_DATA(PS_TAG_PUSH), got, sizeof got, "vals"),
+                     PS_EMSG);
+    assert_int_equal(ps_comm_recv_into(c[1], PS_ANY, PS_TAG_DATA(PS_TAG_PUSH), got, 8, "vals"),
+                     PS_EINVAL);
+    char *log = ps_test_capture_end(&cap);
+    assert_non_null(strstr(log, "rank 0 sent a payload of 12 bytes on tag 11 where its header "
+                                "announced 20"));
+    test_free(log);
+    assert_int_equal(ps_comm_recv_into(c[1], 0, PS_TAG_DATA(PS_TAG_PUSH), got, 8, "vals"), 0);
+    assert_true(got[0] == 99 && got[1] == 2);
+    ps_stats_count out = ps_stats_sent(ps_comm_stats(c[0]), 1, PS_TAG_PUSH);
+    ps_stats_count in = ps_stats_received(ps_comm_stats(c[1]), 0, PS_TAG_PUSH);
+    assert_int_equal(out.bytes, 3 + sizeof vals + 5 * sizeof(float));
+    assert_int_equal(out.msgs, 1);
+    assert_int_equal(in.bytes, out.bytes);
+    assert_int_equal(in.msgs, out.msgs);
     destroy_all(c, 2);
 }
 
@@ -752,6 +797,9 @@ int main(void)
                                         ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_loop_send_swaps_buffers_and_counts_bytes,
                                         ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_loop_payloads_land_in_place_and_count_under_their_header, ps_test_setup,
+            ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_loop_checks_ranks_and_tags, ps_test_setup,
                                         ps_test_teardown),
         cmocka_unit_test(test_comm_time_advances),

@@ -167,6 +167,25 @@ static int push_from(fx *f, uint32_t from, uint32_t as, int64_t clock, int nan_a
     return handle(f, f->worker_ranks[from], PS_TAG_PUSH);
 }
 
+/* Worker w's push for clock with its values as payloads after the header,
+ * sent from f->vals in place; short_by > 0 sends table 0's that many
+ * floats short. */
+static int push_payloads(fx *f, uint32_t w, int64_t clock, size_t short_by)
+{
+    ps_push p = make_push(f, w, clock, -1);
+    ps_comm *wc = f->c[w + 1];
+    for (uint32_t t = 0; t < NT; t++) {
+        size_t n = f->segs[t].nvalues - (t == 0 ? short_by : 0);
+        assert_int_equal(ps_comm_send_ref(wc, 0, PS_TAG_DATA(PS_TAG_PUSH), f->vals[t],
+                                          n * sizeof(float)),
+                         0);
+        f->segs[t].values = NULL;
+    }
+    assert_int_equal(ps_comm_flush(wc, "test"), 0);
+    assert_int_equal(ps_codec_encode_push(f->codec, &p, &f->buf), 0);
+    return handle(f, f->worker_ranks[w], PS_TAG_PUSH);
+}
+
 static int push(fx *f, uint32_t w, int64_t clock)
 {
     return push_from(f, w, w, clock, -1);
@@ -231,13 +250,21 @@ static void expect_reply_stop(fx *f, uint32_t w, uint64_t id, int64_t version, i
     assert_int_equal(r.version, version);
     assert_int_equal(r.stop_clock, stop);
     assert_int_equal(r.nsegs, NT);
-    float want[3 * 3];
+    /* The values come as payloads after the header, one per segment. */
+    float want[3 * 3], got[3 * 3];
     ps_store_read(ps_server_store(f->srv), 0, pull_keys_w, 3, 0, want);
     assert_int_equal(r.segs[0].nvalues, 9);
-    assert_memory_equal(r.segs[0].values, want, 9 * sizeof(float));
+    assert_null(r.segs[0].values);
+    assert_int_equal(ps_comm_recv_into(f->c[w + 1], 0, PS_TAG_DATA(PS_TAG_REPLY), got,
+                                       9 * sizeof(float), "reply"),
+                     0);
+    assert_memory_equal(got, want, 9 * sizeof(float));
     ps_store_read(ps_server_store(f->srv), 1, pull_keys_b, 1, 0, want);
     assert_int_equal(r.segs[1].nvalues, 2);
-    assert_memory_equal(r.segs[1].values, want, 2 * sizeof(float));
+    assert_int_equal(ps_comm_recv_into(f->c[w + 1], 0, PS_TAG_DATA(PS_TAG_REPLY), got,
+                                       2 * sizeof(float), "reply"),
+                     0);
+    assert_memory_equal(got, want, 2 * sizeof(float));
 }
 
 /* Whether every array of every table is bit-identical in a and b. */
@@ -336,10 +363,11 @@ static void test_server_bsp_answers_waiting_pulls_after_the_last_push(void **sta
     expect_reply(&f, 1, 13, 1);
     expect_reply(&f, 0, 12, 1);
     expect_no_reply(&f, 1);
-    /* Steady state: held pushes and pulls reuse their storage. */
+    /* Steady state: held pushes and pulls reuse their storage (once the
+     * comm pool, shared by headers and payloads, has grown to both). */
     long allocs = -1;
-    for (int64_t c = 1; c < 6; c++) {
-        if (c == 3) {
+    for (int64_t c = 1; c < 9; c++) {
+        if (c == 6) {
             ps_test_fail_alloc(LONG_MAX); /* count only */
         }
         assert_int_equal(push(&f, 1, c), 0);
@@ -375,6 +403,31 @@ static void test_server_ssp_holds_pull_until_its_version(void **state)
     assert_int_equal(push(&f, 1, 1), 0);
     expect_reply(&f, 0, 8, 2);
     fx_close(&f);
+}
+
+/* Pushes whose values come as payloads step the store exactly as inline
+ * ones do; a payload shorter than its header said is PS_EMSG naming the
+ * worker's rank. */
+static void test_server_takes_payload_pushes_and_rejects_a_short_one(void **state)
+{
+    (void)state;
+    fx a, b;
+    fx_open(&a, PS_SYNC_ASP, 1, 0);
+    fx_open(&b, PS_SYNC_ASP, 1, 0);
+    for (int64_t c = 0; c < 3; c++) {
+        assert_int_equal(push(&a, 0, c), 0);
+        assert_int_equal(push_payloads(&b, 0, c, 0), 0);
+    }
+    assert_int_equal(ps_store_step(ps_server_store(b.srv)), 3);
+    assert_true(stores_equal(ps_server_store(a.srv), ps_server_store(b.srv)));
+    ps_test_capture cap;
+    ps_test_capture_begin(&cap);
+    assert_int_equal(push_payloads(&b, 0, 3, 2), PS_EMSG);
+    char *log = ps_test_capture_end(&cap);
+    assert_non_null(strstr(log, "rank 1 sent a payload of"));
+    test_free(log);
+    fx_close(&a);
+    fx_close(&b);
 }
 
 static void test_server_asp_answers_at_once(void **state)
@@ -1066,6 +1119,8 @@ int main(void)
                                         ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_ssp_holds_pull_until_its_version, ps_test_setup,
                                         ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_takes_payload_pushes_and_rejects_a_short_one,
+                                        ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_asp_answers_at_once, ps_test_setup,
                                         ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_checkpoint_done_at_its_clock_and_resumes,
