@@ -172,7 +172,7 @@ check-format:
 format:
 	@find common data server worker cli tests bench -name '*.[ch]' -not -path '*/build*' | xargs clang-format -i
 
-test: check-deps check-layers
+test: check-deps check-layers check-format
 	@$(MAKE) --no-print-directory $(BIN) $(UNIT_BINS)
 	@tests/run_unit.sh $(UNIT_BINS)
 	@$(MAKE) --no-print-directory test-bin

@@ -33,9 +33,6 @@ typedef struct {
     double memcpy_gb_per_s;
 } row;
 
-
-
-
 /* Keeps the compiler from dropping the copies. */
 static volatile uint8_t sink;
 

@@ -33,9 +33,6 @@
 enum { REPS = 7, MLP_STEPS = 20, BATCH = 128, SP_BATCH = 1000, SP_NNZ = 100, SP_STEPS = 20 };
 #define MAXT 16
 
-
-
-
 static void append_json(const char *path, const char *line)
 {
     FILE *f = fopen(path, "a");
@@ -220,13 +217,14 @@ static int bench_mlp(const char *json, int run_steps)
         }
         t_run = (bench_now_s() - r0) / run_steps;
     }
-    double ts = bench_median(t_step, NS), tg = bench_median(t_gemm, NS), ta = bench_median(t_adam, NS);
+    double ts = bench_median(t_step, NS), tg = bench_median(t_gemm, NS),
+           ta = bench_median(t_adam, NS);
     double share = (ts - tg) / ts;
     printf("\nMLP 784-1000-1000-10, batch %d, dropout 0.2/0.5, median of %d steps\n", BATCH, NS);
     printf("%-22s %10s %12s %12s %12s %10s\n", "row", "step_ms", "samples/s", "sgemm_ms",
            "non_blas_ms", "non_blas");
-    printf("%-22s %10.3f %12.0f %12.3f %12.3f %9.1f%%\n", "fwd+bwd", ts * 1e3, BATCH / ts,
-           tg * 1e3, (ts - tg) * 1e3, 100.0 * share);
+    printf("%-22s %10.3f %12.0f %12.3f %12.3f %9.1f%%\n", "fwd+bwd", ts * 1e3, BATCH / ts, tg * 1e3,
+           (ts - tg) * 1e3, 100.0 * share);
     printf("%-22s %10.3f %12.0f %12s %12.3f %10s\n", "fwd+bwd+adam", (ts + ta) * 1e3,
            BATCH / (ts + ta), "", ta * 1e3, "");
     if (run_steps > 0) {

@@ -42,9 +42,6 @@ typedef struct {
 
 static volatile float bench_scale = 1e-30f; /* opaque to the compiler */
 
-
-
-
 /* The read-modify-write bound: the same arrays and bytes as the rule
  * (nstate state arrays), one multiply-add each, no divide or sqrt. Blocked
  * like the kernels so gcc -O2 vectorises it too. */
@@ -113,8 +110,7 @@ static void rmw_rows(arena *A, int nstate, size_t width, size_t nrows, float s)
 /* The lazy Adam bound: Alg. 1 written as a plain C loop over the same rows
  * with the same prefetch, bias correction folded into lr and isb2 as the
  * kernel does; what a straightforward lazy Adam costs here. */
-static void plain_lazy_adam(arena *A, const ps_opt_hp *hp, size_t width, size_t nrows,
-                            int64_t t)
+static void plain_lazy_adam(arena *A, const ps_opt_hp *hp, size_t width, size_t nrows, int64_t t)
 {
     float b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
     float step = (float)(hp->lr / (1.0 - pow(hp->beta1, (double)t)));
@@ -211,8 +207,8 @@ static void report(const result *r, FILE *json)
                 "\"gb_per_s\": %.4g, \"bound_gb_per_s\": %.4g, \"ratio_vs_bound\": %.4g, "
                 "\"bound_loop\": \"%s\", \"isa\": \"%s\", \"threads\": 1, \"compiler\": \"%s\"}\n",
                 r->rule, r->mode, r->width, r->params, r->updated, r->bytes_per_param, r->kernel_s,
-                r->bound_s, pps, gbs, bgbs, gbs / bgbs, r->bound, ps_opt_isa_name(ps_opt_isa_current()),
-                __VERSION__);
+                r->bound_s, pps, gbs, bgbs, gbs / bgbs, r->bound,
+                ps_opt_isa_name(ps_opt_isa_current()), __VERSION__);
         fflush(json);
     }
 }
@@ -263,7 +259,9 @@ static void run_case(arena *A, ps_opt_kind kind, size_t width, int reps, FILE *j
     result r = {
         .rule = ps_opt_name(kind),
         .mode = width ? "lazy" : "dense",
-        .bound = width == 0 ? "rmw" : kind == PS_OPT_ADAM ? "plain_lazy_adam" : "rmw_prefetch",
+        .bound = width == 0            ? "rmw"
+                 : kind == PS_OPT_ADAM ? "plain_lazy_adam"
+                                       : "rmw_prefetch",
         .width = width,
         .params = A->n,
         .updated = width ? nrows * width : A->n,
@@ -316,7 +314,8 @@ int main(int argc, char **argv)
                 isa++;
             }
             if (ps_opt_isa_force((ps_opt_isa)isa) != 0 || isa == PS_OPT_ISA_COUNT_) {
-                fprintf(stderr, "bench_optim: --isa wants sse2, avx2 or avx512 (one this CPU has)\n");
+                fprintf(stderr,
+                        "bench_optim: --isa wants sse2, avx2 or avx512 (one this CPU has)\n");
                 return 2;
             }
         } else {

@@ -68,8 +68,6 @@ typedef struct {
     double cached_s;                 /* raw, one send buffer reused (the old bound) */
 } result;
 
-
-
 static int parse_list(const char *arg, uint64_t lo, uint64_t hi, uint64_t *out, int *n)
 {
     *n = 0;
@@ -89,8 +87,14 @@ static int parse_list(const char *arg, uint64_t lo, uint64_t hi, uint64_t *out, 
 static int parse_args(int argc, char **argv, options *o)
 {
     uint64_t w[MAX_LIST];
-    *o = (options){.keys = {1000, 65536, 1048576}, .widths = {1, 10}, .nkeys = 3, .nwidths = 2,
-                   .reps = 7, .lazy = 1, .opt = PS_OPT_SGD, .transport = "default"};
+    *o = (options){.keys = {1000, 65536, 1048576},
+                   .widths = {1, 10},
+                   .nkeys = 3,
+                   .nwidths = 2,
+                   .reps = 7,
+                   .lazy = 1,
+                   .opt = PS_OPT_SGD,
+                   .transport = "default"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = v == NULL;
@@ -115,9 +119,10 @@ static int parse_args(int argc, char **argv, options *o)
             bad = 1;
         }
         if (bad) {
-            fprintf(stderr, "usage: mpirun -np 2 bench_pushpull [--keys N[,N...]] "
-                            "[--widths W[,W...]] [--reps 1..%d] [--optimizer NAME] "
-                            "[--update lazy|dense] [--transport LABEL]\n",
+            fprintf(stderr,
+                    "usage: mpirun -np 2 bench_pushpull [--keys N[,N...]] "
+                    "[--widths W[,W...]] [--reps 1..%d] [--optimizer NAME] "
+                    "[--update lazy|dense] [--transport LABEL]\n",
                     MAX_REPS);
             return PS_EINVAL;
         }
@@ -148,8 +153,12 @@ static int worker_init(worker_side *w, ps_comm *comm, const ps_table_desc *table
 {
     static const int server_rank = SERVER_RANK;
     size_t n = (size_t)table->rows, vals = n * table->width;
-    ps_client_cfg cc = {.tables = table, .ntables = 1, .nservers = 1,
-                        .server_ranks = &server_rank, .shard = PS_SHARD_RANGE, .worker = 0,
+    ps_client_cfg cc = {.tables = table,
+                        .ntables = 1,
+                        .nservers = 1,
+                        .server_ranks = &server_rank,
+                        .shard = PS_SHARD_RANGE,
+                        .worker = 0,
                         .nworkers = 1};
     memset(w, 0, sizeof *w);
     int rc = ps_client_create(&w->client, &cc, comm);
@@ -237,8 +246,13 @@ static int run_case(ps_comm *comm, const options *o, uint64_t nkeys, uint32_t wi
                         .sync = PS_SYNC_ASP,
                         .config_text = "",
                         .opt_name = ps_opt_name(o->opt)};
-    sc.store = (ps_store_cfg){.tables = &table, .ntables = 1, .server = 0, .nservers = 1,
-                              .shard = PS_SHARD_RANGE, .lazy = o->lazy, .seed = 1};
+    sc.store = (ps_store_cfg){.tables = &table,
+                              .ntables = 1,
+                              .server = 0,
+                              .nservers = 1,
+                              .shard = PS_SHARD_RANGE,
+                              .lazy = o->lazy,
+                              .seed = 1};
     ps_opt_defaults(&sc.store.hp, o->opt);
     worker_side w = {0};
     double t_ps[MAX_REPS], t_raw[MAX_REPS], t_cached[MAX_REPS];
@@ -289,8 +303,12 @@ static int run_case(ps_comm *comm, const options *o, uint64_t nkeys, uint32_t wi
         rc = ps_comm_agree(comm, rc);
     }
     if (rc == 0 && rank == WORKER_RANK) {
-        *res = (result){.nkeys = nkeys, .width = width, .iters = iters, .req_bytes = sizes[0],
-                        .reply_bytes = sizes[1], .ps_s = bench_median(t_ps, o->reps),
+        *res = (result){.nkeys = nkeys,
+                        .width = width,
+                        .iters = iters,
+                        .req_bytes = sizes[0],
+                        .reply_bytes = sizes[1],
+                        .ps_s = bench_median(t_ps, o->reps),
                         .raw_s = bench_median(t_raw, o->reps),
                         .cached_s = bench_median(t_cached, o->reps)};
     }
@@ -304,10 +322,10 @@ static void report(const options *o, const result *r, const char *json)
     double bytes = (double)(r->req_bytes + r->reply_bytes);
     double gbs = bytes / r->ps_s * 1e-9, raw_gbs = bytes / r->raw_s * 1e-9;
     printf("%-8s %8llu %5u %11llu %11llu %6d %11.1f %10.3f %8.3f %11.1f %8.3f %6.3f %10.1f\n",
-           o->transport, (unsigned long long)r->nkeys, r->width,
-           (unsigned long long)r->req_bytes, (unsigned long long)r->reply_bytes, r->iters,
-           r->ps_s * 1e6, (double)r->nkeys / r->ps_s * 1e-6, gbs, r->raw_s * 1e6, raw_gbs,
-           r->raw_s / r->ps_s, r->cached_s * 1e6);
+           o->transport, (unsigned long long)r->nkeys, r->width, (unsigned long long)r->req_bytes,
+           (unsigned long long)r->reply_bytes, r->iters, r->ps_s * 1e6,
+           (double)r->nkeys / r->ps_s * 1e-6, gbs, r->raw_s * 1e6, raw_gbs, r->raw_s / r->ps_s,
+           r->cached_s * 1e6);
     fflush(stdout);
     if (!json || !*json) {
         return;
@@ -356,9 +374,9 @@ int main(int argc, char **argv)
                "raw = MPI_Send/Recv ping-pong of the same bytes, send buffer rewritten before each "
                "send (cached_us: one buffer reused, the old, optimistic bound)\n",
                ps_opt_name(o.opt), o.lazy ? "lazy" : "dense", o.reps);
-        printf("%-8s %8s %5s %11s %11s %6s %11s %10s %8s %11s %8s %6s %10s\n", "transport",
-               "keys", "width", "req_bytes", "reply_bytes", "iters", "round_us", "Mkeys/s",
-               "GB/s", "raw_us", "raw_GB/s", "ratio", "cached_us");
+        printf("%-8s %8s %5s %11s %11s %6s %11s %10s %8s %11s %8s %6s %10s\n", "transport", "keys",
+               "width", "req_bytes", "reply_bytes", "iters", "round_us", "Mkeys/s", "GB/s",
+               "raw_us", "raw_GB/s", "ratio", "cached_us");
     }
     for (int k = 0; k < o.nkeys && rc == 0; k++) {
         for (int wi = 0; wi < o.nwidths && rc == 0; wi++) {

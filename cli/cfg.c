@@ -184,8 +184,7 @@ static const ps_cfg_row flags[] = {
      .cmds = CMD(PS_CMD_TRAIN),
      .help = "evaluate on a seeded fraction of the training data, not --test"},
     {FLAG("labels", "labels", DATA, labels), CUSTOM(labels_ops), .metavar = "L1,L2,..", .def = "",
-     .cmds = CMD(PS_CMD_TRAIN),
-     .help = "libsvm: all class labels; none = those the data shows"},
+     .cmds = CMD(PS_CMD_TRAIN), .help = "libsvm: all class labels; none = those the data shows"},
 
     {FLAG("optimizer", "optimizer", OPTIM, opt.kind), CHOICE(opt_choice), .def = "adam",
      .help = "update rule"},
@@ -607,7 +606,8 @@ int ps_cfg_parse(ps_cfg *cfg, int argc, char **argv, char *err, size_t errlen)
         if (!f) {
             const ps_cfg_row *near = nearest_flag(cfg->cmd, name, len);
             if (near) {
-                rc = ps_cfg_err(err, errlen, "unknown flag --%.*s; did you mean --%s? (see adamps --help)",
+                rc = ps_cfg_err(err, errlen,
+                                "unknown flag --%.*s; did you mean --%s? (see adamps --help)",
                                 (int)len, name, near->name);
             } else {
                 rc = ps_cfg_err(err, errlen, "unknown flag --%.*s (see adamps --help)", (int)len,

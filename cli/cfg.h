@@ -35,8 +35,8 @@ typedef struct {
     ps_act_kind activation; /* --activation (per model) */
     uint32_t nconv;         /* --conv c32-c64-1000: convolution channels, */
     uint32_t conv[PS_MODEL_MAX_CONV];
-    uint32_t conv_fc; /* then the fully connected width */
-    uint32_t latent;  /* --latent: vae latent dimensions */
+    uint32_t conv_fc;    /* then the fully connected width */
+    uint32_t latent;     /* --latent: vae latent dimensions */
     float dropout_input; /* --dropout-input (per model) */
     float dropout;       /* --dropout: hidden units (per model) */
     float l2;            /* --l2 */
@@ -86,20 +86,20 @@ typedef struct {
     uint64_t max_memory; /* --max-memory BYTES per rank (0 = auto: the node's available) */
 
     /* output */
-    uint64_t eval_every;          /* --eval-every N steps (0 = once per epoch) */
-    uint64_t eval_train;          /* --eval-train N samples for train_nll (0 = off) */
-    char metrics[PS_CFG_PATH];    /* --metrics FILE */
-    char save_model[PS_CFG_PATH]; /* --save-model DIR */
-    char ckpt_dir[PS_CFG_PATH];   /* --checkpoint-dir D */
-    uint64_t ckpt_every;          /* --checkpoint-every K clocks (0 = off) */
-    uint32_t keep_ckpts;          /* --keep-checkpoints K */
-    int resume;                   /* --resume */
+    uint64_t eval_every;            /* --eval-every N steps (0 = once per epoch) */
+    uint64_t eval_train;            /* --eval-train N samples for train_nll (0 = off) */
+    char metrics[PS_CFG_PATH];      /* --metrics FILE */
+    char save_model[PS_CFG_PATH];   /* --save-model DIR */
+    char ckpt_dir[PS_CFG_PATH];     /* --checkpoint-dir D */
+    uint64_t ckpt_every;            /* --checkpoint-every K clocks (0 = off) */
+    uint32_t keep_ckpts;            /* --keep-checkpoints K */
+    int resume;                     /* --resume */
     char resume_allow[PS_CFG_PATH]; /* --resume-allow FLAG,FLAG: changes accepted on resume */
-    int quiet;                    /* --quiet */
-    int log_json;                 /* --log-format text|json */
-    double progress_secs;         /* --progress-every SECONDS */
-    uint64_t log_every;           /* --log-every N steps: train_loss_ma records (0 = off) */
-    char clock_log[PS_CFG_PATH];  /* --clock-log FILE: testing */
+    int quiet;                      /* --quiet */
+    int log_json;                   /* --log-format text|json */
+    double progress_secs;           /* --progress-every SECONDS */
+    uint64_t log_every;             /* --log-every N steps: train_loss_ma records (0 = off) */
+    char clock_log[PS_CFG_PATH];    /* --clock-log FILE: testing */
 
     /* predict */
     char model_dir[PS_CFG_PATH]; /* --model DIR (predict) */

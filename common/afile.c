@@ -122,8 +122,7 @@ int ps_afile_write(ps_afile *f, const void *buf, size_t len)
     while (!f->failed && len) {
         size_t n = len < WRITE_PIECE ? len : WRITE_PIECE;
         if (ps_afile_write_all(f->fd, p, n) != 0) {
-            PS_LOG(ERROR, "%s: write to temp file %s failed: %s", f->path, f->tmp,
-                   strerror(errno));
+            PS_LOG(ERROR, "%s: write to temp file %s failed: %s", f->path, f->tmp, strerror(errno));
             f->failed = 1;
             break;
         }

@@ -419,8 +419,7 @@ static uint64_t seg_values(const Adamps__Segment *e)
     return e->payload ? e->payload : e->n_values;
 }
 
-static const char *run_problem(const Adamps__Segment *e, const ps_msg_limits *lim,
-                               msg_kind kind)
+static const char *run_problem(const Adamps__Segment *e, const ps_msg_limits *lim, msg_kind kind)
 {
     if (e->table >= lim->ntables) {
         return "no such table";
@@ -514,8 +513,9 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
             goto done;
         }
         if (c->seen[t] == c->gen) {
-            PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                          " appears twice (at most one segment per table)",
+            PS_LOG(ERROR,
+                   "%s from rank %d: segment %zu table %" PRIu32
+                   " appears twice (at most one segment per table)",
                    what, sender, i, t);
             rc = PS_EMSG;
             goto done;
@@ -525,8 +525,9 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
         uint64_t width = lim->tables[t].width;
         size_t n = e->n_slot_delta;
         if (e->payload && e->n_values) {
-            PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                          " has %zu values inline and a payload of %" PRIu64 " (never both)",
+            PS_LOG(ERROR,
+                   "%s from rank %d: segment %zu table %" PRIu32
+                   " has %zu values inline and a payload of %" PRIu64 " (never both)",
                    what, sender, i, t, e->n_values, e->payload);
             rc = PS_EMSG;
             goto done;
@@ -539,8 +540,9 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
 
         if (kind == MSG_REPLY) {
             if (n || e->run_count) {
-                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                              " carries %zu slots (replies carry values only)",
+                PS_LOG(ERROR,
+                       "%s from rank %d: segment %zu table %" PRIu32
+                       " carries %zu slots (replies carry values only)",
                        what, sender, i, t, n ? n : (size_t)e->run_count);
                 rc = PS_EMSG;
                 goto done;
@@ -549,9 +551,9 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
             /* A zero-width table can only answer with no values; a payload
              * is bounded by the table, since it sizes the receive. */
             if (width ? nv % width != 0 || nv / width > limit : nv != 0) {
-                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32 " has %" PRIu64
-                              " values, not a multiple of width %" PRIu64 " within %" PRIu64
-                              " rows",
+                PS_LOG(ERROR,
+                       "%s from rank %d: segment %zu table %" PRIu32 " has %" PRIu64
+                       " values, not a multiple of width %" PRIu64 " within %" PRIu64 " rows",
                        what, sender, i, t, nv, width, limit);
                 rc = PS_EMSG;
                 goto done;
@@ -564,16 +566,18 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
 
         if (e->run_count) {
             if (n) {
-                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                              " has both a run and %zu slot deltas",
+                PS_LOG(ERROR,
+                       "%s from rank %d: segment %zu table %" PRIu32
+                       " has both a run and %zu slot deltas",
                        what, sender, i, t, n);
                 rc = PS_EMSG;
                 goto done;
             }
             const char *why = run_problem(e, lim, kind);
             if (why) {
-                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32 " run of %" PRIu64
-                              " slots from %" PRIu64 " (%" PRIu64 " slots, %zu values): %s",
+                PS_LOG(ERROR,
+                       "%s from rank %d: segment %zu table %" PRIu32 " run of %" PRIu64
+                       " slots from %" PRIu64 " (%" PRIu64 " slots, %zu values): %s",
                        what, sender, i, t, e->run_count, e->run_first, limit, e->n_values, why);
                 rc = PS_EMSG;
                 goto done;
@@ -590,20 +594,23 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
         for (size_t k = 0; k < e->n_slot_delta; k++) {
             uint64_t dk = d[k];
             if (k && dk == 0) {
-                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                              " key %zu repeats slot %" PRIu64 " (slots must be strictly ascending)",
+                PS_LOG(ERROR,
+                       "%s from rank %d: segment %zu table %" PRIu32
+                       " key %zu repeats slot %" PRIu64 " (slots must be strictly ascending)",
                        what, sender, i, t, k, prev);
                 rc = PS_EMSG;
                 goto done;
             }
             if (dk >= limit - prev) {
                 if (dk > UINT64_MAX - prev) {
-                    PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                                  " key %zu slot overflows (%" PRIu64 " + delta %" PRIu64 ")",
+                    PS_LOG(ERROR,
+                           "%s from rank %d: segment %zu table %" PRIu32
+                           " key %zu slot overflows (%" PRIu64 " + delta %" PRIu64 ")",
                            what, sender, i, t, k, prev, dk);
                 } else {
-                    PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32 " key %zu slot %" PRIu64
-                                  " >= %" PRIu64 " slots",
+                    PS_LOG(ERROR,
+                           "%s from rank %d: segment %zu table %" PRIu32 " key %zu slot %" PRIu64
+                           " >= %" PRIu64 " slots",
                            what, sender, i, t, k, prev + dk, limit);
                 }
                 rc = PS_EMSG;
@@ -621,8 +628,9 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
 
         if (kind == MSG_PULL) {
             if (seg_values(e)) {
-                PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                              " carries %" PRIu64 " values (pulls carry keys only)",
+                PS_LOG(ERROR,
+                       "%s from rank %d: segment %zu table %" PRIu32 " carries %" PRIu64
+                       " values (pulls carry keys only)",
                        what, sender, i, t, seg_values(e));
                 rc = PS_EMSG;
                 goto done;
@@ -631,8 +639,9 @@ static int decode_segs(ps_codec *c, msg_kind kind, const ps_msg_limits *lim, int
         }
         /* n comes from the message; n * width may not fit in size_t. */
         if ((width && (uint64_t)n > UINT64_MAX / width) || (uint64_t)n * width != seg_values(e)) {
-            PS_LOG(ERROR, "%s from rank %d: segment %zu table %" PRIu32
-                          " has %" PRIu64 " values for %zu keys of width %" PRIu64,
+            PS_LOG(ERROR,
+                   "%s from rank %d: segment %zu table %" PRIu32 " has %" PRIu64
+                   " values for %zu keys of width %" PRIu64,
                    what, sender, i, t, seg_values(e), n, width);
             rc = PS_EMSG;
             goto done;

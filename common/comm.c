@@ -376,10 +376,9 @@ static int mpi_poll_into(ps_comm *base, int src, int tag, void *buf, size_t cap,
         }
         into = c->rbuf.data;
     }
-    MPI_CHECK(MPI_Mrecv(into, count, MPI_BYTE, &mh, MPI_STATUS_IGNORE), "MPI_Mrecv",
-              st.MPI_SOURCE);
-    *out = (ps_comm_msg){.src = st.MPI_SOURCE, .tag = st.MPI_TAG, .data = into,
-                         .len = (size_t)count};
+    MPI_CHECK(MPI_Mrecv(into, count, MPI_BYTE, &mh, MPI_STATUS_IGNORE), "MPI_Mrecv", st.MPI_SOURCE);
+    *out =
+        (ps_comm_msg){.src = st.MPI_SOURCE, .tag = st.MPI_TAG, .data = into, .len = (size_t)count};
     return 0;
 }
 

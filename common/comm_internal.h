@@ -117,7 +117,7 @@ struct ps_comm {
     ps_live *live;                       /* the world's; NULL: no liveness yet */
     ps_stats *stats;                     /* the world's counters (common/stats.h) */
     int owns_live;                       /* 1 on a world communicator */
-    ps_bytes ref_copy; /* send_ref on a backend that copies (comm_live.c) */
+    ps_bytes ref_copy;                   /* send_ref on a backend that copies (comm_live.c) */
 };
 
 /* Gives a new world communicator c (n ranks) its liveness state (no

@@ -436,8 +436,7 @@ static int recv_loop(ps_comm *c, int src, int tag, int wait, const char *what, v
                 if (waited_from >= 0) {
                     ps_stats_on_wait(c->stats, now - waited_from);
                 }
-                ps_stats_on_recv(c->stats, world_of(c, out->src), out->tag, out->len,
-                                 now);
+                ps_stats_on_recv(c->stats, world_of(c, out->src), out->tag, out->len, now);
             }
             if (L) {
                 L->heard[world_of(c, out->src)] = now;
@@ -485,8 +484,9 @@ int ps_comm_recv_into(ps_comm *c, int src, int tag, void *buf, size_t len, const
     ps_comm_msg m;
     int rc = recv_loop(c, src, tag, 1, what ? what : "a payload", buf ? buf : none, len, &m);
     if (rc == 0 && m.len != len) {
-        PS_LOG(ERROR, "rank %d sent a payload of %zu bytes on tag %d where its header announced "
-                      "%zu",
+        PS_LOG(ERROR,
+               "rank %d sent a payload of %zu bytes on tag %d where its header announced "
+               "%zu",
                src, m.len, tag, len);
         rc = PS_EMSG;
     }

@@ -74,11 +74,11 @@ typedef struct {
     uint32_t rank, nservers, nworkers;
     size_t ntables;
     ps_file_table *tables;
-    uint32_t shard_mode; /* shards: 0 range, 1 hash */
-    int64_t step;        /* shards: optimizer steps applied */
-    char optimizer[16];  /* shards: the update rule; NUL-terminated */
+    uint32_t shard_mode;   /* shards: 0 range, 1 hash */
+    int64_t step;          /* shards: optimizer steps applied */
+    char optimizer[16];    /* shards: the update rule; NUL-terminated */
     uint32_t shard_format; /* shards: payload layout (server/snapshot.c) */
-    int has_model;       /* the model field is present (kind "model") */
+    int has_model;         /* the model field is present (kind "model") */
     ps_file_model model;
 } ps_file_header;
 

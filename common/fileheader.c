@@ -90,8 +90,7 @@ int ps_fileheader_encode(const ps_file_header *h, ps_bytes *out)
             goto done;
         }
         if (m->nhidden > PS_FILE_MAX_HIDDEN || m->nconv > PS_FILE_MAX_HIDDEN ||
-            m->nlabels > PS_FILE_MAX_LABELS ||
-            !memchr(m->activation, '\0', sizeof m->activation)) {
+            m->nlabels > PS_FILE_MAX_LABELS || !memchr(m->activation, '\0', sizeof m->activation)) {
             PS_LOG(ERROR,
                    "file header: model has %u hidden layers and %u convolutions (at most %d "
                    "each) and %u labels (at most %d), or an activation name that is not "

@@ -36,11 +36,11 @@ void ps_log_fatal(const char *file, int line, const char *expr) __attribute__((n
 
 #define PS_LOG(level, ...) ps_log_write(PS_LOG_##level, __FILE__, __LINE__, __VA_ARGS__)
 
-#define PS_ASSERT(expr)                                  \
-    do {                                                 \
-        if (!(expr)) {                                   \
-            ps_log_fatal(__FILE__, __LINE__, #expr);     \
-        }                                                \
+#define PS_ASSERT(expr)                                                                            \
+    do {                                                                                           \
+        if (!(expr)) {                                                                             \
+            ps_log_fatal(__FILE__, __LINE__, #expr);                                               \
+        }                                                                                          \
     } while (0)
 
 #ifdef PS_DEBUG

@@ -84,7 +84,8 @@ char *ps_strdup(const char *s)
  * the aligned block, so the failure-injection hooks cover aligned memory too. */
 void *ps_aligned_alloc(size_t align, size_t size)
 {
-    if (align < sizeof(void *) || (align & (align - 1)) || size > SIZE_MAX - align - sizeof(void *)) {
+    if (align < sizeof(void *) || (align & (align - 1)) ||
+        size > SIZE_MAX - align - sizeof(void *)) {
         return NULL;
     }
     void *raw = ps_malloc(size + align + sizeof(void *));

@@ -16,7 +16,7 @@ typedef struct {
     uint64_t rows;     /* global key space [0, rows) */
     uint32_t nservers; /* >= 1 */
     ps_shard_mode mode;
-    uint32_t bits;     /* hash mode: permutation domain is 2^bits >= rows (even) */
+    uint32_t bits; /* hash mode: permutation domain is 2^bits >= rows (even) */
 } ps_shard;
 
 /* Fills s; returns 0, or PS_EINVAL for rows == 0 or nservers == 0. */

@@ -10,17 +10,17 @@
 #include <stdint.h>
 
 typedef struct {
-    size_t n;            /* samples */
-    uint64_t dim;        /* features: dense width, or sparse key space */
+    size_t n;     /* samples */
+    uint64_t dim; /* features: dense width, or sparse key space */
     uint32_t nclasses;
-    int sparse;          /* 0: x is n*dim row-major; 1: CSR below */
+    int sparse; /* 0: x is n*dim row-major; 1: CSR below */
     const float *x;
     const uint64_t *indptr; /* n + 1 offsets into idx/val; indptr[0] need not be 0
                              * (a view of rows [first, ...) keeps the parent's
                              * idx/val base) */
     const uint64_t *idx;    /* feature ids, ascending within a row, < dim */
     const float *val;
-    const int32_t *y;    /* labels in [0, nclasses) */
+    const int32_t *y; /* labels in [0, nclasses) */
 } ps_batch;
 
 /* Owns its arrays (allocated with ps_malloc). */

@@ -31,9 +31,9 @@ struct ps_libsvm {
     uint64_t start;  /* first line start >= begin */
     uint64_t end;    /* lines starting at or after this belong to the next range */
 
-    char *buf;        /* data bytes [buf_off, buf_off + len) */
-    size_t cap;       /* buf holds cap bytes; one is kept for a terminating NUL */
-    size_t pos;       /* next unread byte */
+    char *buf;  /* data bytes [buf_off, buf_off + len) */
+    size_t cap; /* buf holds cap bytes; one is kept for a terminating NUL */
+    size_t pos; /* next unread byte */
     size_t len;
     size_t scanned;   /* bytes after pos known to hold no newline */
     uint64_t buf_off; /* data offset of buf[0] */
@@ -76,8 +76,7 @@ static void count_lines_before(ps_libsvm *r)
             if (ps_zread_read(z, tmp, want, &got) != 0 || got == 0) {
                 break; /* only used for a message: a short count beats none */
             }
-            for (const char *p = tmp, *e = tmp + got; (p = memchr(p, '\n', (size_t)(e - p)));
-                 p++) {
+            for (const char *p = tmp, *e = tmp + got; (p = memchr(p, '\n', (size_t)(e - p))); p++) {
                 count++;
             }
             off += got;
@@ -355,8 +354,10 @@ static int parse_line(ps_libsvm *r, char *s, size_t len, size_t max_rows, ps_dat
             return bad_line(r, "value '%.40s' of feature %llu is not finite (as float)", vs, raw);
         }
         if (any && raw <= prev) {
-            return bad_line(r, "feature index %llu after %" PRIu64 ": indices must be strictly "
-                            "ascending", raw, prev);
+            return bad_line(r,
+                            "feature index %llu after %" PRIu64 ": indices must be strictly "
+                            "ascending",
+                            raw, prev);
         }
         prev = raw;
         any = 1;

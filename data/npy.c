@@ -31,12 +31,11 @@ struct ps_npy_writer {
 
 /* Builds the whole header (preamble, dict, padding, newline) in buf.
  * Returns its length, or 0 (logged) when the shape is invalid. */
-static size_t build_header(const char *path, char *buf, size_t cap, const uint64_t *shape,
-                           int ndim, uint64_t *count)
+static size_t build_header(const char *path, char *buf, size_t cap, const uint64_t *shape, int ndim,
+                           uint64_t *count)
 {
     if (ndim < 0 || ndim > PS_NPY_MAX_DIMS) {
-        PS_LOG(ERROR, "%s: .npy with %d dimensions, expected 0 to %d", path, ndim,
-               PS_NPY_MAX_DIMS);
+        PS_LOG(ERROR, "%s: .npy with %d dimensions, expected 0 to %d", path, ndim, PS_NPY_MAX_DIMS);
         return 0;
     }
     uint64_t n = 1;
@@ -50,11 +49,10 @@ static size_t build_header(const char *path, char *buf, size_t cap, const uint64
     *count = n;
 
     char dict[NPY_DICT_CAP];
-    size_t o = (size_t)snprintf(dict, sizeof dict,
-                                "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    size_t o =
+        (size_t)snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     for (int i = 0; i < ndim; i++) {
-        o += (size_t)snprintf(dict + o, sizeof dict - o, i ? ", %" PRIu64 : "%" PRIu64,
-                              shape[i]);
+        o += (size_t)snprintf(dict + o, sizeof dict - o, i ? ", %" PRIu64 : "%" PRIu64, shape[i]);
     }
     /* A 1-tuple needs its trailing comma in Python. */
     o += (size_t)snprintf(dict + o, sizeof dict - o, "%s), }", ndim == 1 ? "," : "");
@@ -150,8 +148,8 @@ int ps_npy_close(ps_npy_writer **pw)
     int rc = 0;
     ps_npy_writer *w = *pw;
     if (w->have != w->want) {
-        PS_LOG(ERROR, "%s: closed after %" PRIu64 " floats, the shape needs %" PRIu64
-                      "; not written",
+        PS_LOG(ERROR,
+               "%s: closed after %" PRIu64 " floats, the shape needs %" PRIu64 "; not written",
                w->path, w->have, w->want);
         ps_afile_abort(&w->f);
         rc = PS_EINVAL;

@@ -25,8 +25,7 @@ static void block(uint64_t n, uint32_t nworkers, uint32_t worker, uint64_t *firs
     *count = base + (worker < rem ? 1 : 0);
 }
 
-int ps_partition_range(size_t n, uint32_t nworkers, uint32_t worker, size_t *first,
-                       size_t *count)
+int ps_partition_range(size_t n, uint32_t nworkers, uint32_t worker, size_t *first, size_t *count)
 {
     int rc = check_worker(nworkers, worker);
     if (rc == 0) {

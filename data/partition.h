@@ -13,8 +13,7 @@
 /* Rows [*first, *first + *count) of n for worker in [0, nworkers). The first
  * n % nworkers workers get one row more. Returns 0, or PS_EINVAL (logged) for
  * nworkers == 0 or worker >= nworkers. */
-int ps_partition_range(size_t n, uint32_t nworkers, uint32_t worker, size_t *first,
-                       size_t *count);
+int ps_partition_range(size_t n, uint32_t nworkers, uint32_t worker, size_t *first, size_t *count);
 
 /* Bytes [*begin, *end) of a file of file_size bytes for worker, split as
  * ps_partition_range splits rows. Returns 0 or PS_EINVAL (logged). */

@@ -67,8 +67,8 @@ typedef struct {
      * IDX and synthetic: the rows split over the workers, held-out ones
      * included). */
     uint64_t ntrain;
-    uint64_t ntest; /* test samples used (--holdout on a libsvm file read in
-                       part: estimated from its head) */
+    uint64_t ntest;       /* test samples used (--holdout on a libsvm file read in
+                             part: estimated from its head) */
     uint64_t train_bytes; /* libsvm: training lines are bytes [0, train_bytes) of the file:
                              its size, or the end of the first train_limit samples (0 in a
                              spec made by hand: the whole file); gzip: of its decompressed

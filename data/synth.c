@@ -120,8 +120,9 @@ int ps_synth_check(const ps_synth_cfg *cfg)
         why = "noise must be finite and >= 0";
     }
     if (why) {
-        PS_LOG(ERROR, "synth config: %s (n %" PRIu64 ", nfeatures %" PRIu64
-                      ", nnz %u, nclasses %u, zipf %g, noise %g)",
+        PS_LOG(ERROR,
+               "synth config: %s (n %" PRIu64 ", nfeatures %" PRIu64
+               ", nnz %u, nclasses %u, zipf %g, noise %g)",
                why, cfg->n, cfg->nfeatures, cfg->nnz, cfg->nclasses, cfg->zipf_s, cfg->noise);
         return PS_ECONFIG;
     }

@@ -38,9 +38,9 @@ static const char *const opt_names[PS_OPT_COUNT_] = {
 };
 
 static const int opt_nstate[PS_OPT_COUNT_] = {
-    [PS_OPT_ADAM] = 2,    [PS_OPT_ADAMAX] = 2,  [PS_OPT_SGD] = 0,   [PS_OPT_NESTEROV] = 1,
-    [PS_OPT_ADAGRAD] = 1, [PS_OPT_RMSPROP] = 1, [PS_OPT_ADAMW] = 2, [PS_OPT_AMSGRAD] = 3,
-    [PS_OPT_ADADELTA] = 2,
+    [PS_OPT_ADAM] = 2,     [PS_OPT_ADAMAX] = 2,  [PS_OPT_SGD] = 0,
+    [PS_OPT_NESTEROV] = 1, [PS_OPT_ADAGRAD] = 1, [PS_OPT_RMSPROP] = 1,
+    [PS_OPT_ADAMW] = 2,    [PS_OPT_AMSGRAD] = 3, [PS_OPT_ADADELTA] = 2,
 };
 
 void ps_opt_defaults(ps_opt_hp *hp, ps_opt_kind kind)
@@ -230,8 +230,8 @@ typedef void (*span3_fn)(const coef *restrict c, float *restrict w, float *restr
 
 /* One Adam or AdaMax kernel per ISA: NAME_base, NAME_avx2, NAME_avx512. */
 #define PS_KERNEL_ISA(fn, attr, loop, elem)                                                        \
-    attr PS_KERNEL void fn(const coef *restrict c, float *restrict w, float *restrict m,          \
-                           float *restrict v, const float *restrict g, size_t n)                  \
+    attr PS_KERNEL void fn(const coef *restrict c, float *restrict w, float *restrict m,           \
+                           float *restrict v, const float *restrict g, size_t n)                   \
     {                                                                                              \
         loop(j, n, elem(c, w + j, m + j, v + j, g[j]));                                            \
     }
@@ -240,8 +240,7 @@ typedef void (*span3_fn)(const coef *restrict c, float *restrict w, float *restr
     PS_KERNEL_ISA(name##_base, PS_NO_ATTR, FOR_BLOCKED, elem)                                      \
     PS_KERNEL_ISA(name##_avx2, PS_AVX2, FOR_BLOCKED, elem)                                         \
     PS_KERNEL_ISA(name##_avx512, PS_AVX512, FOR_BLOCKED16, elem)                                   \
-    static const span3_fn name##_isa[PS_OPT_ISA_COUNT_] = {name##_base, name##_avx2,             \
-                                                           name##_avx512}
+    static const span3_fn name##_isa[PS_OPT_ISA_COUNT_] = {name##_base, name##_avx2, name##_avx512}
 
 PS_KERNEL3(adam_run, adam_elem);
 

@@ -36,14 +36,14 @@ typedef enum {
 
 typedef struct {
     ps_opt_kind kind;
-    float lr;             /* alpha */
-    float beta1;          /* Adam family: first moment decay */
-    float beta2;          /* Adam family: second moment decay; RMSProp, AdaDelta: their
-                             decay (AdaDelta's rho) */
-    float eps;            /* not used by AdaMax (the paper has none) */
-    int bias_correction;  /* 1 = Alg. 1; 0 = m, v used raw (section 6.4 study) */
-    float momentum;       /* Nesterov */
-    float weight_decay;   /* AdamW, decoupled: w -= lr * wd * w */
+    float lr;                /* alpha */
+    float beta1;             /* Adam family: first moment decay */
+    float beta2;             /* Adam family: second moment decay; RMSProp, AdaDelta: their
+                                decay (AdaDelta's rho) */
+    float eps;               /* not used by AdaMax (the paper has none) */
+    int bias_correction;     /* 1 = Alg. 1; 0 = m, v used raw (section 6.4 study) */
+    float momentum;          /* Nesterov */
+    float weight_decay;      /* AdamW, decoupled: w -= lr * wd * w */
     ps_lr_schedule schedule; /* invsqrt: alpha_t = alpha / sqrt(t) (section 6.1) */
 } ps_opt_hp;
 

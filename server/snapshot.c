@@ -72,8 +72,8 @@ int ps_snapshot_save(ps_store *s, const char *dir, int64_t clock, const char *op
         ps_store_arrays a;
         ps_store_arrays_get(s, t, &a);
         const ps_table_desc *d = ps_store_table(s, t);
-        tables[t] = (ps_file_table){.rows = d->rows, .width = d->width, .nslots = a.nslots,
-                                    .nstate = (uint32_t)a.nstate};
+        tables[t] = (ps_file_table){
+            .rows = d->rows, .width = d->width, .nslots = a.nslots, .nstate = (uint32_t)a.nstate};
         snprintf(tables[t].name, sizeof tables[t].name, "%s", d->name);
         shard_array arr[PARTS_PER_TABLE];
         for (int k = 0, n = table_arrays(&a, arr); k < n; k++) {
@@ -82,10 +82,16 @@ int ps_snapshot_save(ps_store *s, const char *dir, int64_t clock, const char *op
         }
     }
     const ps_shard *sh = ps_store_shard(s, 0);
-    ps_file_header h = {.clock = clock, .rank = ps_store_server(s), .nservers = sh->nservers,
-                        .nworkers = nworkers, .config = (char *)config, .ntables = nt,
-                        .tables = tables, .shard_mode = (uint32_t)sh->mode,
-                        .step = ps_store_step(s), .shard_format = SHARD_FORMAT};
+    ps_file_header h = {.clock = clock,
+                        .rank = ps_store_server(s),
+                        .nservers = sh->nservers,
+                        .nworkers = nworkers,
+                        .config = (char *)config,
+                        .ntables = nt,
+                        .tables = tables,
+                        .shard_mode = (uint32_t)sh->mode,
+                        .step = ps_store_step(s),
+                        .shard_format = SHARD_FORMAT};
     snprintf(h.kind, sizeof h.kind, "shard");
     snprintf(h.optimizer, sizeof h.optimizer, "%s", opt_name);
     rc = ps_file_write_atomic(path, &h, parts, lens, np);
@@ -97,8 +103,8 @@ done:
 }
 
 /* Checks that file header h describes the same tables and optimizer as s. */
-static int check_header(const ps_store *s, const char *path, const ps_file_header *h,
-                        int64_t clock, uint32_t old_nservers, uint32_t j, const char *opt_name)
+static int check_header(const ps_store *s, const char *path, const ps_file_header *h, int64_t clock,
+                        uint32_t old_nservers, uint32_t j, const char *opt_name)
 {
     uint32_t nt = ps_store_ntables(s);
     if (strcmp(h->kind, "shard") || h->clock != clock || h->rank != j ||
@@ -139,8 +145,9 @@ static int check_header(const ps_store *s, const char *path, const ps_file_heade
         if (strcmp(f->name, d->name) || f->rows != d->rows || f->width != d->width ||
             ps_shard_init(&old, f->rows, old_nservers, (ps_shard_mode)h->shard_mode) ||
             f->nslots != ps_shard_count(&old, j)) {
-            PS_LOG(ERROR, "%s: table %u is %s %llu x %u (%llu rows here); this model's is %s "
-                          "%llu x %u",
+            PS_LOG(ERROR,
+                   "%s: table %u is %s %llu x %u (%llu rows here); this model's is %s "
+                   "%llu x %u",
                    path, t, f->name, (unsigned long long)f->rows, f->width,
                    (unsigned long long)f->nslots, d->name, (unsigned long long)d->rows, d->width);
             return PS_ECKPT;
@@ -150,8 +157,9 @@ static int check_header(const ps_store *s, const char *path, const ps_file_heade
         want += f->nslots * row_bytes(&a);
     }
     if (h->payload_bytes != want) {
-        PS_LOG(ERROR, "%s: holds %llu bytes of state, this job needs %llu (is "
-                      "--temporal-averaging the same as when it was written?)",
+        PS_LOG(ERROR,
+               "%s: holds %llu bytes of state, this job needs %llu (is "
+               "--temporal-averaging the same as when it was written?)",
                path, (unsigned long long)h->payload_bytes, (unsigned long long)want);
         return PS_ECKPT;
     }

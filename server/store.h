@@ -29,15 +29,15 @@ typedef struct ps_store ps_store;
 typedef struct {
     const ps_table_desc *tables; /* borrowed until create returns */
     uint32_t ntables;
-    uint32_t server;   /* this shard's index in [0, nservers) */
+    uint32_t server; /* this shard's index in [0, nservers) */
     uint32_t nservers;
     ps_shard_mode shard;
     ps_opt_hp hp;
-    int lazy;          /* 1 lazy, 0 dense */
-    float avg_beta;    /* temporal averaging (section 7.2); 0 = off */
-    uint64_t seed;     /* initial values: ps_table_init_row(seed, ...) */
-    float l2;          /* >= 0: every step adds l2 * w to the gradient of each row of a table
-                          in l2_tables that it updates (0.5 * l2 * ||w||^2 on those rows) */
+    int lazy;           /* 1 lazy, 0 dense */
+    float avg_beta;     /* temporal averaging (section 7.2); 0 = off */
+    uint64_t seed;      /* initial values: ps_table_init_row(seed, ...) */
+    float l2;           /* >= 0: every step adds l2 * w to the gradient of each row of a table
+                           in l2_tables that it updates (0.5 * l2 * ||w||^2 on those rows) */
     uint64_t l2_tables; /* bit t: table t (< 64) takes l2 (weights; not biases) */
 } ps_store_cfg;
 
@@ -83,8 +83,8 @@ int64_t ps_store_step(const ps_store *s);
 /* Copies rows slots[0..n) of table into out (n * width floats): w, or with
  * averaged the bias-corrected temporal average (w itself when averaging is
  * off or no step has run). */
-void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n,
-                   int averaged, float *out);
+void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, size_t n, int averaged,
+                   float *out);
 
 /* Rows [slot, slot + n) of table's w, in place: a pull of a contiguous run
  * is encoded straight from here with no copy. Valid until the next apply. */

@@ -15,13 +15,13 @@ struct ps_batcher {
     ps_source_cfg src;
     uint32_t worker;
     uint64_t rows;
-    ps_dataset data;    /* in memory: the whole part; streamed: the current chunk */
-    size_t *order;      /* shuffled row order of data */
+    ps_dataset data; /* in memory: the whole part; streamed: the current chunk */
+    size_t *order;   /* shuffled row order of data */
     size_t cap_order;
-    uint64_t epoch;     /* epoch `order` (and the chunk) belong to; UINT64_MAX: none */
-    ps_libsvm *reader;  /* streamed only */
-    uint64_t chunk;     /* index of the chunk in data, within epoch */
-    size_t chunk_rows;  /* batch * CHUNK_BATCHES */
+    uint64_t epoch;    /* epoch `order` (and the chunk) belong to; UINT64_MAX: none */
+    ps_libsvm *reader; /* streamed only */
+    uint64_t chunk;    /* index of the chunk in data, within epoch */
+    size_t chunk_rows; /* batch * CHUNK_BATCHES */
 };
 
 /* Identity order, shuffled unless --shuffle off; each worker has its own
@@ -74,8 +74,8 @@ int ps_batcher_create(ps_batcher **out, const ps_batcher_cfg *cfg, const ps_sour
         }
     }
     if (rc == 0) {
-        rc = b->reader ? count_rows(b)
-                       : ps_source_load_train(src, spec, worker, nworkers, &b->data);
+        rc =
+            b->reader ? count_rows(b) : ps_source_load_train(src, spec, worker, nworkers, &b->data);
     }
     if (rc) {
         ps_batcher_destroy(&b);
@@ -130,8 +130,9 @@ static int seek_chunk(ps_batcher *b, uint64_t epoch, uint64_t chunk)
     for (; next <= chunk; next++) {
         if ((rc = ps_libsvm_next(b->reader, b->chunk_rows, &b->data))) {
             if (rc == PS_EEOF) {
-                PS_LOG(ERROR, "%s: worker %u's part ended before chunk %llu: the file changed "
-                              "since it was counted",
+                PS_LOG(ERROR,
+                       "%s: worker %u's part ended before chunk %llu: the file changed "
+                       "since it was counted",
                        b->src.train, b->worker, (unsigned long long)chunk);
                 rc = PS_EFORMAT;
             }

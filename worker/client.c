@@ -91,11 +91,10 @@ int ps_client_create(ps_client **out, const ps_client_cfg *cfg, ps_comm *comm)
             goto fail;
         }
         /* Replies carry values only; slots bound the row count of a segment. */
-        c->limits[t] = (ps_msg_table){.width = cfg->tables[t].width,
-                                        .slots = cfg->tables[t].rows};
+        c->limits[t] = (ps_msg_table){.width = cfg->tables[t].width, .slots = cfg->tables[t].rows};
     }
-    c->lim = (ps_msg_limits){.tables = c->limits, .ntables = cfg->ntables,
-                               .nworkers = cfg->nworkers};
+    c->lim =
+        (ps_msg_limits){.tables = c->limits, .ntables = cfg->ntables, .nworkers = cfg->nworkers};
     for (int r = 0; r < size; r++) {
         c->server_of_rank[r] = -1;
     }
@@ -255,9 +254,8 @@ int ps_client_plan(ps_client *c, ps_plan *p, const ps_keylist *keys)
         for (size_t i = 0; i < keys[t].n; i++) {
             uint64_t key = keys[t].keys[i];
             if (key >= sh->rows) {
-                PS_LOG(ERROR, "key %llu of table %s is past its %llu rows",
-                       (unsigned long long)key, c->cfg.tables[t].name,
-                       (unsigned long long)sh->rows);
+                PS_LOG(ERROR, "key %llu of table %s is past its %llu rows", (unsigned long long)key,
+                       c->cfg.tables[t].name, (unsigned long long)sh->rows);
                 return PS_ERANGE;
             }
             uint32_t server;
@@ -292,7 +290,9 @@ static size_t part_segs(ps_client *c, const plan_part *pt, uint32_t ntables)
     for (uint32_t t = 0; t < ntables; t++) {
         size_t a = pt->seg_start[t], n = pt->seg_start[t + 1] - a;
         if (n) {
-            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
+            c->segs[nsegs++] = (ps_seg){.table = t,
+                                        .nkeys = n,
+                                        .slots = pt->slots + a,
                                         .run = (pt->run[t] & RUN_SLOTS) != 0};
         }
     }
@@ -304,9 +304,12 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
     for (uint32_t s = 0; s < p->nservers; s++) {
         plan_part *pt = &p->parts[s];
         pt->request_id = ++c->next_id;
-        ps_pull m = {.request_id = pt->request_id, .min_version = min_version,
-                     .worker = c->cfg.worker, .averaged = averaged,
-                     .nsegs = part_segs(c, pt, p->ntables), .segs = c->segs};
+        ps_pull m = {.request_id = pt->request_id,
+                     .min_version = min_version,
+                     .worker = c->cfg.worker,
+                     .averaged = averaged,
+                     .nsegs = part_segs(c, pt, p->ntables),
+                     .segs = c->segs};
         int rc = ps_codec_encode_pull(c->codec, &m, &c->out);
         if (rc || (rc = ps_comm_send(c->comm, c->cfg.server_ranks[s], PS_TAG_PULL, &c->out))) {
             return rc;
@@ -314,7 +317,6 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
     }
     return 0;
 }
-
 
 /* The next payload of the reply from rank src that next_msg gave: from the
  * comm, straight into dst, or from where hold kept it. */
@@ -336,18 +338,20 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
     const plan_part *pt = &p->parts[s];
     size_t want = part_segs(c, pt, p->ntables);
     if (r->request_id != pt->request_id || r->nsegs != want) {
-        PS_LOG(ERROR, "reply from server rank %d answers request %llu with %zu segments; "
-                      "expected request %llu with %zu",
-               src, (unsigned long long)r->request_id, r->nsegs,
-               (unsigned long long)pt->request_id, want);
+        PS_LOG(ERROR,
+               "reply from server rank %d answers request %llu with %zu segments; "
+               "expected request %llu with %zu",
+               src, (unsigned long long)r->request_id, r->nsegs, (unsigned long long)pt->request_id,
+               want);
         return PS_EMSG;
     }
     for (size_t i = 0; i < r->nsegs; i++) {
         const ps_seg *want_seg = &c->segs[i], *got = &r->segs[i];
         size_t width = c->cfg.tables[want_seg->table].width;
         if (got->table != want_seg->table || got->nvalues != want_seg->nkeys * width) {
-            PS_LOG(ERROR, "reply from server rank %d: segment %zu has table %u with %zu values; "
-                          "expected table %u with %zu",
+            PS_LOG(ERROR,
+                   "reply from server rank %d: segment %zu has table %u with %zu values; "
+                   "expected table %u with %zu",
                    src, i, got->table, got->nvalues, want_seg->table, want_seg->nkeys * width);
             return PS_EMSG;
         }
@@ -421,12 +425,11 @@ static int next_msg(ps_client *c, const char *what, ps_comm_msg *m)
     /* The slot goes past the end with its buffer: m points into it until
      * a later hold reuses it. */
     c->held[--c->nheld] = first;
-    *m = (ps_comm_msg){.src = first.src, .tag = first.tag, .data = first.b.data,
-                       .len = first.hdr_len};
+    *m = (ps_comm_msg){
+        .src = first.src, .tag = first.tag, .data = first.b.data, .len = first.hdr_len};
     c->held_pay = first.pay_off ? first.b.data + first.pay_off : NULL;
     return 0;
 }
-
 
 /* Keeps a copy of reply m for next_msg, with the payloads its header
  * announces (they come next from its sender and cannot wait in the comm:
@@ -581,8 +584,11 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
                 }
             }
             pay[nsegs] = vals;
-            c->segs[nsegs++] = (ps_seg){.table = t, .nkeys = n, .slots = pt->slots + a,
-                                        .values = NULL, .nvalues = n * width,
+            c->segs[nsegs++] = (ps_seg){.table = t,
+                                        .nkeys = n,
+                                        .slots = pt->slots + a,
+                                        .values = NULL,
+                                        .nvalues = n * width,
                                         .run = (pt->run[t] & RUN_SLOTS) != 0};
         }
         ps_push m = {.clock = clock,

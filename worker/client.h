@@ -26,7 +26,7 @@ typedef struct {
     const ps_table_desc *tables; /* borrowed for the client's life */
     uint32_t ntables;
     uint32_t nservers;
-    const int *server_ranks;     /* server index -> comm rank; borrowed */
+    const int *server_ranks; /* server index -> comm rank; borrowed */
     ps_shard_mode shard;
     uint32_t worker;
     uint32_t nworkers;

@@ -20,7 +20,7 @@
 
 struct ps_keyset {
     ps_keyset_method method;
-    uint64_t *bits; /* all zero between calls */
+    uint64_t *bits;   /* all zero between calls */
     uint32_t *prefix; /* set ids in the words before each word */
     size_t bits_cap, prefix_cap;
     uint64_t *sort_id[2]; /* radix: (id, index) pairs, ping-pong */

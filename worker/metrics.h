@@ -52,8 +52,8 @@ typedef struct ps_metric_kv {
 /* What the first line of a fresh run's file says (ps_metrics_write_header).
  * Strings and config are borrowed for the call. */
 typedef struct {
-    const char *run_id;  /* also in the run header, so logs and metrics meet */
-    const char *version; /* adamps's */
+    const char *run_id;         /* also in the run header, so logs and metrics meet */
+    const char *version;        /* adamps's */
     const ps_metric_kv *config; /* the training configuration, typed */
     size_t nconfig;
 } ps_metrics_header;

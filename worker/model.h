@@ -131,9 +131,9 @@ void ps_model_destroy(ps_model **m);
  * predict can learn the table list for nothing. Checks only the fields that
  * shape the tables (kind, in_dim, nclasses, sparse_input, nhidden, hidden,
  * activation, nconv, conv, latent, init_override; PS_ECONFIG, logged naming
- * the field); max_batch, dropout, l2 and seeds are not read. OUT out[0..*n) (PS_MODEL_MAX_TABLES entries
- * always suffice), OUT *n. Returns 0, PS_ECONFIG, or PS_EINVAL (logged) when
- * cap is too small. Pure, thread-safe. */
+ * the field); max_batch, dropout, l2 and seeds are not read. OUT out[0..*n) (PS_MODEL_MAX_TABLES
+ * entries always suffice), OUT *n. Returns 0, PS_ECONFIG, or PS_EINVAL (logged) when cap is too
+ * small. Pure, thread-safe. */
 int ps_model_tables(const ps_model_cfg *cfg, ps_table_desc *out, uint32_t cap, uint32_t *n);
 
 /* The architecture of cfg as a model file describes it (proto ModelInfo):

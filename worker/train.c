@@ -129,7 +129,8 @@ static void inject_delay(trainer *tr, uint64_t clock)
     uint64_t x = ps_rng_hash((uint64_t)time(NULL), tr->wc->client.worker, clock,
                              (uint64_t)(ps_comm_time() * 1e6));
     double ms = ps_rng_unit_double(x) * tr->wc->delay_ms;
-    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+                          .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
@@ -596,8 +597,8 @@ static int write_checkpoint(trainer *tr, int64_t done)
         tr->last_ckpt = rc ? tr->last_ckpt : done;
         return rc;
     }
-    ps_ckpt_manifest m = {.clock = done, .nservers = tr->wc->nservers_running,
-                          .nworkers = tr->wc->client.nworkers};
+    ps_ckpt_manifest m = {
+        .clock = done, .nservers = tr->wc->nservers_running, .nworkers = tr->wc->client.nworkers};
     if ((rc = ps_client_checkpoint(tr->client, done)) == 0) {
         rc = ps_ckpt_commit(cfg->ckpt_dir, &m, tr->wc->config_text);
     }
@@ -769,9 +770,9 @@ static int step(trainer *tr, uint64_t clock)
     ps_batch b = ps_dataset_view(&s->batch, 0, s->batch.n);
     if (b.n > 0) {
         double loss = 0;
-        if ((rc = ps_model_forward_backward(tr->model, &b, s->keys,
-                                            (const float *const *)tr->params, tr->grads, clock,
-                                            &loss))) {
+        if ((rc =
+                 ps_model_forward_backward(tr->model, &b, s->keys, (const float *const *)tr->params,
+                                           tr->grads, clock, &loss))) {
             return rc;
         }
         tr->loss_ema = tr->have_ema ? 0.98 * tr->loss_ema + 0.02 * loss : loss;

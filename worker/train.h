@@ -26,18 +26,18 @@ typedef struct {
     ps_client_cfg client;
     uint64_t steps; /* clocks to run; 0: ceil(epochs * clocks per epoch) */
     double epochs;
-    int64_t max_staleness;  /* a pull for clock c asks for version >= c - max_staleness:
-                               0 under BSP, K under SSP:K, -1 (no bound) under ASP */
-    int averaged;           /* evaluate and export the temporal average, not w */
-    uint64_t eval_every;    /* coordinator: evaluate every N clocks; 0 = once per epoch */
-    uint64_t eval_train;    /* coordinator: train_nll on the first N samples of its part of
-                               the training set (file order) at each evaluation; 0 = off */
-    double progress_secs;   /* coordinator: progress line interval; 0 = every clock */
-    uint64_t log_every;     /* coordinator: a train_loss_ma metrics record every N clocks; 0 off */
-    int log_json;           /* progress and the final line as JSON (--log-format json) */
-    int quiet;              /* warnings and errors only */
-    const char *metrics;    /* coordinator: JSON lines file */
-    const char *run_id;     /* the metrics header's and the run header's; "" = none */
+    int64_t max_staleness; /* a pull for clock c asks for version >= c - max_staleness:
+                              0 under BSP, K under SSP:K, -1 (no bound) under ASP */
+    int averaged;          /* evaluate and export the temporal average, not w */
+    uint64_t eval_every;   /* coordinator: evaluate every N clocks; 0 = once per epoch */
+    uint64_t eval_train;   /* coordinator: train_nll on the first N samples of its part of
+                              the training set (file order) at each evaluation; 0 = off */
+    double progress_secs;  /* coordinator: progress line interval; 0 = every clock */
+    uint64_t log_every;    /* coordinator: a train_loss_ma metrics record every N clocks; 0 off */
+    int log_json;          /* progress and the final line as JSON (--log-format json) */
+    int quiet;             /* warnings and errors only */
+    const char *metrics;   /* coordinator: JSON lines file */
+    const char *run_id;    /* the metrics header's and the run header's; "" = none */
     /* The training configuration as typed pairs, for the metrics header
      * and model.json (borrowed; nconfig may be 0). */
     const ps_metric_kv *config;
@@ -45,11 +45,11 @@ typedef struct {
     const char *save_model; /* coordinator: export directory at the end */
     uint32_t hash_bits;     /* recorded in the export's model.json */
     const char *ckpt_dir;
-    uint64_t ckpt_every;       /* clocks between checkpoints; 0 = none */
-    uint32_t keep_ckpts;       /* complete checkpoints kept (the newest), >= 1 */
-    const char *clock_log;     /* testing: "start|push worker clock" lines */
-    double delay_ms;           /* testing: random sleep up to this per step */
-    const char *config_text;   /* the run header, for model.json and checkpoints */
+    uint64_t ckpt_every;     /* clocks between checkpoints; 0 = none */
+    uint32_t keep_ckpts;     /* complete checkpoints kept (the newest), >= 1 */
+    const char *clock_log;   /* testing: "start|push worker clock" lines */
+    double delay_ms;         /* testing: random sleep up to this per step */
+    const char *config_text; /* the run header, for model.json and checkpoints */
     /* Checkpoints to resume from, newest first: the first one every rank
      * can read is taken (nresume 0: a fresh start). */
     const ps_ckpt_manifest *resume;

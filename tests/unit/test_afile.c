@@ -102,8 +102,8 @@ int main(void)
                                         ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_afile_mkdirs_makes_every_parent, ps_test_setup,
                                         ps_test_teardown),
-        cmocka_unit_test_setup_teardown(test_afile_mkdirs_refuses_a_file_in_the_way,
-                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_afile_mkdirs_refuses_a_file_in_the_way, ps_test_setup,
+                                        ps_test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -52,8 +52,8 @@ typedef struct {
 static void make_cfg(job *j, ps_stream_mode stream)
 {
     memset(j, 0, sizeof *j);
-    j->src = (ps_source_cfg){.dataset = "", .data_dir = "", .train = path, .test = path,
-                             .format = PS_FMT_LIBSVM};
+    j->src = (ps_source_cfg){
+        .dataset = "", .data_dir = "", .train = path, .test = path, .format = PS_FMT_LIBSVM};
     j->bc = (ps_batcher_cfg){.batch = BATCH, .shuffle = 1, .seed = 99, .stream = stream};
 }
 
@@ -170,8 +170,8 @@ static void test_batcher_batch_is_a_function_of_the_clock(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_batcher_covers_each_row_once_per_epoch,
-                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_batcher_covers_each_row_once_per_epoch, ps_test_setup,
+                                        ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_batcher_batch_is_a_function_of_the_clock,
                                         ps_test_setup, ps_test_teardown),
     };

@@ -33,7 +33,8 @@ static int parse_list(ps_cfg *c, char *err, size_t errlen, const char *const *ar
     return ps_cfg_parse(c, argc, argv, err, errlen);
 }
 
-#define PARSE(c, err, ...) parse_list((c), (err), sizeof(err), (const char *const[]){__VA_ARGS__, NULL})
+#define PARSE(c, err, ...)                                                                         \
+    parse_list((c), (err), sizeof(err), (const char *const[]){__VA_ARGS__, NULL})
 
 /* Value of key in a formatted header line, unquoted; "" when absent. */
 static void header_value(const char *line, const char *key, char *out, size_t cap)
@@ -138,10 +139,10 @@ typedef struct {
  * predict command with --model, --test and --out. */
 enum { B_NONE = 0, B_FILES = 1, B_CKPT = 2, B_TRAIN = 4, B_PREDICT = 8 };
 
-#define EXPECT(name, body)               \
-    static void name(ps_cfg *c)          \
-    {                                    \
-        body;                            \
+#define EXPECT(name, body)                                                                         \
+    static void name(ps_cfg *c)                                                                    \
+    {                                                                                              \
+        body;                                                                                      \
     }
 
 /* A path field as the parser leaves it: the text, then zeros. */
@@ -397,19 +398,33 @@ static void test_cfg_flag_table_covers_the_usage(void **state)
             fail();
         }
     }
-    const char *must[] = {"model:", "data:", "optimizer:", "schedule:", "cluster:", "output:",
-                          "train ", "predict ", "synth ",
-                          "mpirun -np 3 ./adamps train --dataset fashion-mnist --servers 1",
-                          "(default: per optimizer: adam 0.001, adamax 0.002,", "rmsprop 0.99,",
-                          "(default: per optimizer: adam 1e-08,", "adagrad 1e-10",
-                          "(default: per optimizer: nesterov 0.9)",
-                          "(default: per optimizer: adamw 0.01)",
-                          "(default: per model: logreg 0, mlp 0.2,",
-                          "mlp 0.5, cnn 0.5, vae 0)", "(default: 128)",
-                          "(default: bsp)", "(default: per model: logreg 1000,1000,",
-                          "cnn none, vae 500)", "(default: c32-c64-1000)", "(default: auto)",
-                          "(default: /usr/share/datasets/fashion-mnist)",
-                          "--optimizer adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad|adadelta"};
+    const char *must[] = {
+        "model:",
+        "data:",
+        "optimizer:",
+        "schedule:",
+        "cluster:",
+        "output:",
+        "train ",
+        "predict ",
+        "synth ",
+        "mpirun -np 3 ./adamps train --dataset fashion-mnist --servers 1",
+        "(default: per optimizer: adam 0.001, adamax 0.002,",
+        "rmsprop 0.99,",
+        "(default: per optimizer: adam 1e-08,",
+        "adagrad 1e-10",
+        "(default: per optimizer: nesterov 0.9)",
+        "(default: per optimizer: adamw 0.01)",
+        "(default: per model: logreg 0, mlp 0.2,",
+        "mlp 0.5, cnn 0.5, vae 0)",
+        "(default: 128)",
+        "(default: bsp)",
+        "(default: per model: logreg 1000,1000,",
+        "cnn none, vae 500)",
+        "(default: c32-c64-1000)",
+        "(default: auto)",
+        "(default: /usr/share/datasets/fashion-mnist)",
+        "--optimizer adam|adamax|sgd|nesterov|adagrad|rmsprop|adamw|amsgrad|adadelta"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++) {
         if (!strstr(text, must[i])) {
             print_error("usage lacks '%s'\n", must[i]);
@@ -445,8 +460,8 @@ static void expect_rejections(const reject_case *cases, size_t n)
         memset(err, 0, sizeof err);
         int rc = parse_list(&c, err, sizeof err, cases[i].args);
         if (rc != PS_ECONFIG || !strstr(err, cases[i].needle)) {
-            print_error("case %zu (%s %s %s): rc %d, err '%s', wanted '%s'\n", i,
-                        cases[i].args[0], cases[i].args[1] ? cases[i].args[1] : "",
+            print_error("case %zu (%s %s %s): rc %d, err '%s', wanted '%s'\n", i, cases[i].args[0],
+                        cases[i].args[1] ? cases[i].args[1] : "",
                         cases[i].args[1] && cases[i].args[2] ? cases[i].args[2] : "", rc, err,
                         cases[i].needle);
             fail();
@@ -543,16 +558,15 @@ static void test_cfg_rejects_bad_words_flags_and_paths(void **state)
     memset(long_path, 'a', PS_CFG_PATH);
     long_path[PS_CFG_PATH] = '\0'; /* one byte too long with its NUL */
     static const char *const choice_flags[] = {
-        "--model",       "--init",     "--format", "--optimizer", "--lr-schedule",
-        "--sparse-update", "--shuffle", "--shard",  "--consistency", "--nonfinite",
-        "--log-format"};
+        "--model",   "--init",  "--format",      "--optimizer", "--lr-schedule", "--sparse-update",
+        "--shuffle", "--shard", "--consistency", "--nonfinite", "--log-format"};
     for (size_t i = 0; i < sizeof choice_flags / sizeof choice_flags[0]; i++) {
         ps_cfg c;
         char err[512];
         char needle[96];
-        assert_int_equal(PARSE(&c, err, "train", "--train", "a", "--test", "b", choice_flags[i],
-                               "bogus"),
-                         PS_ECONFIG);
+        assert_int_equal(
+            PARSE(&c, err, "train", "--train", "a", "--test", "b", choice_flags[i], "bogus"),
+            PS_ECONFIG);
         snprintf(needle, sizeof needle, "%s: unknown value 'bogus'", choice_flags[i]);
         if (!strstr(err, needle)) {
             print_error("'%s' lacks '%s'\n", err, needle);
@@ -740,9 +754,8 @@ static void test_cfg_synthetic_fills_spec_and_defaults_test_rows(void **state)
 
     /* A second --synthetic replaces the first whole: keys it omits are
      * back at their defaults. */
-    assert_int_equal(PARSE(&c, err, "train", "--synthetic", "rows=300,nnz=3", "--synthetic",
-                           "rows=400"),
-                     0);
+    assert_int_equal(
+        PARSE(&c, err, "train", "--synthetic", "rows=300,nnz=3", "--synthetic", "rows=400"), 0);
     assert_int_equal(c.synth.n, 400);
     assert_int_equal(c.synth.nnz, 20);
     assert_int_equal(c.synth_test, 40);
@@ -760,9 +773,8 @@ static void test_cfg_predict_reads_model_as_directory(void **state)
     (void)state;
     ps_cfg c;
     char err[256];
-    assert_int_equal(PARSE(&c, err, "predict", "--model", "runs/m1", "--test", "t.svm", "--out",
-                           "p.txt"),
-                     0);
+    assert_int_equal(
+        PARSE(&c, err, "predict", "--model", "runs/m1", "--test", "t.svm", "--out", "p.txt"), 0);
     assert_int_equal(c.cmd, PS_CMD_PREDICT);
     assert_string_equal(c.model_dir, "runs/m1");
     assert_int_equal(c.model, PS_MODEL_MLP); /* the kind is untouched */
@@ -811,8 +823,8 @@ static void test_cfg_error_buffer_is_optional_and_truncated(void **state)
 
     /* Success clears a stale message. */
     char err[64] = "stale";
-    char *ok[] = {(char *)"adamps", (char *)"train", (char *)"--dataset",
-                  (char *)"fashion-mnist", NULL};
+    char *ok[] = {(char *)"adamps", (char *)"train", (char *)"--dataset", (char *)"fashion-mnist",
+                  NULL};
     assert_int_equal(ps_cfg_parse(&c, 4, ok, err, sizeof err), 0);
     assert_string_equal(err, "");
 }
@@ -827,11 +839,23 @@ static void test_cfg_format_echoes_every_key_and_round_trips(void **state)
     int n = ps_cfg_format(&c, line, sizeof line);
     assert_int_equal(n, (int)strlen(line));
     assert_null(strchr(line, '\n'));
-    const char *must[] = {"cmd=train", "lr=0.001", "beta1=0.9", "beta2=0.999", "eps=1e-08",
-                          "batch=128", "epochs=3", "hidden=1000,1000", "optimizer=adam",
-                          "consistency=bsp", "servers=auto", "bias_correction=1",
-                          "data_dir=/usr/share/datasets/fashion-mnist", "train=\"\"",
-                          "synthetic=off", "model_dir=\"\"", "progress_every=5"};
+    const char *must[] = {"cmd=train",
+                          "lr=0.001",
+                          "beta1=0.9",
+                          "beta2=0.999",
+                          "eps=1e-08",
+                          "batch=128",
+                          "epochs=3",
+                          "hidden=1000,1000",
+                          "optimizer=adam",
+                          "consistency=bsp",
+                          "servers=auto",
+                          "bias_correction=1",
+                          "data_dir=/usr/share/datasets/fashion-mnist",
+                          "train=\"\"",
+                          "synthetic=off",
+                          "model_dir=\"\"",
+                          "progress_every=5"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++) {
         if (!strstr(line, must[i])) {
             print_error("'%s' lacks '%s'\n", line, must[i]);
@@ -848,7 +872,7 @@ static void test_cfg_format_echoes_every_key_and_round_trips(void **state)
                      0);
     n = ps_cfg_format(&c, line, sizeof line);
     assert_true(n > 0 && (size_t)n < sizeof line);
-    static const char *const keys[] = {"train", "test",  "lr",        "batch",   "hidden",
+    static const char *const keys[] = {"train",       "test",      "lr",      "batch",  "hidden",
                                        "consistency", "optimizer", "servers", "epochs", "beta2"};
     char vals[10][256];
     const char *args[2 + 2 * 10 + 1];
@@ -888,14 +912,39 @@ static void test_cfg_every_row_round_trips_through_the_header(void **state)
     char err[256], val[PS_CFG_PATH + 64], again[PS_CFG_PATH + 64];
     const char *jobs[][MAX_ARGS] = {
         {NULL},
-        {"train", "--train", "my data/a b.svm", "--test", "q\"t.svm", "--model", "logreg",
-         "--hidden", "", "--zero-based", "--hash-bits", "12", "--optimizer", "rmsprop", "--eps",
-         "1e-7", "--no-bias-correction", "--lr-schedule", "invsqrt", "--shuffle", "off",
-         "--servers", "2", "--shard", "hash", "--consistency", "ssp:2", "--nonfinite", "skip",
+        {"train",
+         "--train",
+         "my data/a b.svm",
+         "--test",
+         "q\"t.svm",
+         "--model",
+         "logreg",
+         "--hidden",
+         "",
+         "--zero-based",
+         "--hash-bits",
+         "12",
+         "--optimizer",
+         "rmsprop",
+         "--eps",
+         "1e-7",
+         "--no-bias-correction",
+         "--lr-schedule",
+         "invsqrt",
+         "--shuffle",
+         "off",
+         "--servers",
+         "2",
+         "--shard",
+         "hash",
+         "--consistency",
+         "ssp:2",
+         "--nonfinite",
+         "skip",
          "--quiet"},
-        {"train", "--synthetic", "rows=700,features=64,nnz=3,classes=5,zipf=0,noise=2.5",
-         "--steps", "9", "--stream", "on", "--init", "normal", "--log-format", "json",
-         "--checkpoint-dir", "ck", "--resume", "--temporal-averaging", "0.99"},
+        {"train", "--synthetic", "rows=700,features=64,nnz=3,classes=5,zipf=0,noise=2.5", "--steps",
+         "9", "--stream", "on", "--init", "normal", "--log-format", "json", "--checkpoint-dir",
+         "ck", "--resume", "--temporal-averaging", "0.99"},
         {"predict", "--model", "runs/m", "--dataset", "fashion-mnist", "--out", "o.txt"},
     };
     for (size_t j = 0; j < sizeof jobs / sizeof jobs[0]; j++) {
@@ -1035,7 +1084,6 @@ static void test_cfg_dropout_defaults_are_each_models_own(void **state)
     assert_true(c.dropout_input == 0.1f);
     assert_true(c.dropout == 0.0f);
 }
-
 
 /* A misspelt flag names the nearest one of its command; a word far from
  * every flag gets no guess; --version and `version` are commands. */

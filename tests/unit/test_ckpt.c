@@ -135,8 +135,10 @@ static void test_ckpt_worker_state_round_trips(void **state)
     test_dir(dir, sizeof dir, "worker");
     assert_int_equal(ps_ckpt_make_dir(dir, 4), 0);
     assert_int_equal(ps_ckpt_make_dir(dir, 4), 0); /* racing ranks: exists is fine */
-    ps_ckpt_worker_state st = {
-        .loss_ema = 0.123456789, .have_ema = 1, .time_s = 98.25, .blas_threads = 3},
+    ps_ckpt_worker_state st = {.loss_ema = 0.123456789,
+                               .have_ema = 1,
+                               .time_s = 98.25,
+                               .blas_threads = 3},
                          back;
     snprintf(st.blas_core, sizeof st.blas_core, "SkylakeX");
     assert_int_equal(ps_ckpt_write_worker(dir, 4, 1, 3, &st, "cfg"), 0);

@@ -70,9 +70,8 @@ static void put_field_bytes(wbuf *w, unsigned field, const void *p, size_t n)
 
 /* Segment: table, packed slot deltas, packed floats. */
 /* A segment as field `field`; with run_count > 0 also a run (fields 4, 5). */
-static void put_seg_run(wbuf *w, unsigned field, uint32_t table, const uint64_t *delta,
-                        size_t nd, const float *val, size_t nv, uint64_t run_first,
-                        uint64_t run_count)
+static void put_seg_run(wbuf *w, unsigned field, uint32_t table, const uint64_t *delta, size_t nd,
+                        const float *val, size_t nv, uint64_t run_first, uint64_t run_count)
 {
     wbuf s = {.n = 0}, packed = {.n = 0};
     if (table) {
@@ -172,13 +171,16 @@ static void make_push(ps_push *p)
     for (int k = 0; k < 50; k++) {
         big_vals[k] = (float)k * 0.25f - 3.0f;
     }
-    push_segs[0] = (ps_seg){.table = 2, .nkeys = 5, .slots = big_slots, .values = big_vals,
-                            .nvalues = 50};
-    push_segs[1] = (ps_seg){.table = 0, .nkeys = 3, .slots = small_slots, .values = small_vals,
-                            .nvalues = 3};
+    push_segs[0] =
+        (ps_seg){.table = 2, .nkeys = 5, .slots = big_slots, .values = big_vals, .nvalues = 50};
+    push_segs[1] =
+        (ps_seg){.table = 0, .nkeys = 3, .slots = small_slots, .values = small_vals, .nvalues = 3};
     push_segs[2] = (ps_seg){.table = 1, .nkeys = 0, .slots = NULL, .values = NULL, .nvalues = 0};
-    *p = (ps_push){
-        .clock = 123456789012LL, .worker = 4, .samples = 4000000000u, .nsegs = 3, .segs = push_segs};
+    *p = (ps_push){.clock = 123456789012LL,
+                   .worker = 4,
+                   .samples = 4000000000u,
+                   .nsegs = 3,
+                   .segs = push_segs};
 }
 
 /* ------------------------------------------------------------ round trips */
@@ -230,8 +232,12 @@ static void test_codec_payload_headers_and_run_hints(void **state)
     assert_int_equal(ps_codec_create(&c), 0);
     /* Only slots[0] is read: the rest would fail the ascending check. */
     uint64_t slots[3] = {4, 0, 0};
-    ps_seg seg = {.table = 0, .nkeys = 3, .slots = slots, .values = NULL,
-                  .nvalues = 3 * test_tables[0].width, .run = 1};
+    ps_seg seg = {.table = 0,
+                  .nkeys = 3,
+                  .slots = slots,
+                  .values = NULL,
+                  .nvalues = 3 * test_tables[0].width,
+                  .run = 1};
     ps_push in = {.clock = 2, .worker = 1, .samples = 8, .nsegs = 1, .segs = &seg}, out;
     assert_int_equal(ps_codec_encode_push(c, &in, &b), 0);
     assert_true(b.len < 16); /* a header: no values, no slots */
@@ -257,7 +263,9 @@ static void test_codec_payload_headers_and_run_hints(void **state)
     seg.nvalues += 1; /* not nkeys * width */
     assert_int_equal(ps_codec_encode_push(c, &in, &b), 0);
     assert_int_equal(ps_codec_decode_push(c, &test_lim, 3, b.data, b.len, &out), PS_EMSG);
-    ps_seg rs = {.table = 0, .nkeys = 0, .values = NULL,
+    ps_seg rs = {.table = 0,
+                 .nkeys = 0,
+                 .values = NULL,
                  .nvalues = (test_tables[0].slots + 1) * test_tables[0].width};
     ps_reply r = {.request_id = 1, .nsegs = 1, .segs = &rs}, rout;
     assert_int_equal(ps_codec_encode_reply(c, &r, &b), 0);
@@ -313,8 +321,12 @@ static void test_codec_pull_round_trips(void **state)
         /* Pulls carry keys only: values given here are not sent. */
         {.table = 0, .nkeys = 4, .slots = s0, .values = ignored, .nvalues = 4},
     };
-    ps_pull in = {.request_id = UINT64_MAX - 1, .min_version = -3, .worker = 2, .averaged = 1,
-                  .nsegs = 2, .segs = segs},
+    ps_pull in = {.request_id = UINT64_MAX - 1,
+                  .min_version = -3,
+                  .worker = 2,
+                  .averaged = 1,
+                  .nsegs = 2,
+                  .segs = segs},
             out;
     assert_int_equal(ps_codec_create(&c), 0);
     assert_int_equal(ps_codec_encode_pull(c, &in, &b), 0);
@@ -483,7 +495,6 @@ static void test_codec_accepts_hand_built_push(void **state)
     ps_codec_destroy(&c);
 }
 
-
 /* A push segment sent as a run instead of (or, wrongly, with) deltas. */
 static void put_run_seg(wbuf *w, uint32_t table, uint64_t first, uint64_t count,
                         const uint64_t *delta, size_t nd, const float *val, size_t nv)
@@ -621,9 +632,8 @@ static void test_codec_rejects_table_past_ntables(void **state)
     push_header(&w);
     put_seg(&w, 3, 0, d, 1, v, 1);
     put_seg(&w, 3, 7, d, 1, v, 1);
-    expect_push_rejected(&w, 3,
-                         (const char *const[]){"push from rank 3: segment 1 table 7 >= 4 tables",
-                                               NULL});
+    expect_push_rejected(
+        &w, 3, (const char *const[]){"push from rank 3: segment 1 table 7 >= 4 tables", NULL});
     /* The first id past the end, and the last valid one. */
     push_header(&w);
     put_seg(&w, 3, 4, d, 1, v, 0);
@@ -880,13 +890,13 @@ static void test_codec_truncated_bytes_never_crash(void **state)
     make_push(&p);
     uint64_t s[2] = {1, 6};
     ps_seg pseg = {.table = 3, .nkeys = 2, .slots = s};
-    ps_pull pl = {.request_id = 300, .min_version = 2, .worker = 1, .averaged = 1, .nsegs = 1,
-                  .segs = &pseg};
+    ps_pull pl = {
+        .request_id = 300, .min_version = 2, .worker = 1, .averaged = 1, .nsegs = 1, .segs = &pseg};
     float rv[6] = {1, 2, 3, 4, 5, 6};
     ps_seg rseg = {.table = 3, .nkeys = 2, .values = rv, .nvalues = 6};
     ps_reply r = {.request_id = 300, .version = 4, .nsegs = 1, .segs = &rseg};
-    ps_ctrl ct = {.kind = PS_CTRL_CHECKPOINT, .worker = 1, .clock = 5, .value = 9,
-                  .text = "/tmp/ckpt"};
+    ps_ctrl ct = {
+        .kind = PS_CTRL_CHECKPOINT, .worker = 1, .clock = 5, .value = 9, .text = "/tmp/ckpt"};
     assert_int_equal(ps_codec_create(&c), 0);
     assert_int_equal(ps_codec_create(&enc), 0);
     assert_int_equal(ps_codec_encode_push(enc, &p, &b[0]), 0);

@@ -326,8 +326,8 @@ static void test_idx_rejects_overflowing_dims(void **state)
     size_t len = make_images(img, 5, 5);
     /* 2 x 0xffffffff x 0xffffffff per sample cannot be allocated or even
      * multiplied in 64 bits; it must not wrap to a small size. */
-    unsigned char h[20] = {0, 0, 8, 4, 0, 0, 0, 5, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0xff,
-                           0xff, 0xff, 0xff, 0xff};
+    unsigned char h[20] = {0, 0, 8,    4,    0,    0,    0,    5,    0,    0,
+                           0, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     memcpy(img, h, sizeof h);
     expect_bad_images("overflow", 0, img, len, 0, SIZE_MAX, PS_EFORMAT);
     /* A zero-sized image dimension. */

@@ -282,8 +282,11 @@ static void test_job_config_pairs_are_typed(void **state)
     (void)state;
     static ps_job_pairs p;
     ps_cfg c;
-    const char *args[] = {"train", "--train", "a b.svm", "--holdout", "0.125", "--batch", "64",
-                          "--seed", "18446744073709551615", "--quiet", "--labels", "-1,1", NULL};
+    const char *args[] = {"train",     "--train",  "a b.svm",
+                          "--holdout", "0.125",    "--batch",
+                          "64",        "--seed",   "18446744073709551615",
+                          "--quiet",   "--labels", "-1,1",
+                          NULL};
     parse_list(&c, args);
     ps_job_config_pairs(&c, &p);
     assert_int_equal(p.n, ps_cfg_count());

@@ -48,7 +48,8 @@ static void check_method(ps_keyset *s, ps_keyset_method method, const uint64_t *
                          uint64_t dim)
 {
     uint64_t *want = test_malloc((n + 1) * sizeof *want), *got = test_malloc((n + 1) * sizeof *got);
-    uint32_t *wpos = test_malloc((n + 1) * sizeof *wpos), *gpos = test_malloc((n + 1) * sizeof *gpos);
+    uint32_t *wpos = test_malloc((n + 1) * sizeof *wpos),
+             *gpos = test_malloc((n + 1) * sizeof *gpos);
     size_t nwant = reference(ids, n, want, wpos), ngot = SIZE_MAX;
     ps_keyset_set_method(s, method);
     assert_int_equal(ps_keyset_extract(s, ids, n, dim, got, gpos, &ngot), 0);

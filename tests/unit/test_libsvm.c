@@ -58,7 +58,7 @@ static void test_libsvm_accepts_edge_cases(void **state)
                                "+1 qid:3 1:0.5 3:1e-2   \r\n" /* qid, sci, trailing, CRLF */
                                "   \t \n"                     /* blank */
                                "-1 2:-2.5E+1 # trailing comment\n"
-                               "1\n"                          /* no features */
+                               "1\n"            /* no features */
                                "-1\t4:7 5:.25"; /* tabs, no final newline */
     char path[256];
     write_text("edge.svm", text, sizeof text - 1, path);
@@ -134,47 +134,47 @@ static void test_libsvm_rejects_malformed_lines_with_line_number(void **state)
     (void)state;
     static const int32_t zero_one[] = {0, 1};
     const bad_case cases[] = {
-        {"1 abc:1", {0}},            /* non-numeric index */
-        {"1 3:xyz", {0}},            /* non-numeric value */
-        {"1 3:", {0}},               /* empty value */
-        {"1 -3:1", {0}},             /* negative index */
-        {"1 0:1", {0}},              /* index 0, one-based */
-        {"1 3:1 2:1", {0}},          /* descending */
-        {"1 3:1 3:2", {0}},          /* repeated */
-        {"1 3:1 5", {0}},            /* missing colon */
-        {"1 3:nan", {0}},            /* not finite */
-        {"1 3:inf", {0}},            /* not finite */
-        {"1 3:1e39", {0}},           /* overflows float */
-        {"abc 3:1", {0}},            /* label not numeric */
-        {"0.5 3:1", {0}},            /* label not an integer */
-        {"3 3:1", {.nclasses = 2}},  /* class >= nclasses */
-        {"-1 3:1", {.nclasses = 3}}, /* not a class id */
+        {"1 abc:1", {0}},                              /* non-numeric index */
+        {"1 3:xyz", {0}},                              /* non-numeric value */
+        {"1 3:", {0}},                                 /* empty value */
+        {"1 -3:1", {0}},                               /* negative index */
+        {"1 0:1", {0}},                                /* index 0, one-based */
+        {"1 3:1 2:1", {0}},                            /* descending */
+        {"1 3:1 3:2", {0}},                            /* repeated */
+        {"1 3:1 5", {0}},                              /* missing colon */
+        {"1 3:nan", {0}},                              /* not finite */
+        {"1 3:inf", {0}},                              /* not finite */
+        {"1 3:1e39", {0}},                             /* overflows float */
+        {"abc 3:1", {0}},                              /* label not numeric */
+        {"0.5 3:1", {0}},                              /* label not an integer */
+        {"3 3:1", {.nclasses = 2}},                    /* class >= nclasses */
+        {"-1 3:1", {.nclasses = 3}},                   /* not a class id */
         {"5 3:1", {.labels = zero_one, .nlabels = 2}}, /* not in the list */
-        {"3000000000 3:1", {0}},     /* past int32 */
-        {"1e10 3:1", {0}},           /* past int32, as a decimal */
-        {"1 11:1", {.dim = 10}},     /* index beyond dim */
-        {"1 99999999999999999999999:1", {0}}, /* index overflows 64 bits */
-        {"1 3:1x", {0}},             /* junk after value */
-        {"1 3:0x1p3", {0}},          /* hex float: strtod reads 8 */
-        {"1 3:0x10", {0}},           /* hex integer */
-        {"1 3:INF", {0}},            /* inf, any case */
-        {"1 3:-Infinity", {0}},      /* infinity */
-        {"1 3:NaN", {0}},            /* nan, any case */
-        {"1 3:nan(0x1)", {0}},       /* nan with a payload */
-        {"1 3:1e", {0}},             /* exponent without digits */
-        {"1 3:+", {0}},              /* sign alone */
-        {"1 3:.", {0}},              /* point alone */
-        {"1 3: 1", {0}},             /* value after a blank: empty value */
-        {"0x1 3:1", {0}},            /* hex label */
-        {"Inf 3:1", {0}},            /* inf label */
-        {"1 1099511627777:1", {0}},  /* id 2^40 unhashed: no table holds it */
+        {"3000000000 3:1", {0}},                       /* past int32 */
+        {"1e10 3:1", {0}},                             /* past int32, as a decimal */
+        {"1 11:1", {.dim = 10}},                       /* index beyond dim */
+        {"1 99999999999999999999999:1", {0}},          /* index overflows 64 bits */
+        {"1 3:1x", {0}},                               /* junk after value */
+        {"1 3:0x1p3", {0}},                            /* hex float: strtod reads 8 */
+        {"1 3:0x10", {0}},                             /* hex integer */
+        {"1 3:INF", {0}},                              /* inf, any case */
+        {"1 3:-Infinity", {0}},                        /* infinity */
+        {"1 3:NaN", {0}},                              /* nan, any case */
+        {"1 3:nan(0x1)", {0}},                         /* nan with a payload */
+        {"1 3:1e", {0}},                               /* exponent without digits */
+        {"1 3:+", {0}},                                /* sign alone */
+        {"1 3:.", {0}},                                /* point alone */
+        {"1 3: 1", {0}},                               /* value after a blank: empty value */
+        {"0x1 3:1", {0}},                              /* hex label */
+        {"Inf 3:1", {0}},                              /* inf label */
+        {"1 1099511627777:1", {0}},                    /* id 2^40 unhashed: no table holds it */
         /* Past what the memory budget holds. */
         {"1 1001:1", {.max_dim = 1000}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char text[512];
-        int len = snprintf(text, sizeof text,
-                           "# comment\n1 1:1 2:1\n\n0 4:2.5\n1 2:1\n%s\n1 1:1\n", cases[c].bad);
+        int len = snprintf(text, sizeof text, "# comment\n1 1:1 2:1\n\n0 4:2.5\n1 2:1\n%s\n1 1:1\n",
+                           cases[c].bad);
         char path[256];
         write_text("bad.svm", text, (size_t)len, path);
         ps_libsvm *r = NULL;
@@ -240,8 +240,8 @@ static void test_libsvm_error_line_counts_whole_file(void **state)
 
 /* Reads [begin, end) and appends each row's line id (the value of its first
  * feature) to ids. */
-static void read_range(const char *path, uint64_t begin, uint64_t end, size_t max_rows,
-                       int *ids, size_t *nids)
+static void read_range(const char *path, uint64_t begin, uint64_t end, size_t max_rows, int *ids,
+                       size_t *nids)
 {
     ps_libsvm *r = NULL;
     ps_dataset chunk = {0};

@@ -83,8 +83,8 @@ static void test_metrics_doubles_read_back_exactly(void **state)
     (void)state;
     char path[128], buf[2048];
     snprintf(path, sizeof path, "%s/doubles.jsonl", dir);
-    const double vals[] = {0.1, 1.0 / 3.0, -2.5e300, 1e-300, DBL_MAX, DBL_MIN, 4.9e-324,
-                           0.0, 123456789.0};
+    const double vals[] = {0.1,     1.0 / 3.0, -2.5e300, 1e-300,     DBL_MAX,
+                           DBL_MIN, 4.9e-324,  0.0,      123456789.0};
     enum { N = sizeof vals / sizeof vals[0] };
     for (size_t i = 0; i < N; i++) {
         ps_metric_kv kv = PS_METRIC_D("x", vals[i]);
@@ -200,11 +200,8 @@ static void test_metrics_lines_parse_with_python_json(void **state)
 }
 
 static const ps_metric_kv config[] = {
-    PS_METRIC_S("model", "logreg"),
-    PS_METRIC_I("batch", 32),
-    PS_METRIC_D("lr", 0.25),
-    PS_METRIC_B("quiet", 1),
-    PS_METRIC_B("resume", 0),
+    PS_METRIC_S("model", "logreg"), PS_METRIC_I("batch", 32), PS_METRIC_D("lr", 0.25),
+    PS_METRIC_B("quiet", 1),        PS_METRIC_B("resume", 0),
 };
 
 /* The first line of a run: event, ISO 8601 UTC time, time_unix, run id,

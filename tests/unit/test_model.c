@@ -254,12 +254,9 @@ static void test_model_tables_equal_created_models(void **state)
 {
     (void)state;
     ps_model_cfg cfgs[6] = {
-        logreg_cfg(1000, 4, 0, 0.0f),
-        logreg_cfg(1u << 20, 2, 1, 0.1f),
-        mlp_cfg(784, 10, 0, 3, 0.2f, 0.5f),
-        mlp_cfg(1u << 24, 7, 1, 2, 0, 0),
-        mlp_cfg(30, 3, 0, 1, 0, 0),
-        logreg_cfg(6, 3, 1, 0),
+        logreg_cfg(1000, 4, 0, 0.0f),       logreg_cfg(1u << 20, 2, 1, 0.1f),
+        mlp_cfg(784, 10, 0, 3, 0.2f, 0.5f), mlp_cfg(1u << 24, 7, 1, 2, 0, 0),
+        mlp_cfg(30, 3, 0, 1, 0, 0),         logreg_cfg(6, 3, 1, 0),
     };
     cfgs[4].init_override = PS_INIT_NORMAL;
     cfgs[5].init_override = PS_INIT_GLOROT;
@@ -477,10 +474,10 @@ static void test_mlp_dense_and_sparse_layouts_agree(void **state)
     ps_test_alloc_like(ms, ks, gs);
     ps_test_alloc_like(ms, ks, g2);
     double ld, ls, l2;
-    assert_int_equal(ps_model_forward_backward(md, &tb.dense, kd, (const float *const *)pd, gd,
-                                               7, &ld), 0);
-    assert_int_equal(ps_model_forward_backward(ms, &tb.sparse, ks, (const float *const *)ps, gs,
-                                               7, &ls), 0);
+    assert_int_equal(
+        ps_model_forward_backward(md, &tb.dense, kd, (const float *const *)pd, gd, 7, &ld), 0);
+    assert_int_equal(
+        ps_model_forward_backward(ms, &tb.sparse, ks, (const float *const *)ps, gs, 7, &ls), 0);
     assert_true(fabs(ld - ls) < 1e-6);
     uint32_t w = ps_model_table(md, 0)->width;
     size_t hit = 0;
@@ -499,14 +496,14 @@ static void test_mlp_dense_and_sparse_layouts_agree(void **state)
             assert_true(fabsf(gd[t][e] - gs[t][e]) < 1e-6f);
         }
     }
-    assert_int_equal(ps_model_forward_backward(ms, &tb.sparse, ks, (const float *const *)ps, g2,
-                                               7, &l2), 0);
+    assert_int_equal(
+        ps_model_forward_backward(ms, &tb.sparse, ks, (const float *const *)ps, g2, 7, &l2), 0);
     assert_true(l2 == ls);
     for (uint32_t t = 0; t < 6; t++) {
         assert_memory_equal(g2[t], gs[t], ks[t].n * ps_model_table(ms, t)->width * sizeof(float));
     }
-    assert_int_equal(ps_model_forward_backward(ms, &tb.sparse, ks, (const float *const *)ps, g2,
-                                               8, &l2), 0);
+    assert_int_equal(
+        ps_model_forward_backward(ms, &tb.sparse, ks, (const float *const *)ps, g2, 8, &l2), 0);
     assert_true(l2 != ls);
     ps_test_free_arrays(pd, 6);
     ps_test_free_arrays(ps, 6);
@@ -573,8 +570,7 @@ static void test_model_rejects_mismatched_batch_and_keys(void **state)
     ps_test_alloc_like(m, keys, g);
     double loss;
     const float *const *cp = (const float *const *)p;
-    assert_int_equal(ps_model_forward_backward(m, &other.sparse, keys, cp, g, 1, &loss),
-                     PS_EINVAL);
+    assert_int_equal(ps_model_forward_backward(m, &other.sparse, keys, cp, g, 1, &loss), PS_EINVAL);
     assert_int_equal(ps_model_forward_backward(m, &tb.dense, keys, cp, g, 1, &loss), PS_EINVAL);
     tb.y[2] = 3;
     assert_int_equal(ps_model_forward_backward(m, &tb.sparse, keys, cp, g, 1, &loss), PS_EINVAL);
@@ -613,8 +609,8 @@ static void test_model_sparse_batch_without_features_needs_no_rows(void **state)
     free(g[0]);
     p[0] = g[0] = NULL;
     double loss;
-    assert_int_equal(ps_model_forward_backward(m, &tb.sparse, keys, (const float *const *)p, g,
-                                               2, &loss), 0);
+    assert_int_equal(
+        ps_model_forward_backward(m, &tb.sparse, keys, (const float *const *)p, g, 2, &loss), 0);
     assert_true(isfinite(loss) && loss > 0.0);
     ps_test_free_arrays(p, 4);
     ps_test_free_arrays(g, 4);

@@ -539,9 +539,9 @@ static void test_opt_nstate_and_defaults(void **state)
 {
     (void)state;
     const int want[PS_OPT_COUNT_] = {
-        [PS_OPT_ADAM] = 2,    [PS_OPT_ADAMAX] = 2,  [PS_OPT_SGD] = 0,   [PS_OPT_NESTEROV] = 1,
-        [PS_OPT_ADAGRAD] = 1, [PS_OPT_RMSPROP] = 1, [PS_OPT_ADAMW] = 2, [PS_OPT_AMSGRAD] = 3,
-        [PS_OPT_ADADELTA] = 2,
+        [PS_OPT_ADAM] = 2,     [PS_OPT_ADAMAX] = 2,  [PS_OPT_SGD] = 0,
+        [PS_OPT_NESTEROV] = 1, [PS_OPT_ADAGRAD] = 1, [PS_OPT_RMSPROP] = 1,
+        [PS_OPT_ADAMW] = 2,    [PS_OPT_AMSGRAD] = 3, [PS_OPT_ADADELTA] = 2,
     };
     for (int k = 0; k < PS_OPT_COUNT_; k++) {
         assert_int_equal(ps_opt_nstate((ps_opt_kind)k), want[k]);

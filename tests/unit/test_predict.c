@@ -161,10 +161,8 @@ static const float bias[LC] = {0.0f, 0.3f, -0.1f};
 
 /* The configuration a saved model records, one pair of each type. */
 static const ps_metric_kv config_pairs[] = {
-    PS_METRIC_S("cmd", "train"),
-    PS_METRIC_S("note", "\"quoted\" caf\xc3\xa9"),
-    PS_METRIC_I("batch", 32),
-    PS_METRIC_D("lr", 0.25),
+    PS_METRIC_S("cmd", "train"), PS_METRIC_S("note", "\"quoted\" caf\xc3\xa9"),
+    PS_METRIC_I("batch", 32),    PS_METRIC_D("lr", 0.25),
     PS_METRIC_B("quiet", 0),
 };
 
@@ -291,8 +289,12 @@ static ps_predict_cfg predict_cfg(const char *mdir, const char *test, const char
                                   uint64_t limit)
 {
     ps_predict_cfg pc = {.model_dir = mdir, .out = out, .quiet = 1};
-    pc.source = (ps_source_cfg){.dataset = "", .data_dir = "", .train = "", .test = test,
-                                .format = PS_FMT_AUTO, .test_limit = limit};
+    pc.source = (ps_source_cfg){.dataset = "",
+                                .data_dir = "",
+                                .train = "",
+                                .test = test,
+                                .format = PS_FMT_AUTO,
+                                .test_limit = limit};
     return pc;
 }
 
@@ -907,29 +909,30 @@ static void test_export_model_json_describes_the_tables(void **state)
     char mdir[128], cmd[2048];
     path_in(mdir, sizeof mdir, "json");
     make_logreg_dir(mdir, 8, 1);
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c 'import json, os, sys\n"
-             "import numpy as np\n"
-             "d = sys.argv[1]\n"
-             "m = json.load(open(os.path.join(d, \"model.json\"), encoding=\"utf-8\"))\n"
-             "assert m[\"model\"] == \"logreg\" and m[\"in_dim\"] == 8, m\n"
-             "assert m[\"nclasses\"] == 3 and m[\"sparse_input\"] is True, m\n"
-             "assert m[\"labels\"] == [0, 1, 2], m\n"
-             "assert m[\"adamps_version\"] == sys.argv[2], m\n"
-             "assert m[\"hidden\"] == [] and m[\"averaged\"] is True and m[\"clock\"] == 60, m\n"
-             "assert m[\"model_file\"] == \"model.bin\" and m[\"npz_file\"] == \"model.npz\", m\n"
-             "assert m[\"config\"] == {\"cmd\": \"train\", \"note\": \"\\\"quoted\\\" caf\\u00e9\",\n"
-             "    \"batch\": 32, \"lr\": 0.25, \"quiet\": False}, m[\"config\"]\n"
-             "assert \"feature_hash\" not in m, m\n"
-             "assert [t[\"name\"] for t in m[\"tables\"]] == [\"w\", \"b\"], m\n"
-             "z = np.load(os.path.join(d, \"model.npz\"))\n"
-             "assert sorted(z.files) == [\"b\", \"w\"], z.files\n"
-             "for t in m[\"tables\"]:\n"
-             "    a = np.load(os.path.join(d, t[\"file\"]))\n"
-             "    assert a.dtype == np.float32 and list(a.shape) == t[\"shape\"], t\n"
-             "    assert z[t[\"name\"]].dtype == np.float32 and (z[t[\"name\"]] == a).all(), t\n"
-             "assert np.load(os.path.join(d, \"b.npy\"))[0, 1] == np.float32(0.3)\n' '%s' '%s'",
-             mdir, PS_VERSION);
+    snprintf(
+        cmd, sizeof cmd,
+        "/usr/bin/python3 -c 'import json, os, sys\n"
+        "import numpy as np\n"
+        "d = sys.argv[1]\n"
+        "m = json.load(open(os.path.join(d, \"model.json\"), encoding=\"utf-8\"))\n"
+        "assert m[\"model\"] == \"logreg\" and m[\"in_dim\"] == 8, m\n"
+        "assert m[\"nclasses\"] == 3 and m[\"sparse_input\"] is True, m\n"
+        "assert m[\"labels\"] == [0, 1, 2], m\n"
+        "assert m[\"adamps_version\"] == sys.argv[2], m\n"
+        "assert m[\"hidden\"] == [] and m[\"averaged\"] is True and m[\"clock\"] == 60, m\n"
+        "assert m[\"model_file\"] == \"model.bin\" and m[\"npz_file\"] == \"model.npz\", m\n"
+        "assert m[\"config\"] == {\"cmd\": \"train\", \"note\": \"\\\"quoted\\\" caf\\u00e9\",\n"
+        "    \"batch\": 32, \"lr\": 0.25, \"quiet\": False}, m[\"config\"]\n"
+        "assert \"feature_hash\" not in m, m\n"
+        "assert [t[\"name\"] for t in m[\"tables\"]] == [\"w\", \"b\"], m\n"
+        "z = np.load(os.path.join(d, \"model.npz\"))\n"
+        "assert sorted(z.files) == [\"b\", \"w\"], z.files\n"
+        "for t in m[\"tables\"]:\n"
+        "    a = np.load(os.path.join(d, t[\"file\"]))\n"
+        "    assert a.dtype == np.float32 and list(a.shape) == t[\"shape\"], t\n"
+        "    assert z[t[\"name\"]].dtype == np.float32 and (z[t[\"name\"]] == a).all(), t\n"
+        "assert np.load(os.path.join(d, \"b.npy\"))[0, 1] == np.float32(0.3)\n' '%s' '%s'",
+        mdir, PS_VERSION);
     assert_int_equal(system(cmd), 0);
 }
 

@@ -176,9 +176,8 @@ static int push_payloads(fx *f, uint32_t w, int64_t clock, size_t short_by)
     ps_comm *wc = f->c[w + 1];
     for (uint32_t t = 0; t < NT; t++) {
         size_t n = f->segs[t].nvalues - (t == 0 ? short_by : 0);
-        assert_int_equal(ps_comm_send_ref(wc, 0, PS_TAG_DATA(PS_TAG_PUSH), f->vals[t],
-                                          n * sizeof(float)),
-                         0);
+        assert_int_equal(
+            ps_comm_send_ref(wc, 0, PS_TAG_DATA(PS_TAG_PUSH), f->vals[t], n * sizeof(float)), 0);
         f->segs[t].values = NULL;
     }
     assert_int_equal(ps_comm_flush(wc, "test"), 0);

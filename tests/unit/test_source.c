@@ -322,7 +322,8 @@ static void test_source_hashes_synthetic_ids(void **state)
 static void collect_ids(const ps_dataset *d, int *ids, size_t *n)
 {
     for (size_t i = 0; i < d->n; i++) {
-        ids[(*n)++] = d->sparse ? (int)d->val[d->indptr[i]] : (int)(d->x[i * d->dim] * 255.0f + 0.5f);
+        ids[(*n)++] =
+            d->sparse ? (int)d->val[d->indptr[i]] : (int)(d->x[i * d->dim] * 255.0f + 0.5f);
     }
 }
 
@@ -334,7 +335,8 @@ static void collect_ids(const ps_dataset *d, int *ids, size_t *n)
 static size_t check_holdout(const ps_source_cfg *c, const ps_source_spec *spec, int n,
                             int keyed_by_row)
 {
-    int *ids = test_malloc((size_t)n * 2 * sizeof *ids), *seen = test_calloc((size_t)n, sizeof *seen);
+    int *ids = test_malloc((size_t)n * 2 * sizeof *ids),
+        *seen = test_calloc((size_t)n, sizeof *seen);
     size_t ntest = 0;
     ps_dataset d = {0};
     assert_int_equal(ps_source_load_test(c, spec, &d), 0);
@@ -400,8 +402,13 @@ static void test_source_holdout_is_disjoint_for_every_format(void **state)
     path_of(tl, "h-labels-idx1-ubyte");
     ps_test_write_file(ti, img, sizeof img);
     ps_test_write_file(tl, lab, sizeof lab);
-    ps_source_cfg x = {.dataset = "", .data_dir = "", .train = ti, .test = "", .quiet = 1,
-                       .holdout = 0.3, .seed = 5};
+    ps_source_cfg x = {.dataset = "",
+                       .data_dir = "",
+                       .train = ti,
+                       .test = "",
+                       .quiet = 1,
+                       .holdout = 0.3,
+                       .seed = 5};
     ps_source_spec spec;
     assert_int_equal(ps_source_probe(&x, &spec), 0);
     size_t held = check_holdout(&x, &spec, N, 1);
@@ -422,8 +429,14 @@ static void test_source_holdout_is_disjoint_for_every_format(void **state)
 
     /* Synthetic: the held-out rows are the generator's rows, not its test
      * rows. */
-    ps_source_cfg s = {.dataset = "", .data_dir = "", .train = "", .test = "",
-                       .format = PS_FMT_SYNTH, .synth_test = 50, .quiet = 1, .holdout = 0.2,
+    ps_source_cfg s = {.dataset = "",
+                       .data_dir = "",
+                       .train = "",
+                       .test = "",
+                       .format = PS_FMT_SYNTH,
+                       .synth_test = 50,
+                       .quiet = 1,
+                       .holdout = 0.2,
                        .seed = 9};
     ps_synth_cfg_default(&s.synth);
     s.synth.n = 250;
@@ -444,7 +457,8 @@ static void test_source_holdout_is_disjoint_for_every_format(void **state)
         if (ps_holdout_is_held(&h, i)) {
             uint64_t len = all.indptr[i + 1] - all.indptr[i];
             assert_int_equal(t.indptr[k + 1] - t.indptr[k], len);
-            assert_memory_equal(t.idx + t.indptr[k], all.idx + all.indptr[i], len * sizeof(uint64_t));
+            assert_memory_equal(t.idx + t.indptr[k], all.idx + all.indptr[i],
+                                len * sizeof(uint64_t));
             assert_int_equal(t.y[k], all.y[i]);
             k++;
         }

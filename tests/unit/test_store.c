@@ -610,7 +610,6 @@ static void test_store_check_finite_rejects_nan_and_inf(void **state)
     ps_store_destroy(&s);
 }
 
-
 /* --- L2 and the step's scale ---------------------------------------------- */
 
 /* The L2 term is the store's, once per row per step: with SGD at lr 1, a
@@ -697,8 +696,8 @@ static void test_store_apply_reports_non_finite_weights(void **state)
         }
         char *log = ps_test_capture_end(&cap);
         assert_int_equal(rc, PS_ENONFINITE);
-        assert_non_null(
-            strstr(log, "non-finite weight -inf on server 0 after step 1: table w, key 7, column 1"));
+        assert_non_null(strstr(
+            log, "non-finite weight -inf on server 0 after step 1: table w, key 7, column 1"));
         test_free(log);
         assert_int_equal(ps_store_step(s), 1);
         ps_store_destroy(&s);
@@ -735,12 +734,15 @@ static void test_store_apply_push_equals_accumulate_apply(void **state)
              * table only on steps 2 and 5. */
             int full = step % 2 == 0;
             ps_seg segs[2] = {
-                {.table = 0, .nkeys = full ? 10 : 3, .slots = full ? all : some, .values = g,
+                {.table = 0,
+                 .nkeys = full ? 10 : 3,
+                 .slots = full ? all : some,
+                 .values = g,
                  .nvalues = full ? 30 : 9},
                 {.table = 1, .nkeys = 1, .slots = bias, .values = gb, .nvalues = 4},
             };
-            ps_push p = {.clock = step - 1, .nsegs = (step == 2 || step == 5) ? 2 : 1,
-                         .segs = segs};
+            ps_push p = {
+                .clock = step - 1, .nsegs = (step == 2 || step == 5) ? 2 : 1, .segs = segs};
             ps_store_accumulate(a, &p, 1.0f);
             assert_int_equal(ps_store_apply(a, step), 0);
             assert_int_equal(ps_store_apply_push(b, &p, step), 0);
