@@ -9,7 +9,10 @@
 #   - the preemption signal (SIGUSR1 to the batch shell, as --signal=B:USR1
 #     sends it) makes adamps checkpoint at the next clock, exit 75 and the
 #     job requeue itself, again ending byte-identical;
-#   - a job that cannot work (bad flag) fails at once with exit 2, no retry.
+#   - a job that cannot work (bad flag) fails at once with exit 2, no retry;
+#   - a rank killed with kill -9 is retried inside the allocation (no
+#     requeue), again byte-identical;
+#   - a 2-task job launched with LAUNCHER=mpirun runs.
 # Every daemon it started is stopped by PID when it ends.
 set -u
 T0=$(date +%s)
@@ -96,12 +99,12 @@ wait_file() { # wait_file PATH SECONDS
 # A small BSP job that runs long enough to interrupt: 3 ranks (1 server, 2
 # workers) oversubscribing the 2 cores.
 SMALL="--dataset fashion-mnist --model logreg --train-limit 4000 --test-limit 500 --batch 32 --lr 0.01 --steps 240 --inject-delay-ms 25 --quiet"
-submit() { # submit NAME [VAR=VALUE...]: sbatch with the small job; prints the job id
+submit() { # submit NAME [VAR=VALUE...]: sbatch with the small job (NTASKS, default 3); prints the job id
     local name=$1
     shift
     mkdir -p "$work/$name"
     (cd "$work/$name" && env "$@" ADAMPS="$BIN" CKPT_EVERY=40 \
-        sbatch --parsable --ntasks=3 --overcommit --job-name="$name" \
+        sbatch --parsable --ntasks="${NTASKS:-3}" --overcommit --job-name="$name" \
         --output="$work/$name/slurm-%j.out" "$root/deploy/adamps.sbatch")
 }
 same_model() { # same_model DIR1 DIR2: every table's .npy identical
@@ -171,6 +174,42 @@ if [ "$(job_field "$bad" JobState)" = FAILED ] && grep -q "not retrying" "$log" 
     pass "bad_flag_fails_once (exit $(job_field "$bad" ExitCode))"
 else
     fail bad_flag_fails_once "state $(job_field "$bad" JobState)" "$log"
+fi
+
+# 5. A rank killed (kill -9, as a crashed node's would be) after the first
+# checkpoint: the script retries inside the allocation, no requeue, same model.
+cr=$(submit crash TRAIN_ARGS="$SMALL --save-model $work/crash/model")
+ck="$work/crash/adamps-ckpt/$cr/MANIFEST"
+victim=
+if wait_file "$ck" 120; then
+    for p in $(pgrep -x adamps); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_JOB_ID=$cr" &&
+            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_PROCID=1"; then
+            victim=$p
+        fi
+    done
+fi
+[ -z "$victim" ] || kill -9 "$victim"
+wait_state "$cr" 300 COMPLETED FAILED
+log="$work/crash/slurm-$cr.out"
+if [ -n "$victim" ] && [ "$(job_field "$cr" JobState)" = COMPLETED ] &&
+    [ "$(job_field "$cr" Restarts)" = 0 ] && grep -q "retry 1 of 2 inside this allocation" "$log" &&
+    same_model "$work/ref/model" "$work/crash/model"; then
+    pass "rank_crash_retried_inside_the_allocation_bit_identical"
+else
+    fail rank_crash_retried_inside_the_allocation "victim '$victim', state $(job_field "$cr" JobState)" "$log"
+fi
+
+# 6. Two tasks (1 server + 1 worker) launched with mpirun inside the
+# allocation instead of srun: a 2-task job is accepted and trains.
+tw=$(NTASKS=2 submit two LAUNCHER=mpirun TRAIN_ARGS="$SMALL --save-model $work/two/model")
+wait_state "$tw" 240 COMPLETED FAILED
+log="$work/two/slurm-$tw.out"
+if [ "$(job_field "$tw" JobState)" = COMPLETED ] && grep -q "mpirun -np 2" "$log" &&
+    [ -f "$work/two/model/w.npy" ]; then
+    pass "two_tasks_under_launcher_mpirun"
+else
+    fail two_tasks_under_launcher_mpirun "state $(job_field "$tw" JobState)" "$log"
 fi
 
 echo "slurm: $PASS passed, $FAIL failed"
