@@ -43,4 +43,20 @@ typedef struct {
  * ps_grow with the element size taken from the array. */
 #define PS_GROW(arr, cap, need) ps_grow((void **)&(arr), &(cap), (need), sizeof *(arr))
 
+/* Runs stmt for j in [0, n) in blocks of the constant vb, then a scalar
+ * tail: -O2's cheap vectoriser only vectorises loops whose trip count it
+ * knows (the optimizer kernels and the workers' element-wise passes). */
+#define PS_FOR_BLOCKED(j, n, vb, stmt)                                                             \
+    do {                                                                                           \
+        size_t blk_ = 0;                                                                           \
+        for (; blk_ + (vb) <= (n); blk_ += (vb)) {                                                 \
+            for (size_t j = blk_; j < blk_ + (vb); j++) {                                          \
+                stmt;                                                                              \
+            }                                                                                      \
+        }                                                                                          \
+        for (size_t j = blk_; j < (n); j++) {                                                      \
+            stmt;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
 #endif

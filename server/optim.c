@@ -17,6 +17,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/mem.h"
 
 /* Per-call scalars, already rounded to float so every kernel sees the same
  * values whichever entry point called it. */
@@ -183,18 +184,7 @@ static coef make_coef(const ps_opt_hp *hp, int64_t t)
  * function being compiled, and without it the very-cheap model refuses the
  * run-time alias checks. One call per row in lazy mode is noise. */
 #define PS_KERNEL static __attribute__((noinline))
-#define FOR_BLOCKED_VB(j, n, vb, stmt)                                                             \
-    do {                                                                                           \
-        size_t blk_ = 0;                                                                           \
-        for (; blk_ + (vb) <= (n); blk_ += (vb)) {                                                 \
-            for (size_t j = blk_; j < blk_ + (vb); j++) {                                          \
-                stmt;                                                                              \
-            }                                                                                      \
-        }                                                                                          \
-        for (size_t j = blk_; j < (n); j++) {                                                      \
-            stmt;                                                                                  \
-        }                                                                                          \
-    } while (0)
+#define FOR_BLOCKED_VB PS_FOR_BLOCKED
 #define FOR_BLOCKED(j, n, stmt) FOR_BLOCKED_VB(j, n, PS_VB, stmt)
 
 /* Adam and AdamW. Alg. 1:

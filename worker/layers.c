@@ -14,18 +14,7 @@
 /* Element-wise kernels work in fixed-size chunks: -O2's cheap vectoriser
  * only vectorises loops whose trip count it knows. */
 #define CHUNK 16
-#define FOR_CHUNKED(j, n, stmt)                                                                    \
-    do {                                                                                           \
-        size_t blk_ = 0;                                                                           \
-        for (; blk_ + CHUNK <= (n); blk_ += CHUNK) {                                               \
-            for (size_t j = blk_; j < blk_ + CHUNK; j++) {                                         \
-                stmt;                                                                              \
-            }                                                                                      \
-        }                                                                                          \
-        for (size_t j = blk_; j < (n); j++) {                                                      \
-            stmt;                                                                                  \
-        }                                                                                          \
-    } while (0)
+#define FOR_CHUNKED(j, n, stmt) PS_FOR_BLOCKED(j, n, CHUNK, stmt)
 
 float *ps_layers_alloc(size_t rows, size_t cols)
 {
