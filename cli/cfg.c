@@ -240,6 +240,9 @@ static const ps_cfg_row flags[] = {
 
     {FLAG("eval-every", "eval_every", OUTPUT, eval_every), UINT(0, UINT64_MAX), .metavar = "N",
      .def = "0", .help = "evaluate every N steps; 0 = per epoch"},
+    {FLAG("eval-samples", "eval_samples", OUTPUT, eval_samples), UINT(1, UINT64_MAX), .word = "all",
+     .metavar = "N", .def = "all",
+     .help = "periodic evaluations on the first N test samples; the final one on all"},
     {FLAG("eval-train", "eval_train", OUTPUT, eval_train), UINT(1, UINT64_MAX), .word = "off",
      .metavar = "N", .def = "off",
      .help = "train_nll: NLL (no dropout) of the coordinator's first N training samples"},

@@ -88,6 +88,7 @@ typedef struct {
     /* output */
     uint64_t eval_every;            /* --eval-every N steps (0 = once per epoch) */
     uint64_t eval_train;            /* --eval-train N samples for train_nll (0 = off) */
+    uint64_t eval_samples;          /* --eval-samples N test samples between (0 = all) */
     char metrics[PS_CFG_PATH];      /* --metrics FILE */
     char save_model[PS_CFG_PATH];   /* --save-model DIR */
     char ckpt_dir[PS_CFG_PATH];     /* --checkpoint-dir D */

@@ -136,6 +136,7 @@ void ps_job_worker_cfg(const ps_cfg *cfg, ps_worker_cfg *out)
     out->averaged = cfg->temporal_averaging > 0;
     out->eval_every = cfg->eval_every;
     out->eval_train = cfg->eval_train;
+    out->eval_samples = cfg->eval_samples;
     out->progress_secs = cfg->progress_secs;
     out->log_every = cfg->log_every;
     out->log_json = cfg->log_json;

@@ -346,12 +346,18 @@ static void record_train_loss(trainer *tr, uint64_t clock)
     write_metrics(tr, kv, sizeof kv / sizeof kv[0]);
 }
 
-static int eval_and_record(trainer *tr, uint64_t clock)
+static int eval_and_record(trainer *tr, uint64_t clock, int final)
 {
     /* The rate is taken before this evaluation, which is not training. */
     double tt = train_secs(tr, ps_comm_time());
     double loss, acc, train_nll = NAN, train_acc;
-    int rc = evaluate(tr, &tr->test, (int64_t)clock, &loss, &acc);
+    /* --eval-samples: a prefix of the test set (a shallow view: evaluate
+     * reads rows through ps_dataset_view) until the final evaluation. */
+    ps_dataset test = tr->test;
+    if (!final && tr->wc->eval_samples && tr->wc->eval_samples < test.n) {
+        test.n = (size_t)tr->wc->eval_samples;
+    }
+    int rc = evaluate(tr, &test, (int64_t)clock, &loss, &acc);
     if (rc == 0 && tr->train_head.n) {
         rc = evaluate(tr, &tr->train_head, (int64_t)clock, &train_nll, &train_acc);
     }
@@ -390,6 +396,7 @@ static int eval_and_record(trainer *tr, uint64_t clock)
             {"train_nll", PS_METRIC_DOUBLE, {.d = train_nll}},
             {"test_loss", PS_METRIC_DOUBLE, {.d = loss}},
             {"test_acc", PS_METRIC_DOUBLE, {.d = acc}},
+            {"test_samples", PS_METRIC_INT, {.i = (int64_t)test.n}},
             {"samples_per_sec", PS_METRIC_DOUBLE, {.d = rate}},
             {"push_bytes_total", PS_METRIC_INT, {.i = (int64_t)sent}},
             {"pull_bytes_total", PS_METRIC_INT, {.i = (int64_t)recv}},
@@ -754,7 +761,7 @@ static int step(trainer *tr, uint64_t clock)
         if (clock % eval_interval(tr) == 0) {
             double t = ps_comm_time();
             ps_stats_phase(ps_comm_stats(tr->world), PS_PHASE_EVAL);
-            if ((rc = eval_and_record(tr, clock))) {
+            if ((rc = eval_and_record(tr, clock, 0))) {
                 return rc;
             }
             ps_stats_phase(ps_comm_stats(tr->world), PS_PHASE_TRAIN);
@@ -851,7 +858,7 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
     } else if (tr.coordinator) {
         progress(&tr, tr.total_steps, 1);
         ps_stats_phase(ps_comm_stats(world), PS_PHASE_EVAL);
-        rc = eval_and_record(&tr, tr.total_steps);
+        rc = eval_and_record(&tr, tr.total_steps, 1);
         ps_stats_phase(ps_comm_stats(world), PS_PHASE_DONE);
         if (rc == 0 && wc->save_model[0]) {
             ps_export_info info = {.clock = (int64_t)tr.total_steps,

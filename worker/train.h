@@ -32,6 +32,8 @@ typedef struct {
     uint64_t eval_every;   /* coordinator: evaluate every N clocks; 0 = once per epoch */
     uint64_t eval_train;   /* coordinator: train_nll on the first N samples of its part of
                               the training set (file order) at each evaluation; 0 = off */
+    uint64_t eval_samples; /* coordinator: evaluations before the final one use the first N
+                              test samples, so they stop dominating large runs; 0 = all */
     double progress_secs;  /* coordinator: progress line interval; 0 = every clock */
     uint64_t log_every;    /* coordinator: a train_loss_ma metrics record every N clocks; 0 off */
     int log_json;          /* progress and the final line as JSON (--log-format json) */

@@ -202,6 +202,7 @@ EXPECT(x_delay, c->delay_ms = 2.5)
 EXPECT(x_max_memory, c->max_memory = (uint64_t)3 << 29)
 EXPECT(x_eval_every, c->eval_every = 50)
 EXPECT(x_eval_train, c->eval_train = 500)
+EXPECT(x_eval_samples, c->eval_samples = 200)
 EXPECT(x_metrics, SET(c->metrics, "m.jsonl"))
 EXPECT(x_save_model, SET(c->save_model, "model"))
 EXPECT(x_ckpt_dir, SET(c->ckpt_dir, "ck"))
@@ -264,6 +265,7 @@ static const flag_case flag_cases[] = {
     {"max-memory", "1536M", B_FILES, x_max_memory},
     {"eval-every", "50", B_FILES, x_eval_every},
     {"eval-train", "500", B_FILES, x_eval_train},
+    {"eval-samples", "200", B_FILES, x_eval_samples},
     {"metrics", "m.jsonl", B_FILES, x_metrics},
     {"save-model", "model", B_FILES, x_save_model},
     {"checkpoint-dir", "ck", B_FILES, x_ckpt_dir},
