@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/stats.h"
 #include "common/mem.h"
+#include "common/payload.h"
 #include "server/snapshot.h"
 
 /* A message's segments in storage of their own. Decoded messages point
@@ -169,22 +170,11 @@ static int answer_pull(ps_server *s, const ps_pull *p, int src)
  * payload of the wrong size is PS_EMSG naming src (ps_comm_recv_into). */
 static int take_payloads(ps_server *s, ps_push *p, int src)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < p->nsegs; i++) {
-        total += p->segs[i].values ? 0 : p->segs[i].nvalues;
-    }
+    size_t total = ps_payload_floats(p->segs, p->nsegs);
     int rc = ps_grow((void **)&s->grads, &s->cap_grads, total ? total : 1, sizeof(float));
-    size_t off = 0;
-    for (size_t i = 0; i < p->nsegs && rc == 0; i++) {
-        s->psegs[i] = p->segs[i];
-        if (p->segs[i].values || p->segs[i].nvalues == 0) {
-            continue;
-        }
-        size_t n = p->segs[i].nvalues;
-        rc = ps_comm_recv_into(s->comm, src, PS_TAG_DATA(PS_TAG_PUSH), s->grads + off,
-                               n * sizeof(float), "a push's values");
-        s->psegs[i].values = s->grads + off;
-        off += n;
+    if (rc == 0) {
+        rc = ps_payload_recv(s->comm, src, PS_TAG_DATA(PS_TAG_PUSH), p->segs, p->nsegs, s->grads,
+                             s->psegs, "a push's values");
     }
     p->segs = s->psegs;
     return rc;

@@ -7,6 +7,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/payload.h"
 
 /* One server's share of a plan: for each table a run of (slot, position in
  * the table's key list), slots ascending. */
@@ -447,10 +448,7 @@ static int hold(ps_client *c, const ps_comm_msg *m)
     if ((rc = ps_codec_decode_reply(c->codec, &c->lim, m->src, m->data, m->len, &r))) {
         return rc;
     }
-    size_t pay = 0;
-    for (size_t i = 0; i < r.nsegs; i++) {
-        pay += r.segs[i].values ? 0 : r.segs[i].nvalues * sizeof(float);
-    }
+    size_t pay = ps_payload_floats(r.segs, r.nsegs) * sizeof(float);
     /* Payloads start aligned for floats. */
     size_t off = (m->len + 15) & ~(size_t)15;
     if ((rc = ps_grow((void **)&h->b.data, &h->b.cap, off + pay + 1, 1))) {
@@ -458,15 +456,9 @@ static int hold(ps_client *c, const ps_comm_msg *m)
     }
     memcpy(h->b.data, m->data, m->len);
     h->pay_off = pay ? off : 0;
-    for (size_t i = 0; i < r.nsegs && rc == 0; i++) {
-        size_t n = r.segs[i].values ? 0 : r.segs[i].nvalues * sizeof(float);
-        if (n) {
-            rc = ps_comm_recv_into(c->comm, m->src, PS_TAG_DATA(PS_TAG_REPLY), h->b.data + off, n,
-                                   "a pull reply's values");
-            off += n;
-        }
-    }
-    h->b.len = off;
+    rc = ps_payload_recv(c->comm, m->src, PS_TAG_DATA(PS_TAG_REPLY), r.segs, r.nsegs,
+                         (float *)(void *)(h->b.data + off), NULL, "a pull reply's values");
+    h->b.len = off + pay;
     h->hdr_len = m->len;
     h->src = m->src;
     h->tag = m->tag;

@@ -209,6 +209,7 @@ typedef struct {
     ps_pull pull; /* what the fake server received */
     float vals[NKW * 3 + 2];
     ps_seg segs[NT];
+    int payload; /* replies send their values as payloads after the header */
 } fake;
 
 static void fake_open(fake *f)
@@ -265,7 +266,8 @@ static void fake_send_reply(fake *f, int from, int tag, uint64_t id_off, size_t 
         for (size_t k = 0; k < n; k++) {
             f->vals[off + k] = (float)(100 * g->table + off + k);
         }
-        f->segs[i] = (ps_seg){.table = g->table, .values = f->vals + off, .nvalues = n};
+        f->segs[i] =
+            (ps_seg){.table = g->table, .values = f->payload ? NULL : f->vals + off, .nvalues = n};
         off += n;
     }
     ps_reply r = {.request_id = f->pull.request_id + id_off,
@@ -275,6 +277,11 @@ static void fake_send_reply(fake *f, int from, int tag, uint64_t id_off, size_t 
                   .segs = f->segs};
     assert_int_equal(ps_codec_encode_reply(f->codec, &r, &f->buf), 0);
     assert_int_equal(ps_comm_send(f->c[from], 0, tag, &f->buf), 0);
+    for (size_t i = 0, at = 0; f->payload && i < nsegs; at += f->segs[i++].nvalues) {
+        assert_int_equal(ps_comm_send_ref(f->c[from], 0, PS_TAG_DATA(tag), f->vals + at,
+                                          f->segs[i].nvalues * sizeof(float)),
+                         0);
+    }
 }
 
 static int fake_wait(fake *f)
@@ -364,25 +371,34 @@ static void test_client_learns_of_stops_from_replies_and_requests(void **state)
 }
 
 /* A checkpoint's wait keeps the reply of the pull in flight for the pull's
- * own wait, and a shard the server could not write is PS_EIO naming it. */
+ * own wait, with its values inline and then as payloads (hold takes those
+ * off the comm with the header, ps_payload_recv), and a shard the server
+ * could not write is PS_EIO naming it. */
 static void test_client_checkpoint_keeps_replies_and_reports_failed_writes(void **state)
 {
     (void)state;
     fake f;
     fake_open(&f);
-    fake_pull(&f);
-    fake_send_reply(&f, 1, PS_TAG_REPLY, 0, NT, 0, 0);
-    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 1, 0, "");
-    assert_int_equal(ps_client_checkpoint(f.cl, 1), 0);
-    assert_int_equal(fake_got_ctrl(&f), PS_CTRL_CHECKPOINT);
-    memset(f.params_w, 0, sizeof f.params_w);
-    assert_int_equal(fake_wait(&f), 0); /* the reply held back */
-    for (size_t i = 0; i < NKW * 3; i++) {
-        assert_true(f.params_w[i] == (float)i);
+    for (int pay = 0; pay < 2; pay++) {
+        f.payload = pay;
+        fake_pull(&f);
+        fake_send_reply(&f, 1, PS_TAG_REPLY, 0, NT, 0, 0);
+        fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 1 + pay, 0, "");
+        assert_int_equal(ps_client_checkpoint(f.cl, 1 + pay), 0);
+        assert_int_equal(fake_got_ctrl(&f), PS_CTRL_CHECKPOINT);
+        memset(f.params_w, 0, sizeof f.params_w);
+        memset(f.params_b, 0, sizeof f.params_b);
+        assert_int_equal(fake_wait(&f), 0); /* the reply held back */
+        for (size_t i = 0; i < NKW * 3; i++) {
+            assert_true(f.params_w[i] == (float)i);
+        }
+        for (size_t i = 0; i < 2; i++) {
+            assert_true(f.params_b[i] == (float)(100 + NKW * 3 + i));
+        }
     }
-    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 2, 1, "input/output error");
-    PS_TEST_EXPECT_LOG(ps_client_checkpoint(f.cl, 2), PS_EIO,
-                       "server 0 (rank 1) could not write its shard of checkpoint 2: "
+    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 3, 1, "input/output error");
+    PS_TEST_EXPECT_LOG(ps_client_checkpoint(f.cl, 3), PS_EIO,
+                       "server 0 (rank 1) could not write its shard of checkpoint 3: "
                        "input/output error");
     fake_close(&f);
 }
