@@ -324,6 +324,7 @@ int ps_codec_encode_reply(ps_codec *c, const ps_reply *m, ps_bytes *out)
         p.request_id = m->request_id;
         p.version = m->version;
         p.stop_clock = m->stop_clock;
+        p.chunk = m->chunk;
         p.n_segs = m->nsegs;
         p.segs = m->nsegs ? c->esegp : NULL;
         rc = pack_into(&p.base, out);
@@ -734,6 +735,7 @@ int ps_codec_decode_reply(ps_codec *c, const ps_msg_limits *lim, int sender, con
     out->request_id = m->request_id;
     out->version = m->version;
     out->stop_clock = m->stop_clock;
+    out->chunk = (size_t)m->chunk;
     out->nsegs = m->n_segs;
     out->segs = c->dseg;
 fail_msg:

@@ -61,6 +61,7 @@ typedef struct {
     uint64_t request_id;
     int64_t version;
     int64_t stop_clock; /* > 0: the job stops at this clock (preemption); 0: no stop */
+    size_t chunk;       /* payloads travel in pieces of this many floats; 0: whole */
     size_t nsegs;
     const ps_seg *segs;
 } ps_reply;

@@ -10,38 +10,24 @@
 #include "common/stats.h"
 #include "common/mem.h"
 #include "common/payload.h"
+#include "server/answer.h"
+#include "server/segcopy.h"
 #include "server/snapshot.h"
-
-/* A message's segments in storage of their own. Decoded messages point
- * into the codec's arena, which the next decode resets, so one that must
- * wait is copied here once, decoded; the arrays grow to their high-water
- * mark and are reused, so holding allocates nothing in steady state. */
-typedef struct {
-    ps_seg *segs;
-    uint64_t *slots;
-    float *values;
-    size_t cap_segs, cap_slots, cap_values;
-} seg_copy;
 
 /* BSP: a worker's push for clock `version` that came before its turn. */
 typedef struct {
-    seg_copy st;
+    ps_segcopy st;
     ps_push push;
     int used;
 } held_push;
-
-/* A pull waiting for its version. */
-typedef struct {
-    seg_copy st;
-    ps_pull pull;
-    int src;
-} held_pull;
 
 struct ps_server {
     const ps_server_cfg *cfg;
     ps_comm *comm;
     ps_store *store;
     ps_codec *codec;
+    ps_codec *pcodec; /* a pull taken during a push's apply, which holds codec's arena */
+    ps_answer ans;    /* replies, and the pulls waiting for their version */
     ps_msg_limits lim;
     int64_t version;        /* clocks pushed by every worker */
     int64_t *pushed;        /* per worker: pushes received */
@@ -50,8 +36,6 @@ struct ps_server {
     uint32_t next_w;        /* BSP: the next worker whose push is added */
     uint64_t ref_samples;   /* BSP: samples of the clock's first push with any (bsp_add) */
     uint64_t clock_samples; /* BSP: samples of the clock's pushes added so far */
-    held_pull *pulls;       /* waiting, in arrival order; slots past npulls keep storage */
-    size_t npulls, cap_pulls;
     uint32_t ndone;
     int64_t ckpt_clock; /* a CHECKPOINT waiting for its version, or -1 */
     int ckpt_src;
@@ -62,50 +46,12 @@ struct ps_server {
     const char *inject; /* ADAMPS_TEST_INJECT, read once */
 #endif
     ps_bytes out;
-    ps_bytes pay; /* a reply's payload, pooled through the comm like out */
     float *grads; /* a push's payloads, received straight here */
     size_t cap_grads;
-    ps_seg *segs;  /* reply segments scratch, one per table */
-    ps_seg *psegs; /* a push's segments with their payloads, one per table */
+    ps_seg *psegs;    /* a push's segments with their payloads, one per table */
+    uint32_t pushing; /* the worker whose push self_step applies */
+    ps_pull taken;    /* the pull find_pull took from the comm (pcodec's arena) */
 };
-
-/* Copies segs[0..n) into c; c->segs then describes the same message. */
-static int seg_copy_set(seg_copy *c, const ps_seg *segs, size_t n)
-{
-    size_t nslots = 0, nvalues = 0;
-    for (size_t i = 0; i < n; i++) {
-        nslots += segs[i].nkeys;
-        nvalues += segs[i].nvalues;
-    }
-    int rc = PS_GROW(c->segs, c->cap_segs, n);
-    if (rc || (rc = PS_GROW(c->slots, c->cap_slots, nslots)) ||
-        (rc = PS_GROW(c->values, c->cap_values, nvalues))) {
-        return rc;
-    }
-    size_t ks = 0, kv = 0;
-    for (size_t i = 0; i < n; i++) {
-        const ps_seg *g = &segs[i];
-        c->segs[i] = *g;
-        if (g->nkeys && g->slots) {
-            memcpy(c->slots + ks, g->slots, g->nkeys * sizeof *g->slots);
-            c->segs[i].slots = c->slots + ks;
-            ks += g->nkeys;
-        }
-        if (g->nvalues) {
-            memcpy(c->values + kv, g->values, g->nvalues * sizeof *g->values);
-            c->segs[i].values = c->values + kv;
-            kv += g->nvalues;
-        }
-    }
-    return 0;
-}
-
-static void seg_copy_fini(seg_copy *c)
-{
-    ps_free(c->segs);
-    ps_free(c->slots);
-    ps_free(c->values);
-}
 
 /* The sender must be the rank the push or pull claims to come from. */
 static int check_worker(ps_server *s, int src, uint32_t worker, const char *kind)
@@ -118,51 +64,10 @@ static int check_worker(ps_server *s, int src, uint32_t worker, const char *kind
     return 0;
 }
 
-/* A run of slots with no gaps: sent straight from the store, no copy. */
-static int is_contiguous(const ps_seg *g)
-{
-    return g->nkeys == 0 || g->slots[g->nkeys - 1] - g->slots[0] == g->nkeys - 1;
-}
-
-/* A header announcing each segment's values as a payload, then one payload
- * per segment, written once into a pooled buffer (the store changes at the
- * next step, so MPI may not read it in place) and received by the worker
- * straight into its parameters. */
+/* Replies from the store as it is now, in pieces (server/answer.h). */
 static int answer_pull(ps_server *s, const ps_pull *p, int src)
 {
-    for (size_t i = 0; i < p->nsegs; i++) {
-        const ps_seg *g = &p->segs[i];
-        size_t n = g->nkeys * s->lim.tables[g->table].width;
-        s->segs[i] = (ps_seg){.table = g->table, .nkeys = g->nkeys, .values = NULL, .nvalues = n};
-    }
-    ps_reply r = {.request_id = p->request_id,
-                  .version = s->version,
-                  .stop_clock = s->stop_clock,
-                  .nsegs = p->nsegs,
-                  .segs = s->segs};
-    int rc = ps_codec_encode_reply(s->codec, &r, &s->out);
-    if (rc || (rc = ps_comm_send(s->comm, src, PS_TAG_REPLY, &s->out))) {
-        return rc;
-    }
-    for (size_t i = 0; i < p->nsegs && rc == 0; i++) {
-        const ps_seg *g = &p->segs[i];
-        size_t n = s->segs[i].nvalues;
-        if (n == 0) {
-            continue;
-        }
-        if ((rc = ps_grow((void **)&s->pay.data, &s->pay.cap, n * sizeof(float), 1))) {
-            break;
-        }
-        float *dst = (float *)(void *)s->pay.data;
-        if (!p->averaged && is_contiguous(g)) {
-            memcpy(dst, ps_store_rows(s->store, g->table, g->slots[0]), n * sizeof(float));
-        } else {
-            ps_store_read(s->store, g->table, g->slots, g->nkeys, p->averaged, dst);
-        }
-        s->pay.len = n * sizeof(float);
-        rc = ps_comm_send(s->comm, src, PS_TAG_DATA(PS_TAG_REPLY), &s->pay);
-    }
-    return rc;
+    return ps_answer_send(&s->ans, p, src, s->version, s->stop_clock);
 }
 
 /* Receives the payloads push p's header announced, from rank src, straight
@@ -173,33 +78,10 @@ static int take_payloads(ps_server *s, ps_push *p, int src)
     size_t total = ps_payload_floats(p->segs, p->nsegs);
     int rc = ps_grow((void **)&s->grads, &s->cap_grads, total ? total : 1, sizeof(float));
     if (rc == 0) {
-        rc = ps_payload_recv(s->comm, src, PS_TAG_DATA(PS_TAG_PUSH), p->segs, p->nsegs, s->grads,
+        rc = ps_payload_recv(s->comm, src, PS_TAG_DATA(PS_TAG_PUSH), p->segs, p->nsegs, 0, s->grads,
                              s->psegs, "a push's values");
     }
     p->segs = s->psegs;
-    return rc;
-}
-
-/* Answers every held pull whose version now exists, in arrival order; the
- * rest keep their order. Answered slots move past npulls with their storage. */
-static int answer_waiting(ps_server *s)
-{
-    size_t keep = 0;
-    int rc = 0;
-    for (size_t i = 0; i < s->npulls; i++) {
-        held_pull *h = &s->pulls[i];
-        if (rc == 0 && h->pull.min_version <= s->version &&
-            (rc = answer_pull(s, &h->pull, h->src)) == 0) {
-            continue;
-        }
-        if (keep != i) {
-            held_pull t = s->pulls[keep];
-            s->pulls[keep] = *h;
-            *h = t;
-        }
-        keep++;
-    }
-    s->npulls = keep;
     return rc;
 }
 
@@ -275,6 +157,48 @@ static int64_t min_pushed(const ps_server *s)
     return v;
 }
 
+/* Decodes pull m with codec and checks its sender. */
+static int decode_pull(ps_server *s, ps_codec *codec, const ps_comm_msg *m, ps_pull *p)
+{
+    int rc = ps_codec_decode_pull(codec, &s->lim, m->src, m->data, m->len, p);
+    return rc ? rc : check_worker(s, m->src, p->worker, "pull");
+}
+
+/* ps_answer_find_fn for the push self_step applies: the pushing worker's
+ * next pull, if it is in the comm already (the push being applied lives in
+ * codec's arena, so it is decoded with pcodec). */
+static int find_pull(void *arg, const ps_pull **pull)
+{
+    ps_server *s = arg;
+    ps_comm_msg m;
+    int rc = ps_comm_recv(s->comm, s->cfg->worker_ranks[s->pushing], PS_TAG_PULL, 0, &m);
+    if (rc) {
+        return rc == PS_EEOF ? 0 : rc;
+    }
+    if ((rc = decode_pull(s, s->pcodec, &m, &s->taken)) == 0) {
+        *pull = &s->taken;
+    }
+    return rc;
+}
+
+/* Lazy push p as step t of its own, making the version `version`: applied
+ * in parts, checked part by part unless --nonfinite skip checked it whole
+ * before, and the pushing worker's pull, if this step answers it, sent part
+ * by part as its rows are stepped (server/answer.h). Not with temporal
+ * averaging: an averaged read needs the whole step. */
+static int self_step(ps_server *s, const ps_push *p, int64_t t, int64_t version)
+{
+    ps_answer_step st = {.src = s->cfg->worker_ranks[p->worker],
+                         .check = !s->cfg->nonfinite_skip,
+                         .version = version,
+                         .stop_clock = s->stop_clock,
+                         .find = s->cfg->store.avg_beta > 0 ? NULL : find_pull,
+                         .arg = s};
+    s->pushing = p->worker;
+    int answered = 0;
+    return ps_answer_apply_push(&s->ans, p, t, &st, &answered);
+}
+
 /* BSP: adds one push of the clock. Push w's gradients are the mean over its
  * n_w samples, and the clock's step is the mean over all N of them:
  * sum_w (n_w / N) g_w. The first push with samples is added as it is and
@@ -308,7 +232,7 @@ static int bsp_advance(ps_server *s, const ps_push *p)
         /* One worker: its push is the whole clock (scale 1). */
         s->next_w = 0;
         s->version++;
-        return ps_store_apply_push(s->store, p, s->version);
+        return self_step(s, p, s->version, s->version);
     }
     if (p) {
         bsp_add(s, p);
@@ -342,7 +266,7 @@ static int hold_push(ps_server *s, const ps_push *p, int drop)
 {
     held_push *h = &s->held[p->worker];
     size_t nsegs = drop ? 0 : p->nsegs;
-    int rc = seg_copy_set(&h->st, p->segs, nsegs);
+    int rc = ps_segcopy_set(&h->st, p->segs, nsegs);
     if (rc) {
         return rc;
     }
@@ -372,8 +296,11 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
                m->src, p.worker, (long long)p.clock);
         return PS_EMSG;
     }
+    /* A step of its own is checked part by part as it is applied, unless a
+     * dropped push must change nothing (--nonfinite skip). */
+    int self = s->cfg->store.lazy && (s->cfg->sync != PS_SYNC_BSP || s->cfg->nworkers == 1);
     int drop = 0;
-    if ((rc = ps_store_check_finite(s->store, &p))) {
+    if ((!self || s->cfg->nonfinite_skip) && (rc = ps_store_check_finite(s->store, &p))) {
         if (!s->cfg->nonfinite_skip) {
             return rc;
         }
@@ -413,7 +340,7 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
         }
         int64_t t = ps_store_step(s->store) + 1;
         if (s->cfg->store.lazy) {
-            rc = ps_store_apply_push(s->store, &p, t);
+            rc = self_step(s, &p, t, min_pushed(s));
         } else {
             ps_store_accumulate(s->store, &p, 1.0f);
             rc = ps_store_apply(s->store, t);
@@ -426,34 +353,18 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
     if ((rc = maybe_checkpoint(s))) {
         return rc;
     }
-    return answer_waiting(s);
+    return ps_answer_waiting(&s->ans, s->version, s->stop_clock);
 }
 
 static int on_pull(ps_server *s, const ps_comm_msg *m)
 {
     ps_pull p;
-    int rc = ps_codec_decode_pull(s->codec, &s->lim, m->src, m->data, m->len, &p);
-    if (rc || (rc = check_worker(s, m->src, p.worker, "pull"))) {
+    int rc = decode_pull(s, s->codec, m, &p);
+    if (rc) {
         return rc;
     }
-    if (p.min_version <= s->version) {
-        return answer_pull(s, &p, m->src);
-    }
-    size_t old_cap = s->cap_pulls;
-    if ((rc = PS_GROW(s->pulls, s->cap_pulls, s->npulls + 1))) {
-        return rc;
-    }
-    /* New slots start empty; slots past npulls keep recycled storage. */
-    memset(s->pulls + old_cap, 0, (s->cap_pulls - old_cap) * sizeof *s->pulls);
-    held_pull *h = &s->pulls[s->npulls];
-    if ((rc = seg_copy_set(&h->st, p.segs, p.nsegs))) {
-        return rc;
-    }
-    h->pull = p;
-    h->pull.segs = h->st.segs;
-    h->src = m->src;
-    s->npulls++;
-    return 0;
+    return p.min_version <= s->version ? answer_pull(s, &p, m->src)
+                                       : ps_answer_hold(&s->ans, &p, m->src);
 }
 
 static int on_ctrl(ps_server *s, const ps_comm_msg *m)
@@ -473,9 +384,9 @@ static int on_ctrl(ps_server *s, const ps_comm_msg *m)
         s->stopped |= c.value != 0;
         /* Nothing can raise the version now: a waiting pull would never be
          * answered and its worker would wait for ever. */
-        if (++s->ndone == s->cfg->nworkers && s->npulls) {
+        if (++s->ndone == s->cfg->nworkers && ps_answer_nheld(&s->ans)) {
             PS_LOG(ERROR, "all workers are done but %zu pulls still wait for a newer version",
-                   s->npulls);
+                   ps_answer_nheld(&s->ans));
             return PS_EMSG;
         }
         return 0;
@@ -551,19 +462,15 @@ void ps_server_destroy(ps_server **sp)
     }
     ps_server *s = *sp;
     for (uint32_t w = 0; s->held && w < s->cfg->nworkers; w++) {
-        seg_copy_fini(&s->held[w].st);
-    }
-    for (size_t i = 0; i < s->cap_pulls; i++) {
-        seg_copy_fini(&s->pulls[i].st);
+        ps_segcopy_fini(&s->held[w].st);
     }
     ps_free(s->held);
-    ps_free(s->pulls);
     ps_free(s->pushed);
     ps_free(s->done);
     ps_free(s->out.data);
-    ps_free(s->pay.data);
     ps_free(s->grads);
-    ps_free(s->segs);
+    ps_answer_fini(&s->ans);
+    ps_codec_destroy(&s->pcodec);
     ps_free(s->psegs);
     ps_codec_destroy(&s->codec);
     ps_store_destroy(&s->store);
@@ -605,10 +512,11 @@ int ps_server_create(ps_server **out, const ps_server_cfg *cfg, ps_comm *comm)
         goto fail;
     }
     rc = PS_ENOMEM;
-    if (ps_codec_create(&s->codec) || !(s->pushed = ps_calloc(cfg->nworkers, sizeof *s->pushed)) ||
+    if (ps_codec_create(&s->codec) || ps_codec_create(&s->pcodec) ||
+        ps_answer_init(&s->ans, comm, s->codec, s->store, cfg->reply_chunk) ||
+        !(s->pushed = ps_calloc(cfg->nworkers, sizeof *s->pushed)) ||
         !(s->done = ps_calloc(cfg->nworkers, sizeof *s->done)) ||
         !(s->held = ps_calloc(cfg->nworkers, sizeof *s->held)) ||
-        !(s->segs = ps_calloc(cfg->store.ntables, sizeof *s->segs)) ||
         !(s->psegs = ps_calloc(cfg->store.ntables ? cfg->store.ntables : 1, sizeof *s->psegs))) {
         goto fail;
     }

@@ -29,6 +29,7 @@ typedef struct {
     const int *worker_ranks; /* worker id -> rank in comm; borrowed */
     ps_sync sync;
     int nonfinite_skip;      /* 1: drop a push with a non-finite value, 0: fail */
+    size_t reply_chunk;      /* floats per reply piece (server/answer.h); 0: the default */
     const char *ckpt_dir;    /* where CHECKPOINT requests write the shard */
     const char *config_text; /* the run header, stored in checkpoint files */
     const char *opt_name;    /* the update rule's name, checked on resume */

@@ -35,6 +35,13 @@ typedef struct {
     float l2; /* this table's L2 strength (0: a bias, or none) */
 } store_table;
 
+/* The first weight a step made non-finite: checked where the step wrote,
+ * reported once per step (report_bad). */
+typedef struct {
+    const store_table *t; /* NULL: none yet */
+    size_t at;            /* float index into t->w */
+} bad_weight;
+
 struct ps_store {
     ps_store_cfg cfg;
     uint32_t ntables;
@@ -44,6 +51,9 @@ struct ps_store {
     int64_t step;
     float *compact; /* lazy: gathered gradients of touched rows */
     size_t compact_cap;
+    /* A push applied part by part (ps_store_push_begin .. end). */
+    int64_t part_step;
+    bad_weight part_bad;
 };
 
 static void *alloc_zeroed(size_t n, size_t size)
@@ -292,13 +302,6 @@ static void prep_grad(float *restrict g, const float *restrict w, size_t n, floa
     }
 }
 
-/* The first weight a step made non-finite: checked where the step wrote,
- * reported once per step (report_bad). */
-typedef struct {
-    const store_table *t; /* NULL: none yet */
-    size_t at;            /* float index into t->w */
-} bad_weight;
-
 /* Notes the first non-finite value of t->w[off, off + n), if none is noted. */
 static void check_span(const store_table *t, size_t off, size_t n, bad_weight *bad)
 {
@@ -338,17 +341,18 @@ static int report_bad(const ps_store *s, const bad_weight *bad, int64_t step)
     return PS_ENONFINITE;
 }
 
-/* One step of every row of t, DENSE_BLOCK floats at a time so that each
- * block is stepped, averaged and checked while it is in cache. The gradient
- * is either `pending` (t->grad: scaled and given the L2 term in place, then
- * cleared) or `g` (read as it is). Blocks are multiples of the optimizer's
- * vector block, so this is bit-identical to one ps_opt_step call. */
-static void dense_pass(ps_store *s, store_table *t, float *pending, const float *g, float scale,
-                       int64_t step, bad_weight *bad)
+/* One step of t's floats [from, end), DENSE_BLOCK floats at a time so that
+ * each block is stepped, averaged and checked while it is in cache. The
+ * gradient is either `pending` (t->grad: scaled and given the L2 term in
+ * place, then cleared) or `g` (g[0] is float `from`, read as it is). The
+ * kernels work lane by lane (server/optim.h), so this is bit-identical to
+ * one ps_opt_step call, and to ps_opt_step_rows over the same rows. */
+static void span_pass(ps_store *s, store_table *t, size_t from, size_t end, float *pending,
+                      const float *g, float scale, int64_t step, bad_weight *bad)
 {
     int prep = pending && (scale != 1.0f || t->l2 != 0.0f);
-    for (size_t a = 0; a < t->nfloats; a += DENSE_BLOCK) {
-        size_t len = t->nfloats - a < DENSE_BLOCK ? t->nfloats - a : DENSE_BLOCK;
+    for (size_t a = from; a < end; a += DENSE_BLOCK) {
+        size_t len = end - a < DENSE_BLOCK ? end - a : DENSE_BLOCK;
         float *st[3] = {NULL, NULL, NULL};
         for (int k = 0; k < s->nstate; k++) {
             st[k] = t->state[k] + a;
@@ -356,7 +360,7 @@ static void dense_pass(ps_store *s, store_table *t, float *pending, const float 
         if (prep) {
             prep_grad(pending + a, t->w + a, len, scale, t->l2);
         }
-        ps_opt_step(&s->cfg.hp, t->w + a, st, pending ? pending + a : g + a, len, step);
+        ps_opt_step(&s->cfg.hp, t->w + a, st, pending ? pending + a : g + (a - from), len, step);
         if (pending) {
             memset(pending + a, 0, len * sizeof(float));
         }
@@ -365,6 +369,12 @@ static void dense_pass(ps_store *s, store_table *t, float *pending, const float 
         }
         check_span(t, a, len, bad);
     }
+}
+
+static void dense_pass(ps_store *s, store_table *t, float *pending, const float *g, float scale,
+                       int64_t step, bad_weight *bad)
+{
+    span_pass(s, t, 0, t->nfloats, pending, g, scale, step, bad);
 }
 
 static void fill_last_step(store_table *t, int64_t step)
@@ -406,16 +416,16 @@ static void catch_up_rows(ps_store *s, store_table *t, const uint64_t *rows, siz
 }
 
 /* Lazy step of rows[0..n) (ascending, unique) with compact gradients g,
- * n * width floats, used as they are. All rows of the table at once is one
- * dense pass over the arrays (g then is in slot order), which
- * ps_opt_step_rows would match bit for bit, row by row. */
+ * n * width floats, used as they are. Gapless rows (all of a dense table's)
+ * are one pass over the arrays, which ps_opt_step_rows would match bit for
+ * bit, row by row. */
 static void step_rows(ps_store *s, store_table *t, const uint64_t *rows, size_t n, const float *g,
                       int64_t step, bad_weight *bad)
 {
     size_t w = t->width;
     catch_up_rows(s, t, rows, n, step);
-    if (n == t->nslots) {
-        dense_pass(s, t, NULL, g, 1.0f, step, bad);
+    if (n && rows[n - 1] - rows[0] == n - 1) {
+        span_pass(s, t, rows[0] * w, (rows[0] + n) * w, NULL, g, 1.0f, step, bad);
         return;
     }
     ps_opt_step_rows(&s->cfg.hp, t->w, t->state, g, w, rows, n, step);
@@ -481,7 +491,7 @@ static int grow_compact(ps_store *s, size_t need)
     return 0;
 }
 
-int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t)
+int ps_store_push_begin(ps_store *s, const ps_push *p, int64_t t)
 {
     size_t need = 0;
     for (uint32_t i = 0; i < s->ntables; i++) {
@@ -492,29 +502,45 @@ int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t)
             need = p->segs[i].nvalues;
         }
     }
-    int rc = grow_compact(s, need);
+    s->part_step = t;
+    s->part_bad = (bad_weight){NULL, 0};
+    return grow_compact(s, need);
+}
+
+void ps_store_push_part(ps_store *s, const ps_push *p, size_t seg, size_t r0, size_t r1)
+{
+    const ps_seg *g = &p->segs[seg];
+    store_table *tb = &s->t[g->table];
+    size_t w = tb->width;
+    const float *grad = g->values + r0 * w;
+    if (tb->l2 != 0.0f) {
+        /* The message is read-only: the L2 term goes into a copy. */
+        for (size_t k = r0; k < r1; k++) {
+            float *c = s->compact + (k - r0) * w;
+            memcpy(c, g->values + k * w, w * sizeof(float));
+            prep_grad(c, tb->w + g->slots[k] * w, w, 1.0f, tb->l2);
+        }
+        grad = s->compact;
+    }
+    step_rows(s, tb, g->slots + r0, r1 - r0, grad, s->part_step, &s->part_bad);
+}
+
+int ps_store_push_end(ps_store *s)
+{
+    s->step = s->part_step;
+    return report_bad(s, &s->part_bad, s->part_step);
+}
+
+int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t)
+{
+    int rc = ps_store_push_begin(s, p, t);
     if (rc) {
         return rc;
     }
-    bad_weight bad = {NULL, 0};
     for (size_t i = 0; i < p->nsegs; i++) {
-        const ps_seg *g = &p->segs[i];
-        store_table *tb = &s->t[g->table];
-        const float *grad = g->values;
-        if (tb->l2 != 0.0f) {
-            /* The message is read-only: the L2 term goes into a copy. */
-            for (size_t k = 0; k < g->nkeys; k++) {
-                memcpy(s->compact + k * tb->width, g->values + k * tb->width,
-                       tb->width * sizeof(float));
-                prep_grad(s->compact + k * tb->width, tb->w + g->slots[k] * tb->width, tb->width,
-                          1.0f, tb->l2);
-            }
-            grad = s->compact;
-        }
-        step_rows(s, tb, g->slots, g->nkeys, grad, t, &bad);
+        ps_store_push_part(s, p, i, 0, p->segs[i].nkeys);
     }
-    s->step = t;
-    return report_bad(s, &bad, t);
+    return ps_store_push_end(s);
 }
 
 int ps_store_apply_scaled(ps_store *s, int64_t t, float scale)

@@ -77,6 +77,16 @@ int ps_store_apply(ps_store *s, int64_t t);
  * Identical to accumulating p with scale 1 and applying, returns included;
  * for ASP/SSP and single-worker BSP. */
 int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t);
+/* ps_store_apply_push in parts, so a caller can send rows as soon as they
+ * are stepped (server/answer.h): begin (PS_ENOMEM, with nothing applied, or
+ * 0), then part for every row range [r0, r1) of every segment seg of p,
+ * each row exactly once, in any order, then end (returns as
+ * ps_store_apply_push). The result is the same bit for bit however the
+ * rows are cut; gapless rows of a part step in one pass over the arrays.
+ * p stays borrowed from begin to end. */
+int ps_store_push_begin(ps_store *s, const ps_push *p, int64_t t);
+void ps_store_push_part(ps_store *s, const ps_push *p, size_t seg, size_t r0, size_t r1);
+int ps_store_push_end(ps_store *s);
 /* Last step applied (0 before the first). */
 int64_t ps_store_step(const ps_store *s);
 

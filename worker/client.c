@@ -319,17 +319,18 @@ int ps_client_pull_start(ps_client *c, ps_plan *p, int64_t min_version, int aver
     return 0;
 }
 
-/* The next payload of the reply from rank src that next_msg gave: from the
- * comm, straight into dst, or from where hold kept it. */
-static int take_payload(ps_client *c, int src, void *dst, size_t bytes)
+/* The next payload (n floats) of reply r from rank src that next_msg gave:
+ * from the comm piece by piece straight into dst, or from where hold kept
+ * it. */
+static int take_payload(ps_client *c, int src, const ps_reply *r, float *dst, size_t n)
 {
     if (c->held_pay) {
-        memcpy(dst, c->held_pay, bytes);
-        c->held_pay += bytes;
+        memcpy(dst, c->held_pay, n * sizeof(float));
+        c->held_pay += n * sizeof(float);
         return 0;
     }
-    return ps_comm_recv_into(c->comm, src, PS_TAG_DATA(PS_TAG_REPLY), dst, bytes,
-                             "a pull reply's values");
+    return ps_payload_recv_one(c->comm, src, PS_TAG_DATA(PS_TAG_REPLY), dst, n, r->chunk,
+                               "a pull reply's values");
 }
 
 /* Checks reply r from server s against what pt asked for, then scatters. */
@@ -363,7 +364,7 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
         int rc = 0;
         if (!vals && run) {
             /* Straight into the parameters: no copy of ours at all. */
-            rc = take_payload(c, src, dst + pos[0] * width, got->nvalues * sizeof(float));
+            rc = take_payload(c, src, r, dst + pos[0] * width, got->nvalues);
             if (rc) {
                 return rc;
             }
@@ -371,7 +372,7 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
         }
         if (!vals) {
             if ((rc = ps_grow((void **)&c->vals, &c->cap_vals, got->nvalues, sizeof(float))) ||
-                (rc = take_payload(c, src, c->vals, got->nvalues * sizeof(float)))) {
+                (rc = take_payload(c, src, r, c->vals, got->nvalues))) {
                 return rc;
             }
             vals = c->vals;
@@ -456,7 +457,7 @@ static int hold(ps_client *c, const ps_comm_msg *m)
     }
     memcpy(h->b.data, m->data, m->len);
     h->pay_off = pay ? off : 0;
-    rc = ps_payload_recv(c->comm, m->src, PS_TAG_DATA(PS_TAG_REPLY), r.segs, r.nsegs,
+    rc = ps_payload_recv(c->comm, m->src, PS_TAG_DATA(PS_TAG_REPLY), r.segs, r.nsegs, r.chunk,
                          (float *)(void *)(h->b.data + off), NULL, "a pull reply's values");
     h->b.len = off + pay;
     h->hdr_len = m->len;

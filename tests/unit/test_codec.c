@@ -383,10 +383,19 @@ static void test_codec_reply_round_trips_with_width(void **state)
     assert_int_equal(out.request_id, 42);
     assert_int_equal(out.version, 9);
     assert_int_equal(out.stop_clock, 12);
+    assert_int_equal(out.chunk, 0); /* absent: each payload one message */
     assert_int_equal(out.nsegs, 2);
     /* nkeys comes back as nvalues / width. */
     assert_segs_equal(segs, out.segs, 2, 0, 1);
     check_segs_valid(&test_lim, out.segs, out.nsegs, 0, 1);
+    /* The piece size travels as it is, with payloads announced. */
+    segs[0].values = segs[1].values = NULL;
+    in.chunk = 65536;
+    assert_int_equal(ps_codec_encode_reply(c, &in, &b), 0);
+    assert_int_equal(ps_codec_decode_reply(c, &test_lim, 0, b.data, b.len, &out), 0);
+    assert_int_equal(out.chunk, 65536);
+    assert_null(out.segs[0].values);
+    assert_int_equal(out.segs[1].nvalues, 20);
     ps_free(b.data);
     ps_codec_destroy(&c);
 }
