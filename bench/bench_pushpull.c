@@ -22,8 +22,11 @@
  *
  *   mpirun -np 2 bench_pushpull [--keys N[,N...]] [--widths W[,W...]]
  *       [--reps R] [--optimizer NAME] [--update lazy|dense] [--transport LABEL]
+ *       [--reply-chunk FLOATS]
  *   defaults: --keys 1000,65536,1048576 --widths 1,10 --reps 7 --optimizer sgd
- *   --update lazy; LABEL (e.g. "shm", "tcp") only names the run in the output.
+ *   --update lazy --reply-chunk 0 (the server's default piece size,
+ *   server/answer.h); LABEL (e.g. "shm", "tcp") only names the run in the
+ *   output.
  *
  * Prints a table on rank 0; if BENCH_JSON names a file, rank 0 appends one
  * JSON object per row. */
@@ -55,6 +58,7 @@ typedef struct {
     uint64_t keys[MAX_LIST];
     uint32_t widths[MAX_LIST];
     int nkeys, nwidths, reps, lazy;
+    size_t reply_chunk;
     ps_opt_kind opt;
     const char *transport;
 } options;
@@ -113,6 +117,8 @@ static int parse_args(int argc, char **argv, options *o)
         } else if (!bad && strcmp(a, "--update") == 0) {
             bad = strcmp(v, "lazy") != 0 && strcmp(v, "dense") != 0;
             o->lazy = strcmp(v, "lazy") == 0;
+        } else if (!bad && strcmp(a, "--reply-chunk") == 0) {
+            o->reply_chunk = (size_t)strtoull(v, NULL, 10);
         } else if (!bad && strcmp(a, "--transport") == 0) {
             o->transport = v;
         } else {
@@ -122,7 +128,7 @@ static int parse_args(int argc, char **argv, options *o)
             fprintf(stderr,
                     "usage: mpirun -np 2 bench_pushpull [--keys N[,N...]] "
                     "[--widths W[,W...]] [--reps 1..%d] [--optimizer NAME] "
-                    "[--update lazy|dense] [--transport LABEL]\n",
+                    "[--update lazy|dense] [--transport LABEL] [--reply-chunk FLOATS]\n",
                     MAX_REPS);
             return PS_EINVAL;
         }
@@ -244,6 +250,7 @@ static int run_case(ps_comm *comm, const options *o, uint64_t nkeys, uint32_t wi
     ps_server_cfg sc = {.nworkers = 1,
                         .worker_ranks = &worker_rank,
                         .sync = PS_SYNC_ASP,
+                        .reply_chunk = o->reply_chunk,
                         .config_text = "",
                         .opt_name = ps_opt_name(o->opt)};
     sc.store = (ps_store_cfg){.tables = &table,

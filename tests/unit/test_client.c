@@ -3,12 +3,14 @@
  * threads (ps_server_run) under range and hash sharding, lazy and dense;
  * the main thread then checks that the gathered rows are the servers'
  * initial rows (ps_table_init_row) in key order, and that after the push
- * they are one Adam step (ps_opt_step on the same numbers, bit for bit).
+ * they are one Adam step (ps_opt_step on the same numbers, bit for bit),
+ * also with replies in pieces of one and two rows.
  * A fake server played from the main thread sends replies with the wrong
  * request id, segment count, segment shape or sender, or with a wrong tag,
  * or control messages no wait expects: each is PS_EMSG naming the rank,
- * never a wait for ever. It also stamps a stop clock, sends a pull reply
- * into a checkpoint's wait (kept for the pull), reports a failed shard
+ * never a wait for ever; so is a reply piece of the wrong size, and one
+ * that never comes is PS_ETIMEDOUT. It also stamps a stop clock, sends a pull reply
+ * into a checkpoint's wait (kept for the pull, whole and in pieces), reports a failed shard
  * write, and passes on a stop request. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 #include "common/comm.h"
 #include "common/err.h"
 #include "common/mem.h"
+#include "common/payload.h"
 #include "common/shard.h"
 #include "common/table.h"
 #include "server/optim.h"
@@ -110,7 +113,8 @@ static void adam_rows(const ps_table_desc *d, uint32_t t, const uint64_t *keys, 
     }
 }
 
-static void run_case(ps_shard_mode shard, uint32_t nservers, int lazy, const char *ckpt_dir)
+static void run_case(ps_shard_mode shard, uint32_t nservers, int lazy, const char *ckpt_dir,
+                     size_t chunk)
 {
     ps_server_cfg scfg[MAXS];
     int server_ranks[MAXS], worker_ranks[1] = {0};
@@ -122,6 +126,7 @@ static void run_case(ps_shard_mode shard, uint32_t nservers, int lazy, const cha
                                   .worker_ranks = worker_ranks,
                                   .sync = PS_SYNC_BSP,
                                   .ckpt_dir = ckpt_dir,
+                                  .reply_chunk = chunk,
                                   .config_text = "test_client",
                                   .opt_name = "adam"};
         scfg[s].store = (ps_store_cfg){.tables = tables,
@@ -176,7 +181,23 @@ static void test_client_pull_push_pull_over_range_and_hash_shards(void **state)
     for (int shard = 0; shard < 2; shard++) {
         for (uint32_t ns = 1; ns <= MAXS; ns++) {
             for (int lazy = 0; lazy < 2; lazy++) {
-                run_case(shard ? PS_SHARD_HASH : PS_SHARD_RANGE, ns, lazy, NULL);
+                run_case(shard ? PS_SHARD_HASH : PS_SHARD_RANGE, ns, lazy, NULL, 0);
+            }
+        }
+    }
+}
+
+/* Replies in pieces of one and of two rows of w (3 floats wide; b's rows
+ * are 2 wide, so its pieces cut nothing or hold a row and a third): the
+ * same rows, bit for bit, received piece by piece. */
+static void test_client_takes_replies_in_pieces_of_one_or_two_rows(void **state)
+{
+    (void)state;
+    for (size_t chunk = 3; chunk <= 6; chunk += 3) {
+        for (uint32_t ns = 1; ns <= MAXS; ns += 2) {
+            for (int lazy = 0; lazy < 2; lazy++) {
+                run_case(PS_SHARD_RANGE, ns, lazy, NULL, chunk);
+                run_case(PS_SHARD_HASH, ns, lazy, NULL, chunk);
             }
         }
     }
@@ -187,7 +208,7 @@ static void test_client_checkpoint_reaches_every_server(void **state)
     (void)state;
     char dir[128], path[256];
     assert_int_equal(ps_test_tmpdir_create(dir, sizeof dir, "client"), 0);
-    run_case(PS_SHARD_HASH, 3, 1, dir);
+    run_case(PS_SHARD_HASH, 3, 1, dir, 0);
     for (int s = 0; s < 3; s++) {
         snprintf(path, sizeof path, "%s/ckpt-1/shard-%d.bin", dir, s);
         assert_int_equal(access(path, F_OK), 0);
@@ -209,7 +230,10 @@ typedef struct {
     ps_pull pull; /* what the fake server received */
     float vals[NKW * 3 + 2];
     ps_seg segs[NT];
-    int payload; /* replies send their values as payloads after the header */
+    int payload;  /* replies send their values as payloads after the header */
+    size_t chunk; /* ... in pieces of this many floats (0: whole) */
+    int cut;      /* 1: segment 0's payload goes whole despite chunk; 2: the last
+                     segment's last piece never goes */
 } fake;
 
 static void fake_open(fake *f)
@@ -273,14 +297,20 @@ static void fake_send_reply(fake *f, int from, int tag, uint64_t id_off, size_t 
     ps_reply r = {.request_id = f->pull.request_id + id_off,
                   .version = 0,
                   .stop_clock = stop,
+                  .chunk = f->chunk,
                   .nsegs = nsegs,
                   .segs = f->segs};
     assert_int_equal(ps_codec_encode_reply(f->codec, &r, &f->buf), 0);
     assert_int_equal(ps_comm_send(f->c[from], 0, tag, &f->buf), 0);
     for (size_t i = 0, at = 0; f->payload && i < nsegs; at += f->segs[i++].nvalues) {
-        assert_int_equal(ps_comm_send_ref(f->c[from], 0, PS_TAG_DATA(tag), f->vals + at,
-                                          f->segs[i].nvalues * sizeof(float)),
-                         0);
+        size_t n = f->segs[i].nvalues, chunk = i == 0 && f->cut == 1 ? 0 : f->chunk;
+        size_t np = ps_payload_npieces(n, chunk) - (i == nsegs - 1 && f->cut == 2);
+        for (size_t k = 0; k < np; k++) {
+            assert_int_equal(ps_comm_send_ref(f->c[from], 0, PS_TAG_DATA(tag),
+                                              f->vals + at + k * chunk,
+                                              ps_payload_piece(n, chunk, k) * sizeof(float)),
+                             0);
+        }
     }
 }
 
@@ -379,8 +409,9 @@ static void test_client_checkpoint_keeps_replies_and_reports_failed_writes(void 
     (void)state;
     fake f;
     fake_open(&f);
-    for (int pay = 0; pay < 2; pay++) {
-        f.payload = pay;
+    for (int pay = 0; pay < 3; pay++) {
+        f.payload = pay > 0;
+        f.chunk = pay == 2 ? 4 : 0; /* pieces that cut rows */
         fake_pull(&f);
         fake_send_reply(&f, 1, PS_TAG_REPLY, 0, NT, 0, 0);
         fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 1 + pay, 0, "");
@@ -396,10 +427,46 @@ static void test_client_checkpoint_keeps_replies_and_reports_failed_writes(void 
             assert_true(f.params_b[i] == (float)(100 + NKW * 3 + i));
         }
     }
-    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 3, 1, "input/output error");
-    PS_TEST_EXPECT_LOG(ps_client_checkpoint(f.cl, 3), PS_EIO,
-                       "server 0 (rank 1) could not write its shard of checkpoint 3: "
+    fake_ctrl(&f, 1, PS_CTRL_CHECKPOINT_DONE, 4, 1, "input/output error");
+    PS_TEST_EXPECT_LOG(ps_client_checkpoint(f.cl, 4), PS_EIO,
+                       "server 0 (rank 1) could not write its shard of checkpoint 4: "
                        "input/output error");
+    fake_close(&f);
+}
+
+/* A reply in pieces lands in key order; a piece of the wrong size is
+ * PS_EMSG naming the server's rank, and a piece that never comes is
+ * PS_ETIMEDOUT naming it once the peer deadline passes, never a hang. */
+static void test_client_rejects_a_wrong_or_missing_piece(void **state)
+{
+    (void)state;
+    fake f;
+    fake_open(&f);
+    f.payload = 1;
+    f.chunk = 6; /* two rows of w */
+    fake_pull(&f);
+    assert_int_equal(fake_reply(&f, 1, 0, NT, 0), 0);
+    for (size_t i = 0; i < NKW * 3; i++) {
+        assert_true(f.params_w[i] == (float)i);
+    }
+    assert_true(f.params_b[1] == (float)(100 + NKW * 3 + 1));
+    f.cut = 1;
+    fake_pull(&f);
+    PS_TEST_EXPECT_LOG(fake_reply(&f, 1, 0, NT, 0), PS_EMSG,
+                       "rank 1 sent a payload of 108 bytes on tag 13 where its header announced "
+                       "24");
+    fake_close(&f);
+    fake_open(&f);
+    f.payload = 1;
+    f.chunk = 1; /* b's 2 floats in 2 pieces: the first comes, the second not */
+    f.cut = 2;
+    const int peer = 1;
+    assert_int_equal(ps_comm_set_peers(f.c[0], &peer, 1), 0);
+    ps_comm_set_timeout(f.c[0], 0.3);
+    fake_pull(&f);
+    PS_TEST_EXPECT_LOG(fake_reply(&f, 1, 0, NT, 0), PS_ETIMEDOUT,
+                       "rank 1 has sent nothing, not even a heartbeat");
+    assert_int_equal(ps_comm_silent_rank(f.c[0]), 1);
     fake_close(&f);
 }
 
@@ -443,6 +510,10 @@ int main(void)
                                         ps_test_setup_mt, ps_test_teardown_mt),
         cmocka_unit_test_setup_teardown(test_client_checkpoint_reaches_every_server,
                                         ps_test_setup_mt, ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_client_takes_replies_in_pieces_of_one_or_two_rows,
+                                        ps_test_setup_mt, ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_client_rejects_a_wrong_or_missing_piece, ps_test_setup,
+                                        ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_client_rejects_replies_that_do_not_answer_the_pull,
                                         ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(

@@ -5,7 +5,9 @@
  * worker-order sums (bit-identical under every arrival order) and its
  * weighting of each push by its samples (empty and dropped pushes
  * included), holding of early pushes and of pulls (SSP, BSP) until their
- * version, ASP's at-once answers, one step count across servers when one
+ * version, ASP's at-once answers, a pusher's pull answered from its step
+ * (ASP: taken from the comm during the apply; 1-worker BSP: the held one)
+ * and a streamed step stopped at a non-finite part, one step count across servers when one
  * drops part of a push, checkpoints and resume, a step that overflows
  * reported by the server, and that every bad message is an error naming
  * the sender rank. The last tests run ps_server_run in a thread
@@ -25,6 +27,7 @@
 #include "common/comm.h"
 #include "common/err.h"
 #include "common/mem.h"
+#include "common/payload.h"
 #include "server/server.h"
 #include "server/snapshot.h"
 #include "server/store.h"
@@ -249,21 +252,41 @@ static void expect_reply_stop(fx *f, uint32_t w, uint64_t id, int64_t version, i
     assert_int_equal(r.version, version);
     assert_int_equal(r.stop_clock, stop);
     assert_int_equal(r.nsegs, NT);
-    /* The values come as payloads after the header, one per segment. */
+    /* The values come as payloads after the header, one per segment, in
+     * pieces of the configured size. */
+    assert_int_equal(r.chunk, f->cfg.reply_chunk ? f->cfg.reply_chunk : 65536);
     float want[3 * 3], got[3 * 3];
     ps_store_read(ps_server_store(f->srv), 0, pull_keys_w, 3, 0, want);
     assert_int_equal(r.segs[0].nvalues, 9);
     assert_null(r.segs[0].values);
-    assert_int_equal(ps_comm_recv_into(f->c[w + 1], 0, PS_TAG_DATA(PS_TAG_REPLY), got,
-                                       9 * sizeof(float), "reply"),
-                     0);
+    assert_int_equal(
+        ps_payload_recv_one(f->c[w + 1], 0, PS_TAG_DATA(PS_TAG_REPLY), got, 9, r.chunk, "reply"),
+        0);
     assert_memory_equal(got, want, 9 * sizeof(float));
     ps_store_read(ps_server_store(f->srv), 1, pull_keys_b, 1, 0, want);
     assert_int_equal(r.segs[1].nvalues, 2);
-    assert_int_equal(ps_comm_recv_into(f->c[w + 1], 0, PS_TAG_DATA(PS_TAG_REPLY), got,
-                                       2 * sizeof(float), "reply"),
-                     0);
+    assert_int_equal(
+        ps_payload_recv_one(f->c[w + 1], 0, PS_TAG_DATA(PS_TAG_REPLY), got, 2, r.chunk, "reply"),
+        0);
     assert_memory_equal(got, want, 2 * sizeof(float));
+}
+
+/* Worker w's pull, sent into the server's mailbox without handling it. */
+static void pull_pending(fx *f, uint32_t w, uint64_t id, int64_t min_version)
+{
+    ps_seg segs[NT] = {{.table = 0, .nkeys = 3, .slots = pull_keys_w},
+                       {.table = 1, .nkeys = 1, .slots = pull_keys_b}};
+    ps_pull p = {
+        .request_id = id, .min_version = min_version, .worker = w, .nsegs = NT, .segs = segs};
+    assert_int_equal(ps_codec_encode_pull(f->codec, &p, &f->buf), 0);
+    assert_int_equal(ps_comm_send(f->c[w + 1], 0, PS_TAG_PULL, &f->buf), 0);
+}
+
+/* Whether a pull from worker w still waits in the server's mailbox. */
+static int pull_in_comm(fx *f, uint32_t w)
+{
+    ps_comm_msg m;
+    return ps_comm_recv(f->c[0], f->worker_ranks[w], PS_TAG_PULL, 0, &m) == 0;
 }
 
 /* Whether every array of every table is bit-identical in a and b. */
@@ -445,6 +468,85 @@ static void test_server_asp_answers_at_once(void **state)
     ps_store_read(ps_server_store(f.srv), 0, pull_keys_w, 1, 0, now);
     assert_int_equal(ps_store_step(ps_server_store(f.srv)), 4);
     assert_memory_not_equal(init, now, sizeof init);
+    fx_close(&f);
+}
+
+/* A push that is a step of its own answers its worker's pull from the
+ * step: under ASP one already in the comm is taken during the apply,
+ * under 1-worker BSP the held one; the reply (in pieces that cut rows)
+ * has the stepped rows, and the store is the whole push's step bit for
+ * bit. A pull for a later version is held, and with temporal averaging
+ * the pull is left in the comm for the loop. */
+static void test_server_answers_the_pushers_pull_from_the_step(void **state)
+{
+    (void)state;
+    static const uint32_t order[1] = {0};
+    for (int bsp = 0; bsp < 2; bsp++) {
+        fx f;
+        fx_prepare(&f, bsp ? PS_SYNC_BSP : PS_SYNC_ASP, 1, 1, 0, 1);
+        f.cfg.reply_chunk = 4; /* rows of w are 3 wide */
+        fx_start(&f);
+        if (bsp) {
+            assert_int_equal(pull(&f, 0, 7, 1), 0);
+            expect_no_reply(&f, 0); /* held for version 1 */
+        } else {
+            pull_pending(&f, 0, 7, 1);
+        }
+        assert_int_equal(push(&f, 0, 0), 0);
+        assert_false(pull_in_comm(&f, 0));
+        expect_reply(&f, 0, 7, 1);
+        expect_no_reply(&f, 0);
+        ps_store *want = reference(&f, order, 1, -1);
+        assert_true(stores_equal(ps_server_store(f.srv), want));
+        ps_store_destroy(&want);
+        /* Asked for a version this step does not make: held, not sent. */
+        pull_pending(&f, 0, 8, 3);
+        assert_int_equal(push(&f, 0, 1), 0);
+        assert_false(pull_in_comm(&f, 0));
+        expect_no_reply(&f, 0);
+        assert_int_equal(push(&f, 0, 2), 0);
+        expect_reply(&f, 0, 8, 3);
+        fx_close(&f);
+    }
+    fx f;
+    fx_prepare(&f, PS_SYNC_ASP, 1, 1, 0, 1);
+    f.cfg.store.avg_beta = 0.9f;
+    fx_start(&f);
+    pull_pending(&f, 0, 9, 1);
+    assert_int_equal(push(&f, 0, 0), 0);
+    expect_no_reply(&f, 0);
+    assert_true(pull_in_comm(&f, 0));
+    fx_close(&f);
+}
+
+/* --nonfinite abort on a step of its own checks each part just before it
+ * is applied: a bad row stops the apply and the reply there, with the
+ * usual blame; the rows before it are stepped and their piece sent, the
+ * rest untouched. */
+static void test_server_stops_a_streamed_step_at_a_nonfinite_part(void **state)
+{
+    (void)state;
+    fx f;
+    fx_prepare(&f, PS_SYNC_ASP, 1, 1, 0, 1);
+    f.cfg.reply_chunk = 3; /* one row of w per part */
+    fx_start(&f);
+    float before[8 * 3], after[8 * 3];
+    const uint64_t all[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    ps_store_read(ps_server_store(f.srv), 0, all, 8, 0, before);
+    pull_pending(&f, 0, 5, 1);
+    PS_TEST_EXPECT_LOG(push_from(&f, 0, 0, 0, 7), PS_ENONFINITE,
+                       "non-finite gradient nan from worker 0: table w, key 2, column 1, clock 0");
+    ps_store_read(ps_server_store(f.srv), 0, all, 8, 0, after);
+    assert_memory_not_equal(before, after, 2 * 3 * sizeof(float));
+    assert_memory_equal(before + 2 * 3, after + 2 * 3, 6 * 3 * sizeof(float));
+    /* The header and the piece of row 1 (the pull's first row), no more. */
+    ps_comm_msg m;
+    float got[3];
+    assert_int_equal(ps_comm_recv(f.c[1], 0, PS_TAG_REPLY, 0, &m), 0);
+    assert_int_equal(ps_comm_recv_into(f.c[1], 0, PS_TAG_DATA(PS_TAG_REPLY), got, sizeof got, "r"),
+                     0);
+    assert_memory_equal(got, after + 3, sizeof got);
+    expect_no_reply(&f, 0);
     fx_close(&f);
 }
 
@@ -1122,6 +1224,10 @@ int main(void)
                                         ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_asp_answers_at_once, ps_test_setup,
                                         ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_answers_the_pushers_pull_from_the_step,
+                                        ps_test_setup, ps_test_teardown),
+        cmocka_unit_test_setup_teardown(test_server_stops_a_streamed_step_at_a_nonfinite_part,
+                                        ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_checkpoint_done_at_its_clock_and_resumes,
                                         ps_test_setup, ps_test_teardown),
         cmocka_unit_test_setup_teardown(test_server_rejects_bad_messages_naming_the_sender,
