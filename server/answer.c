@@ -228,29 +228,38 @@ static size_t held_of(const ps_answer *a, int src)
     return SIZE_MAX;
 }
 
-/* After a part: until a pull to stream is found, looks for one (held, then
- * from find), then sends what is final. *held: the held pull streamed. */
+/* The pull to stream, looked for until one is found: src's oldest held
+ * one, else the one find gives, held instead if this step does not answer
+ * it. *out stays NULL when there is none (yet); *held: the held one's slot. */
+static int pick_pull(ps_answer *a, const ps_answer_step *st, const ps_pull **out, size_t *held)
+{
+    const ps_pull *p = NULL;
+    size_t h = held_of(a, st->src);
+    int rc = 0;
+    if (h != SIZE_MAX) {
+        p = &a->held[h].pull;
+    } else if (st->find && (rc = st->find(st->arg, &p)) == 0 && p && p->min_version > st->version) {
+        return ps_answer_hold(a, p, st->src); /* src's later pulls wait behind it */
+    }
+    if (rc == 0 && p && p->min_version <= st->version) {
+        *out = p;
+        *held = h;
+    }
+    return rc;
+}
+
+/* After a part: the pull to stream, if none yet, and its header once found;
+ * then every piece now final. */
 static int after_part(ps_answer *a, stream *s, const ps_answer_step *st, const frontier *f,
                       size_t *held)
 {
     if (!s->pull) {
-        const ps_pull *p = NULL;
-        size_t h = held_of(a, st->src);
-        int rc = 0;
-        if (h != SIZE_MAX) {
-            p = &a->held[h].pull;
-        } else if (st->find && (rc = st->find(st->arg, &p)) == 0 && p &&
-                   p->min_version > st->version) {
-            rc = ps_answer_hold(a, p, st->src);
-            return rc; /* now held: nothing of src's to stream */
-        }
-        if (rc || !p || p->min_version > st->version) {
+        int rc = pick_pull(a, st, &s->pull, held);
+        if (rc || !s->pull) {
             return rc;
         }
-        *held = h;
-        s->pull = p;
         s->src = st->src;
-        if ((rc = send_header(a, p, s->src, st->version, st->stop_clock))) {
+        if ((rc = send_header(a, s->pull, s->src, st->version, st->stop_clock))) {
             return rc;
         }
     }

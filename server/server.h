@@ -66,7 +66,10 @@ void ps_server_destroy(ps_server **s);
  * with the stop clock once the coordinator announced one), a
  * CHECKPOINT_DONE once the requested clock is reached (value 1 and the
  * reason when the shard could not be written: the coordinator reports it).
- * What must wait (an early BSP push, a pull for a future version) is kept
+ * A lazy push that is a step of its own (SSP/ASP, BSP with one worker)
+ * streams its worker's pull reply as its rows are stepped, taking that
+ * pull from the comm if it is already there (server/answer.h). What must
+ * wait (an early BSP push, a pull for a future version) is kept
  * decoded, in storage the server reuses. Returns 0, or after logging the
  * error with the sender rank: PS_EMSG (a bad or unexpected message, a
  * second DONE from one worker, the last DONE while pulls still wait, a
