@@ -704,9 +704,24 @@ static void test_store_apply_reports_non_finite_weights(void **state)
     }
 }
 
+/* p as step t through ps_store_push_begin/part/end, in parts of `rows`
+ * rows, the segments last first (parts may come in any order). */
+static int apply_in_parts(ps_store *s, const ps_push *p, int64_t t, size_t rows)
+{
+    int rc = ps_store_push_begin(s, p, t);
+    for (size_t i = p->nsegs; rc == 0 && i-- > 0;) {
+        for (size_t r0 = 0; r0 < p->segs[i].nkeys; r0 += rows) {
+            size_t r1 = r0 + rows < p->segs[i].nkeys ? r0 + rows : p->segs[i].nkeys;
+            ps_store_push_part(s, p, i, r0, r1);
+        }
+    }
+    return rc ? rc : ps_store_push_end(s);
+}
+
 /* ps_store_apply_push must equal accumulate(scale 1) + apply bit for bit,
  * for partial pushes (lazy rows), a push of every row (the dense fast path)
- * and with temporal averaging and the L2 term, over several steps. */
+ * and with temporal averaging and the L2 term, over several steps; and so
+ * must the same push applied in parts of 1 and 4 rows. */
 static void test_store_apply_push_equals_accumulate_apply(void **state)
 {
     (void)state;
@@ -718,6 +733,7 @@ static void test_store_apply_push_equals_accumulate_apply(void **state)
             c.l2_tables = 1;
         }
         ps_store *a = make_store(&c), *b = make_store(&c);
+        ps_store *parts[2] = {make_store(&c), make_store(&c)};
         uint64_t some[3] = {1, 4, 9}, all[10], bias[1] = {0};
         float g[30], gb[4];
         for (int i = 0; i < 10; i++) {
@@ -747,15 +763,23 @@ static void test_store_apply_push_equals_accumulate_apply(void **state)
             assert_int_equal(ps_store_apply(a, step), 0);
             assert_int_equal(ps_store_apply_push(b, &p, step), 0);
             assert_int_equal(ps_store_step(b), step);
+            for (int j = 0; j < 2; j++) {
+                assert_int_equal(apply_in_parts(parts[j], &p, step, j ? 4 : 1), 0);
+                assert_int_equal(ps_store_step(parts[j]), step);
+            }
         }
         for (uint32_t t = 0; t < 2; t++) {
             snap sn;
             snap_take(a, t, &sn);
             assert_same_as_snap(b, t, &sn);
+            assert_same_as_snap(parts[0], t, &sn);
+            assert_same_as_snap(parts[1], t, &sn);
             snap_free(&sn);
         }
         ps_store_destroy(&a);
         ps_store_destroy(&b);
+        ps_store_destroy(&parts[0]);
+        ps_store_destroy(&parts[1]);
     }
 }
 
