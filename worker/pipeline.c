@@ -136,6 +136,14 @@ int ps_pipe_start(ps_pipe *p, uint64_t clock)
     return rc;
 }
 
+int ps_pipe_ahead(ps_pipe *p, uint64_t clock, int64_t last)
+{
+    if (p->cfg.max_staleness == 0 && (int64_t)clock <= last) {
+        return ps_pipe_start(p, clock);
+    }
+    return ps_pipe_prepare(p, clock);
+}
+
 /* Takes the replies of the oldest pull in flight. */
 static int wait_next(ps_pipe *p)
 {

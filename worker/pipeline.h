@@ -1,13 +1,13 @@
 /* Pipeline: a worker's batches ahead of its training loop (worker/train.c).
  * For clock c: load the batch, extract its keys and build its plan
  * (prepare), ask the servers for its rows (start), take their replies
- * (wait). The loop starts the pull of c + 1 right after the reply of c,
- * before computing c, as before; what is new is that it prepares c + 2
- * right after pushing c, while the servers apply that push and it would
- * otherwise wait for the reply of c + 1. Under BSP only the gradient and
- * the round trip are then left on the critical path. Prepare sends
- * nothing, so the messages and what each pull is answered with are those
- * of preparing and starting in one go: BSP runs stay bit-identical.
+ * (wait). The loop prepares c + 2 right after pushing c, while the
+ * servers apply that push and it would otherwise wait for the reply of
+ * c + 1 (ps_pipe_ahead); only the gradient and the round trip are left on
+ * the critical path. Under BSP that pull also goes out then (no server can
+ * answer it sooner); otherwise after the reply of c + 1, as before. Either
+ * way each pull is answered with what it was before: BSP runs stay
+ * bit-identical.
  * Three clocks are held at once (PS_PIPE_SLOTS): the one being computed
  * and pushed, the one whose pull is in flight, the one prepared. Not
  * thread-safe. */
@@ -59,6 +59,15 @@ int ps_pipe_prepare(ps_pipe *p, uint64_t clock);
 /* Starts the pulls of every clock up to `clock` not started yet,
  * preparing them first where needed (as ps_pipe_prepare). */
 int ps_pipe_start(ps_pipe *p, uint64_t clock);
+/* Prepares clock (as ps_pipe_prepare), to be done while the servers apply
+ * the push two clocks back; under BSP (max_staleness 0) also starts its
+ * pull when clock <= last, the last clock any server will answer (the
+ * final one, or the stop clock once known): no server can answer it
+ * before this worker's next push, so it goes out now and its encoding
+ * leaves the critical path, with the same answer. SSP and ASP pulls may be
+ * answered at once, so theirs waits for ps_pipe_start after the previous
+ * reply, as before, and what they are answered with does not change. */
+int ps_pipe_ahead(ps_pipe *p, uint64_t clock, int64_t last);
 /* Starts clock's pull if needed and takes its replies into the pipe's
  * parameter buffers. Clock must be the oldest not waited for (PS_ASSERT).
  * Returns 0 and *out, or the errors of ps_pipe_start and

@@ -547,6 +547,15 @@ static void teardown(trainer *tr)
     ps_model_destroy(&tr->model);
 }
 
+/* The last clock a server will answer a pull for: the final one, or
+ * where the job stops once that is known (the reply before carries it). */
+static int64_t last_pull(const trainer *tr)
+{
+    int64_t last = (int64_t)tr->total_steps - 1, sc = ps_client_stop_clock(tr->client);
+    int64_t stop = tr->stop_at >= 0 ? tr->stop_at : sc > 0 ? sc : last;
+    return stop < last ? stop : last;
+}
+
 static int step(trainer *tr, uint64_t clock)
 {
     ps_pipe_step s;
@@ -594,7 +603,7 @@ static int step(trainer *tr, uint64_t clock)
     }
     /* The batch after next, while the servers apply this push: its keys
      * and plan leave the critical path (worker/pipeline.h). */
-    if (clock + 2 < tr->total_steps && (rc = ps_pipe_prepare(tr->pipe, clock + 2))) {
+    if (clock + 2 < tr->total_steps && (rc = ps_pipe_ahead(tr->pipe, clock + 2, last_pull(tr)))) {
         return rc;
     }
     if (tr->coordinator) {

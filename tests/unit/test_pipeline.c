@@ -1,7 +1,8 @@
 /* Tests for worker/pipeline on the loop comm backend, no mpirun: a worker
  * thread trains sparse logistic regression under BSP against a real server
- * thread (ps_server_run), once through the pipe in the order train.c uses
- * (wait c, start c + 1, gradient, push c, prepare c + 2) and once with no
+ * thread (ps_server_run), through the pipe in the order train.c uses
+ * (wait c, start c + 1, gradient, push c, ps_pipe_ahead c + 2: prepared
+ * only, or under BSP also pulled, two pulls in flight) and once with no
  * pipe at all (batch, keys, plan, pull and wait of each clock in series).
  * The two runs must see the same batches, keys and parameters at every
  * clock, bit for bit, and a pull left in flight at the end must come back
@@ -144,8 +145,10 @@ static int pipelined(run *r, worker_state *w, uint64_t per_epoch)
             break;
         }
         record(r, c, &s.batch, s.keys, s.params);
+        /* pipelined == 2: the pull ahead goes out with it (BSP);
+         * 1: it waits for the next ps_pipe_start. */
         if ((rc = gradient_push(w, &s.batch, s.keys, s.params, s.plan, c)) == 0 && c + 2 <= STEPS) {
-            rc = ps_pipe_prepare(p, c + 2);
+            rc = ps_pipe_ahead(p, c + 2, r->pipelined == 2 ? STEPS : -1);
         }
     }
     ps_batch b;
@@ -264,11 +267,10 @@ static void run_job(run *r)
     assert_int_equal(rcs[1], 0);
 }
 
-static void test_pipeline_bsp_sees_what_serial_steps_see(void **state)
+static void check_against_serial(int mode)
 {
-    (void)state;
     run ra, rb, *a = &ra, *b = &rb;
-    setup_run(a, 1);
+    setup_run(a, mode);
     setup_run(b, 0);
     run_job(a);
     run_job(b);
@@ -283,10 +285,25 @@ static void test_pipeline_bsp_sees_what_serial_steps_see(void **state)
     assert_true(b->params_digest[0] != b->params_digest[1]);
 }
 
+static void test_pipeline_bsp_sees_what_serial_steps_see(void **state)
+{
+    (void)state;
+    check_against_serial(1);
+}
+
+/* With the pull ahead sent as soon as it is prepared (two in flight). */
+static void test_pipeline_bsp_pull_ahead_sees_what_serial_steps_see(void **state)
+{
+    (void)state;
+    check_against_serial(2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pipeline_bsp_sees_what_serial_steps_see,
+                                        ps_test_setup_mt, ps_test_teardown_mt),
+        cmocka_unit_test_setup_teardown(test_pipeline_bsp_pull_ahead_sees_what_serial_steps_see,
                                         ps_test_setup_mt, ps_test_teardown_mt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
