@@ -436,41 +436,6 @@ void ps_opt_step(const ps_opt_hp *hp, float *w, float *const *state, const float
     run_span(hp->kind, ps_opt_isa_current(), &c, w, state, 0, g, n);
 }
 
-/* Pushed rows are scattered over the shard, so each is a cache (and often
- * TLB) miss the hardware prefetcher cannot guess: ask for the first and
- * last line of row `row` (a wider row's middle is sequential, which the
- * hardware streams itself). */
-static inline void prefetch_row(float *w, float *const *state, int ns, size_t row, size_t width)
-{
-    size_t a = row * width, z = a + width - 1;
-    __builtin_prefetch(w + a, 1);
-    __builtin_prefetch(w + z, 1);
-    for (int k = 0; k < ns; k++) {
-        __builtin_prefetch(state[k] + a, 1);
-        __builtin_prefetch(state[k] + z, 1);
-    }
-}
-
-/* Adam rows narrower than a block (sparse logistic regression's are as
- * wide as its classes): the element function inline over every row, where
- * a kernel call per row spent most of its time entering and leaving a loop
- * that only runs its scalar tail. Same element function, so the same bits
- * as the kernels (test_optim). */
-static void adam_narrow_rows(const coef *c, float *w, float *const *state, const float *g,
-                             size_t width, const uint64_t *rows, size_t nrows)
-{
-    float *m = state[0], *v = state[1];
-    for (size_t i = 0; i < nrows; i++) {
-        if (i + PS_PREFETCH_ROWS < nrows) {
-            prefetch_row(w, state, 2, (size_t)rows[i + PS_PREFETCH_ROWS], width);
-        }
-        size_t off = (size_t)rows[i] * width;
-        for (size_t j = 0; j < width; j++) {
-            adam_elem(c, w + off + j, m + off + j, v + off + j, g[i * width + j]);
-        }
-    }
-}
-
 void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const float *g,
                       size_t width, const uint64_t *rows, size_t nrows, int64_t t)
 {
@@ -478,14 +443,20 @@ void ps_opt_step_rows(const ps_opt_hp *hp, float *w, float *const *state, const 
      * step, and the bias correction still uses the global t. */
     coef c = make_coef(hp, t);
     int ns = opt_nstate[hp->kind];
-    if ((hp->kind == PS_OPT_ADAM || hp->kind == PS_OPT_ADAMW) && width < PS_VB) {
-        adam_narrow_rows(&c, w, state, g, width, rows, nrows);
-        return;
-    }
     ps_opt_isa isa = ps_opt_isa_current(); /* once per call, not per row */
     for (size_t i = 0; i < nrows; i++) {
+        /* Pushed rows are scattered over the shard, so each is a cache (and
+         * often TLB) miss the hardware prefetcher cannot guess: ask for the
+         * first and last line of a row a few rows ahead (a wider row's
+         * middle is sequential, which the hardware streams itself). */
         if (i + PS_PREFETCH_ROWS < nrows && width > 0) {
-            prefetch_row(w, state, ns, (size_t)rows[i + PS_PREFETCH_ROWS], width);
+            size_t a = (size_t)rows[i + PS_PREFETCH_ROWS] * width, z = a + width - 1;
+            __builtin_prefetch(w + a, 1);
+            __builtin_prefetch(w + z, 1);
+            for (int k = 0; k < ns; k++) {
+                __builtin_prefetch(state[k] + a, 1);
+                __builtin_prefetch(state[k] + z, 1);
+            }
         }
         run_span(hp->kind, isa, &c, w, state, (size_t)rows[i] * width, g + i * width, width);
     }

@@ -406,7 +406,7 @@ static void test_step_rows_equals_step_with_all_rows(void **state)
 {
     (void)state;
     enum { R = 6, WMAX = 19 };
-    /* 1, 2 and 7 take the narrow-row path for Adam and AdamW. */
+    /* Below the block (1, 2: sparse logreg rows, 7) and above it. */
     const size_t widths[4] = {1, 2, 7, 19};
     uint64_t rows[R] = {3, 0, 5, 1, 4, 2};
     for (int kind = 0; kind < PS_OPT_COUNT_; kind++) {
