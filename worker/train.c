@@ -11,7 +11,6 @@
 #include "common/mem.h"
 #include "worker/metrics.h"
 #include "common/stats.h"
-#include "data/libsvm.h"
 #include "worker/batcher.h"
 #include "worker/evaluator.h"
 #include "worker/export.h"
@@ -78,35 +77,6 @@ static void write_metrics(trainer *tr, const ps_metric_kv *kv, size_t n)
     if (tr->metrics) {
         count_lost(tr, ps_metrics_write(tr->metrics, kv, n));
     }
-}
-
-/* --eval-train N: the first N samples of the coordinator's part of the
- * training set, in file order (no shuffle), loaded once. The part is the
- * first block of the training set (rows for IDX and synthetic data, bytes
- * for libsvm), so for the former these are the set's first N rows; a
- * libsvm part is read from the start of its byte range. */
-static int load_train_head(trainer *tr)
-{
-    const ps_worker_cfg *wc = tr->wc;
-    uint64_t part = ps_batcher_rows(tr->batcher);
-    size_t n = (size_t)(wc->eval_train < part ? wc->eval_train : part);
-    if (n == 0) {
-        return 0;
-    }
-    if (ps_source_is_libsvm(&wc->source)) {
-        ps_libsvm *r = NULL;
-        uint64_t bytes;
-        int rc = ps_source_open_train_stream(&wc->source, &wc->spec, wc->client.worker,
-                                             wc->client.nworkers, &r, &bytes);
-        if (rc == 0) {
-            rc = ps_libsvm_next(r, n, &tr->train_head);
-        }
-        ps_libsvm_close(&r);
-        return rc;
-    }
-    ps_source_cfg head = wc->source;
-    head.train_limit = n;
-    return ps_source_load_train(&head, &wc->spec, 0, 1, &tr->train_head);
 }
 
 /* The clocks between evaluations. */
@@ -291,8 +261,10 @@ static int setup(trainer *tr)
                                 wc->client.worker, wc->client.nworkers))) {
         return rc;
     }
-    if (tr->coordinator && ((rc = ps_source_load_test(&wc->source, &wc->spec, &tr->test)) ||
-                            (wc->eval_train && (rc = load_train_head(tr))))) {
+    if (tr->coordinator &&
+        ((rc = ps_source_load_test(&wc->source, &wc->spec, &tr->test)) ||
+         (wc->eval_train && (rc = ps_batcher_head(tr->batcher, &wc->spec, wc->client.nworkers,
+                                                  wc->eval_train, &tr->train_head))))) {
         return rc;
     }
     if (ps_batcher_streamed(tr->batcher) && !tr->wc->quiet) {
