@@ -40,8 +40,11 @@ typedef struct {
 } ps_bytes;
 
 /* Grows array lvalue arr (capacity lvalue cap) to hold need elements:
- * ps_grow with the element size taken from the array. */
-#define PS_GROW(arr, cap, need) ps_grow((void **)&(arr), &(cap), (need), sizeof *(arr))
+ * ps_grow with the element size taken from the array. The capacity check
+ * is inline, so growing by one per element (a plan's slots) costs no call
+ * while it fits. need is evaluated twice: no side effects. */
+#define PS_GROW(arr, cap, need)                                                                    \
+    ((size_t)(need) <= (cap) ? 0 : ps_grow((void **)&(arr), &(cap), (need), sizeof *(arr)))
 
 /* Runs stmt for j in [0, n) in blocks of the constant vb, then a scalar
  * tail: -O2's cheap vectoriser only vectorises loops whose trip count it

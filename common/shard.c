@@ -77,6 +77,13 @@ static void range_locate(const ps_shard *s, uint64_t key, uint32_t *server, uint
 
 void ps_shard_locate(const ps_shard *s, uint64_t key, uint32_t *server, uint64_t *slot)
 {
+    /* One server holds every row at its key: no 64-bit division per key
+     * (a worker plans every key of every batch through here). */
+    if (s->mode == PS_SHARD_RANGE && s->nservers == 1) {
+        *server = 0;
+        *slot = key;
+        return;
+    }
     if (s->mode == PS_SHARD_RANGE) {
         range_locate(s, key, server, slot);
         return;

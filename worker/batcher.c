@@ -171,3 +171,25 @@ int ps_batcher_get(ps_batcher *b, uint64_t clock, uint64_t batches_per_epoch, ps
     }
     return ps_dataset_gather(&b->data, b->order + first, count, out);
 }
+
+int ps_batcher_head(const ps_batcher *b, const ps_source_spec *spec, uint32_t nworkers, uint64_t n,
+                    ps_dataset *out)
+{
+    size_t want = (size_t)(n < b->rows ? n : b->rows);
+    if (want == 0) {
+        return 0;
+    }
+    if (ps_source_is_libsvm(&b->src)) {
+        ps_libsvm *r = NULL;
+        uint64_t bytes;
+        int rc = ps_source_open_train_stream(&b->src, spec, b->worker, nworkers, &r, &bytes);
+        if (rc == 0) {
+            rc = ps_libsvm_next(r, want, out);
+        }
+        ps_libsvm_close(&r);
+        return rc;
+    }
+    ps_source_cfg head = b->src;
+    head.train_limit = want;
+    return ps_source_load_train(&head, spec, 0, 1, out);
+}

@@ -47,5 +47,13 @@ int ps_batcher_streamed(const ps_batcher *b);
  * out's arrays. Clocks usually come in order; any other order rereads the
  * stream from the start of the epoch. Returns 0 or a reader error. */
 int ps_batcher_get(ps_batcher *b, uint64_t clock, uint64_t batches_per_epoch, ps_dataset *out);
+/* --eval-train: the first n samples (at most the part) of this worker's
+ * part (of nworkers; spec as at create), in file order, no shuffle, into
+ * out. The part is the first block of the training set for worker 0
+ * (rows for IDX and synthetic data, bytes for libsvm), so for the former
+ * these are the set's first n rows; a libsvm part is read from the start
+ * of its byte range. Returns 0 or a reader error. */
+int ps_batcher_head(const ps_batcher *b, const ps_source_spec *spec, uint32_t nworkers, uint64_t n,
+                    ps_dataset *out);
 
 #endif

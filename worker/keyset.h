@@ -28,6 +28,9 @@ int ps_keyset_create(ps_keyset **out);
 void ps_keyset_destroy(ps_keyset **s);
 /* Which method ps_keyset_extract uses (tests; default PS_KEYSET_AUTO). */
 void ps_keyset_set_method(ps_keyset *s, ps_keyset_method method);
+/* generic = 1: the bitmap runs its generic copy, not the one built for
+ * this CPU's popcnt (tests: both give the same result). */
+void ps_keyset_set_generic(ps_keyset *s, int generic);
 
 /* The distinct values of ids[0..n-1] (each < dim; the caller checks;
  * n <= UINT32_MAX), ascending, into keys (room for n), their count in

@@ -443,6 +443,18 @@ void ps_model_keys_fini(ps_keylist *keys, uint32_t n)
     }
 }
 
+int ps_model_grow_rows(const ps_model *m, const ps_keylist *keys, float **bufs, size_t *caps)
+{
+    for (uint32_t t = 0; t < m->ntables; t++) {
+        size_t need = keys[t].n * m->tables[t].width;
+        int rc = ps_grow((void **)&bufs[t], &caps[t], need ? need : 1, sizeof(float));
+        if (rc) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int check_keys(const ps_model *m, const ps_batch *b, const ps_keylist *keys,
                       const float *const *params, float *const *grads, const char *who)
 {

@@ -169,6 +169,10 @@ const ps_model_cfg *ps_model_config(const ps_model *m);
 int ps_model_batch_keys(ps_model *m, const ps_batch *b, ps_keylist *keys);
 /* Frees the arrays of keys[0..n-1]; they are zeroed and can be reused. */
 void ps_model_keys_fini(ps_keylist *keys, uint32_t n);
+/* Grows bufs[t] (capacity caps[t] floats, ps_grow) to keys[t].n rows of
+ * table t, for every table: the layout of params and grads. Returns 0 or
+ * PS_ENOMEM. */
+int ps_model_grow_rows(const ps_model *m, const ps_keylist *keys, float **bufs, size_t *caps);
 
 /* One training step on b (1 <= b->n <= max_batch) with keys from
  * ps_model_batch_keys(b): params[t] holds keys[t].n x width floats of table

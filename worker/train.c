@@ -4,30 +4,19 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "common/ckpt.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "worker/metrics.h"
-#include "common/rng.h"
 #include "common/stats.h"
-#include "data/libsvm.h"
 #include "worker/batcher.h"
+#include "worker/evaluator.h"
 #include "worker/export.h"
+#include "worker/inject.h"
+#include "worker/pipeline.h"
 #include "worker/progress.h"
-
-#define EVAL_CHUNK 1000
-
-/* Buffers for one batch in flight: the batch, its keys and its plan. */
-typedef struct {
-    ps_dataset batch;
-    ps_keylist *keys;
-    ps_plan *plan;
-} slot;
 
 typedef struct {
     const ps_worker_cfg *wc;
@@ -36,17 +25,12 @@ typedef struct {
     ps_model *model;
     uint32_t ntables;
     ps_batcher *batcher; /* this worker's training batches */
+    ps_pipe *pipe;       /* their keys, plans and pulls, ahead of the loop */
     ps_dataset test;
-    ps_dataset train_head; /* --eval-train: the samples train_nll is taken on */
-    slot slots[2];
-    slot eval; /* evaluation's own keys and plan: a batch's must survive it */
-    float **params, **grads;
-    size_t *cap_params, *cap_grads;
-    /* Evaluation's own parameter buffers: the batch's rows, pulled for its
-     * step, must survive an evaluation pulling other rows (sparse input)
-     * or the temporal average (averaging) in between. */
-    float **eval_params;
-    size_t *cap_eval;
+    ps_dataset train_head;   /* --eval-train: the samples train_nll is taken on */
+    ps_evaluator *evaluator; /* coordinator: pulls into buffers of its own */
+    float **grads;
+    size_t *cap_grads;
     uint64_t steps_per_epoch, total_steps;
     uint64_t start_clock; /* first clock of this run (after a resume, not 0) */
     int coordinator;
@@ -69,48 +53,6 @@ typedef struct {
     int64_t stop_at;    /* the clock every worker stops at, once agreed; else -1 */
 } trainer;
 
-static int64_t min_version(const ps_worker_cfg *wc, uint64_t clock)
-{
-    if (wc->max_staleness < 0) {
-        return 0;
-    }
-    uint64_t k = (uint64_t)wc->max_staleness;
-    return clock > k ? (int64_t)(clock - k) : 0;
-}
-
-static int grow_tables(trainer *tr, const ps_keylist *keys, float **bufs, size_t *caps)
-{
-    for (uint32_t t = 0; t < tr->ntables; t++) {
-        size_t need = keys[t].n * ps_model_table(tr->model, t)->width;
-        int rc = ps_grow((void **)&bufs[t], &caps[t], need ? need : 1, sizeof(float));
-        if (rc) {
-            return rc;
-        }
-    }
-    return 0;
-}
-
-static int prepare(trainer *tr, uint64_t clock)
-{
-    slot *s = &tr->slots[clock % 2];
-    int rc = ps_batcher_get(tr->batcher, clock, tr->steps_per_epoch, &s->batch);
-    if (rc) {
-        return rc;
-    }
-    ps_batch b = ps_dataset_view(&s->batch, 0, s->batch.n);
-    if (b.n == 0) {
-        for (uint32_t t = 0; t < tr->ntables; t++) {
-            s->keys[t].n = 0;
-        }
-    } else if ((rc = ps_model_batch_keys(tr->model, &b, s->keys))) {
-        return rc;
-    }
-    if ((rc = ps_client_plan(tr->client, s->plan, s->keys))) {
-        return rc;
-    }
-    return ps_client_pull_start(tr->client, s->plan, min_version(tr->wc, clock), 0);
-}
-
 static void log_clock(trainer *tr, const char *what, uint64_t clock)
 {
     if (tr->clock_log) {
@@ -118,80 +60,6 @@ static void log_clock(trainer *tr, const char *what, uint64_t clock)
                 (unsigned long long)clock);
         fflush(tr->clock_log);
     }
-}
-
-static void inject_delay(trainer *tr, uint64_t clock)
-{
-    if (tr->wc->delay_ms <= 0) {
-        return;
-    }
-    /* Random per (worker, clock, time): the point is to vary arrival order. */
-    uint64_t x = ps_rng_hash((uint64_t)time(NULL), tr->wc->client.worker, clock,
-                             (uint64_t)(ps_comm_time() * 1e6));
-    double ms = ps_rng_unit_double(x) * tr->wc->delay_ms;
-    struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
-                          .tv_nsec = (long)fmod(ms, 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Integration tests set ADAMPS_TEST_INJECT to make the last worker send a
- * bad message at clock 3: "bad-key" (a key past the shard) or "nan" (a
- * non-finite gradient), which the servers must report naming this worker;
- * or die at clock N ("crash-at-N") to test resuming. */
-static void inject_fault(trainer *tr, slot *s, uint64_t clock)
-{
-#ifndef PS_TESTING
-    (void)tr;
-    (void)s;
-    (void)clock;
-#else
-    const char *what = tr->inject;
-    if (!what || tr->wc->client.worker + 1 != tr->wc->client.nworkers) {
-        return;
-    }
-    /* "crash-at-N": the process dies at clock N, as a killed node would. */
-    if (strncmp(what, "crash-at-", 9) == 0 && clock == strtoull(what + 9, NULL, 10)) {
-        _exit(3);
-    }
-    if (clock != 3) {
-        return;
-    }
-    if (strcmp(what, "bad-key") == 0) {
-        ps_plan_inject_bad_key(s->plan);
-    } else if (strcmp(what, "nan") == 0 && s->keys[0].n) {
-        tr->grads[0][0] = NAN;
-    }
-#endif
-}
-
-/* Test builds: "pause-at-N-SECS" makes the coordinator busy for SECS at
- * clock N (a long evaluation) while its heartbeats go on, which must not
- * end the job; "freeze-at-N-SECS" the same without heartbeats (a hung
- * rank), which must, naming it. */
-static void inject_pause(trainer *tr, uint64_t clock)
-{
-#ifdef PS_TESTING
-    unsigned long long at = 0;
-    double secs = 0;
-    const char *w = tr->inject;
-    int beat = w && sscanf(w, "pause-at-%llu-%lf", &at, &secs) == 2;
-    if (!tr->coordinator || (!beat && !(w && sscanf(w, "freeze-at-%llu-%lf", &at, &secs) == 2)) ||
-        at != clock) {
-        return;
-    }
-    PS_LOG(INFO, "test: busy for %.1f s at clock %llu (%s heartbeats)", secs, at,
-           beat ? "with" : "without");
-    for (double t = 0; t < secs; t += 0.05) {
-        struct timespec ts = {0, 50000000L};
-        nanosleep(&ts, NULL);
-        if (beat) {
-            ps_comm_alive();
-        }
-    }
-#else
-    (void)tr;
-    (void)clock;
-#endif
 }
 
 /* A metrics line that cannot be written (a full disk) costs that line, not
@@ -209,71 +77,6 @@ static void write_metrics(trainer *tr, const ps_metric_kv *kv, size_t n)
     if (tr->metrics) {
         count_lost(tr, ps_metrics_write(tr->metrics, kv, n));
     }
-}
-
-/* Coordinator: mean loss (NLL, no dropout, no L2) and accuracy on `set`
- * from parameters of at least version `version` (the temporal average when
- * averaging), pulled chunk by chunk into the evaluation's own buffers (only
- * the rows each chunk needs, so a 2^30-row sparse model is never pulled
- * whole). */
-static int evaluate(trainer *tr, const ps_dataset *set, int64_t version, double *loss, double *acc)
-{
-    slot *s = &tr->eval;
-    double loss_sum = 0;
-    size_t correct = 0;
-    for (size_t first = 0; first < set->n; first += EVAL_CHUNK) {
-        size_t n = set->n - first < EVAL_CHUNK ? set->n - first : EVAL_CHUNK;
-        ps_batch b = ps_dataset_view(set, first, n);
-        int rc = ps_model_batch_keys(tr->model, &b, s->keys);
-        if (rc || (rc = ps_client_plan(tr->client, s->plan, s->keys)) ||
-            (rc = grow_tables(tr, s->keys, tr->eval_params, tr->cap_eval)) ||
-            (rc = ps_client_pull_start(tr->client, s->plan, version, tr->wc->averaged)) ||
-            (rc = ps_client_pull_wait(tr->client, s->plan, tr->eval_params))) {
-            return rc;
-        }
-        double ls = 0;
-        size_t nc = 0;
-        if ((rc = ps_model_evaluate(tr->model, &b, s->keys, (const float *const *)tr->eval_params,
-                                    &ls, &nc))) {
-            return rc;
-        }
-        loss_sum += ls;
-        correct += nc;
-    }
-    *loss = set->n ? loss_sum / (double)set->n : NAN;
-    /* A vae has no classes: no accuracy (null in the metrics). */
-    int classes = ps_model_has_accuracy(ps_model_config(tr->model)->kind);
-    *acc = set->n && classes ? (double)correct / (double)set->n : NAN;
-    return 0;
-}
-
-/* --eval-train N: the first N samples of the coordinator's part of the
- * training set, in file order (no shuffle), loaded once. The part is the
- * first block of the training set (rows for IDX and synthetic data, bytes
- * for libsvm), so for the former these are the set's first N rows; a
- * libsvm part is read from the start of its byte range. */
-static int load_train_head(trainer *tr)
-{
-    const ps_worker_cfg *wc = tr->wc;
-    uint64_t part = ps_batcher_rows(tr->batcher);
-    size_t n = (size_t)(wc->eval_train < part ? wc->eval_train : part);
-    if (n == 0) {
-        return 0;
-    }
-    if (ps_source_is_libsvm(&wc->source)) {
-        ps_libsvm *r = NULL;
-        uint64_t bytes;
-        int rc = ps_source_open_train_stream(&wc->source, &wc->spec, wc->client.worker,
-                                             wc->client.nworkers, &r, &bytes);
-        if (rc == 0) {
-            rc = ps_libsvm_next(r, n, &tr->train_head);
-        }
-        ps_libsvm_close(&r);
-        return rc;
-    }
-    ps_source_cfg head = wc->source;
-    head.train_limit = n;
-    return ps_source_load_train(&head, &wc->spec, 0, 1, &tr->train_head);
 }
 
 /* The clocks between evaluations. */
@@ -357,9 +160,10 @@ static int eval_and_record(trainer *tr, uint64_t clock, int final)
     if (!final && tr->wc->eval_samples && tr->wc->eval_samples < test.n) {
         test.n = (size_t)tr->wc->eval_samples;
     }
-    int rc = evaluate(tr, &test, (int64_t)clock, &loss, &acc);
+    int rc = ps_evaluator_run(tr->evaluator, &test, (int64_t)clock, tr->wc->averaged, &loss, &acc);
     if (rc == 0 && tr->train_head.n) {
-        rc = evaluate(tr, &tr->train_head, (int64_t)clock, &train_nll, &train_acc);
+        rc = ps_evaluator_run(tr->evaluator, &tr->train_head, (int64_t)clock, tr->wc->averaged,
+                              &train_nll, &train_acc);
     }
     if (rc) {
         return rc;
@@ -447,9 +251,7 @@ static int setup(trainer *tr)
         return rc;
     }
     tr->ntables = ps_model_ntables(tr->model);
-#ifdef PS_TESTING
-    tr->inject = getenv("ADAMPS_TEST_INJECT");
-#endif
+    tr->inject = ps_inject_read();
     /* Counting the rows of a large libsvm part takes a while: say so. */
     if (tr->coordinator && !wc->quiet && ps_source_is_libsvm(&wc->source)) {
         PS_LOG(INFO, "each of the %u workers reads and counts its part of %s", wc->client.nworkers,
@@ -459,28 +261,20 @@ static int setup(trainer *tr)
                                 wc->client.worker, wc->client.nworkers))) {
         return rc;
     }
-    if (tr->coordinator && ((rc = ps_source_load_test(&wc->source, &wc->spec, &tr->test)) ||
-                            (wc->eval_train && (rc = load_train_head(tr))))) {
+    if (tr->coordinator &&
+        ((rc = ps_source_load_test(&wc->source, &wc->spec, &tr->test)) ||
+         (wc->eval_train && (rc = ps_batcher_head(tr->batcher, &wc->spec, wc->client.nworkers,
+                                                  wc->eval_train, &tr->train_head))))) {
         return rc;
     }
     if (ps_batcher_streamed(tr->batcher) && !tr->wc->quiet) {
         PS_LOG(INFO, "worker %u streams its %llu rows of %s in chunks", wc->client.worker,
                (unsigned long long)ps_batcher_rows(tr->batcher), wc->source.train);
     }
-    if (!(tr->params = ps_calloc(tr->ntables, sizeof(float *))) ||
-        !(tr->grads = ps_calloc(tr->ntables, sizeof(float *))) ||
-        !(tr->eval_params = ps_calloc(tr->ntables, sizeof(float *))) ||
-        !(tr->cap_params = ps_calloc(tr->ntables, sizeof(size_t))) ||
+    if (!(tr->grads = ps_calloc(tr->ntables, sizeof(float *))) ||
         !(tr->cap_grads = ps_calloc(tr->ntables, sizeof(size_t))) ||
-        !(tr->cap_eval = ps_calloc(tr->ntables, sizeof(size_t)))) {
+        (tr->coordinator && ps_evaluator_create(&tr->evaluator, tr->client, tr->model))) {
         return PS_ENOMEM;
-    }
-    slot *all[3] = {&tr->slots[0], &tr->slots[1], &tr->eval};
-    for (int i = 0; i < 3; i++) {
-        if (!(all[i]->keys = ps_calloc(tr->ntables, sizeof(ps_keylist))) ||
-            ps_plan_create(&all[i]->plan, tr->client)) {
-            return PS_ENOMEM;
-        }
     }
     if (tr->coordinator && wc->metrics[0]) {
         if ((rc = ps_metrics_open(&tr->metrics, wc->metrics,
@@ -705,37 +499,15 @@ static int at_boundary(trainer *tr, uint64_t b, int *stopped)
     return checkpoint(tr, (int64_t)b);
 }
 
-/* After the stop checkpoint: the reply to the pull in flight (the batch of
- * clock b) is taken, so no message is left behind. */
-static int drain_pull(trainer *tr, uint64_t b)
-{
-    slot *s = &tr->slots[b % 2];
-    int rc = grow_tables(tr, s->keys, tr->params, tr->cap_params);
-    return rc ? rc : ps_client_pull_wait(tr->client, s->plan, tr->params);
-}
-
 static void teardown(trainer *tr)
 {
-    slot *all[3] = {&tr->slots[0], &tr->slots[1], &tr->eval};
-    for (int i = 0; i < 3; i++) {
-        ps_dataset_fini(&all[i]->batch);
-        if (all[i]->keys) {
-            ps_model_keys_fini(all[i]->keys, tr->ntables);
-        }
-        ps_free(all[i]->keys);
-        ps_plan_destroy(&all[i]->plan);
+    ps_evaluator_destroy(&tr->evaluator);
+    ps_pipe_destroy(&tr->pipe);
+    for (uint32_t t = 0; tr->grads && t < tr->ntables; t++) {
+        ps_free(tr->grads[t]);
     }
-    for (uint32_t t = 0; t < tr->ntables; t++) {
-        ps_free(tr->params ? tr->params[t] : NULL);
-        ps_free(tr->grads ? tr->grads[t] : NULL);
-        ps_free(tr->eval_params ? tr->eval_params[t] : NULL);
-    }
-    ps_free(tr->params);
     ps_free(tr->grads);
-    ps_free(tr->eval_params);
-    ps_free(tr->cap_params);
     ps_free(tr->cap_grads);
-    ps_free(tr->cap_eval);
     ps_batcher_destroy(&tr->batcher);
     ps_dataset_fini(&tr->test);
     ps_dataset_fini(&tr->train_head);
@@ -747,12 +519,20 @@ static void teardown(trainer *tr)
     ps_model_destroy(&tr->model);
 }
 
+/* The last clock a server will answer a pull for: the final one, or
+ * where the job stops once that is known (the reply before carries it). */
+static int64_t last_pull(const trainer *tr)
+{
+    int64_t last = (int64_t)tr->total_steps - 1, sc = ps_client_stop_clock(tr->client);
+    int64_t stop = tr->stop_at >= 0 ? tr->stop_at : sc > 0 ? sc : last;
+    return stop < last ? stop : last;
+}
+
 static int step(trainer *tr, uint64_t clock)
 {
-    slot *s = &tr->slots[clock % 2];
-    int rc = grow_tables(tr, s->keys, tr->params, tr->cap_params);
-    if (rc || (rc = grow_tables(tr, s->keys, tr->grads, tr->cap_grads)) ||
-        (rc = ps_client_pull_wait(tr->client, s->plan, tr->params))) {
+    ps_pipe_step s;
+    int rc = ps_pipe_wait(tr->pipe, clock, &s);
+    if (rc || (rc = ps_model_grow_rows(tr->model, s.keys, tr->grads, tr->cap_grads))) {
         return rc;
     }
     log_clock(tr, "start", clock);
@@ -769,27 +549,33 @@ static int step(trainer *tr, uint64_t clock)
             tr->evals_timed++;
         }
     }
-    /* Start the next batch's pull before computing this one. */
-    if (clock + 1 < tr->total_steps && (rc = prepare(tr, clock + 1))) {
+    /* Start the next batch's pull (prepared during the last wait) before
+     * computing this one: the servers answer it once this push is in. */
+    if (clock + 1 < tr->total_steps && (rc = ps_pipe_start(tr->pipe, clock + 1))) {
         return rc;
     }
-    inject_delay(tr, clock);
-    ps_batch b = ps_dataset_view(&s->batch, 0, s->batch.n);
+    ps_inject_delay(tr->wc->delay_ms, tr->wc->client.worker, clock);
+    ps_batch b = s.batch;
     if (b.n > 0) {
         double loss = 0;
-        if ((rc =
-                 ps_model_forward_backward(tr->model, &b, s->keys, (const float *const *)tr->params,
-                                           tr->grads, clock, &loss))) {
+        if ((rc = ps_model_forward_backward(tr->model, &b, s.keys, (const float *const *)s.params,
+                                            tr->grads, clock, &loss))) {
             return rc;
         }
         tr->loss_ema = tr->have_ema ? 0.98 * tr->loss_ema + 0.02 * loss : loss;
         tr->have_ema = 1;
     }
     ps_stats_samples(ps_comm_stats(tr->world), b.n);
-    inject_fault(tr, s, clock);
+    ps_inject_fault(tr->inject, tr->wc->client.worker + 1 == tr->wc->client.nworkers, clock, s.plan,
+                    tr->grads[0], s.keys[0].n);
     log_clock(tr, "push", clock);
-    if ((rc = ps_client_push(tr->client, s->plan, (const float *const *)tr->grads, (int64_t)clock,
+    if ((rc = ps_client_push(tr->client, s.plan, (const float *const *)tr->grads, (int64_t)clock,
                              (uint32_t)b.n))) {
+        return rc;
+    }
+    /* The batch after next, while the servers apply this push: its keys
+     * and plan leave the critical path (worker/pipeline.h). */
+    if (clock + 2 < tr->total_steps && (rc = ps_pipe_ahead(tr->pipe, clock + 2, last_pull(tr)))) {
         return rc;
     }
     if (tr->coordinator) {
@@ -830,8 +616,17 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
                (unsigned long long)tr.total_steps, (unsigned long long)tr.steps_per_epoch,
                wc->client.nworkers, wc->client.nservers);
     }
+    ps_pipe_cfg pc = {.client = tr.client,
+                      .model = tr.model,
+                      .batcher = tr.batcher,
+                      .steps_per_epoch = tr.steps_per_epoch,
+                      .max_staleness = wc->max_staleness,
+                      .first = b};
+    if ((rc = ps_pipe_create(&tr.pipe, &pc))) {
+        goto done;
+    }
     tr.t0 = tr.last_print = ps_comm_time();
-    if (b < tr.total_steps && (rc = prepare(&tr, b))) {
+    if (b < tr.total_steps && (rc = ps_pipe_start(tr.pipe, b))) {
         goto done;
     }
     /* Boundary b: clocks 0..b-1 are pushed, the pull for b is in flight. */
@@ -839,7 +634,7 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
         if ((rc = stop_signals(&tr, b))) {
             goto done;
         }
-        inject_pause(&tr, b);
+        ps_inject_pause(tr.inject, tr.coordinator, b);
         if ((rc = step(&tr, b))) {
             goto done;
         }
@@ -849,7 +644,8 @@ int ps_worker_run(const ps_worker_cfg *wc, ps_comm *world, ps_comm *workers)
         goto done;
     }
     if (stopped) {
-        if ((rc = drain_pull(&tr, b)) == 0 && tr.coordinator) {
+        /* The reply to the pull in flight is taken: no message is left. */
+        if ((rc = ps_pipe_drain(tr.pipe)) == 0 && tr.coordinator) {
             PS_LOG(INFO,
                    "stopped at step %llu after a stop signal; %s/ckpt-%llu holds it: rerun "
                    "with --resume to go on (exit 75)",

@@ -1,7 +1,8 @@
 /* Train: one worker's training loop. Loads its part of the training data,
- * and for each clock: forms the minibatch (shuffled per epoch), plans its
- * keys, pulls the rows (the next batch's pull is started before this
- * batch's compute, so it overlaps), computes the gradient and pushes it.
+ * and for each clock: takes the rows of its batch (worker/pipeline.h: the
+ * batch, keys and plan were prepared while the servers applied the push
+ * two clocks back), starts the next batch's pull before this batch's
+ * compute (so it overlaps), computes the gradient and pushes it.
  * The coordinator (worker 0) also evaluates on the test set, prints
  * progress, writes metrics and saves the model. */
 #ifndef PS_TRAIN_H

@@ -1,4 +1,5 @@
-/* Tests for worker/keyset: both methods (bitmap, radix sort) and the
+/* Tests for worker/keyset: both methods (bitmap, in its popcnt copy and
+ * its generic one; radix sort) and the
  * automatic choice give the same keys and positions as a simple reference
  * (qsort, drop repeats, binary search for each position), over random
  * batches of several id spaces and sizes, ids on word edges, one repeated
@@ -64,11 +65,16 @@ static void check_method(ps_keyset *s, ps_keyset_method method, const uint64_t *
     test_free(gpos);
 }
 
+/* Every method, the bitmap both in the copy for this CPU and the generic one. */
 static void check_all(ps_keyset *s, const uint64_t *ids, size_t n, uint64_t dim)
 {
-    check_method(s, PS_KEYSET_BITMAP, ids, n, dim);
-    check_method(s, PS_KEYSET_RADIX, ids, n, dim);
-    check_method(s, PS_KEYSET_AUTO, ids, n, dim);
+    for (int generic = 0; generic < 2; generic++) {
+        ps_keyset_set_generic(s, generic);
+        check_method(s, PS_KEYSET_BITMAP, ids, n, dim);
+        check_method(s, PS_KEYSET_RADIX, ids, n, dim);
+        check_method(s, PS_KEYSET_AUTO, ids, n, dim);
+    }
+    ps_keyset_set_generic(s, 0);
 }
 
 static void test_keyset_random_batches_match_reference(void **state)

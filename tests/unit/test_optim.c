@@ -406,10 +406,11 @@ static void test_step_rows_equals_step_with_all_rows(void **state)
 {
     (void)state;
     enum { R = 6, WMAX = 19 };
-    const size_t widths[3] = {1, 7, 19};
+    /* Below the block (1, 2: sparse logreg rows, 7) and above it. */
+    const size_t widths[4] = {1, 2, 7, 19};
     uint64_t rows[R] = {3, 0, 5, 1, 4, 2};
     for (int kind = 0; kind < PS_OPT_COUNT_; kind++) {
-        for (int wi = 0; wi < 3; wi++) {
+        for (int wi = 0; wi < 4; wi++) {
             size_t W = widths[wi], n = R * W;
             ps_opt_hp hp;
             ps_opt_defaults(&hp, (ps_opt_kind)kind);
