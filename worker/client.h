@@ -3,7 +3,8 @@
  * once; the same plan then serves the pull (rows in) and the push
  * (gradients out) of that batch, one message per server per call. Pulls are
  * nonblocking (start, then wait), so the next batch's pull overlaps this
- * batch's compute; a worker keeps two plans and alternates.
+ * batch's compute; the worker keeps three plans
+ * (worker/pipeline.c: pushed, pulled, prepared).
  *
  * Every push goes to every server, empty where the batch touched none of
  * its rows: a push is also the worker's "clock done" signal. Not
