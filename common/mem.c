@@ -63,6 +63,16 @@ int ps_grow(void **arr, size_t *cap, size_t need, size_t elem_size)
     return 0;
 }
 
+int ps_grow_zeroed(void **arr, size_t *cap, size_t need, size_t elem_size)
+{
+    size_t old = *cap;
+    int rc = ps_grow(arr, cap, need, elem_size);
+    if (rc == 0 && *cap > old) {
+        memset((char *)*arr + old * elem_size, 0, (*cap - old) * elem_size);
+    }
+    return rc;
+}
+
 void ps_free(void *ptr)
 {
     if (ptr) {

@@ -24,6 +24,10 @@ void *ps_realloc(void *ptr, size_t size);
 /* Grows an array: *cap doubles until it holds need elements. Returns 0 or
  * PS_ENOMEM (then *arr is unchanged). */
 int ps_grow(void **arr, size_t *cap, size_t need, size_t elem_size);
+/* ps_grow, and the elements it adds past the old capacity start zeroed
+ * (held-message slots, bitmaps: arrays whose slots are read before they
+ * are written). On failure nothing changes. */
+int ps_grow_zeroed(void **arr, size_t *cap, size_t need, size_t elem_size);
 void ps_free(void *ptr);
 /* Returns a new copy of the NUL-terminated s, or NULL when out of memory;
  * the caller frees it with ps_free(). */
@@ -45,6 +49,9 @@ typedef struct {
  * while it fits. need is evaluated twice: no side effects. */
 #define PS_GROW(arr, cap, need)                                                                    \
     ((size_t)(need) <= (cap) ? 0 : ps_grow((void **)&(arr), &(cap), (need), sizeof *(arr)))
+/* PS_GROW with ps_grow_zeroed. */
+#define PS_GROW_ZEROED(arr, cap, need)                                                             \
+    ((size_t)(need) <= (cap) ? 0 : ps_grow_zeroed((void **)&(arr), &(cap), (need), sizeof *(arr)))
 
 /* Runs stmt for j in [0, n) in blocks of the constant vb, then a scalar
  * tail: -O2's cheap vectoriser only vectorises loops whose trip count it

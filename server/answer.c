@@ -171,13 +171,11 @@ int ps_answer_send(ps_answer *a, const ps_pull *p, int src, int64_t version, int
 
 int ps_answer_hold(ps_answer *a, const ps_pull *p, int src)
 {
-    size_t old_cap = a->cap_held;
-    int rc = PS_GROW(a->held, a->cap_held, a->nheld + 1);
+    /* New slots start empty; slots past nheld keep recycled storage. */
+    int rc = PS_GROW_ZEROED(a->held, a->cap_held, a->nheld + 1);
     if (rc) {
         return rc;
     }
-    /* New slots start empty; slots past nheld keep recycled storage. */
-    memset(a->held + old_cap, 0, (a->cap_held - old_cap) * sizeof *a->held);
     ps_answer_held *h = &a->held[a->nheld];
     if ((rc = ps_segcopy_set(&h->st, p->segs, p->nsegs))) {
         return rc;

@@ -438,12 +438,10 @@ static int next_msg(ps_client *c, const char *what, ps_comm_msg *m)
  * the wait that holds m takes any message). */
 static int hold(ps_client *c, const ps_comm_msg *m)
 {
-    size_t old = c->cap_held;
-    int rc = PS_GROW(c->held, c->cap_held, c->nheld + 1);
+    int rc = PS_GROW_ZEROED(c->held, c->cap_held, c->nheld + 1);
     if (rc) {
         return rc;
     }
-    memset(c->held + old, 0, (c->cap_held - old) * sizeof *c->held);
     held_msg *h = &c->held[c->nheld];
     ps_reply r;
     if ((rc = ps_codec_decode_reply(c->codec, &c->lim, m->src, m->data, m->len, &r))) {

@@ -127,12 +127,11 @@ static bitmap_fn pick_bitmap(int generic)
 static int by_bitmap(ps_keyset *s, const uint64_t *ids, size_t n, uint64_t dim, uint64_t *keys,
                      uint32_t *pos, size_t *nkeys)
 {
-    size_t words = (size_t)((dim + 63) / 64), old = s->bits_cap;
-    if (PS_GROW(s->bits, s->bits_cap, words)) {
+    size_t words = (size_t)((dim + 63) / 64);
+    /* New words start clear; old ones were cleared by the last call. */
+    if (PS_GROW_ZEROED(s->bits, s->bits_cap, words)) {
         return PS_ENOMEM;
     }
-    /* New words start clear; old ones were cleared by the last call. */
-    memset(s->bits + old, 0, (s->bits_cap - old) * sizeof *s->bits);
     if (PS_GROW(s->prefix, s->prefix_cap, words)) {
         return PS_ENOMEM;
     }

@@ -127,6 +127,56 @@ static void test_mem_grow_failure_leaves_array_unchanged(void **state)
     ps_free(a);
 }
 
+/* A realloc whose new block is full of 0xa5 past what it copies, as a
+ * reused block may be: what ps_grow_zeroed must clear. It moves one block
+ * at a time; dirty_size is that block's size. */
+static size_t dirty_size;
+
+static void *dirty_realloc(void *p, size_t n)
+{
+    unsigned char *q = test_malloc(n);
+    if (q) {
+        memset(q, 0xa5, n);
+        if (p) {
+            memcpy(q, p, dirty_size < n ? dirty_size : n);
+            test_free(p);
+        }
+        dirty_size = n;
+    }
+    return q;
+}
+
+/* The added tail is zero, what was there is kept, and a failed grow
+ * changes nothing. */
+static void test_mem_grow_zeroed_clears_only_the_new_tail(void **state)
+{
+    static const ps_mem_hooks dirty = {ps_test_malloc, dirty_realloc, ps_test_free};
+    ps_mem_set_hooks(&dirty);
+    dirty_size = 0;
+    int *a = NULL;
+    size_t cap = 0;
+    assert_int_equal(PS_GROW_ZEROED(a, cap, 3), 0);
+    for (size_t i = 0; i < cap; i++) {
+        assert_int_equal(a[i], 0);
+        a[i] = 7;
+    }
+    size_t old = cap;
+    assert_int_equal(PS_GROW_ZEROED(a, cap, old + 1), 0);
+    assert_true(cap > old);
+    for (size_t i = 0; i < cap; i++) {
+        assert_int_equal(a[i], i < old ? 7 : 0);
+    }
+    a[cap - 1] = 9;
+    old = cap;
+    ps_test_setup(state); /* the checked allocator, to fail the next grow */
+    ps_test_fail_alloc(0);
+    assert_int_equal(PS_GROW_ZEROED(a, cap, old + 1), PS_ENOMEM);
+    ps_test_fail_alloc(-1);
+    assert_int_equal(cap, old);
+    assert_int_equal(a[cap - 1], 9);
+    ps_free(a);
+}
+
 static void test_mem_strdup_copies_and_fails_cleanly(void **state)
 {
     (void)state;
@@ -267,6 +317,7 @@ int main(void)
         T(test_mem_calloc_zeroes_and_zero_size_is_not_null),
         T(test_mem_grow_doubles_and_preserves_contents),
         T(test_mem_grow_failure_leaves_array_unchanged),
+        T(test_mem_grow_zeroed_clears_only_the_new_tail),
         T(test_mem_strdup_copies_and_fails_cleanly),
         T(test_mem_aligned_alloc_aligns_16_to_4096),
         T(test_mem_aligned_alloc_rejects_bad_alignment),
