@@ -101,9 +101,8 @@ void ps_store_read(const ps_store *s, uint32_t table, const uint64_t *slots, siz
 const float *ps_store_rows(const ps_store *s, uint32_t table, uint64_t slot);
 
 /* Raw arrays of one table for checkpoints: w, state[0..nstate), avg (in
- * double; NULL when off), last-update step per row. last_step is current
- * as of this call (a dense store without averaging writes it only here):
- * ask again after further steps. */
+ * double; NULL when off), last-update step per row (kept only with
+ * averaging, its one reader; all 0 without). */
 typedef struct {
     uint64_t nslots;
     uint32_t width;

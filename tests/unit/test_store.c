@@ -291,23 +291,31 @@ static void test_store_dense_steps_every_row(void **state)
     for (int i = 0; i < 4; i++) {
         assert_memory_equal(a.w + never[i] * 2, s0.w + never[i] * 2, 2 * sizeof(float));
     }
-    /* last_step is current as of the call (dense, no averaging: filled
-     * then), so it is asked for again after the step. */
+    /* Without averaging, its one reader, last_step is not kept. */
     ps_store_arrays_get(s, 0, &a);
     for (int r = 0; r < 6; r++) {
-        assert_int_equal(a.last_step[r], 2);
+        assert_int_equal(a.last_step[r], 0);
     }
     snap_free(&s0);
     ps_store_destroy(&s);
 }
 
-/* Lazy Adam: untouched rows (w, m, v, last step) stay bit-identical; touched
- * rows equal ps_opt_step_rows on them with the global step. Step 3 touches
- * row 5 before row 0 and row 5 twice: rows step once, in any order. */
-static void test_store_lazy_steps_only_touched_rows(void **state)
+/* last_step is the temporal average's bookkeeping: the rows' last steps
+ * with averaging, all 0 without. */
+static void assert_last_steps(const int64_t *got, const int64_t *expect, size_t n, int averaging)
 {
-    (void)state;
-    ps_store_cfg c = make_cfg(small_table, 1, 0, 1, PS_SHARD_RANGE, PS_OPT_ADAM, 1, 0);
+    for (size_t r = 0; r < n; r++) {
+        assert_int_equal(got[r], averaging ? expect[r] : 0);
+    }
+}
+
+/* Lazy Adam, with averaging off and on: untouched rows (w, m, v, last
+ * step) stay bit-identical; touched rows equal ps_opt_step_rows on them with
+ * the global step. Step 3 touches
+ * row 5 before row 0 and row 5 twice: rows step once, in any order. */
+static void lazy_steps_only_touched_rows(float avg_beta)
+{
+    ps_store_cfg c = make_cfg(small_table, 1, 0, 1, PS_SHARD_RANGE, PS_OPT_ADAM, 1, avg_beta);
     c.hp.lr = 0.1f;
     ps_store *s = make_store(&c);
     float rw[12], rm[12] = {0}, rv[12] = {0};
@@ -323,7 +331,7 @@ static void test_store_lazy_steps_only_touched_rows(void **state)
     assert_memory_equal(a.state[0], rm, sizeof rm);
     assert_memory_equal(a.state[1], rv, sizeof rv);
     const int64_t last1[6] = {0, 1, 0, 0, 1, 0};
-    assert_memory_equal(a.last_step, last1, sizeof last1);
+    assert_last_steps(a.last_step, last1, 6, avg_beta > 0);
 
     snap s1;
     snap_take(s, 0, &s1);
@@ -337,7 +345,7 @@ static void test_store_lazy_steps_only_touched_rows(void **state)
     assert_memory_equal(a.w + 8, s1.w + 8, 2 * sizeof(float));
     assert_memory_equal(a.state[0] + 8, s1.st[0] + 8, 2 * sizeof(float));
     const int64_t last2[6] = {0, 2, 0, 0, 1, 0};
-    assert_memory_equal(a.last_step, last2, sizeof last2);
+    assert_last_steps(a.last_step, last2, 6, avg_beta > 0);
 
     const uint64_t r5[1] = {5}, r05[2] = {0, 5};
     const float ga[2] = {1.0f, -2.0f}, gb[4] = {0.25f, 0.5f, 3.0f, 4.0f};
@@ -354,9 +362,16 @@ static void test_store_lazy_steps_only_touched_rows(void **state)
     assert_memory_equal(a.state[0], rm, sizeof rm);
     assert_memory_equal(a.state[1], rv, sizeof rv);
     const int64_t last3[6] = {3, 2, 0, 0, 1, 3};
-    assert_memory_equal(a.last_step, last3, sizeof last3);
+    assert_last_steps(a.last_step, last3, 6, avg_beta > 0);
     snap_free(&s1);
     ps_store_destroy(&s);
+}
+
+static void test_store_lazy_steps_only_touched_rows(void **state)
+{
+    (void)state;
+    lazy_steps_only_touched_rows(0.0f);
+    lazy_steps_only_touched_rows(0.9f);
 }
 
 /* --- accumulate ----------------------------------------------------------- */
@@ -607,6 +622,29 @@ static void test_store_check_finite_rejects_nan_and_inf(void **state)
         vb[3] = 3.0f;
         assert_int_equal(ps_store_check_finite(s, &p), 0);
     }
+    /* A whole table, 30 floats: the scan's blocks of 8 and its tail, a bad
+     * value at every position, -NaN (sign bit set) too. */
+    uint64_t all[10];
+    float v[30];
+    for (int k = 0; k < 10; k++) {
+        all[k] = (uint64_t)k;
+    }
+    for (int k = 0; k < 30; k++) {
+        v[k] = k % 2 ? FLT_MAX : -1e-40f;
+    }
+    ps_seg whole = {.table = 0, .nkeys = 10, .slots = all, .values = v, .nvalues = 30};
+    ps_push pw = {.clock = 5, .worker = 2, .nsegs = 1, .segs = &whole};
+    assert_int_equal(ps_store_check_finite(s, &pw), 0);
+    const float worse[4] = {NAN, -NAN, INFINITY, -INFINITY};
+    for (int at = 0; at < 30; at++) {
+        for (int b = 0; b < 4; b++) {
+            float keep = v[at];
+            v[at] = worse[b];
+            assert_int_equal(ps_store_check_finite(s, &pw), PS_ENONFINITE);
+            v[at] = keep;
+        }
+    }
+    assert_int_equal(ps_store_check_finite(s, &pw), 0);
     ps_store_destroy(&s);
 }
 
