@@ -18,7 +18,10 @@
  * handshake is collective, so the worker joins it), runs WARMUP untimed
  * round trips and then `iters` timed ones (iters chosen so one repetition
  * moves >= 32 MB), then the raw ping-pong of the same count; figures are
- * medians over --reps repetitions.
+ * medians over --reps repetitions, and the ratio is the median of each
+ * repetition's own raw / ours (a shared machine's speed drifts over
+ * seconds: a pair measured back to back sees the same machine, medians
+ * taken apart may not).
  *
  *   mpirun -np 2 bench_pushpull [--keys N[,N...]] [--widths W[,W...]]
  *       [--reps R] [--optimizer NAME] [--update lazy|dense] [--transport LABEL]
@@ -69,6 +72,7 @@ typedef struct {
     int iters;
     uint64_t req_bytes, reply_bytes; /* per round trip, as the worker counted them */
     double ps_s, raw_s;              /* median round trip; raw with fresh data */
+    double ratio;                    /* median over repetitions of raw_s / ps_s */
     double cached_s;                 /* raw, one send buffer reused (the old bound) */
 } result;
 
@@ -310,7 +314,12 @@ static int run_case(ps_comm *comm, const options *o, uint64_t nkeys, uint32_t wi
         rc = ps_comm_agree(comm, rc);
     }
     if (rc == 0 && rank == WORKER_RANK) {
+        double ratio[MAX_REPS];
+        for (int rep = 0; rep < o->reps; rep++) {
+            ratio[rep] = t_raw[rep] / t_ps[rep];
+        }
         *res = (result){.nkeys = nkeys,
+                        .ratio = bench_median(ratio, o->reps),
                         .width = width,
                         .iters = iters,
                         .req_bytes = sizes[0],
@@ -331,7 +340,7 @@ static void report(const options *o, const result *r, const char *json)
     printf("%-8s %8llu %5u %11llu %11llu %6d %11.1f %10.3f %8.3f %11.1f %8.3f %6.3f %10.1f\n",
            o->transport, (unsigned long long)r->nkeys, r->width, (unsigned long long)r->req_bytes,
            (unsigned long long)r->reply_bytes, r->iters, r->ps_s * 1e6,
-           (double)r->nkeys / r->ps_s * 1e-6, gbs, r->raw_s * 1e6, raw_gbs, r->raw_s / r->ps_s,
+           (double)r->nkeys / r->ps_s * 1e-6, gbs, r->raw_s * 1e6, raw_gbs, r->ratio,
            r->cached_s * 1e6);
     fflush(stdout);
     if (!json || !*json) {
@@ -351,8 +360,7 @@ static void report(const options *o, const result *r, const char *json)
             o->transport, ps_opt_name(o->opt), o->lazy ? "lazy" : "dense",
             (unsigned long long)r->nkeys, r->width, (unsigned long long)r->req_bytes,
             (unsigned long long)r->reply_bytes, r->iters, o->reps, r->ps_s * 1e6,
-            (double)r->nkeys / r->ps_s, gbs, r->raw_s * 1e6, raw_gbs, r->raw_s / r->ps_s,
-            r->cached_s * 1e6);
+            (double)r->nkeys / r->ps_s, gbs, r->raw_s * 1e6, raw_gbs, r->ratio, r->cached_s * 1e6);
     fclose(f);
 }
 
@@ -377,8 +385,9 @@ int main(int argc, char **argv)
     }
     const char *json = getenv("BENCH_JSON");
     if (rank == WORKER_RANK) {
-        printf("push/pull round trip, 1 worker + 1 server, %s %s, ASP, median of %d; "
-               "raw = MPI_Send/Recv ping-pong of the same bytes, send buffer rewritten before each "
+        printf("push/pull round trip, 1 worker + 1 server, %s %s, ASP, median of %d "
+               "(ratio: median of each repetition's raw_us / round_us); raw = MPI_Send/Recv "
+               "ping-pong of the same bytes, send buffer rewritten before each "
                "send (cached_us: one buffer reused, the old, optimistic bound)\n",
                ps_opt_name(o.opt), o.lazy ? "lazy" : "dense", o.reps);
         printf("%-8s %8s %5s %11s %11s %6s %11s %10s %8s %11s %8s %6s %10s\n", "transport", "keys",

@@ -264,22 +264,6 @@ static int after_part(ps_answer *a, stream *s, const ps_answer_step *st, const f
     return send_final(a, s, f);
 }
 
-/* Rows [r0, r1) of segment i of p checked finite: the same check, and the
- * same message, as for the whole push. */
-static int check_part(const ps_answer *a, const ps_push *p, size_t i, size_t r0, size_t r1)
-{
-    size_t w = width_of(a, p->segs[i].table);
-    ps_seg g = p->segs[i];
-    g.nkeys = r1 - r0;
-    g.slots += r0;
-    g.values += r0 * w;
-    g.nvalues = g.nkeys * w;
-    ps_push part = *p;
-    part.nsegs = 1;
-    part.segs = &g;
-    return ps_store_check_finite(a->store, &part);
-}
-
 int ps_answer_apply_push(ps_answer *a, const ps_push *p, int64_t t, const ps_answer_step *st,
                          int *answered)
 {
@@ -301,16 +285,18 @@ int ps_answer_apply_push(ps_answer *a, const ps_push *p, int64_t t, const ps_ans
          * same rows asked for), so piece k goes right after part k. */
         for (size_t r0 = 0; r0 < g->nkeys && rc == 0; r0 += rows) {
             size_t r1 = g->nkeys - r0 < rows ? g->nkeys : r0 + rows;
-            if (st->check && (rc = check_part(a, p, i, r0, r1))) {
-                break;
+            if ((rc = ps_store_push_part(a->store, p, i, r0, r1))) {
+                break; /* before the bad part's pieces go out */
             }
-            ps_store_push_part(a->store, p, i, r0, r1);
             f.seg = i;
             f.row = r1;
             rc = after_part(a, &s, st, &f, &held);
         }
     }
-    if (rc == 0 && (rc = ps_store_push_end(a->store)) == 0 && s.pull) {
+    if (rc == 0) {
+        ps_store_push_end(a->store);
+    }
+    if (rc == 0 && s.pull) {
         f.done = 1;
         rc = send_final(a, &s, &f);
         *answered = rc == 0;

@@ -78,7 +78,6 @@ typedef int (*ps_answer_find_fn)(void *arg, const ps_pull **pull);
 
 typedef struct {
     int src;            /* the pushing worker's rank */
-    int check;          /* check each part finite just before it is applied */
     int64_t version;    /* the version once the push is applied: the reply's */
     int64_t stop_clock; /* the reply's stop stamp */
     ps_answer_find_fn find;
@@ -93,14 +92,12 @@ typedef struct {
  * asked for after each part until it gives one (and while it holds none
  * of src's). Once it has a pull, it sends its header and then, after
  * each part, every piece that no later part of p writes; after the last
- * part the rest. *answered = 1 when the reply went out in full. With
- * st->check, each part's gradients are checked finite just before it is
- * applied; a bad one stops the apply and the reply there and returns
- * PS_ENONFINITE, logged as ps_store_check_finite does (the store and the
- * worker's reply are then half done: only fit to be destroyed). Returns 0,
- * PS_ENOMEM, PS_ENONFINITE (also a step that made a
- * weight non-finite, as ps_store_apply_push), or what find or a send
- * returned. */
+ * part the rest. *answered = 1 when the reply went out in full. A part
+ * whose step makes a weight non-finite (a non-finite gradient, or the
+ * update's overflow: ps_store_push_part's blame) stops the apply and the
+ * reply before that part's pieces and returns PS_ENONFINITE (the store and
+ * the worker's reply are then half done: only fit to be destroyed).
+ * Returns 0, PS_ENOMEM, PS_ENONFINITE, or what find or a send returned. */
 int ps_answer_apply_push(ps_answer *a, const ps_push *p, int64_t t, const ps_answer_step *st,
                          int *answered);
 

@@ -182,14 +182,13 @@ static int find_pull(void *arg, const ps_pull **pull)
 }
 
 /* Lazy push p as step t of its own, making the version `version`: applied
- * in parts, checked part by part unless --nonfinite skip checked it whole
- * before, and the pushing worker's pull, if this step answers it, sent part
- * by part as its rows are stepped (server/answer.h). Not with temporal
- * averaging: an averaged read needs the whole step. */
+ * in parts, each part's stepped weights checked finite (which catches a
+ * non-finite gradient too: ps_store_push_part), and the pushing worker's pull, if this step answers
+ * it, sent part by part as its rows are stepped (server/answer.h). Not with temporal averaging: an
+ * averaged read needs the whole step. */
 static int self_step(ps_server *s, const ps_push *p, int64_t t, int64_t version)
 {
     ps_answer_step st = {.src = s->cfg->worker_ranks[p->worker],
-                         .check = !s->cfg->nonfinite_skip,
                          .version = version,
                          .stop_clock = s->stop_clock,
                          .find = s->cfg->store.avg_beta > 0 ? NULL : find_pull,
@@ -296,7 +295,8 @@ static int on_push(ps_server *s, const ps_comm_msg *m)
                m->src, p.worker, (long long)p.clock);
         return PS_EMSG;
     }
-    /* A step of its own is checked part by part as it is applied, unless a
+    /* A step of its own needs no pass over its gradients: the weight check
+     * after each part blames a non-finite one (ps_store_push_part). Unless a
      * dropped push must change nothing (--nonfinite skip). */
     int self = s->cfg->store.lazy && (s->cfg->sync != PS_SYNC_BSP || s->cfg->nworkers == 1);
     int drop = 0;

@@ -54,7 +54,6 @@ struct ps_store {
     size_t compact_cap;
     /* A push applied part by part (ps_store_push_begin .. end). */
     int64_t part_step;
-    bad_weight part_bad;
 };
 
 static void *alloc_zeroed(size_t n, size_t size)
@@ -334,9 +333,10 @@ static void check_rows(const store_table *t, const uint64_t *rows, size_t n, bad
     }
 }
 
-/* The step's gradients were all checked finite on arrival, so a
- * non-finite weight after it is the update's own overflow: the error names
- * this server, not a worker. */
+/* The step's gradients were finite (checked on arrival, or by
+ * ps_store_push_part once a weight went bad), so a non-finite weight after
+ * it is the update's own overflow: the error names this server, not a
+ * worker. */
 static int report_bad(const ps_store *s, const bad_weight *bad, int64_t step)
 {
     if (!bad->t) {
@@ -509,11 +509,24 @@ int ps_store_push_begin(ps_store *s, const ps_push *p, int64_t t)
         }
     }
     s->part_step = t;
-    s->part_bad = (bad_weight){NULL, 0};
     return grow_compact(s, need);
 }
 
-void ps_store_push_part(ps_store *s, const ps_push *p, size_t seg, size_t r0, size_t r1)
+/* Rows [r0, r1) of segment seg of p as a push of their own. */
+static ps_push part_of(const ps_push *p, size_t seg, size_t r0, size_t r1, size_t w, ps_seg *g)
+{
+    *g = p->segs[seg];
+    g->nkeys = r1 - r0;
+    g->slots += r0;
+    g->values += r0 * w;
+    g->nvalues = g->nkeys * w;
+    ps_push part = *p;
+    part.nsegs = 1;
+    part.segs = g;
+    return part;
+}
+
+int ps_store_push_part(ps_store *s, const ps_push *p, size_t seg, size_t r0, size_t r1)
 {
     const ps_seg *g = &p->segs[seg];
     store_table *tb = &s->t[g->table];
@@ -528,13 +541,23 @@ void ps_store_push_part(ps_store *s, const ps_push *p, size_t seg, size_t r0, si
         }
         grad = s->compact;
     }
-    step_rows(s, tb, g->slots + r0, r1 - r0, grad, s->part_step, &s->part_bad);
+    bad_weight bad = {NULL, 0};
+    step_rows(s, tb, g->slots + r0, r1 - r0, grad, s->part_step, &bad);
+    if (!bad.t) {
+        return 0;
+    }
+    /* Every rule turns a non-finite gradient into a non-finite weight in
+     * its own lane (server/optim.h), so the weight check stands in for a
+     * pass over the gradients; only now are they read, for the blame. */
+    ps_seg one;
+    ps_push part = part_of(p, seg, r0, r1, w, &one);
+    int rc = ps_store_check_finite(s, &part);
+    return rc ? rc : report_bad(s, &bad, s->part_step);
 }
 
-int ps_store_push_end(ps_store *s)
+void ps_store_push_end(ps_store *s)
 {
     s->step = s->part_step;
-    return report_bad(s, &s->part_bad, s->part_step);
 }
 
 int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t)
@@ -543,10 +566,11 @@ int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t)
     if (rc) {
         return rc;
     }
-    for (size_t i = 0; i < p->nsegs; i++) {
-        ps_store_push_part(s, p, i, 0, p->segs[i].nkeys);
+    for (size_t i = 0; i < p->nsegs && rc == 0; i++) {
+        rc = ps_store_push_part(s, p, i, 0, p->segs[i].nkeys);
     }
-    return ps_store_push_end(s);
+    ps_store_push_end(s);
+    return rc;
 }
 
 int ps_store_apply_scaled(ps_store *s, int64_t t, float scale)

@@ -74,19 +74,24 @@ int ps_store_apply_scaled(ps_store *s, int64_t t, float scale);
 int ps_store_apply(ps_store *s, int64_t t);
 /* Lazy mode with nothing accumulated: applies p alone as step t straight
  * from its arrays (no pending-gradient pass; a copy only for the L2 term).
- * Identical to accumulating p with scale 1 and applying, returns included;
- * for ASP/SSP and single-worker BSP. */
+ * Identical to accumulating p with scale 1 and applying; for ASP/SSP and
+ * single-worker BSP. p's gradients need not be checked first: a step that
+ * makes a weight non-finite stops after the segment that did and returns
+ * PS_ENONFINITE, logged as ps_store_check_finite does when a gradient of
+ * that segment is non-finite, else as the update's overflow (the store is
+ * then only fit to destroy). */
 int ps_store_apply_push(ps_store *s, const ps_push *p, int64_t t);
 /* ps_store_apply_push in parts, so a caller can send rows as soon as they
  * are stepped (server/answer.h): begin (PS_ENOMEM, with nothing applied, or
  * 0), then part for every row range [r0, r1) of every segment seg of p,
- * each row exactly once, in any order, then end (returns as
- * ps_store_apply_push). The result is the same bit for bit however the
- * rows are cut; gapless rows of a part step in one pass over the arrays.
- * p stays borrowed from begin to end. */
+ * each row exactly once, in any order, then end. A part returns 0 or
+ * PS_ENONFINITE as ps_store_apply_push does, for its own rows; after that,
+ * stop. The result is the same bit for bit however the rows are cut;
+ * gapless rows of a part step in one pass over the arrays. p stays
+ * borrowed from begin to end. */
 int ps_store_push_begin(ps_store *s, const ps_push *p, int64_t t);
-void ps_store_push_part(ps_store *s, const ps_push *p, size_t seg, size_t r0, size_t r1);
-int ps_store_push_end(ps_store *s);
+int ps_store_push_part(ps_store *s, const ps_push *p, size_t seg, size_t r0, size_t r1);
+void ps_store_push_end(ps_store *s);
 /* Last step applied (0 before the first). */
 int64_t ps_store_step(const ps_store *s);
 

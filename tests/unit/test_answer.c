@@ -227,8 +227,7 @@ static void test_answer_streams_the_reply_of_a_step_applied_in_parts(void **stat
                                    {.table = 1, .nkeys = 2, .slots = pb}};
                 ps_pull p = {.request_id = 3, .min_version = 1, .nsegs = NT, .segs = segs};
                 finder fd = {.pull = &p, .at = at};
-                ps_answer_step st = {
-                    .src = 1, .check = 1, .version = 1, .find = find_at, .arg = &fd};
+                ps_answer_step st = {.src = 1, .version = 1, .find = find_at, .arg = &fd};
                 int answered = 0;
                 assert_int_equal(ps_answer_apply_push(&f.a, &b.push, 1, &st, &answered), 0);
                 int found = fd.calls >= at;
