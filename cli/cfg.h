@@ -76,14 +76,15 @@ typedef struct {
     int shuffle;    /* --shuffle on|off */
 
     /* cluster */
-    uint32_t servers;    /* --servers S (0 = one per node) */
-    ps_shard_mode shard; /* --shard range|hash */
-    ps_sync sync;        /* --consistency bsp|ssp:K|asp */
-    uint32_t staleness;  /* K of ssp:K */
-    int nonfinite_skip;  /* --nonfinite abort|skip */
-    double peer_timeout; /* --peer-timeout SECONDS (0 = wait for ever) */
-    double delay_ms;     /* --inject-delay-ms X: testing */
-    uint64_t max_memory; /* --max-memory BYTES per rank (0 = auto: the node's available) */
+    uint32_t servers;     /* --servers S (0 = one per node) */
+    ps_shard_mode shard;  /* --shard range|hash */
+    ps_sync sync;         /* --consistency bsp|ssp:K|asp */
+    uint32_t staleness;   /* K of ssp:K */
+    int nonfinite_skip;   /* --nonfinite abort|skip */
+    double peer_timeout;  /* --peer-timeout SECONDS (0 = wait for ever) */
+    uint64_t reply_chunk; /* --reply-chunk FLOATS per pull-reply piece (0 = auto) */
+    double delay_ms;      /* --inject-delay-ms X: testing */
+    uint64_t max_memory;  /* --max-memory BYTES per rank (0 = auto: the node's available) */
 
     /* output */
     uint64_t eval_every;            /* --eval-every N steps (0 = once per epoch) */

@@ -169,6 +169,7 @@ void ps_job_server_cfg(const ps_cfg *cfg, ps_server_cfg *out)
     }
     out->sync = cfg->sync;
     out->nonfinite_skip = cfg->nonfinite_skip;
+    out->reply_chunk = (size_t)cfg->reply_chunk;
     out->ckpt_dir = cfg->ckpt_dir;
     out->opt_name = ps_opt_name(cfg->opt.kind);
     out->config_text = "";

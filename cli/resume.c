@@ -29,6 +29,7 @@ static const char *const safe_keys[] = {
     "log_every",
     "progress_every",
     "peer_timeout",
+    "reply_chunk",
     "servers",
     "shard",
     "inject_delay_ms",

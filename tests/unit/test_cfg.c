@@ -199,6 +199,7 @@ EXPECT(x_peer_timeout, c->peer_timeout = 2.5)
 EXPECT(x_keep_ckpts, c->keep_ckpts = 5)
 EXPECT(x_resume_allow, SET(c->resume_allow, "lr,eval-every"))
 EXPECT(x_delay, c->delay_ms = 2.5)
+EXPECT(x_reply_chunk, c->reply_chunk = 16384)
 EXPECT(x_max_memory, c->max_memory = (uint64_t)3 << 29)
 EXPECT(x_eval_every, c->eval_every = 50)
 EXPECT(x_eval_train, c->eval_train = 500)
@@ -262,6 +263,7 @@ static const flag_case flag_cases[] = {
     {"nonfinite", "skip", B_FILES, x_nonfinite},
     {"peer-timeout", "2.5", B_FILES, x_peer_timeout},
     {"inject-delay-ms", "2.5", B_FILES, x_delay},
+    {"reply-chunk", "16384", B_FILES, x_reply_chunk},
     {"max-memory", "1536M", B_FILES, x_max_memory},
     {"eval-every", "50", B_FILES, x_eval_every},
     {"eval-train", "500", B_FILES, x_eval_train},
@@ -525,6 +527,7 @@ static void test_cfg_rejects_bad_numbers_naming_flag_and_value(void **state)
         {{DS, "--epochs", "0"}, "--epochs: '0' is not > 0"},
         {{DS, "--epochs", "nan"}, "--epochs: 'nan'"},
         {{DS, "--inject-delay-ms", "-1"}, "--inject-delay-ms: '-1'"},
+        {{DS, "--reply-chunk", "1000"}, "--reply-chunk: '1000'"},
         {{DS, "--max-memory", "4X"}, "--max-memory: '4X' is not a byte count"},
         {{DS, "--max-memory", "0"}, "--max-memory: '0'"},
         /* A control byte quoted back keeps the reason on one line. */

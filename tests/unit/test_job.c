@@ -130,11 +130,13 @@ static void test_job_server_cfg_carries_the_rule_in_force(void **state)
     assert_int_equal(sc.sync, PS_SYNC_BSP);
     assert_int_equal(sc.store.lazy, 1);
     assert_int_equal(sc.nresume, 0);
+    assert_int_equal(sc.reply_chunk, 0); /* auto: the server's default */
 
     PARSE(&c, DS, "--optimizer", "rmsprop", "--consistency", "ssp:2", "--shard", "hash",
           "--nonfinite", "skip", "--sparse-update", "dense", "--temporal-averaging", "0.9",
-          "--seed", "7");
+          "--seed", "7", "--reply-chunk", "4096");
     ps_job_server_cfg(&c, &sc);
+    assert_int_equal(sc.reply_chunk, 4096);
     assert_true(sc.store.hp.lr == 0.01f);
     assert_true(sc.store.hp.beta2 == 0.99f);
     assert_int_equal(sc.sync, PS_SYNC_SSP);

@@ -20,6 +20,16 @@ same_model() {
     same_npy "$LOGDIR/ck_ref" "$1"
 }
 
+# How replies are cut into pieces changes no bit: 1K-float pieces (W1,
+# 784 x 32, in 25) end where the default's one piece per table does.
+run_np reply_chunk_bit_identical 3 train "${CK[@]}" --reply-chunk 1024 \
+    --save-model "$LOGDIR/ck_chunk"
+if [ "$RC" -eq 0 ] && same_model "$LOGDIR/ck_chunk"; then
+    pass "reply_chunk_bit_identical (--reply-chunk 1024)"
+else
+    fail reply_chunk_bit_identical "rc=$RC or parameters differ from the default piece size"
+fi
+
 if [ "$ref_rc" -eq 0 ] && [ "$crash_rc" -ne 0 ] && [ -f "$LOGDIR/ck1/MANIFEST" ] &&
     [ -f "$LOGDIR/ck1/ckpt-20/MANIFEST" ] && [ -f "$LOGDIR/ck1/ckpt-10/shard-0.bin" ] &&
     grep -q ckpt-20 "$LOGDIR/ck1/MANIFEST" && [ ! -e "$LOGDIR/ck1/ckpt-30" ]; then
