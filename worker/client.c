@@ -382,7 +382,7 @@ static int scatter_reply(ps_client *c, const ps_plan *p, uint32_t s, int src, co
             continue;
         }
         for (size_t k = 0; k < want_seg->nkeys; k++) {
-            memcpy(dst + pos[k] * width, vals + k * width, width * sizeof(float));
+            ps_table_copy_row(dst + pos[k] * width, vals + k * width, width);
         }
     }
     return 0;
@@ -570,7 +570,7 @@ int ps_client_push(ps_client *c, ps_plan *p, const float *const *grads, int64_t 
                 vals = grads[t] + pt->pos[a] * width;
             } else {
                 for (size_t k = a; k < a + n; k++) {
-                    memcpy(c->vals + off, grads[t] + pt->pos[k] * width, width * sizeof(float));
+                    ps_table_copy_row(c->vals + off, grads[t] + pt->pos[k] * width, width);
                     off += width;
                 }
             }

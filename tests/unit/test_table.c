@@ -127,6 +127,28 @@ static void test_table_normal_has_requested_stddev(void **state)
     assert_true(fabs(inside / n - 0.6827) < 0.01);
 }
 
+/* Every width copies exactly its floats, the short ones (1, 2) included,
+ * and nothing beside them. */
+static void test_table_copy_row_copies_width_floats(void **state)
+{
+    (void)state;
+    float src[40], dst[42];
+    for (int k = 0; k < 40; k++) {
+        src[k] = (float)k + 0.5f;
+    }
+    static const size_t widths[] = {0, 1, 2, 3, 8, 17, 40};
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        size_t w = widths[i];
+        for (int k = 0; k < 42; k++) {
+            dst[k] = -1.0f;
+        }
+        ps_table_copy_row(dst + 1, src, w);
+        assert_true(dst[0] == -1.0f);
+        assert_memory_equal(dst + 1, src, w * sizeof(float));
+        assert_true(dst[1 + w] == -1.0f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -135,6 +157,7 @@ int main(void)
         cmocka_unit_test(test_table_init_row_is_independent_of_sharding),
         cmocka_unit_test(test_table_glorot_is_uniform_within_limit),
         cmocka_unit_test(test_table_normal_has_requested_stddev),
+        cmocka_unit_test(test_table_copy_row_copies_width_floats),
     };
     return cmocka_run_group_tests(tests, ps_test_setup, ps_test_teardown);
 }
