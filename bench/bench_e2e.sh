@@ -5,8 +5,9 @@
 #   state to decay into the subnormal range, issue 15), under BSP and ssp:1,
 #   samples/s from the "final" line, beside the same model stepped as many
 #   times in one process without the parameter server (bench_mlp
-#   --run-steps, state carried), run just before: PS overhead = 1 - ps/local;
-#   targets <= 25% (BSP) and <= 10% (ssp:1).
+#   --run-steps, state carried), and PyTorch's step (bench/torch_mlp.py,
+#   when installed), both run again just before each PS run: PS overhead =
+#   1 - ps/local, targets <= 25% (BSP) and <= 10% (ssp:1), and >= 1.5x torch.
 # - sparse logistic regression, nnz 100 per row, 2^20 features, batch 1000,
 #   BSP: non-zeros/s (samples/s x 100) beside the worker's own keys+gradient
 #   rate for the same shape (bench_mlp), measured right before it; three
@@ -39,20 +40,35 @@ if [ ! -x "$MLP" ] || [ ! -x "$BIN" ]; then
     exit 1
 fi
 
-# jfield FILE BENCH KEY: KEY of the row {"bench":"BENCH",...} in FILE.
+# jfield FILE BENCH KEY: KEY of the row {"bench":"BENCH",...} in FILE (the C
+# benches write no space after a colon, Python's json.dumps one).
 jfield() {
-    grep "\"bench\":\"$2\"" "$1" | sed "s/.*\"$3\":\([0-9.e+-]*\).*/\1/"
+    grep "\"bench\": \?\"$2\"" "$1" | sed "s/.*\"$3\": \?\([0-9.e+-]*\).*/\1/"
 }
 
-# The in-process bounds: E2E_STEPS MLP steps in a row, and the sparse
-# logreg keys+gradient rate.
 J=$TMP/mlp.json
-BENCH_JSON=$J "$MLP" --run-steps "$E2E_STEPS" >"$TMP/mlp.log" 2>&1 || {
+# mlp_json TAG ARGS...: bench_mlp ARGS, its JSON rows into $J.TAG.
+mlp_json() {
+    local tag=$1
+    shift
+    BENCH_JSON=$J.$tag "$MLP" "$@" >"$TMP/mlp.$tag.log" 2>&1 && return 0
     echo "bench_e2e: bench_mlp failed:" >&2
-    tail -5 "$TMP/mlp.log" >&2
-    exit 1
+    tail -5 "$TMP/mlp.$tag.log" >&2
+    return 1
 }
-LOCAL=$(jfield "$J" mlp_run samples_per_sec)
+
+# local_sps TAG: the in-process bound (bench_mlp --run-steps) into LOCAL,
+# and PyTorch's step (when python3 has torch) into TORCH, just before the
+# PS run they are set beside.
+local_sps() {
+    mlp_json "$1" --run-steps "$E2E_STEPS" || return 1
+    LOCAL=$(jfield "$J.$1" mlp_run samples_per_sec)
+    TORCH=
+    if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+        BENCH_JSON=$J.$1.torch /usr/bin/python3 bench/torch_mlp.py >/dev/null 2>&1 &&
+            TORCH=$(jfield "$J.$1.torch" torch_mlp_step samples_per_sec_with_adam)
+    fi
+}
 
 # train_sps NAME NRANKS ARGS...: samples/s of one adamps train run.
 train_sps() {
@@ -74,37 +90,33 @@ ARGS=(train --dataset fashion-mnist --model mlp --hidden "1000,1000" --dropout-i
     --eval-every "$E2E_STEPS" --test-limit 1000 --quiet)
 printf '\nend to end: MLP 784-1000-1000-10 on Fashion-MNIST, batch 128, Adam, %s steps\n' \
     "$E2E_STEPS"
-printf 'local (bench_mlp --run-steps %s, one process): %s samples/s\n' "$E2E_STEPS" "$LOCAL"
-printf '%-36s %12s %12s %8s %12s\n' "run" "samples/s" "local" "ratio" "ps_overhead"
-# BSP with one worker cannot overlap anything (batch t+1 needs the update
-# of batch t); ssp:1 lets the pull of batch t+1 overlap batch t's compute.
+printf 'each PS run beside the same steps in one process (bench_mlp --run-steps %s) and\n' \
+    "$E2E_STEPS"
+printf 'PyTorch'"'"'s step (bench/torch_mlp.py, when installed), both measured just before it\n'
+printf '%-36s %12s %12s %8s %12s %10s\n' "run" "samples/s" "local" "ratio" "ps_overhead" "torch"
 for cons in bsp ssp:1; do
+    local_sps "${cons//:/}" || exit 1
     train_sps "e2e_mlp_${cons//:/}" 2 "${ARGS[@]}" --consistency "$cons" || exit 1
     read -r ratio overhead < <(awk -v p="$SPS" -v l="$LOCAL" \
         'BEGIN { printf "%.4f %.4f\n", p / l, 1 - p / l }')
-    printf '%-36s %12s %12s %8s %11.1f%%\n' "1 server + 1 worker, $cons" "$SPS" "$LOCAL" \
-        "$ratio" "$(awk -v o="$overhead" 'BEGIN { print o * 100 }')"
+    printf '%-36s %12s %12s %8s %11.1f%% %10s\n' "1 server + 1 worker, $cons" "$SPS" "$LOCAL" \
+        "$ratio" "$(awk -v o="$overhead" 'BEGIN { print o * 100 }')" "${TORCH:--}"
     if [ -n "${BENCH_JSON:-}" ]; then
         printf '{"bench":"e2e_mlp","servers":1,"workers":1,"steps":%s,"batch":128,' \
             "$E2E_STEPS" >>"$BENCH_JSON"
         printf '"consistency":"%s","samples_per_sec":%s,"local_samples_per_sec":%s,' \
             "$cons" "$SPS" "$LOCAL" >>"$BENCH_JSON"
+        [ -n "$TORCH" ] && printf '"torch_samples_per_sec":%s,' "$TORCH" >>"$BENCH_JSON"
         printf '"ratio_vs_local":%s,"ps_overhead":%s}\n' "$ratio" "$overhead" >>"$BENCH_JSON"
     fi
 done
 
-# Sparse logreg at bench_mlp's shape: 2^20 features, 100 nnz per row,
-# 2 classes, batch 1000; rows enough that no batch repeats.
 SROWS=$((E2E_SPARSE_STEPS * 1000 + 1000))
 printf '\nsparse logreg 2^20 features, 100 nnz/row, batch 1000, BSP, %s steps\n' \
     "$E2E_SPARSE_STEPS"
 RATIOS=()
 for pair in 1 2 3; do
-    BENCH_JSON=$J.$pair "$MLP" >"$TMP/mlp.$pair.log" 2>&1 || {
-        echo "bench_e2e: bench_mlp failed:" >&2
-        tail -5 "$TMP/mlp.$pair.log" >&2
-        exit 1
-    }
+    mlp_json "$pair" || exit 1
     bound=$(jfield "$J.$pair" sparse_logreg_grad nnz_per_sec_with_keys)
     train_sps "e2e_sparse_logreg_$pair" 2 train --model logreg --servers 1 --batch 1000 \
         --synthetic "rows=$SROWS,features=1048576,nnz=100,classes=2" --optimizer adam \
