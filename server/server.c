@@ -183,9 +183,10 @@ static int find_pull(void *arg, const ps_pull **pull)
 
 /* Lazy push p as step t of its own, making the version `version`: applied
  * in parts, each part's stepped weights checked finite (which catches a
- * non-finite gradient too: ps_store_push_part), and the pushing worker's pull, if this step answers
- * it, sent part by part as its rows are stepped (server/answer.h). Not with temporal averaging: an
- * averaged read needs the whole step. */
+ * non-finite gradient too: ps_store_push_part), and the pushing worker's
+ * pull, if this step answers it, sent part by part as its rows are stepped
+ * (server/answer.h). Not with temporal averaging: an averaged read needs
+ * the whole step. */
 static int self_step(ps_server *s, const ps_push *p, int64_t t, int64_t version)
 {
     ps_answer_step st = {.src = s->cfg->worker_ranks[p->worker],
