@@ -113,6 +113,18 @@ if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && grep -q "non-finite gradient .* from 
 else
     fail nan_abort "rc=$RC"
 fi
+# Under ASP every push is a step of its own, applied with no pass over its
+# gradients: the weight check after each part finds the NaN and blames the
+# worker all the same.
+ADAMPS_TEST_INJECT=nan run_np nan_abort_asp 4 train "${SMALL[@]}" --servers 1 --steps 40 \
+    --consistency asp
+if [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] &&
+    grep -q "non-finite gradient nan from worker 2: table w, key .*, clock 3" "$LOG" &&
+    ! grep -q "non-finite weight" "$LOG"; then
+    pass nan_abort_asp
+else
+    fail nan_abort_asp "rc=$RC"
+fi
 ADAMPS_TEST_INJECT=nan run_np nan_skip 4 train "${SMALL[@]}" --servers 1 --steps 40 --nonfinite skip
 if [ "$RC" -eq 0 ] && grep -q "dropping the gradients of worker 2" "$LOG"; then
     pass nan_skip
